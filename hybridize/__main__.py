@@ -1,0 +1,4 @@
+"""`python -m hybridize` runs the CLI."""
+from .cli import main
+
+main()

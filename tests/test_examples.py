@@ -1,0 +1,17 @@
+"""The examples keep working: each runs on a tiny local model, as a user would run it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_python_api_example(tiny_model_dir, tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, str(EXAMPLES / "python_api.py"), str(tiny_model_dir), "-o", str(out)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "full attention layers: [3]" in done.stdout and "generated:" in done.stdout
+    assert (out / "model.safetensors").is_file()
