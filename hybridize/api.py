@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from .calibration import calibration_ids
 from .export import read_record, save_hybrid
 from .modeling import HybridizeConfig, HybridizeForCausalLM
 from .plans import Plan, Shapes, load_plan, make_plan
@@ -76,17 +77,22 @@ def peak_rss_bytes() -> int:
 
 
 def convert(model: str, plan: Plan, output: str | Path, *, dtype: str = "auto", force: bool = False,
-            device: str | None = None, command: str | None = None, progress=None) -> ConversionReport:
-    """Load `model`, apply `plan` layer by layer in place, and write the hybrid checkpoint to `output`."""
+            device: str | None = None, calibration_tokens: int = 512, command: str | None = None,
+            progress=None) -> ConversionReport:
+    """Load `model`, apply `plan` layer by layer in place, and write the hybrid checkpoint to `output`.
+
+    `calibration_tokens` of stdlib text go through the model once to set each new layer's output
+    scale (0 skips it; see hybridize.surgery)."""
     from .export import check_output
     check_output(output, force)  # fail before the slow part
     start = time.perf_counter()
     source = resolve(model)
     base, tokenizer = load_model(source, dtype=dtype, device=device)
     shapes = shapes_of(base)
-    hybrid = convert_in_place(base, plan, source=model, progress=progress)
+    ids = calibration_ids(tokenizer, calibration_tokens)
+    hybrid = convert_in_place(base, plan, source=model, progress=progress, calibration_ids=ids)
     record = {"command": command, "source": model, "dtype": str(hybrid.dtype).replace("torch.", ""),
-              "plan": plan.to_dict()}
+              "calibration_tokens": 0 if ids is None else ids.numel(), "plan": plan.to_dict()}
     path = save_hybrid(hybrid, tokenizer, output, plan, shapes, force=force, record=record)
     return ConversionReport(path, plan, shapes, time.perf_counter() - start, peak_rss_bytes())
 

@@ -8,9 +8,11 @@ Weight mapping for a Gated DeltaNet / KDA layer (H query heads, G key/value head
     biases of q/k/v/o are carried; q/k RMSNorm weights (Qwen3) become per-channel scales on q and k
     before their L2 norm (the norm itself is redundant with it). RoPE has no counterpart: linear
     layers are position-free, the convolution and the decay carry order.
-    The output RMSNorm (which softmax attention lacks) is scaled to the size of one value vector,
-    ||W_v||_F / sqrt(heads * D) times the RMS of the layer's input norm weight: a sharp softmax
-    returns about one value vector, so this keeps the layer's output at the attention's scale.
+    Output scale: the mixer's per-head RMSNorm (softmax attention has none) would make its output far
+    larger than attention's (trained models park most attention on a few "sink" tokens whose values
+    are small). With calibration tokens, each head's o_proj columns are scaled by the least-squares
+    factor that best maps the mixer's output onto the attention's, fitted on one teacher forward
+    (`fit_output_scales`). Without them the norm is set to the size of one value vector.
 The new parts start neutral: identity convolution, beta = 0.5, decay 0.001..0.1 per step across heads,
 output gate silu(.) = 1 (see GatedDeltaMixer.reset_parameters).
 Sliding-window layers keep the attention module and its weights; only the mask and cache change.
@@ -137,13 +139,60 @@ def input_norm_rms(layer: nn.Module) -> float:
     return float(weight.detach().float().pow(2).mean().sqrt())
 
 
-def convert(model: nn.Module, plan: Plan, source: str | None = None, progress=None) -> HybridizeForCausalLM:
+@torch.no_grad()
+def attention_samples(model: nn.Module, layer_ids: list[int], input_ids: torch.Tensor) -> dict[int, tuple]:
+    """(input hidden states, attention output) of the given layers, from one forward of `model`."""
+    layers, seen, hooks = decoder_layers(model), {}, []
+    for i in layer_ids:
+        def grab(module, args, kwargs, output, i=i):
+            seen[i] = (kwargs["hidden_states"].detach(), output[0].detach())
+        hooks.append(getattr(layers[i], ATTENTION_ATTR).register_forward_hook(grab, with_kwargs=True))
+    try:
+        model(input_ids.to(model.device), use_cache=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+@torch.no_grad()
+def fit_output_scales(mixer: GatedDeltaMixer, x: torch.Tensor, y: torch.Tensor, floor: float = 1e-2) -> torch.Tensor:
+    """Scale each head's o_proj columns by the least-squares factor s_h minimising
+    || sum_h s_h o_proj_h(n_h) - y ||^2 over the samples; returns s (clamped to >= floor).
+    The output norm is reset to one first: the scales take its place."""
+    H, D = mixer.num_heads, mixer.head_dim
+    mixer.norm.weight.fill_(1.0)
+    captured = {}
+    hook = mixer.o_proj.register_forward_hook(lambda mod, args, out: captured.__setitem__("n", args[0]))
+    mixer(x)
+    hook.remove()
+    n = captured["n"].reshape(-1, H, D).float()
+    w = mixer.o_proj.weight.float().reshape(-1, H, D)
+    per_head = torch.einsum("nhd,ohd->nho", n, w)  # each head's contribution to the output
+    target = y.reshape(-1, y.shape[-1]).float()
+    if mixer.o_proj.bias is not None:
+        target = target - mixer.o_proj.bias.float()
+    gram = torch.einsum("nho,ngo->hg", per_head, per_head)
+    rhs = torch.einsum("nho,no->h", per_head, target)
+    ridge = 1e-6 * gram.diagonal().mean() * torch.eye(H, device=gram.device)
+    scales = torch.linalg.solve(gram + ridge, rhs).clamp_min(floor)
+    mixer.o_proj.weight.mul_(scales.repeat_interleave(D).to(mixer.o_proj.weight.dtype))
+    return scales
+
+
+def convert(model: nn.Module, plan: Plan, source: str | None = None, progress=None,
+            calibration_ids: torch.Tensor | None = None) -> HybridizeForCausalLM:
     """Apply `plan` to `model` in place and return the hybrid (which shares every kept weight).
 
-    `progress(layer_index)` is called after each layer, for progress bars."""
+    `calibration_ids` [B, T]: tokens for one teacher forward that sets each new layer's output scale
+    (see the module docstring). `progress(layer_index)` is called after each layer."""
     config = hybrid_config(model, plan, source)
     kv_heads = attention_layout(model).num_kv_heads
     layers = decoder_layers(model)
+    samples = {}
+    if calibration_ids is not None:
+        linear = [i for i, m in enumerate(plan.mixers) if m in LINEAR]
+        samples = attention_samples(model, linear, calibration_ids)
     for i, mixer_name in enumerate(plan.mixers):
         attn = getattr(layers[i], ATTENTION_ATTR)
         if mixer_name in LINEAR:
@@ -151,6 +200,8 @@ def convert(model: nn.Module, plan: Plan, source: str | None = None, progress=No
             mixer = build_mixer(config, i).to(device=weight.device, dtype=weight.dtype)
             if weight.device.type != "meta":
                 init_from_attention(mixer, attn, kv_heads, input_norm_rms(layers[i]))
+                if i in samples:
+                    fit_output_scales(mixer, *samples.pop(i))
             setattr(layers[i], ATTENTION_ATTR, mixer)
             del attn  # the attention's own tensors go with it
         elif mixer_name == "swa":

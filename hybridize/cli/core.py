@@ -97,6 +97,8 @@ def register(app: typer.Typer) -> None:
         plan_file: Path = typer.Option(None, "--plan", help="A plan YAML from `hybridize plan`."),
         dtype: str = typer.Option("auto", "--dtype", help="auto (the checkpoint's), float32, bfloat16 or float16."),
         device: str = typer.Option(None, "--device", help="Load onto this device (e.g. cuda); default CPU."),
+        calibration_tokens: int = typer.Option(512, "--calibration-tokens",
+                                               help="Tokens of built-in text that set the new layers' output scale (0: none)."),
         force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
     ) -> None:
         """Swap attention layers for linear / sliding-window mixers and write a hybrid checkpoint.
@@ -115,6 +117,7 @@ def register(app: typer.Typer) -> None:
             task = progress.add_task(f"loading {model} and converting {len(p.replaced_layers)} layers",
                                      total=p.num_layers)
             report = api.convert(model, p, output, dtype=dtype, force=force, device=device, command=command,
+                                 calibration_tokens=calibration_tokens,
                                  progress=lambda i: progress.update(task, completed=i + 1))
         _, cache = plan_tables(report.shapes, p, [parse_tokens(c) for c in DEFAULT_CONTEXTS.split(",")])
         _console().print(cache)
