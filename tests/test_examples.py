@@ -15,3 +15,14 @@ def test_python_api_example(tiny_model_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "full attention layers: [3]" in done.stdout and "generated:" in done.stdout
     assert (out / "model.safetensors").is_file()
+
+
+def test_cli_workflow_example(tiny_model_dir, tmp_path):
+    import json
+    out = tmp_path / "cli"
+    done = subprocess.run(["bash", str(EXAMPLES / "cli_workflow.sh"), str(tiny_model_dir), str(out)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "eval.json").read_text())
+    assert report  # the eval command's JSON, teacher and hybrid side by side
+    assert "nothing uploaded" in done.stdout

@@ -1,0 +1,143 @@
+"""Shared pieces of the chunked gated-delta-rule kernels: Triton helpers used inside several
+kernels, and the host-side description of how a packed batch splits into chunks.
+
+Every kernel sees the batch as one packed sequence of tokens ([1, B*T, H, ...] is the same memory as
+[B, T, H, ...]) cut into documents by ``cu``; a chunk never straddles two documents. That keeps one
+code path for fixed-length and variable-length batches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+CHUNK = 64  # tokens per chunk: the width of every intra-chunk matrix
+SUB = 16  # sub-block of a chunk over which per-channel decay factors are split (see channel_pairwise)
+# exp() arguments are clamped here where the result is masked away anyway: keeps inf out of
+# products whose other factor is zero (inf * 0 = NaN would leak through a dot product).
+EXP_CLAMP = tl.constexpr(80.0)
+
+
+@dataclass
+class Layout:
+    """How a packed batch of tokens splits into documents and chunks (all int32 on the device)."""
+
+    cu: torch.Tensor  # [N+1] document boundaries in tokens
+    chunks: torch.Tensor  # [NC, 2] (document, chunk within document) of every chunk, in order
+    chunk_offsets: torch.Tensor  # [N] index of each document's first chunk
+    num_seqs: int
+    num_chunks: int
+    max_len: int
+
+
+def make_layout(batch: int, seqlen: int, cu_seqlens: torch.Tensor | None, device) -> Layout:
+    if cu_seqlens is None:
+        # B equal documents: everything follows from arithmetic, no host sync needed.
+        nt = triton.cdiv(seqlen, CHUNK)
+        cu = torch.arange(0, batch + 1, device=device, dtype=torch.int32) * seqlen
+        doc = torch.arange(batch, device=device, dtype=torch.int32).repeat_interleave(nt)
+        within = torch.arange(nt, device=device, dtype=torch.int32).repeat(batch)
+        offsets = torch.arange(batch, device=device, dtype=torch.int32) * nt
+        return Layout(cu, torch.stack([doc, within], 1).contiguous(), offsets, batch, batch * nt, seqlen)
+    cu = cu_seqlens.to(device=device, dtype=torch.int32)
+    lens = cu[1:] - cu[:-1]
+    if bool((lens < 0).any()):
+        raise ValueError("cu_seqlens must be non-decreasing")
+    nts = (lens + CHUNK - 1) // CHUNK
+    offsets = torch.cumsum(nts, 0, dtype=torch.int32) - nts
+    total = int(nts.sum().item())
+    doc = torch.repeat_interleave(torch.arange(len(lens), device=device, dtype=torch.int32), nts)
+    within = torch.arange(total, device=device, dtype=torch.int32) - offsets.long()[doc.long()].int()
+    max_len = int(lens.max().item()) if len(lens) else 0
+    return Layout(cu, torch.stack([doc, within], 1).contiguous(), offsets, len(lens), total, max_len)
+
+
+def dot_dtype(dtype: torch.dtype):
+    """Operand type of the products on 16-bit tiles: the input's own type on the GPU; fp32 under
+    TRITON_INTERPRET, whose numpy matmul mishandles bfloat16 operands."""
+    if triton.knobs.runtime.interpret:
+        return tl.float32
+    return {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}.get(dtype, tl.float32)
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """fp32 inputs get 3xTF32 products (fp32-grade error, on the tensor cores; plain IEEE dots compile to
+    minutes of FMA code); 16-bit inputs get tf32 for the fp32
+    intermediates, which is well inside their own rounding error."""
+    return "tf32x3" if dtype == torch.float32 else "tf32"
+
+
+@triton.jit
+def unit_lower_inverse(A, C: tl.constexpr, LOG2C: tl.constexpr, PREC: tl.constexpr):
+    """(I + A)^-1 for a strictly lower-triangular A [C, C] (fp32).
+
+    A is nilpotent (A^C = 0), so (I + A)^-1 = sum_n (-A)^n = (I - A)(I + A^2)(I + A^4)...(I + A^(C/2)):
+    2 * (log2(C) - 1) dense products on the tensor cores instead of C dependent row updates."""
+    rows = tl.arange(0, C)
+    P = tl.where(rows[:, None] == rows[None, :], 1.0, 0.0) - A
+    N = A
+    for _ in tl.static_range(LOG2C - 1):
+        N = tl.dot(N, N, input_precision=PREC)
+        P = P + tl.dot(P, N, input_precision=PREC)
+    return P
+
+
+@triton.jit
+def pick_row(X, rows, r):
+    """Row r of the register tile X (rows indexes its first axis)."""
+    return tl.sum(tl.where(rows[:, None] == r, X, 0.0), 0)
+
+
+@triton.jit
+def channel_pairwise(a, b, G, rows, C: tl.constexpr, SB: tl.constexpr, INCLUSIVE: tl.constexpr,
+                     PREC: tl.constexpr):
+    """M[t, j] = sum_d a[t,d] b[j,d] exp(G[t,d] - G[j,d]) for j < t (j <= t if INCLUSIVE), else 0.
+
+    a, b, G: [C, BK] fp32, G the within-chunk cumulative log-decay (non-increasing down the rows).
+    exp(G_t - G_j) itself is <= 1, but factoring it as exp(G_t - G_r) * exp(G_r - G_j) for one
+    reference row r, as a matrix product needs, overflows over a whole chunk. So the columns j are
+    taken SB at a time with r in the middle of their block: every factor then stays under
+    exp(SB/2 * |g|), finite in fp32 for gates down to about -10 per step (KDA bounds them at -5)."""
+    acc = tl.zeros([C, C], dtype=tl.float32)
+    for s in tl.static_range(C // SB):
+        Gr = pick_row(G, rows, s * SB + SB // 2)
+        inb = (rows >= s * SB) & (rows < s * SB + SB)
+        a_s = tl.where((rows >= s * SB)[:, None], a * tl.exp(tl.minimum(G - Gr[None, :], EXP_CLAMP)), 0.0)
+        b_s = tl.where(inb[:, None], b * tl.exp(tl.minimum(Gr[None, :] - G, EXP_CLAMP)), 0.0)
+        acc += tl.dot(a_s, tl.trans(b_s), input_precision=PREC)
+    if INCLUSIVE:
+        keep = rows[:, None] >= rows[None, :]
+    else:
+        keep = rows[:, None] > rows[None, :]
+    return tl.where(keep, acc, 0.0)
+
+
+@triton.jit
+def channel_rowside(P, b, G, rows, C: tl.constexpr, SB: tl.constexpr, PREC: tl.constexpr):
+    """X[t, d] = sum_j P[t,j] b[j,d] exp(G[t,d] - G[j,d]) for a lower-triangular P [C, C]:
+    the gradient of channel_pairwise's output with respect to its `a` (same safe split)."""
+    acc = tl.zeros(b.shape, dtype=tl.float32)
+    for s in tl.static_range(C // SB):
+        Gr = pick_row(G, rows, s * SB + SB // 2)
+        inb = (rows >= s * SB) & (rows < s * SB + SB)
+        b_s = tl.where(inb[:, None], b * tl.exp(tl.minimum(Gr[None, :] - G, EXP_CLAMP)), 0.0)
+        P_s = tl.where(inb[None, :], P, 0.0)
+        part = tl.dot(P_s, b_s, input_precision=PREC)
+        acc += tl.where((rows >= s * SB)[:, None], part * tl.exp(tl.minimum(G - Gr[None, :], EXP_CLAMP)), 0.0)
+    return acc
+
+
+@triton.jit
+def channel_colside(P, a, G, rows, C: tl.constexpr, SB: tl.constexpr, PREC: tl.constexpr):
+    """Y[j, d] = sum_t P[t,j] a[t,d] exp(G[t,d] - G[j,d]) for a lower-triangular P [C, C]:
+    the gradient of channel_pairwise's output with respect to its `b`."""
+    acc = tl.zeros(a.shape, dtype=tl.float32)
+    for s in tl.static_range(C // SB):
+        Gr = pick_row(G, rows, s * SB + SB // 2)
+        inb = (rows >= s * SB) & (rows < s * SB + SB)
+        a_s = tl.where((rows >= s * SB)[:, None], a * tl.exp(tl.minimum(G - Gr[None, :], EXP_CLAMP)), 0.0)
+        part = tl.dot(tl.trans(P), a_s, input_precision=PREC)
+        acc += tl.where(inb[:, None], part * tl.exp(tl.minimum(Gr[None, :] - G, EXP_CLAMP)), 0.0)
+    return acc

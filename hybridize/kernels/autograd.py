@@ -1,0 +1,116 @@
+"""The public entry point: an autograd.Function over the chunk kernels, and the switch to the
+decoding kernel for a few new tokens when no gradient is needed.
+
+Forward:  [l2norm] -> chunk_prep -> chunk_scan (output fused).  Nothing but the inputs is saved:
+Backward: [l2norm] -> chunk_prep (again, keeping T) -> chunk_scan (keeping h, vn) -> chunk_bwd
+          -> [l2norm backward].  Recomputing costs one forward and saves the [chunks, H, K, V] states
+          between the two passes (fla's choice too).
+"""
+from __future__ import annotations
+
+import torch
+
+from ._common import make_layout
+from .chunk_bwd import chunk_bwd
+from .chunk_prep import chunk_prep
+from .chunk_scan import chunk_scan
+from .decode import recurrent_update
+from .l2norm import l2norm_bwd, l2norm_fwd
+
+# Up to this many new tokens per sequence (and no gradient), the token-by-token kernel is used.
+DECODE_MAX_T = 16
+_FLOAT = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def _packed(x):
+    """[B, T, ...] -> [1, B*T, ...] (the same memory when contiguous)."""
+    return x.contiguous().reshape(1, x.shape[0] * x.shape[1], *x.shape[2:])
+
+
+def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=False):
+    G, w, u, Aqk, T = chunk_prep(q, k, v, g, beta, scale, layout, store_t=store_for_bwd)
+    o, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
+                              output_final_state=want_final, store_h=store_for_bwd, fuse_o=not store_for_bwd)
+    return o, ht, (G, w, Aqk, T, h, vn)
+
+
+class ChunkGatedDeltaRule(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens, use_qk_l2norm):
+        B, T = q.shape[:2]
+        layout = make_layout(B, T, cu_seqlens, q.device)
+        qp, kp, vp, gp, bp = (_packed(x) for x in (q, k, v, g, beta))
+        rq = rk = None
+        if use_qk_l2norm:
+            qn, rq = l2norm_fwd(qp)
+            kn, rk = l2norm_fwd(kp)
+        else:
+            qn, kn = qp, kp
+        h0 = initial_state.contiguous().float() if initial_state is not None else None
+        o, ht, _ = _forward(qn, kn, vp, gp, bp, scale, h0, output_final_state, layout)
+        ctx.save_for_backward(qp, kp, vp, gp, bp, h0, rq, rk)
+        ctx.layout, ctx.scale, ctx.l2 = layout, scale, use_qk_l2norm
+        ctx.shapes = (q.shape, g.shape, beta.shape)
+        ctx.dtypes = (q.dtype, k.dtype, v.dtype, g.dtype, beta.dtype)
+        ctx.h0_dtype = initial_state.dtype if initial_state is not None else None
+        return o.reshape(v.shape), ht
+
+    @staticmethod
+    def backward(ctx, do, dht):
+        qp, kp, vp, gp, bp, h0, rq, rk = ctx.saved_tensors
+        layout, scale = ctx.layout, ctx.scale
+        if ctx.l2:
+            # recompute exactly as the forward did (same rounding); rq, rk serve the l2 backward
+            qn, _ = l2norm_fwd(qp)
+            kn, _ = l2norm_fwd(kp)
+        else:
+            qn, kn = qp, kp
+        _, _, (G, w, Aqk, T, h, vn) = _forward(qn, kn, vp, gp, bp, scale, h0, False, layout, store_for_bwd=True)
+        do = _packed(do.to(vp.dtype))
+        dht = dht.contiguous().float() if dht is not None else None
+        dq, dk, dv, dg, db, dh0 = chunk_bwd(qn, kn, vp, gp, bp, scale, layout, G, w, Aqk, T, h, vn, do, dht,
+                                            need_dh0=h0 is not None and ctx.needs_input_grad[6])
+        if ctx.l2:
+            dq = l2norm_bwd(qp, rq, dq)
+            dk = l2norm_bwd(kp, rk, dk)
+        qs, gs, bs = ctx.shapes
+        qd, kd, vd, gd, bd = ctx.dtypes
+        dh0 = dh0.to(ctx.h0_dtype) if dh0 is not None else None
+        return (dq.reshape(qs).to(qd), dk.reshape(qs).to(kd), dv.reshape(qs[:3] + vp.shape[-1:]).to(vd),
+                dg.reshape(gs).to(gd), db.reshape(bs).to(bd), None, dh0, None, None, None)
+
+
+def _check(q, k, v, g, beta, initial_state, cu_seqlens):
+    B, T, H, K = k.shape
+    if q.shape != k.shape or v.shape[:3] != (B, T, H) or beta.shape != (B, T, H):
+        raise ValueError(f"shape mismatch: q {tuple(q.shape)} k {tuple(k.shape)} v {tuple(v.shape)} beta {tuple(beta.shape)}")
+    if g.shape not in ((B, T, H), (B, T, H, K)):
+        raise ValueError(f"g must be [B,T,H] or [B,T,H,K], got {tuple(g.shape)}")
+    if q.dtype not in _FLOAT or k.dtype != q.dtype or v.dtype != q.dtype:
+        raise ValueError(f"q, k, v must share one of {_FLOAT}, got {q.dtype} {k.dtype} {v.dtype}")
+    if cu_seqlens is not None and B != 1:
+        raise ValueError("cu_seqlens packs sequences into a batch of one: B must be 1")
+    n = B if cu_seqlens is None else len(cu_seqlens) - 1
+    if initial_state is not None and initial_state.shape != (n, H, K, v.shape[-1]):
+        raise ValueError(f"initial_state must be {(n, H, K, v.shape[-1])}, got {tuple(initial_state.shape)}")
+
+
+def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
+                     cu_seqlens=None, use_qk_l2norm=False):
+    """The gated delta rule on hybridize's Triton kernels (contract: hybridize.modeling.gated_delta).
+
+    q, k [B,T,H,K]; v [B,T,H,V]; g [B,T,H] (GDN) or [B,T,H,K] (KDA, per-step gates >= about -10);
+    beta [B,T,H]; initial_state [N,H,K,V]; cu_seqlens [N+1] with B == 1 for packed documents.
+    Returns (o [B,T,H,V] in v's dtype, final state [N,H,K,V] fp32 or None). Differentiable in
+    q, k, v, g, beta and initial_state; a few new tokens without gradients take the decoding kernel."""
+    _check(q, k, v, g, beta, initial_state, cu_seqlens)
+    scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
+    grad = torch.is_grad_enabled() and any(
+        x is not None and x.requires_grad for x in (q, k, v, g, beta, initial_state))
+    T = q.shape[1] if cu_seqlens is None else q.shape[1] / max(1, len(cu_seqlens) - 1)
+    if not grad and T <= DECODE_MAX_T:
+        h0 = initial_state.float() if initial_state is not None else None
+        return recurrent_update(q, k, v, g, beta, state=h0, scale=scale, cu_seqlens=cu_seqlens,
+                                use_qk_l2norm=use_qk_l2norm, output_final_state=output_final_state)
+    return ChunkGatedDeltaRule.apply(q, k, v, g, beta, scale, initial_state, output_final_state,
+                                     cu_seqlens, use_qk_l2norm)

@@ -1,0 +1,243 @@
+"""Backward of the chunked gated delta rule.
+
+Per chunk, forward (see chunk_prep.py / chunk_scan.py), with h the state at the chunk start:
+    vn = T (beta v) - T (beta k e^G) h       o = (q' e^G) h + Aqk vn      (q' = scale q)
+    h' = e^{G_last} h + (k e^{G_last - G})^T vn
+Stage 1 (_dh_kernel), sequential over chunks in reverse, per (document, head, value block):
+    dvn = Aqk^T do + (k e^{G_last - G}) dh'
+    dh  = e^{G_last} dh' + (q' e^G)^T do - w^T dvn
+Stage 2 (_bwd_kernel), all chunks in parallel, per (chunk, head, block of key columns). With
+dvb = T^T dvn, the triangular solve's gradient collapses (T (I + A) = I) to
+    d(beta v) = dvb,   d(beta k e^G) = -dvb h^T,   dA = -strict_tril(dvb vn^T),   dAqk = tril(do vn^T)
+and the rest is the product rule through the decay factors. dg is the reverse cumulative sum of dG
+inside the chunk plus dG_last on every row. Everything that sums over key columns (dbeta, and dg for
+scalar gates) is written per key block and summed on the host.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._common import CHUNK, SUB, Layout, channel_colside, channel_rowside, dot_dtype, dot_precision
+from .chunk_scan import _pick_bv, load_gates
+
+BWD_CONFIG = {"BK": 64, "BV": 64, "num_warps": 8}
+
+
+@triton.jit
+def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, cu, chunk_offsets, scale, H,
+               K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
+               CHANNEL: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
+    i_v = tl.program_id(0)
+    i_nh = tl.program_id(1)
+    i_n = i_nh // H
+    i_h = i_nh % H
+    bos = tl.load(cu + i_n)
+    eos = tl.load(cu + i_n + 1)
+    c0 = tl.load(chunk_offsets + i_n).to(tl.int64)
+    rows = tl.arange(0, C)
+    kk = tl.arange(0, BK)
+    vv = i_v * BV + tl.arange(0, BV)
+    km = kk < K
+    vm = vv < V
+    m_s = km[:, None] & vm[None, :]
+    p_s = kk[:, None] * V + vv[None, :]
+    state_base = (i_n * H + i_h).to(tl.int64) * K * V
+    if HAS_DHT:
+        dh = tl.load(dht + state_base + p_s, mask=m_s, other=0.0).to(tl.float32)
+    else:
+        dh = tl.zeros([BK, BV], dtype=tl.float32)
+    nt = tl.cdiv(eos - bos, C)
+    for i in range(0, nt):
+        i_t = nt - 1 - i
+        t0 = bos + i_t * C
+        valid = t0 + rows < eos
+        tok = (t0 + rows).to(tl.int64)
+        last_tok = (tl.minimum(t0 + C, eos) - 1).to(tl.int64)
+        m_k = valid[:, None] & km[None, :]
+        m_v = valid[:, None] & vm[None, :]
+        p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
+        p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
+        tl.store(dh_out + ((c0 + i_t) * H + i_h) * K * V + p_s, dh.to(dh_out.dtype.element_ty), mask=m_s)
+        eG, eGlG, eGl = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
+        b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(tl.float32) * scale
+        b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
+        b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(DT)
+        b_do = tl.load(do + p_v, mask=m_v, other=0.0).to(DT)
+        b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
+        dh_dt = dh.to(DT)
+        dvn = tl.dot(tl.trans(b_A), b_do, input_precision=PREC)
+        dvn += tl.dot((b_k * eGlG).to(DT), dh_dt, input_precision=PREC)
+        dvn_dt = dvn.to(DT)
+        tl.store(dvn_out + p_v, dvn_dt, mask=m_v)
+        dh = dh * eGl + tl.dot(tl.trans((b_q * eG).to(DT)), b_do, input_precision=PREC)
+        dh -= tl.dot(tl.trans(b_w), dvn_dt, input_precision=PREC)
+    if STORE_DH0:
+        tl.store(dh0 + state_base + p_s, dh, mask=m_s)
+
+
+@triton.jit
+def _bwd_kernel(q, k, v, g, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, dbeta_part,
+                cu, chunks, scale, H, L,
+                K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
+                SB: tl.constexpr, CHANNEL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
+    i_c = tl.program_id(0)
+    i_h = tl.program_id(1)
+    i_k = tl.program_id(2)
+    i_n = tl.load(chunks + 2 * i_c)
+    i_t = tl.load(chunks + 2 * i_c + 1)
+    bos = tl.load(cu + i_n)
+    eos = tl.load(cu + i_n + 1)
+    rows = tl.arange(0, C)
+    t0 = bos + i_t * C
+    valid = t0 + rows < eos
+    tok = (t0 + rows).to(tl.int64)
+    last = tl.minimum(t0 + C, eos) - 1 - t0  # row of the chunk's last real token
+    last_tok = (t0 + last).to(tl.int64)
+    kk = i_k * BK + tl.arange(0, BK)
+    km = kk < K
+    m_k = valid[:, None] & km[None, :]
+    p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
+    b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
+    b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(tl.float32) * scale
+    b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
+    p_c = (tok[:, None] * H + i_h) * C + rows[None, :]
+    b_T = tl.load(T + p_c, mask=valid[:, None], other=0.0)
+    # G is recomputed from g rather than loaded: past the document end the cumulative sum must
+    # stay at its last value (not 0), or the split decay factors below would overflow.
+    if CHANNEL:
+        Gc = tl.cumsum(tl.load(g + p_k, mask=m_k, other=0.0).to(tl.float32), 0)
+        Gl = tl.load(G + (last_tok * H + i_h) * K + kk, mask=km, other=0.0)
+        eG = tl.exp(Gc)
+        eGlG = tl.exp(Gl[None, :] - Gc)
+        eGl = tl.exp(Gl)
+    else:
+        Gc = tl.cumsum(tl.load(g + tok * H + i_h, mask=valid, other=0.0).to(tl.float32), 0)
+        Gl = tl.load(G + last_tok * H + i_h)
+        eG = tl.exp(Gc)[:, None]
+        eGlG = tl.exp(Gl - Gc)[:, None]
+        eGl = tl.exp(Gl)
+
+    # Accumulate over value blocks every product that sums over the value dimension.
+    dA = tl.zeros([C, C], dtype=tl.float32)  # dvb vn^T (sign and mask applied after)
+    dM = tl.zeros([C, C], dtype=tl.float32)  # do vn^T
+    dkb = tl.zeros([C, BK], dtype=tl.float32)  # dvb h^T
+    dqg = tl.zeros([C, BK], dtype=tl.float32)  # do h^T
+    dkd = tl.zeros([C, BK], dtype=tl.float32)  # vn dh'^T
+    dGl_h = tl.zeros([BK], dtype=tl.float32)  # sum_v h dh'
+    db = tl.zeros([C], dtype=tl.float32)
+    state = ((i_c.to(tl.int64) * H + i_h) * K + kk[:, None]) * V
+    for v0 in range(0, V, BV):
+        vv = v0 + tl.arange(0, BV)
+        vm = vv < V
+        m_v = valid[:, None] & vm[None, :]
+        p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
+        m_s = km[:, None] & vm[None, :]
+        b_h = tl.load(h + state + vv[None, :], mask=m_s, other=0.0).to(DT)
+        b_dh = tl.load(dh + state + vv[None, :], mask=m_s, other=0.0).to(DT)
+        b_vn = tl.load(vn + p_v, mask=m_v, other=0.0).to(DT)
+        b_dvn = tl.load(dvn + p_v, mask=m_v, other=0.0).to(tl.float32)
+        b_do = tl.load(do + p_v, mask=m_v, other=0.0).to(DT)
+        b_v = tl.load(v + p_v, mask=m_v, other=0.0).to(tl.float32)
+        dvb = tl.dot(tl.trans(b_T), b_dvn, input_precision=PREC)
+        # dv and the v-part of dbeta do not depend on the key block: only block 0 writes them.
+        if i_k == 0:
+            tl.store(dv + p_v, (dvb * b_b[:, None]).to(dv.dtype.element_ty), mask=m_v)
+            db += tl.sum(dvb * b_v, 1)
+        dvb_dt = dvb.to(DT)
+        dA += tl.dot(dvb_dt, tl.trans(b_vn), input_precision=PREC)
+        dM += tl.dot(b_do, tl.trans(b_vn), input_precision=PREC)
+        dkb += tl.dot(dvb_dt, tl.trans(b_h), input_precision=PREC)
+        dqg += tl.dot(b_do, tl.trans(b_h), input_precision=PREC)
+        dkd += tl.dot(b_vn, tl.trans(b_dh), input_precision=PREC)
+        dGl_h += tl.sum(b_h.to(tl.float32) * b_dh.to(tl.float32), 1)
+
+    dA = tl.where(rows[:, None] > rows[None, :], -dA, 0.0)
+    dM = tl.where(rows[:, None] >= rows[None, :], dM, 0.0)
+    # Through w's input kb = beta k e^G (dkb carries the minus sign of vn = u - w h):
+    t_kb = -dkb * eG  # d(k)/beta from this path
+    dk_acc = t_kb * b_b[:, None]
+    db -= tl.sum(dkb * b_k * eG, 1)
+    dG = -dkb * b_k * eG * b_b[:, None]
+    # Through the output's q' e^G:
+    dq_acc = dqg * eG
+    dG += dqg * b_q * eG
+    # Through the state update's k e^{G_last - G}:
+    dk_acc += dkd * eGlG
+    kd_grad = dkd * b_k * eGlG
+    dG -= kd_grad
+    dGl = tl.sum(kd_grad, 0) + dGl_h * eGl
+    # Through the pairwise matrices A = beta_t (k_t . k_j decayed) and Aqk = q'_t . k_j decayed.
+    P = dA * b_b[:, None]
+    if CHANNEL:
+        Xa0 = channel_rowside(dA, b_k, Gc, rows, C, SB, PREC)  # rows not yet scaled by beta
+        Xa = Xa0 * b_b[:, None]
+        Ya = channel_colside(P, b_k, Gc, rows, C, SB, PREC)
+        Xm = channel_rowside(dM, b_k, Gc, rows, C, SB, PREC)
+        Ym = channel_colside(dM, b_q, Gc, rows, C, SB, PREC)
+        dk_acc += Xa + Ya + Ym
+        dq_acc += Xm
+        dG += b_k * (Xa - Ya) + b_q * Xm - b_k * Ym
+        # dbeta_t = sum_j dA[t,j] (k_t . k_j decayed) = sum_d k[t,d] Xa0[t,d]
+        db += tl.sum(b_k * Xa0, 1)
+        dg = tl.cumsum(dG, 0, reverse=True) + dGl[None, :]
+        tl.store(dg_part + p_k, dg, mask=m_k)  # key blocks own disjoint columns
+    else:
+        lower = rows[:, None] >= rows[None, :]
+        D = tl.exp(tl.where(lower, Gc[:, None] - Gc[None, :], float("-inf")))
+        S = tl.dot(b_k, tl.trans(b_k), input_precision=PREC) * D  # this key block's share
+        Mq = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * D
+        PD = P * D
+        dMD = dM * D
+        dk_acc += tl.dot(PD, b_k, input_precision=PREC) + tl.dot(tl.trans(PD), b_k, input_precision=PREC)
+        dk_acc += tl.dot(tl.trans(dMD), b_q, input_precision=PREC)
+        dq_acc += tl.dot(dMD, b_k, input_precision=PREC)
+        db += tl.sum(dA * S, 1)
+        PS = P * S
+        dMM = dM * Mq
+        dGs = tl.sum(dG, 1) + tl.sum(PS, 1) - tl.sum(PS, 0) + tl.sum(dMM, 1) - tl.sum(dMM, 0)
+        dg = tl.cumsum(dGs, 0, reverse=True) + tl.sum(dGl, 0)
+        tl.store(dg_part + i_k * L * H + tok * H + i_h, dg, mask=valid)
+    tl.store(dq + p_k, (dq_acc * scale).to(dq.dtype.element_ty), mask=m_k)
+    tl.store(dk + p_k, dk_acc.to(dk.dtype.element_ty), mask=m_k)
+    tl.store(dbeta_part + i_k * L * H + tok * H + i_h, db, mask=valid)
+
+
+def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool):
+    """Gradients of the chunked rule (inputs packed [1, L, H, ...], q and k already normalised).
+    Returns dq, dk, dv (input dtypes), dg (fp32, g's shape), dbeta (fp32), dh0 (fp32 or None)."""
+    _, L, H, K = k.shape
+    V = v.shape[-1]
+    N = layout.num_seqs
+    dev = k.device
+    prec = dot_precision(k.dtype)
+    channel = g.dim() == 4
+    BKf = triton.next_power_of_2(K)
+    dh_all = torch.empty(layout.num_chunks, H, K, V, device=dev, dtype=w.dtype)
+    dvn = torch.empty_like(vn)
+    dh0 = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if need_dh0 else None
+    BVs = _pick_bv(V, N * H)
+    if N:
+        _dh_kernel[(triton.cdiv(V, BVs), N * H)](
+            q, k, w, G, Aqk, do, dht if dht is not None else do, dh_all, dvn,
+            dh0 if need_dh0 else do, layout.cu, layout.chunk_offsets, scale, H,
+            K=K, V=V, BK=BKf, BV=BVs, C=CHUNK, CHANNEL=channel, HAS_DHT=dht is not None,
+            STORE_DH0=need_dh0, PREC=prec, DT=dot_dtype(w.dtype), num_warps=4 if K <= 128 else 8,
+            num_stages=1 if k.dtype == torch.float32 else 2)
+    BK = min(BWD_CONFIG["BK"], BKf)
+    BV = min(BWD_CONFIG["BV"], triton.next_power_of_2(V))
+    NK = triton.cdiv(K, BK)
+    dq = torch.empty_like(q)
+    dk = torch.empty_like(k)
+    dv = torch.empty_like(v)
+    dg_part = torch.empty((1 if channel else NK,) + tuple(g.shape), device=dev, dtype=torch.float32)
+    db_part = torch.empty((NK,) + tuple(beta.shape), device=dev, dtype=torch.float32)
+    if layout.num_chunks:
+        _bwd_kernel[(layout.num_chunks, H, NK)](
+            q, k, v, g, beta, G, T, h, dh_all, vn, dvn, do, dq, dk, dv, dg_part, db_part,
+            layout.cu, layout.chunks, scale, H, L,
+            K=K, V=V, BK=BK, BV=BV, C=CHUNK, SB=SUB, CHANNEL=channel, PREC=prec, DT=dot_dtype(w.dtype),
+            num_warps=BWD_CONFIG["num_warps"], num_stages=1)
+    dg = dg_part[0] if channel else dg_part.sum(0)
+    return dq, dk, dv, dg, db_part.sum(0), dh0

@@ -1,0 +1,103 @@
+"""Stage 1 of the chunked gated delta rule, one program per (chunk, head), all chunks in parallel.
+
+Within a chunk of C tokens, with G the cumulative log-decay from the chunk start, the recurrence
+becomes (UT / WY form, see REFERENCE.md section 3):
+    A = strict_tril(beta_t k_t . k_j e^{G_t - G_j})      T = (I + A)^-1
+    w = T (beta k e^G)      u = T (beta v)                  (both [C, K] / [C, V])
+    Aqk = tril(scale q_t . k_j e^{G_t - G_j})              (the intra-chunk attention)
+The scan (chunk_scan.py) then needs only w, u, Aqk and G to carry the state across chunks.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+# dtype of the intermediates w, u, Aqk (and, in the backward, h, vn, dh) and of the scan's products.
+# None: the inputs' own dtype (fastest; bf16 rounding of u is amplified where vn = u - w h cancels);
+# torch.float32: fp32 intermediates and tf32 products (about 3x smaller error for 16-bit inputs).
+INTER_DTYPE = torch.float32 if os.environ.get("HYBRIDIZE_GDR_INTER") == "fp32" else None
+from ._common import CHUNK, SUB, Layout, channel_pairwise, dot_dtype, dot_precision, unit_lower_inverse
+
+
+@triton.jit
+def _prep_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, cu, chunks, scale, H,
+                 K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                 C: tl.constexpr, LOG2C: tl.constexpr, SB: tl.constexpr, CHANNEL: tl.constexpr,
+                 STORE_T: tl.constexpr, PREC: tl.constexpr, PAIR_PREC: tl.constexpr, DT: tl.constexpr):
+    i_c = tl.program_id(0)
+    i_h = tl.program_id(1)
+    i_n = tl.load(chunks + 2 * i_c)
+    i_t = tl.load(chunks + 2 * i_c + 1)
+    bos = tl.load(cu + i_n)
+    eos = tl.load(cu + i_n + 1)
+    rows = tl.arange(0, C)
+    valid = bos + i_t * C + rows < eos
+    tok = (bos + i_t * C + rows).to(tl.int64)
+    kk = tl.arange(0, BK)
+    m_k = valid[:, None] & (kk < K)[None, :]
+    p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
+    # Rows past the document end load as zeros (k = q = v = beta = g = 0): they neither change the
+    # state nor produce output, so a partial last chunk needs no special case below.
+    k_raw = tl.load(k + p_k, mask=m_k, other=0.0).to(DT)
+    q_raw = tl.load(q + p_k, mask=m_k, other=0.0).to(DT)
+    b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
+    kf = k_raw.to(tl.float32)
+    if CHANNEL:
+        G = tl.cumsum(tl.load(g + p_k, mask=m_k, other=0.0).to(tl.float32), 0)
+        tl.store(G_out + p_k, G, mask=m_k)
+        A = channel_pairwise(kf, kf, G, rows, C, SB, False, PAIR_PREC) * b[:, None]
+        M = channel_pairwise(q_raw.to(tl.float32) * scale, kf, G, rows, C, SB, True, PAIR_PREC)
+        kb = kf * tl.exp(G) * b[:, None]
+    else:
+        G = tl.cumsum(tl.load(g + tok * H + i_h, mask=valid, other=0.0).to(tl.float32), 0)
+        tl.store(G_out + tok * H + i_h, G, mask=valid)
+        # exp of the masked difference: -inf above the diagonal gives exact zeros, no overflow.
+        lower = rows[:, None] >= rows[None, :]
+        D = tl.exp(tl.where(lower, G[:, None] - G[None, :], float("-inf")))
+        kkT = tl.dot(k_raw, tl.trans(k_raw), input_precision=PREC)
+        A = tl.where(rows[:, None] > rows[None, :], kkT * D, 0.0) * b[:, None]
+        M = tl.dot(q_raw, tl.trans(k_raw), input_precision=PREC) * D * scale
+        kb = kf * (tl.exp(G) * b)[:, None]
+    Tm = unit_lower_inverse(A, C, LOG2C, PREC)
+    m_c = valid[:, None]
+    p_c = (tok[:, None] * H + i_h) * C + rows[None, :]
+    if STORE_T:
+        tl.store(T_out + p_c, Tm, mask=m_c)
+    tl.store(Aqk_out + p_c, M.to(Aqk_out.dtype.element_ty), mask=m_c)
+    w = tl.dot(Tm, kb, input_precision=PREC)
+    tl.store(w_out + p_k, w.to(w_out.dtype.element_ty), mask=m_k)
+    vv = tl.arange(0, BV)
+    m_v = valid[:, None] & (vv < V)[None, :]
+    p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
+    vb = tl.load(v + p_v, mask=m_v, other=0.0).to(tl.float32) * b[:, None]
+    u = tl.dot(Tm, vb, input_precision=PREC)
+    tl.store(u_out + p_v, u.to(u_out.dtype.element_ty), mask=m_v)
+
+
+def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = False):
+    """q, k [1, L, H, K], v [1, L, H, V] (packed, contiguous), g [1, L, H] or [1, L, H, K], beta [1, L, H].
+
+    Returns G (fp32, g's shape), w (k's dtype, [1,L,H,K]), u (v's dtype), Aqk ([1,L,H,C]) and T
+    (fp32 [1,L,H,C], only when store_t: the backward needs it)."""
+    _, L, H, K = k.shape
+    V = v.shape[-1]
+    channel = g.dim() == 4
+    inter = INTER_DTYPE or k.dtype  # see INTER_DTYPE
+    G = torch.empty(g.shape, device=g.device, dtype=torch.float32)
+    w = torch.empty_like(k, dtype=inter)
+    u = torch.empty_like(v, dtype=inter)
+    Aqk = torch.empty(1, L, H, CHUNK, device=k.device, dtype=inter)
+    T = torch.empty(1, L, H, CHUNK, device=k.device, dtype=torch.float32) if store_t else Aqk
+    if layout.num_chunks:
+        _prep_kernel[(layout.num_chunks, H)](
+            q, k, v, g, beta, G, w, u, Aqk, T, layout.cu, layout.chunks, scale, H,
+            K=K, V=V, BK=triton.next_power_of_2(K), BV=triton.next_power_of_2(V),
+            C=CHUNK, LOG2C=CHUNK.bit_length() - 1, SB=SUB, CHANNEL=channel, STORE_T=store_t,
+            PREC=dot_precision(k.dtype), DT=dot_dtype(k.dtype),
+            # 3xTF32 on the eight [C, K] x [K, C] per-channel products needs more shared memory than an
+            # H100 block has (320 KB): fp32 inputs take plain tf32 there.
+            PAIR_PREC="tf32" if channel else dot_precision(k.dtype), num_warps=4 if K <= 64 else 8, num_stages=1)
+    return G, w, u, Aqk, (T if store_t else None)

@@ -1,0 +1,124 @@
+"""Stage 2 of the chunked forward: the sequential scan over chunks that carries the state.
+
+One program per (document, head, block of BV value columns) walks its document's chunks in order:
+    vn  = u - w h                       (the chunk's values after the delta-rule correction)
+    o   = (scale q e^G) h + Aqk vn      (output, fused here so h never goes to memory)
+    h  <- e^{G_last} h + (k e^{G_last - G})^T vn
+The columns of the state are independent, so splitting V over programs is free parallelism; the
+chunks of a document are not, which makes this kernel latency-bound for few long documents.
+The backward re-runs it with STORE_H / STORE_VN to get each chunk's starting state and vn.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._common import CHUNK, Layout, dot_dtype, dot_precision
+
+# Value columns per program and warps: the tuning knobs of the latency-bound scan.
+SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": 2}
+
+
+@triton.jit
+def load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K: tl.constexpr, CHANNEL: tl.constexpr):
+    """G of one chunk and its value at the chunk's last real token: returns (e^G, e^{G_last - G},
+    e^{G_last}) shaped to multiply [C, BK] tiles, [C, BK] tiles and the [BK, BV] state."""
+    if CHANNEL:
+        Gc = tl.load(G + (tok[:, None] * H + i_h) * K + kk[None, :], mask=valid[:, None] & km[None, :], other=0.0)
+        Gl = tl.load(G + (last_tok * H + i_h) * K + kk, mask=km, other=0.0)
+        return tl.exp(Gc), tl.exp(Gl[None, :] - Gc), tl.exp(Gl)[:, None]
+    else:
+        Gc = tl.load(G + tok * H + i_h, mask=valid, other=0.0)
+        Gl = tl.load(G + last_tok * H + i_h)
+        return tl.exp(Gc)[:, None], tl.exp(Gl - Gc)[:, None], tl.exp(Gl)
+
+
+@triton.jit
+def _scan_kernel(q, k, w, u, G, Aqk, h0, o, ht, h_out, vn_out, cu, chunk_offsets, scale, H,
+                 K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
+                 CHANNEL: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
+                 STORE_H: tl.constexpr, STORE_VN: tl.constexpr, FUSE_O: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
+    i_v = tl.program_id(0)
+    i_nh = tl.program_id(1)
+    i_n = i_nh // H
+    i_h = i_nh % H
+    bos = tl.load(cu + i_n)
+    eos = tl.load(cu + i_n + 1)
+    c0 = tl.load(chunk_offsets + i_n).to(tl.int64)
+    rows = tl.arange(0, C)
+    kk = tl.arange(0, BK)
+    vv = i_v * BV + tl.arange(0, BV)
+    km = kk < K
+    vm = vv < V
+    m_s = km[:, None] & vm[None, :]
+    p_s = kk[:, None] * V + vv[None, :]
+    state_base = (i_n * H + i_h).to(tl.int64) * K * V
+    if HAS_H0:
+        h = tl.load(h0 + state_base + p_s, mask=m_s, other=0.0).to(tl.float32)
+    else:
+        h = tl.zeros([BK, BV], dtype=tl.float32)
+    for i_t in range(0, tl.cdiv(eos - bos, C)):
+        t0 = bos + i_t * C
+        valid = t0 + rows < eos
+        tok = (t0 + rows).to(tl.int64)
+        last_tok = (tl.minimum(t0 + C, eos) - 1).to(tl.int64)
+        m_k = valid[:, None] & km[None, :]
+        m_v = valid[:, None] & vm[None, :]
+        p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
+        p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
+        if STORE_H:
+            tl.store(h_out + ((c0 + i_t) * H + i_h) * K * V + p_s, h.to(h_out.dtype.element_ty), mask=m_s)
+        b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(DT)
+        b_u = tl.load(u + p_v, mask=m_v, other=0.0).to(tl.float32)
+        b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
+        eG, eGlG, eGl = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
+        h_dt = h.to(DT)
+        vn = b_u - tl.dot(b_w, h_dt, input_precision=PREC)
+        vn_dt = vn.to(DT)
+        if STORE_VN:
+            tl.store(vn_out + p_v, vn_dt, mask=m_v)
+        if FUSE_O:
+            b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(tl.float32) * scale
+            b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
+            b_o = tl.dot((b_q * eG).to(DT), h_dt, input_precision=PREC)
+            b_o += tl.dot(b_A, vn_dt, input_precision=PREC)
+            tl.store(o + p_v, b_o.to(o.dtype.element_ty), mask=m_v)
+        h = h * eGl + tl.dot(tl.trans((b_k * eGlG).to(DT)), vn_dt, input_precision=PREC)
+    if STORE_FINAL:
+        tl.store(ht + state_base + p_s, h, mask=m_s)
+
+
+def _pick_bv(V: int, programs: int) -> int:
+    """Few documents x heads leave most multiprocessors idle: split V finer to fill them."""
+    if SCAN_CONFIG["BV"]:
+        return min(SCAN_CONFIG["BV"], triton.next_power_of_2(V))
+    bv = min(64, triton.next_power_of_2(V))
+    while bv > 16 and programs * triton.cdiv(V, bv) < 128:
+        bv //= 2
+    return bv
+
+
+def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=None,
+               output_final_state: bool = False, store_h: bool = False, fuse_o: bool = True):
+    """Runs the scan. Returns (o or None, final state or None, h [NC,H,K,V] or None, vn or None)."""
+    _, L, H, K = k.shape
+    V = u.shape[-1]
+    N = layout.num_seqs
+    dev = k.device
+    o = torch.empty(1, L, H, V, device=dev, dtype=q.dtype) if fuse_o else None
+    ht = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if output_final_state else None
+    h_out = torch.empty(layout.num_chunks, H, K, V, device=dev, dtype=w.dtype) if store_h else None
+    vn = torch.empty(1, L, H, V, device=dev, dtype=w.dtype) if store_h else None
+    BV = _pick_bv(V, N * H)
+    dummy = u
+    if N:
+        _scan_kernel[(triton.cdiv(V, BV), N * H)](
+            q, k, w, u, G, Aqk, initial_state if initial_state is not None else dummy,
+            o if fuse_o else dummy, ht if ht is not None else dummy, h_out if store_h else dummy,
+            vn if store_h else dummy, layout.cu, layout.chunk_offsets, scale, H,
+            K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4,
+            HAS_H0=initial_state is not None, STORE_FINAL=output_final_state, STORE_H=store_h,
+            STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(w.dtype),
+            num_warps=SCAN_CONFIG["num_warps"] if K <= 128 else 8, num_stages=1 if k.dtype == torch.float32 else SCAN_CONFIG["num_stages"])
+    return o, ht, h_out, vn

@@ -1,0 +1,177 @@
+"""hybridize.kernels against the float64 token-by-token recurrence (issue 3), on the CPU under
+TRITON_INTERPRET=1 (tests/kernels/conftest.py): outputs, final states and the gradients of q, k, v,
+g, beta and the initial state, on fresh random inputs, for scalar (GDN) and per-channel (KDA) gates,
+several T (chunks of 64: T = 64, 150, and 80, 100 below), packed documents, head dims 32, 64 and 128.
+
+Error measure ||x - ref|| / ||ref||, NaN or inf fails. Bounds: fp32 1e-5 (the interpreter computes
+every product in fp32: errors land near 1e-6); bf16 3e-2 (bf16 inputs, outputs and intermediates:
+o lands near 1e-2, where the delta rule's v - S^T k cancels).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+triton = pytest.importorskip("triton")
+
+from hybridize.kernels import gated_delta_rule, recurrent_update  # noqa: E402
+from hybridize.modeling.gated_delta import recurrent_gated_delta_rule  # noqa: E402
+
+
+def _interpreted() -> bool:
+    """Triton decides at import whether its own library functions (tl.cumsum, tl.sum) run under the
+    interpreter: if something (transformers, in the shared conftest) imported triton before
+    TRITON_INTERPRET was set, the kernels cannot run in this process."""
+    from triton.runtime.interpreter import InterpretedFunction
+    return isinstance(triton.language.standard.cumsum, InterpretedFunction)
+
+
+IN_PROCESS = _interpreted()
+inproc = pytest.mark.skipif(not IN_PROCESS, reason="triton imported before TRITON_INTERPRET: test_in_subprocess runs it")
+
+
+# Triton 3.6's interpreter passes loop bounds to range() as 1-element numpy arrays and fails on our
+# kernels; the compiled kernels run fine on 3.6 (benchmarks/kernels_correctness.py, on the GPU).
+OLD_INTERPRETER = tuple(int(x) for x in triton.__version__.split(".")[:2]) < (3, 7)
+
+
+@pytest.mark.skipif(IN_PROCESS, reason="runs in this process")
+@pytest.mark.skipif(OLD_INTERPRETER, reason="triton < 3.7's interpreter cannot run these kernels on the CPU")
+def test_in_subprocess():
+    """Re-runs this file in a fresh interpreter with TRITON_INTERPRET=1 set before anything imports triton."""
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert out.returncode == 0 and " passed" in out.stdout, out.stdout[-6000:] + out.stderr[-3000:]
+
+BOUND = {torch.float32: 1e-5, torch.bfloat16: 3e-2}
+NAMES = ("o", "final_state", "dq", "dk", "dv", "dg", "dbeta", "dh0")
+
+
+def rel(x, ref):
+    assert x is not None and ref is not None
+    x, ref = x.double(), ref.double()
+    if not torch.isfinite(x).all():
+        return float("inf")
+    return ((x - ref).norm() / ref.norm().clamp_min(1e-30)).item()
+
+
+def make_inputs(seed, B, T, H, K, V, channel, dtype, n_seq, l2):
+    gen = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=gen)
+    q, k, v = r(B, T, H, K), r(B, T, H, K), r(B, T, H, V)
+    if not l2:
+        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+    if channel:  # the KDA mixer's bounded per-channel gate
+        g = -5.0 * torch.sigmoid(r(B, T, H, K) - 1.0)
+    else:
+        g = -F.softplus(r(B, T, H) - 1.0)
+    beta = torch.sigmoid(r(B, T, H))
+    h0 = 0.1 * r(n_seq, H, K, V)
+    return [x.to(dtype) for x in (q, k, v)] + [g, beta.to(dtype), h0]
+
+
+def check(seed, B, T, H, K, V, channel, dtype=torch.float32, cu=None, l2=False):
+    n_seq = B if cu is None else len(cu) - 1
+    cu_t = None if cu is None else torch.tensor(cu, dtype=torch.int32)
+    ins = make_inputs(seed, B, T, H, K, V, channel, dtype, n_seq, l2)
+    gen = torch.Generator().manual_seed(seed + 1)
+    do = torch.randn(B, T, H, V, generator=gen)
+    dht = torch.randn(n_seq, H, K, V, generator=gen)
+
+    xs = [x.clone().requires_grad_() for x in ins]
+    o, ht = gated_delta_rule(*xs[:5], initial_state=xs[5], output_final_state=True, cu_seqlens=cu_t,
+                             use_qk_l2norm=l2)
+    assert o.shape == (B, T, H, V) and o.dtype == dtype and ht.shape == (n_seq, H, K, V) and ht.dtype == torch.float32
+    ((o.float() * do).sum() + (ht * dht).sum()).backward()
+
+    rs = [x.double().requires_grad_() for x in ins]
+    ro, rht = recurrent_gated_delta_rule(*rs[:5], initial_state=rs[5], output_final_state=True, cu_seqlens=cu_t,
+                                         use_qk_l2norm=l2)
+    ((ro * do.double()).sum() + (rht * dht.double()).sum()).backward()
+
+    errs = dict(zip(NAMES, [rel(a, b) for a, b in zip([o, ht] + [x.grad for x in xs], [ro, rht] + [x.grad for x in rs])]))
+    bad = {n: e for n, e in errs.items() if not e <= BOUND[dtype]}
+    assert not bad, f"errors over {BOUND[dtype]:.0e}: {bad} (all: {errs})"
+
+
+@inproc
+@pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
+@pytest.mark.parametrize("T", [64, 150])
+def test_chunked_matches_recurrence(T, channel):
+    check(10 + T, 2, T, 2, 64, 64, channel)
+
+
+
+@inproc
+@pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
+def test_packed_documents(channel):
+    # an empty document, a one-token one, one that crosses a chunk boundary, and fused l2 norm
+    check(3, 1, 150, 2, 64, 64, channel, cu=[0, 10, 10, 11, 90, 150], l2=True)
+
+
+@inproc
+@pytest.mark.parametrize("K,V", [(32, 128), (128, 64)])
+def test_other_head_dims(K, V):
+    check(5 + K, 1, 80, 2, K, V, channel=(K == 128))
+
+
+@inproc
+@pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
+def test_bf16(channel):
+    check(7, 1, 100, 2, 64, 64, channel, dtype=torch.bfloat16, l2=True)
+
+
+@inproc
+@pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
+@pytest.mark.parametrize("varlen", [False, True])
+def test_decode_in_place(channel, varlen):
+    B, T, H, K, V = (1, 5, 2, 64, 32) if varlen else (3, 2, 2, 64, 32)
+    cu = [0, 1, 3, 5] if varlen else None
+    n_seq = 3
+    ins = make_inputs(11, B, T, H, K, V, channel, torch.float32, n_seq, l2=True)
+    cu_t = None if cu is None else torch.tensor(cu, dtype=torch.int32)
+    state = ins[5].clone()
+    o, new = recurrent_update(*ins[:5], state=state, cu_seqlens=cu_t, use_qk_l2norm=True, in_place=True)
+    assert new is state  # the cache's own tensor was updated
+    ro, rht = recurrent_gated_delta_rule(*[x.double() for x in ins[:5]], initial_state=ins[5].double(),
+                                         output_final_state=True, cu_seqlens=cu_t, use_qk_l2norm=True)
+    assert rel(o, ro) < 1e-5 and rel(state, rht) < 1e-5
+    # the public entry point takes the same kernel for a few tokens without gradients
+    o2, ht2 = gated_delta_rule(*ins[:5], initial_state=ins[5], output_final_state=True, cu_seqlens=cu_t,
+                               use_qk_l2norm=True)
+    assert rel(o2, ro) < 1e-5 and rel(ht2, rht) < 1e-5
+
+
+@inproc
+def test_dispatch_triton_backend():
+    """The mixers' entry point routes backend='triton' here and gets the reference's function."""
+    from hybridize.modeling.gated_delta import gated_delta_rule as dispatch
+
+    ins = make_inputs(21, 1, 70, 2, 64, 64, False, torch.float32, 1, l2=True)
+    o, ht = dispatch(*ins[:5], initial_state=ins[5], output_final_state=True, use_qk_l2norm=True, backend="triton")
+    ro, rht = recurrent_gated_delta_rule(*[x.double() for x in ins[:5]], initial_state=ins[5].double(),
+                                         output_final_state=True, use_qk_l2norm=True)
+    assert rel(o, ro) < 1e-5 and rel(ht, rht) < 1e-5
+
+
+@inproc
+def test_nan_input_is_not_hidden():
+    """A NaN in the inputs must come out as NaN (the comparison above would then fail), never be masked."""
+    ins = make_inputs(31, 1, 70, 2, 64, 64, True, torch.float32, 1, l2=False)
+    ins[2][0, 5, 1, 3] = float("nan")
+    o, _ = gated_delta_rule(*[x.requires_grad_() for x in ins[:5]])
+    assert torch.isnan(o[0, 5:, 1]).any() and rel(o, o.detach().nan_to_num()) == float("inf")
+
+
+@inproc
+def test_import_without_triton_is_import_error():
+    code = ("import sys; sys.modules['triton'] = None\n"
+            "try:\n    import hybridize.kernels\nexcept ImportError:\n    print('IMPORT-ERROR')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "IMPORT-ERROR" in out.stdout, out.stderr
