@@ -71,17 +71,21 @@ def dot_precision(dtype: torch.dtype) -> str:
 
 @triton.jit
 def unit_lower_inverse(A, C: tl.constexpr, LOG2C: tl.constexpr, PREC: tl.constexpr):
-    """(I + A)^-1 for a strictly lower-triangular A [C, C] (fp32).
+    """(I + A)^-1 for a strictly lower-triangular A [C, C] (fp32), by forward substitution:
+    X[i, :] = e_i - sum_{j<i} A[i, j] X[j, :], one row at a time.
 
-    A is nilpotent (A^C = 0), so (I + A)^-1 = sum_n (-A)^n = (I - A)(I + A^2)(I + A^4)...(I + A^(C/2)):
-    2 * (log2(C) - 1) dense products on the tensor cores instead of C dependent row updates."""
+    Not the nilpotent series (I - A)(I + A^2)(I + A^4)...: exact in exact arithmetic, but when keys
+    are aligned (as in trained models, where keys share a large common direction and
+    A[i, j] ~ beta ~ 0.5) its partial products grow like binomial coefficients and cancel
+    catastrophically in fp32: relative errors of 1 to 5000 on SmolLM2's layers, NaN on longer
+    inputs. The true inverse stays bounded, and so do the rows built here."""
     rows = tl.arange(0, C)
-    P = tl.where(rows[:, None] == rows[None, :], 1.0, 0.0) - A
-    N = A
-    for _ in tl.static_range(LOG2C - 1):
-        N = tl.dot(N, N, input_precision=PREC)
-        P = P + tl.dot(P, N, input_precision=PREC)
-    return P
+    X = tl.where(rows[:, None] == rows[None, :], 1.0, 0.0)
+    for i in range(1, C):
+        a_i = tl.sum(tl.where(rows[:, None] == i, A, 0.0), 0)  # row i of A, over j
+        x_i = tl.sum(a_i[:, None] * X, 0)  # sum_j A[i, j] X[j, :]; A[i, j] = 0 for j >= i
+        X = tl.where(rows[:, None] == i, X - x_i[None, :], X)
+    return X
 
 
 @triton.jit

@@ -61,10 +61,13 @@ def rel(x, ref):
     return ((x - ref).norm() / ref.norm().clamp_min(1e-30)).item()
 
 
-def make_inputs(seed, B, T, H, K, V, channel, dtype, n_seq, l2):
+def make_inputs(seed, B, T, H, K, V, channel, dtype, n_seq, l2, aligned=False):
     gen = torch.Generator().manual_seed(seed)
     r = lambda *s: torch.randn(*s, generator=gen)
     q, k, v = r(B, T, H, K), r(B, T, H, K), r(B, T, H, V)
+    if aligned:  # trained models' keys share a large common direction: k_i . k_j ~ 1 after the L2 norm
+        common = r(1, 1, H, K)
+        q, k = 4 * common + 0.3 * q, 4 * common + 0.3 * k
     if not l2:
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
     if channel:  # the KDA mixer's bounded per-channel gate
@@ -72,14 +75,16 @@ def make_inputs(seed, B, T, H, K, V, channel, dtype, n_seq, l2):
     else:
         g = -F.softplus(r(B, T, H) - 1.0)
     beta = torch.sigmoid(r(B, T, H))
+    if aligned:  # and, as in a freshly converted layer, long memory (little decay) and beta ~ 0.5
+        g, beta = 0.02 * g, 0.5 + 0.1 * (beta - 0.5)
     h0 = 0.1 * r(n_seq, H, K, V)
     return [x.to(dtype) for x in (q, k, v)] + [g, beta.to(dtype), h0]
 
 
-def check(seed, B, T, H, K, V, channel, dtype=torch.float32, cu=None, l2=False):
+def check(seed, B, T, H, K, V, channel, dtype=torch.float32, cu=None, l2=False, aligned=False):
     n_seq = B if cu is None else len(cu) - 1
     cu_t = None if cu is None else torch.tensor(cu, dtype=torch.int32)
-    ins = make_inputs(seed, B, T, H, K, V, channel, dtype, n_seq, l2)
+    ins = make_inputs(seed, B, T, H, K, V, channel, dtype, n_seq, l2, aligned)
     gen = torch.Generator().manual_seed(seed + 1)
     do = torch.randn(B, T, H, V, generator=gen)
     dht = torch.randn(n_seq, H, K, V, generator=gen)
@@ -106,6 +111,14 @@ def check(seed, B, T, H, K, V, channel, dtype=torch.float32, cu=None, l2=False):
 def test_chunked_matches_recurrence(T, channel):
     check(10 + T, 2, T, 2, 64, 64, channel)
 
+
+
+@inproc
+@pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
+def test_aligned_keys(channel):
+    """Keys sharing one direction make I + A badly scaled: the regression that broke real models
+    (an inverse by nilpotent series lost all precision here while random keys passed)."""
+    check(21, 1, 128, 2, 64, 64, channel, l2=True, aligned=True)
 
 
 @inproc
