@@ -44,7 +44,8 @@ def layer_cache_bytes(shapes: Shapes, mixer: str, context: int, window: int | No
     """Cache bytes of one layer for one sequence of `context` tokens."""
     if mixer in LINEAR:
         return state_bytes(shapes.num_heads, shapes.head_dim, conv_size, shapes.dtype_bytes)
-    tokens = min(context, window) if mixer == "swa" else context
+    # transformers' sliding-window cache keeps the last window - 1 positions (the new token is the window's last)
+    tokens = min(context, window - 1) if mixer == "swa" else context
     return tokens * shapes.kv_bytes_per_token()
 
 

@@ -65,7 +65,8 @@ def test_cache_arithmetic():
     assert cache_bytes(shapes, None, ctx) == 4 * kv_layer
     state = 4 * 16 * 16 * 4 + 3 * 4 * 16 * 4 * 2  # fp32 state + conv inputs (3 streams, 4 taps)
     plan = Plan(["gdn", "swa", "kda", "full"], window=100)
-    assert cache_bytes(shapes, plan, ctx, batch=3) == 3 * (2 * state + kv_layer // 10 + kv_layer)
+    swa = 99 * kv_layer // ctx  # the cache keeps window - 1 = 99 positions
+    assert cache_bytes(shapes, plan, ctx, batch=3) == 3 * (2 * state + swa + kv_layer)
 
 
 def test_parse_tokens():
