@@ -62,3 +62,21 @@ def test_real_conversion_keeps_a_quarter_full_and_generates(smollm2):
     assert kinds.count("GatedDeltaMixer") == 22
     out = hybrid.generate(ids[:, :20], max_new_tokens=5, do_sample=False)
     assert out.shape == (1, 25)
+
+
+def test_real_gguf_conversion_saves_loads_and_saves_again(smollm2, tmp_path):
+    """A GGUF source is de-quantised: the hybrid must not claim a quantization config, or
+    save_pretrained refuses to write the loaded model back."""
+    from hybridize import api
+    from hybridize.export import save_hybrid
+    from hybridize.surgery import shapes_of
+    model, ids = fresh(smollm2)
+    shapes = shapes_of(model)
+    plan = Plan(["gdn" if i % 4 == 0 else "full" for i in range(30)])
+    hybrid = convert(model, plan, source="smollm2-135m")
+    assert "quantization_config" not in hybrid.config.to_dict()
+    first = save_hybrid(hybrid, smollm2[1], tmp_path / "a", plan, shapes)
+    loaded, tokenizer = api.load(first)
+    second = save_hybrid(loaded, tokenizer, tmp_path / "b", plan, shapes)
+    with torch.no_grad():
+        torch.testing.assert_close(api.load(second)[0](ids).logits, hybrid(ids).logits, rtol=0, atol=0)

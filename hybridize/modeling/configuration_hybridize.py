@@ -19,7 +19,9 @@ from transformers import AutoConfig, PretrainedConfig
 
 # Fields that belong to the hybrid, not the base model; the base's own values sit in base_fields.
 _HYBRID_FIELDS = ("layer_types", "sliding_window")
-_NOT_BASE = ("model_type", "base_model_type", "hybridize", "auto_map", "architectures", "transformers_version")
+# quantization_config: a GGUF source is de-quantised on load, so the hybrid's weights are plain tensors.
+_NOT_BASE = ("model_type", "base_model_type", "hybridize", "auto_map", "architectures", "transformers_version",
+             "quantization_config")
 CACHE_TYPE = {"gdn": "linear_attention", "kda": "linear_attention", "swa": "sliding_attention"}
 
 

@@ -1,7 +1,7 @@
 """Side-by-side timings of the gated delta rule on one GPU (issue 3): hybridize's Triton kernels,
 flash-linear-attention 0.6.0 (if importable), the PyTorch chunked operator, and SDPA (flash, causal).
 
-Run from the repo root:  PYTHONPATH=. python benchmarks/kernels.py [--sweep] [--out DIR]
+Run from the repo root:  PYTHONPATH=. python benchmarks/bench_kernels.py [--sweep] [--out DIR]
 Medians of triton.testing.do_bench (CUDA events). Inputs bf16 (q, k, v, beta), gates fp32.
 
 Counts used for TFLOP/s and the floor (per token and head, K = V = D, chunk C = 64):

@@ -1,0 +1,79 @@
+"""Packing (against hybridize.data.packed_windows, an independent implementation), data positions,
+options parsing and the command line."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from hybridize.data import Document, packed_windows
+from hybridize.distill.data import Rows, micro_batch, pack, training_rows
+from hybridize.distill.options import DistillOptions, OptionsError
+from hybridize.errors import UserError
+
+from .distill_helpers import char_tokenizer
+
+
+def _docs(n=120, seed=0):
+    r = random.Random(seed)
+    return [Document(f"d{i}", "".join(r.choice("abc def\n") for _ in range(r.randint(1, 250)))) for i in range(n)]
+
+
+def test_pack_matches_packed_windows():
+    tok = char_tokenizer()
+    want = packed_windows(tok, _docs(), 64, max_tokens=64 * 80)
+    got = pack(tok, _docs(), seq_len=64, rows=80, batch_docs=7)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    pos = got[1]
+    assert (pos[:, 0] == 0).all()  # every row starts a (possibly partial) document at position 0
+    assert ((pos[:, 1:] == pos[:, :-1] + 1) | (pos[:, 1:] == 0)).all()
+
+
+def test_small_corpus_is_repeated_with_a_warning(corpus):
+    tok = char_tokenizer()
+    with pytest.warns(UserWarning, match="repeated"):
+        rows = training_rows(tok, str(corpus), rows=2000, seq_len=64, heldout_fraction=0.2)
+    assert len(rows) == 2000
+
+
+def test_micro_batches_cover_each_row_once_across_processes():
+    rows = Rows(torch.arange(48)[:, None].expand(-1, 4), torch.zeros(48, 4, dtype=torch.long))
+    seen = []
+    for step in range(3):
+        for micro in range(2):
+            for rank in range(4):
+                b = micro_batch(rows, step=step, micro=micro, rank=rank, world=4, batch_size=2, grad_accum=2)
+                seen += b.input_ids[:, 0].tolist()
+    assert sorted(seen) == list(range(48))
+
+
+def test_options_from_yaml_with_overrides(tmp_path):
+    cfg = tmp_path / "d.yaml"
+    cfg.write_text("model: out/h\noutput: out/d\nstages: [kd]\nkd:\n  tokens: 20M\n  lr: 1e-4\nattention:\n  tokens: 500K\n")
+    o = DistillOptions.from_yaml(cfg, kd={"lr": 3e-4, "tokens": None}, seq_len=512).validate()
+    assert o.kd.tokens == 20_000_000 and o.kd.lr == 3e-4 and o.attention.tokens == 500_000
+    assert o.seq_len == 512 and o.stages == ["kd"]
+    assert DistillOptions.from_dict(o.to_dict()) == o  # YAML round trip of everything
+    cfg.write_text("model: x\noutput: y\nkd: {tokns: 5M}\n")
+    with pytest.raises(OptionsError, match="tokns"):
+        DistillOptions.from_yaml(cfg)
+    with pytest.raises(OptionsError, match="token count"):
+        DistillOptions(model="x", output="y", kd={"tokens": "lots"})
+    with pytest.raises(OptionsError, match="stage"):
+        DistillOptions(model="x", output="y", stages="attention,finetune").validate()
+    assert issubclass(OptionsError, UserError)
+
+
+def test_cli_distill_runs_one_stage_and_refuses_to_overwrite(hybrid_dir, corpus, tmp_path):
+    from hybridize.cli import app
+    out = tmp_path / "cli-out"
+    args = ["distill", str(hybrid_dir), "-o", str(out), "--data", str(corpus), "--stage", "kd", "--tokens", "256",
+            "--seq-len", "64", "--batch-size", "2", "--eval-tokens", "128", "--heldout-fraction", "0.2",
+            "--train", "converted"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "config.json").is_file() and "after distillation" in result.output
+    again = CliRunner().invoke(app, args)
+    assert isinstance(again.exception, UserError) and "--force" in str(again.exception)
