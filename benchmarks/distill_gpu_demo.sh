@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The distillation demo in one GPU call (see benchmarks/results/distill.md). Run from the repo root
+# The distillation demo in one GPU call (see benchmarks/RESULTS.md). Run from the repo root
 # after `. .dev/m1/device-setup.sh` (and the m2 half once) so that $HYBRIDIZE_DEVICE_MODEL exists.
 #   1. kernel check: backend "auto" (Triton) vs "torch" on one GDN and one KDA mixer (40 s cap);
 #   2. stage 2 + LoRA on a Llama-3-8B-shaped model, random weights, seq 4096: memory and tokens/s;

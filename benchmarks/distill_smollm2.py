@@ -1,7 +1,7 @@
 """SmolLM2-135M-Instruct, 3:1 hybrid, distilled on a local corpus: how much of the teacher's
 perplexity comes back, for how many tokens, how fast, in how much memory.
 
-On the GPU machine (see benchmarks/results/distill.md for the exact calls):
+On the GPU machine (see benchmarks/RESULTS.md for the exact calls):
     python benchmarks/distill_smollm2.py --gguf $HYBRIDIZE_DEVICE_MODEL --mixer gdn \\
         --attention-tokens 4M --attention-minutes 2.5 --kd-tokens 20M --kd-minutes 4 --json $OUT/gdn.json
 
