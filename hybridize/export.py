@@ -100,7 +100,8 @@ def model_card(config, shapes: Shapes, plan: Plan, evaluation: dict | None = Non
         "|---|---|",
     ]
     lines += [f"| {i} | {m}{f' (window {plan.window})' if m == 'swa' else ''} |" for i, m in enumerate(plan.mixers)]
-    lines += ["", "## Cache per sequence", "", "| context | original | hybrid | ratio |", "|---|---|---|---|"]
+    lines += ["", "## Cache per sequence", "", f"{8 * shapes.dtype_bytes}-bit keys and values, float32 linear-layer state.", "",
+              "| context | original | hybrid | ratio |", "|---|---|---|---|"]
     for ctx in CARD_CONTEXTS:
         teacher, hybrid = cache_bytes(shapes, None, ctx), cache_bytes(shapes, plan, ctx)
         lines.append(f"| {human_tokens(ctx)} | {human_bytes(teacher)} | {human_bytes(hybrid)} | {hybrid / teacher:.1%} |")

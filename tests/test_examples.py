@@ -26,3 +26,10 @@ def test_cli_workflow_example(tiny_model_dir, tmp_path):
     report = json.loads((out / "eval.json").read_text())
     assert report  # the eval command's JSON, teacher and hybrid side by side
     assert "nothing uploaded" in done.stdout
+
+
+def test_distill_example(tmp_path):
+    done = subprocess.run([sys.executable, str(EXAMPLES / "distill_tiny_cpu.py"), str(tmp_path / "out")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "out" / "distilled" / "model.safetensors").is_file()

@@ -42,7 +42,7 @@ def plan_tables(shapes, plan: Plan, contexts: list[int]) -> tuple[Table, Table]:
         label = f"swa (window {plan.window})" if m == "swa" else m
         extra = new_parameters(shapes, m, plan.conv_size)
         layers.add_row(str(i), label if m != "full" else "[bold]full[/]", f"{extra:+,}" if extra else "")
-    cache = Table(title="KV cache / state per sequence")
+    cache = Table(title=f"Cache per sequence ({8 * shapes.dtype_bytes}-bit keys/values, fp32 linear state)")
     for col in ("context", "original", "hybrid", "hybrid / original"):
         cache.add_column(col, justify="right")
     for ctx in contexts:

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from ..modeling.mixers import new_parameter_count, state_bytes
 from .plan import LINEAR, Plan
 
-DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 
 
 @dataclass(frozen=True)
@@ -21,17 +20,20 @@ class Shapes:
     qk_norm: bool = False
 
     @classmethod
-    def from_config(cls, config, qkv_bias: bool = False, qk_norm: bool = False) -> "Shapes":
-        """Shapes from a transformers config; the bias/norm flags come from the attention modules."""
+    def from_config(cls, config, qkv_bias: bool = False, qk_norm: bool = False,
+                    dtype_bytes: int = 2) -> "Shapes":
+        """Shapes from a transformers config; the bias/norm flags come from the attention modules.
+        Caches are counted for bf16 keys and values (`dtype_bytes=2`) unless told otherwise: that is
+        how models serve, whatever dtype a checkpoint happens to be stored in (GGUF sources load as
+        float32). The linear layers' state is always float32."""
         heads = config.num_attention_heads
-        dtype = str(getattr(config, "dtype", None) or "bfloat16").replace("torch.", "")
         return cls(
             num_layers=config.num_hidden_layers,
             hidden_size=config.hidden_size,
             num_heads=heads,
             num_kv_heads=getattr(config, "num_key_value_heads", None) or heads,
             head_dim=getattr(config, "head_dim", None) or config.hidden_size // heads,
-            dtype_bytes=DTYPE_BYTES.get(dtype, 2),
+            dtype_bytes=dtype_bytes,
             qkv_bias=qkv_bias,
             qk_norm=qk_norm,
         )
