@@ -38,6 +38,19 @@ def arch(request) -> str:
     return request.param
 
 
+def char_tokenizer():
+    """One token per character: token counts are then known without a reference tokenizer."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    vocab = {"<unk>": 0, "<eos>": 1}
+    for c in [chr(i) for i in range(32, 127)] + ["\n"]:
+        vocab[c] = len(vocab)
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tk.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", eos_token="<eos>")
+
+
 def tiny_tokenizer():
     """A real (word-level) fast tokenizer over VOCAB tokens, built offline."""
     from tokenizers import Tokenizer, models, pre_tokenizers

@@ -5,22 +5,10 @@ import json
 
 import pytest
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
 
+from tests.conftest import char_tokenizer
 from hybridize.data import DataError, Document, in_heldout, iter_documents, packed_windows, token_windows
 from hybridize.errors import UserError
-
-
-def char_tokenizer() -> PreTrainedTokenizerFast:
-    """One token per character: token counts are then known without a reference tokenizer."""
-    vocab = {"<unk>": 0, "<eos>": 1}
-    for c in [chr(i) for i in range(32, 127)] + ["\n"]:
-        vocab[c] = len(vocab)
-    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tk.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", eos_token="<eos>")
 
 
 @pytest.fixture

@@ -6,21 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaConfig, LlamaForCausalLM
 
+from tests.conftest import char_tokenizer  # noqa: F401  (re-exported to the distill tests)
 from hybridize import api
 from hybridize.plans import Plan
-
-
-def char_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {"<unk>": 0, "<eos>": 1}
-    for c in [chr(i) for i in range(32, 127)] + ["\n"]:
-        vocab[c] = len(vocab)
-    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tk.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", eos_token="<eos>")
 
 
 def tiny_teacher(seed: int = 0) -> LlamaForCausalLM:
