@@ -6,8 +6,8 @@ from pathlib import Path
 import torch
 
 torch.set_num_threads(1)
-sys.path.insert(0, str(Path(__file__).parent))
-from distill_helpers import small_options  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: tests is a package
+from tests.distill.distill_helpers import small_options  # noqa: E402
 
 from hybridize.distill import distill  # noqa: E402
 
