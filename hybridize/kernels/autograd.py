@@ -81,6 +81,9 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
 
 
 def _check(q, k, v, g, beta, initial_state, cu_seqlens):
+    # The same contract as hybridize.modeling.gated_delta._check_shapes, checked here again on purpose:
+    # this package imports nothing of the rest of hybridize (it must load alone), the checkpoint-side
+    # modeling code must not need it, and a kernel fed wrong shapes reads out of bounds instead of failing.
     B, T, H, K = k.shape
     if q.shape != k.shape or v.shape[:3] != (B, T, H) or beta.shape != (B, T, H):
         raise ValueError(f"shape mismatch: q {tuple(q.shape)} k {tuple(k.shape)} v {tuple(v.shape)} beta {tuple(beta.shape)}")
