@@ -6,10 +6,13 @@ checked against the token-by-token recurrence in the first row). Every tensor ou
 allocated into memory poisoned with NaN first, and NaN/inf fails a case. Bounds on the relative
 error ||x - ref|| / ||ref||: fp32 2e-5 (far under 1e-3), fp16 5e-3, bf16 1e-2. Prints a table last;
 exits non-zero on any failure. With fla installed, fla 0.6.0 is put through the same comparison.
+--jobs N runs the cases in N processes at once (each compiles its own kernels: compiling, not
+computing, is what takes the time on a cold machine).
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import sys
 
 import torch
@@ -22,10 +25,14 @@ BOUND = {torch.float32: 2e-5, torch.float16: 5e-3, torch.bfloat16: 1e-2}
 NAMES = ("o", "ht", "dq", "dk", "dv", "dg", "dbeta", "dh0")
 
 
+POISON_CAP = None  # bytes; set when several processes share the GPU
+
+
 def poison():
     """Fill the caching allocator's free memory with NaN so unwritten outputs show up."""
     free = torch.cuda.mem_get_info()[0]
-    x = torch.empty(int(free * 0.5) // 4, dtype=torch.float32, device="cuda")
+    size = int(free * 0.5) if POISON_CAP is None else min(int(free * 0.5), POISON_CAP)
+    x = torch.empty(size // 4, dtype=torch.float32, device="cuda")
     x.fill_(float("nan"))
     del x
 
@@ -39,10 +46,13 @@ def rel(a, b):
     return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
-def make_inputs(B, T, H, K, V, channel, dtype, seed, n_seq, l2):
+def make_inputs(B, T, H, K, V, channel, dtype, seed, n_seq, l2, aligned=False):
     gen = torch.Generator(device="cuda").manual_seed(seed)
     r = lambda *s: torch.randn(*s, device="cuda", generator=gen)
     q, k, v = r(B, T, H, K), r(B, T, H, K), r(B, T, H, V)
+    if aligned:  # trained models' keys share a large common direction (the case that broke v1's inverse)
+        common = r(1, 1, H, K)
+        q, k = 4 * common + 0.3 * q, 4 * common + 0.3 * k
     if not l2:  # the mixers normalise q, k; without the fused norm, feed normalised ones
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
     if channel:  # the KDA mixer's bounded gate: -5 * sigmoid(.)
@@ -50,6 +60,8 @@ def make_inputs(B, T, H, K, V, channel, dtype, seed, n_seq, l2):
     else:  # GDN: -exp(A_log) * softplus(a + dt_bias), a wide spread of decays
         g = -torch.exp(r(1, 1, H) * 0.5) * F.softplus(r(B, T, H) - 3.0)
     beta = torch.sigmoid(r(B, T, H))
+    if aligned:  # and, as in a freshly converted layer, long memory and beta ~ 0.5
+        g, beta = 0.02 * g, 0.5 + 0.1 * (beta - 0.5)
     h0 = r(n_seq, H, K, V) * 0.1
     return [x.to(dtype) for x in (q, k, v)] + [g.float(), beta.to(dtype), h0]
 
@@ -94,7 +106,40 @@ CASES = [
     ("kda bf16 D64 T=1000", 3, 1000, 9, 64, 64, True, torch.bfloat16, None, True),
     ("kda bf16 D256", 1, 1024, 2, 256, 256, True, torch.bfloat16, None, False),
     ("kda fp32 varlen+l2", 1, 2048, 4, 128, 128, True, torch.float32, [0, 300, 301, 1100, 2048], True),
+    ("kda fp32 D256", 1, 512, 2, 256, 256, True, torch.float32, None, False),
+    ("gdn bf16 D64 aligned", 2, 2048, 9, 64, 64, False, torch.bfloat16, None, True),
+    ("gdn fp32 D64 aligned", 2, 2048, 9, 64, 64, False, torch.float32, None, True),
+    ("kda bf16 D128 aligned", 2, 2048, 4, 128, 128, True, torch.bfloat16, None, True),
 ]
+
+
+def check_case(task):
+    """One case of CASES, ours (and fla): a list of (name, impl, errors, ok)."""
+    seed, with_fla, shared = task
+    global POISON_CAP
+    POISON_CAP = 2 << 30 if shared else None
+    name, B, T, H, K, V, channel, dtype, cu, l2 = CASES[seed]
+    torch.backends.cuda.matmul.allow_tf32 = False
+    n_seq = B if cu is None else len(cu) - 1
+    ins = make_inputs(B, T, H, K, V, channel, dtype, 100 + seed, n_seq, l2, aligned="aligned" in name)
+    cu_t = None if cu is None else torch.tensor(cu, device="cuda", dtype=torch.int32)
+    do = torch.randn(B, T, H, V, device="cuda")
+    dht = torch.randn(n_seq, H, K, V, device="cuda")
+    ref = reference(ins, do, dht, cu_t, l2, channel)
+    out = []
+    for impl, fn in [("ours", gated_delta_rule)] + ([("fla", fla_fn(channel))] if with_fla else []):
+        try:
+            poison()
+            got = run_case(fn, ins, do.to(dtype), dht, cu_t, l2)
+            torch.cuda.synchronize()
+            errs = [rel(x, y) for x, y in zip(got, ref)]
+            ok = all(e <= BOUND[dtype] for e in errs)
+        except Exception as err:  # noqa: BLE001 - fla refuses some backward passes: record, do not crash
+            errs, ok = [float("nan")] * 8, False
+            print(f"{name} [{impl}] raised {type(err).__name__}: {str(err)[:160]}", flush=True)
+        out.append((name, impl, errs, ok))
+        print(f"{name} [{impl}] {'ok' if ok else 'FAIL'} " + " ".join(f"{e:.1e}" for e in errs), flush=True)
+    return out
 
 
 def main():
@@ -102,6 +147,7 @@ def main():
     ap.add_argument("--fla", action="store_true", help="also check fla 0.6.0 on the same inputs")
     ap.add_argument("--only", default="", help="run only the cases whose name contains this")
     ap.add_argument("--no-ref-check", action="store_true")
+    ap.add_argument("--jobs", type=int, default=1, help="cases run in this many processes at once")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     rows, failed = [], 0
@@ -117,31 +163,16 @@ def main():
         ok = max(errs) < 1e-10
         failed += not ok
         rows.append((f"ref check {'kda' if channel else 'gdn'} fp64", "chunk-vs-recurrence", errs, ok))
-    for seed, (name, B, T, H, K, V, channel, dtype, cu, l2) in enumerate(CASES):
-        if args.only and args.only not in name:
-            continue
-        n_seq = B if cu is None else len(cu) - 1
-        ins = make_inputs(B, T, H, K, V, channel, dtype, 100 + seed, n_seq, l2)
-        cu_t = None if cu is None else torch.tensor(cu, device="cuda", dtype=torch.int32)
-        do = torch.randn(B, T, H, V, device="cuda")
-        dht = torch.randn(n_seq, H, K, V, device="cuda")
-        ref = reference(ins, do, dht, cu_t, l2, channel)
-        impls = [("ours", gated_delta_rule)] + ([("fla", fla_fn(channel))] if args.fla else [])
-        for impl, fn in impls:
-            try:
-                poison()
-                got = run_case(fn, ins, do.to(dtype), dht, cu_t, l2)
-                torch.cuda.synchronize()
-                errs = [rel(x, y) for x, y in zip(got, ref)]
-                ok = all(e <= BOUND[dtype] for e in errs)
-            except Exception as err:  # fla refuses some backward passes: record, do not crash
-                errs, ok = [float("nan")] * 8, False
-                name_err = f"{type(err).__name__}: {str(err)[:160]}"
-                print(f"{name} [{impl}] raised {name_err}")
-            if impl == "ours":
-                failed += not ok
+    todo = [(i, args.fla, args.jobs > 1) for i, case in enumerate(CASES) if args.only in case[0]]
+    if args.jobs > 1:
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            results = list(pool.imap(check_case, todo))
+    else:
+        results = [check_case(t) for t in todo]
+    for case_rows in results:
+        for name, impl, errs, ok in case_rows:
+            failed += impl == "ours" and not ok
             rows.append((name, impl, errs, ok))
-            print(f"{name} [{impl}] {'ok' if ok else 'FAIL'} " + " ".join(f"{e:.1e}" for e in errs), flush=True)
     # Decoding kernel: a few tokens from a random state, in place, against the recurrence.
     for channel in (False, True):
         for B in (1, 64):

@@ -70,15 +70,39 @@ def dot_precision(dtype: torch.dtype) -> str:
 
 
 @triton.jit
-def unit_lower_inverse(A, C: tl.constexpr, LOG2C: tl.constexpr, PREC: tl.constexpr):
-    """(I + A)^-1 for a strictly lower-triangular A [C, C] (fp32), by forward substitution:
-    X[i, :] = e_i - sum_{j<i} A[i, j] X[j, :], one row at a time.
+def unit_lower_inverse(A, C: tl.constexpr, SB: tl.constexpr, PREC: tl.constexpr):
+    """(I + A)^-1 for a strictly lower-triangular A [C, C] (fp32), by blocked forward substitution.
 
-    Not the nilpotent series (I - A)(I + A^2)(I + A^4)...: exact in exact arithmetic, but when keys
-    are aligned (as in trained models, where keys share a large common direction and
-    A[i, j] ~ beta ~ 0.5) its partial products grow like binomial coefficients and cancel
-    catastrophically in fp32: relative errors of 1 to 5000 on SmolLM2's layers, NaN on longer
-    inputs. The true inverse stays bounded, and so do the rows built here."""
+    Forward substitution, X[i, :] = e_i - sum_{j<i} A[i, j] X[j, :], is stable where the nilpotent
+    series (I - A)(I + A^2)(I + A^4)... is not: when keys are aligned (as in trained models, where
+    keys share a large common direction and A[i, j] ~ beta ~ 0.5) the series' partial products grow
+    like binomial coefficients and cancel catastrophically (relative errors of 1 to 5000 on
+    SmolLM2's layers). Done a row at a time it costs C-1 dependent steps of tile reductions; here it
+    runs as products on the tensor cores instead:
+      1. the SB x SB diagonal blocks, all C/SB of them at once: step s settles row s of every block,
+         X <- where(row % SB == s, I - A_diag X, X), SB - 1 products;
+      2. the blocks below the diagonal, one block row at a time (block forward substitution):
+         X_i = D_i^-1 (I - A_off X)_i with D_i^-1 from step 1, 2 products per block row."""
+    rows = tl.arange(0, C)
+    eye = tl.where(rows[:, None] == rows[None, :], 1.0, 0.0)
+    same = (rows[:, None] // SB) == (rows[None, :] // SB)
+    A_diag = tl.where(same, A, 0.0)
+    X = eye
+    for s in tl.static_range(1, SB):
+        Y = tl.dot(A_diag, X, input_precision=PREC)
+        X = tl.where((rows % SB == s)[:, None], eye - Y, X)
+    D_inv = X  # block diagonal: row block i holds D_i^-1; row block 0 is already final
+    A_off = tl.where(same, 0.0, A)
+    for i in tl.static_range(1, C // SB):
+        R = eye - tl.dot(A_off, X, input_precision=PREC)
+        X = tl.where((rows // SB == i)[:, None], tl.dot(D_inv, R, input_precision=PREC), X)
+    return X
+
+
+@triton.jit
+def unit_lower_inverse_rows(A, C: tl.constexpr):
+    """The same inverse a row at a time with tile reductions (C - 1 dependent steps, exact fp32):
+    the previous version, kept as a reference for benchmarks/kernels.py's comparison."""
     rows = tl.arange(0, C)
     X = tl.where(rows[:, None] == rows[None, :], 1.0, 0.0)
     for i in range(1, C):

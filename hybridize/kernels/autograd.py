@@ -1,7 +1,8 @@
 """The public entry point: an autograd.Function over the chunk kernels, and the switch to the
 decoding kernel for a few new tokens when no gradient is needed.
 
-Forward:  [l2norm] -> chunk_prep -> chunk_scan (output fused).  Nothing but the inputs is saved:
+Forward:  [l2norm] -> chunk_prep -> chunk_scan (states per chunk) -> chunk_output. Nothing but the
+          inputs is saved:
 Backward: [l2norm] -> chunk_prep (again, keeping T) -> chunk_scan (keeping h, vn) -> chunk_bwd
           -> [l2norm backward].  Recomputing costs one forward and saves the [chunks, H, K, V] states
           between the two passes (fla's choice too).
@@ -12,8 +13,9 @@ import torch
 
 from ._common import make_layout
 from .chunk_bwd import chunk_bwd
+from .chunk_output import chunk_output
 from .chunk_prep import chunk_prep
-from .chunk_scan import chunk_scan
+from .chunk_scan import SCAN_CONFIG, chunk_scan
 from .decode import recurrent_update
 from .l2norm import l2norm_bwd, l2norm_fwd
 
@@ -29,8 +31,16 @@ def _packed(x):
 
 def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=False):
     G, w, u, Aqk, T = chunk_prep(q, k, v, g, beta, scale, layout, store_t=store_for_bwd)
-    o, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
-                              output_final_state=want_final, store_h=store_for_bwd, fuse_o=not store_for_bwd)
+    if store_for_bwd:  # the backward's states and vn keep the intermediates' precision
+        o, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
+                                  output_final_state=want_final, store_h=True)
+    elif SCAN_CONFIG["fuse_o"]:
+        o, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
+                                  output_final_state=want_final, fuse_o=True)
+    else:
+        _, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
+                                  output_final_state=want_final, store_h=True, state_dtype=q.dtype)
+        o = chunk_output(q, G, Aqk, h, vn, scale, layout)
     return o, ht, (G, w, Aqk, T, h, vn)
 
 

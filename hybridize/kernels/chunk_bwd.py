@@ -217,14 +217,14 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
     dh_all = torch.empty(layout.num_chunks, H, K, V, device=dev, dtype=w.dtype)
     dvn = torch.empty_like(vn)
     dh0 = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if need_dh0 else None
-    BVs = _pick_bv(V, N * H)
+    BVs = _pick_bv(V, N * H, K)
     if N:
         _dh_kernel[(triton.cdiv(V, BVs), N * H)](
             q, k, w, G, Aqk, do, dht if dht is not None else do, dh_all, dvn,
             dh0 if need_dh0 else do, layout.cu, layout.chunk_offsets, scale, H,
             K=K, V=V, BK=BKf, BV=BVs, C=CHUNK, CHANNEL=channel, HAS_DHT=dht is not None,
             STORE_DH0=need_dh0, PREC=prec, DT=dot_dtype(w.dtype), num_warps=4 if K <= 128 else 8,
-            num_stages=1 if k.dtype == torch.float32 else 2)
+            num_stages=1 if k.dtype == torch.float32 or K > 128 else 2)
     BK = min(BWD_CONFIG["BK"], BKf)
     BV = min(BWD_CONFIG["BV"], triton.next_power_of_2(V))
     NK = triton.cdiv(K, BK)

@@ -15,19 +15,25 @@ import torch
 import triton
 import triton.language as tl
 
+from ._common import (CHUNK, SUB, Layout, channel_pairwise, dot_dtype, dot_precision, unit_lower_inverse,
+                      unit_lower_inverse_rows)
+
 # dtype of the intermediates w, u, Aqk (and, in the backward, h, vn, dh) and of the scan's products.
 # torch.float32 (default): fp32 intermediates and tf32 products. On SmolLM2's real activations (bf16)
 # they keep the output within 0.8% of float64, where bf16 intermediates reach 1.2% (bf16 rounding of
 # u is amplified where vn = u - w h cancels). HYBRIDIZE_GDR_INTER=bf16 selects the inputs' own dtype
-# (less memory traffic; its speed on the H100 was measured, the fp32 default's was not yet).
+# (less memory traffic). The forward's state snapshots and vn are stored in the inputs' dtype either
+# way (chunk_scan's state_dtype): they are not cancelled against anything afterwards.
 INTER_DTYPE = None if os.environ.get("HYBRIDIZE_GDR_INTER") == "bf16" else torch.float32
-from ._common import CHUNK, SUB, Layout, channel_pairwise, dot_dtype, dot_precision, unit_lower_inverse
+# inverse: "blocked" (tensor-core products, the default) or "rows" (the row-at-a-time version, kept
+# for benchmarks); BK, BV: key and value columns per step of the loops over the head dims.
+PREP_CONFIG = {"inverse": "blocked", "BK": 64, "BV": 64}
 
 
 @triton.jit
 def _prep_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, cu, chunks, scale, H,
                  K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                 C: tl.constexpr, LOG2C: tl.constexpr, SB: tl.constexpr, CHANNEL: tl.constexpr,
+                 C: tl.constexpr, SB: tl.constexpr, BLOCKED: tl.constexpr, CHANNEL: tl.constexpr,
                  STORE_T: tl.constexpr, PREC: tl.constexpr, PAIR_PREC: tl.constexpr, DT: tl.constexpr):
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
@@ -38,45 +44,65 @@ def _prep_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, cu, chun
     rows = tl.arange(0, C)
     valid = bos + i_t * C + rows < eos
     tok = (bos + i_t * C + rows).to(tl.int64)
-    kk = tl.arange(0, BK)
-    m_k = valid[:, None] & (kk < K)[None, :]
-    p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
     # Rows past the document end load as zeros (k = q = v = beta = g = 0): they neither change the
     # state nor produce output, so a partial last chunk needs no special case below.
-    k_raw = tl.load(k + p_k, mask=m_k, other=0.0).to(DT)
-    q_raw = tl.load(q + p_k, mask=m_k, other=0.0).to(DT)
     b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
-    kf = k_raw.to(tl.float32)
-    if CHANNEL:
-        G = tl.cumsum(tl.load(g + p_k, mask=m_k, other=0.0).to(tl.float32), 0)
-        tl.store(G_out + p_k, G, mask=m_k)
-        A = channel_pairwise(kf, kf, G, rows, C, SB, False, PAIR_PREC) * b[:, None]
-        M = channel_pairwise(q_raw.to(tl.float32) * scale, kf, G, rows, C, SB, True, PAIR_PREC)
-        kb = kf * tl.exp(G) * b[:, None]
-    else:
+    if not CHANNEL:
         G = tl.cumsum(tl.load(g + tok * H + i_h, mask=valid, other=0.0).to(tl.float32), 0)
         tl.store(G_out + tok * H + i_h, G, mask=valid)
         # exp of the masked difference: -inf above the diagonal gives exact zeros, no overflow.
-        lower = rows[:, None] >= rows[None, :]
-        D = tl.exp(tl.where(lower, G[:, None] - G[None, :], float("-inf")))
-        kkT = tl.dot(k_raw, tl.trans(k_raw), input_precision=PREC)
-        A = tl.where(rows[:, None] > rows[None, :], kkT * D, 0.0) * b[:, None]
-        M = tl.dot(q_raw, tl.trans(k_raw), input_precision=PREC) * D * scale
-        kb = kf * (tl.exp(G) * b)[:, None]
-    Tm = unit_lower_inverse(A, C, LOG2C, PREC)
+        D = tl.exp(tl.where(rows[:, None] >= rows[None, :], G[:, None] - G[None, :], float("-inf")))
+    # The pairwise products sum over key columns: accumulate them BK columns at a time, which keeps
+    # the tiles (and shared memory) bounded for head dims up to 256.
+    A = tl.zeros([C, C], dtype=tl.float32)
+    M = tl.zeros([C, C], dtype=tl.float32)
+    for k0 in tl.static_range(0, K, BK):
+        kk = k0 + tl.arange(0, BK)
+        m_k = valid[:, None] & (kk < K)[None, :]
+        p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
+        k_raw = tl.load(k + p_k, mask=m_k, other=0.0).to(DT)
+        q_raw = tl.load(q + p_k, mask=m_k, other=0.0).to(DT)
+        if CHANNEL:
+            Gk = tl.cumsum(tl.load(g + p_k, mask=m_k, other=0.0).to(tl.float32), 0)
+            tl.store(G_out + p_k, Gk, mask=m_k)
+            kf = k_raw.to(tl.float32)
+            A += channel_pairwise(kf, kf, Gk, rows, C, SB, False, PAIR_PREC)
+            M += channel_pairwise(q_raw.to(tl.float32) * scale, kf, Gk, rows, C, SB, True, PAIR_PREC)
+        else:
+            A += tl.dot(k_raw, tl.trans(k_raw), input_precision=PREC)
+            M += tl.dot(q_raw, tl.trans(k_raw), input_precision=PREC)
+    if CHANNEL:
+        A = A * b[:, None]
+    else:
+        A = tl.where(rows[:, None] > rows[None, :], A * D, 0.0) * b[:, None]
+        M = M * D * scale
+    if BLOCKED:
+        Tm = unit_lower_inverse(A, C, SB, PREC)
+    else:
+        Tm = unit_lower_inverse_rows(A, C)
     m_c = valid[:, None]
     p_c = (tok[:, None] * H + i_h) * C + rows[None, :]
     if STORE_T:
         tl.store(T_out + p_c, Tm, mask=m_c)
     tl.store(Aqk_out + p_c, M.to(Aqk_out.dtype.element_ty), mask=m_c)
-    w = tl.dot(Tm, kb, input_precision=PREC)
-    tl.store(w_out + p_k, w.to(w_out.dtype.element_ty), mask=m_k)
-    vv = tl.arange(0, BV)
-    m_v = valid[:, None] & (vv < V)[None, :]
-    p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
-    vb = tl.load(v + p_v, mask=m_v, other=0.0).to(tl.float32) * b[:, None]
-    u = tl.dot(Tm, vb, input_precision=PREC)
-    tl.store(u_out + p_v, u.to(u_out.dtype.element_ty), mask=m_v)
+    for k0 in tl.static_range(0, K, BK):
+        kk = k0 + tl.arange(0, BK)
+        m_k = valid[:, None] & (kk < K)[None, :]
+        p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
+        kf = tl.load(k + p_k, mask=m_k, other=0.0).to(DT).to(tl.float32)
+        if CHANNEL:  # recomputed rather than re-read: G_out was written by other threads
+            kb = kf * tl.exp(tl.cumsum(tl.load(g + p_k, mask=m_k, other=0.0).to(tl.float32), 0)) * b[:, None]
+        else:
+            kb = kf * (tl.exp(G) * b)[:, None]
+        w = tl.dot(Tm, kb, input_precision=PREC)
+        tl.store(w_out + p_k, w.to(w_out.dtype.element_ty), mask=m_k)
+    for v0 in tl.static_range(0, V, BV):
+        vv = v0 + tl.arange(0, BV)
+        m_v = valid[:, None] & (vv < V)[None, :]
+        p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
+        vb = tl.load(v + p_v, mask=m_v, other=0.0).to(tl.float32) * b[:, None]
+        u = tl.dot(Tm, vb, input_precision=PREC)
+        tl.store(u_out + p_v, u.to(u_out.dtype.element_ty), mask=m_v)
 
 
 def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = False):
@@ -96,8 +122,8 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
     if layout.num_chunks:
         _prep_kernel[(layout.num_chunks, H)](
             q, k, v, g, beta, G, w, u, Aqk, T, layout.cu, layout.chunks, scale, H,
-            K=K, V=V, BK=triton.next_power_of_2(K), BV=triton.next_power_of_2(V),
-            C=CHUNK, LOG2C=CHUNK.bit_length() - 1, SB=SUB, CHANNEL=channel, STORE_T=store_t,
+            K=K, V=V, BK=min(PREP_CONFIG["BK"], triton.next_power_of_2(K)), BV=min(PREP_CONFIG["BV"], triton.next_power_of_2(V)),
+            C=CHUNK, SB=SUB, BLOCKED=PREP_CONFIG["inverse"] == "blocked", CHANNEL=channel, STORE_T=store_t,
             PREC=dot_precision(k.dtype), DT=dot_dtype(k.dtype),
             # 3xTF32 on the eight [C, K] x [K, C] per-channel products needs more shared memory than an
             # H100 block has (320 KB): fp32 inputs take plain tf32 there.

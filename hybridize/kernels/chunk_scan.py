@@ -2,11 +2,14 @@
 
 One program per (document, head, block of BV value columns) walks its document's chunks in order:
     vn  = u - w h                       (the chunk's values after the delta-rule correction)
-    o   = (scale q e^G) h + Aqk vn      (output, fused here so h never goes to memory)
     h  <- e^{G_last} h + (k e^{G_last - G})^T vn
-The columns of the state are independent, so splitting V over programs is free parallelism; the
-chunks of a document are not, which makes this kernel latency-bound for few long documents.
-The backward re-runs it with STORE_H / STORE_VN to get each chunk's starting state and vn.
+and stores each chunk's starting state h and vn (STORE_H); chunk_output.py then computes every
+chunk's output o = (scale q e^G) h + Aqk vn in parallel. The columns of the state are independent,
+so splitting V over programs is free parallelism; the chunks of a document are not, which makes this
+kernel latency-bound for few long documents: the serial step is kept to two products.
+FUSE_O computes the output inside the scan instead (h never goes to memory, but the serial step
+doubles); it was the first version, 1.2-1.75x slower than fla at T >= 8K, and stays for comparison.
+The backward re-runs the scan with STORE_H to get each chunk's starting state and vn.
 """
 from __future__ import annotations
 
@@ -16,8 +19,9 @@ import triton.language as tl
 
 from ._common import CHUNK, Layout, dot_dtype, dot_precision
 
-# Value columns per program and warps: the tuning knobs of the latency-bound scan.
-SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": 2}
+# Value columns per program and warps: the tuning knobs of the latency-bound scan; fuse_o selects
+# the output inside the scan (the first version) instead of chunk_output.py.
+SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": 2, "fuse_o": False}
 
 
 @triton.jit
@@ -77,7 +81,7 @@ def _scan_kernel(q, k, w, u, G, Aqk, h0, o, ht, h_out, vn_out, cu, chunk_offsets
         vn = b_u - tl.dot(b_w, h_dt, input_precision=PREC)
         vn_dt = vn.to(DT)
         if STORE_VN:
-            tl.store(vn_out + p_v, vn_dt, mask=m_v)
+            tl.store(vn_out + p_v, vn.to(vn_out.dtype.element_ty), mask=m_v)
         if FUSE_O:
             b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(tl.float32) * scale
             b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
@@ -89,28 +93,32 @@ def _scan_kernel(q, k, w, u, G, Aqk, h0, o, ht, h_out, vn_out, cu, chunk_offsets
         tl.store(ht + state_base + p_s, h, mask=m_s)
 
 
-def _pick_bv(V: int, programs: int) -> int:
-    """Few documents x heads leave most multiprocessors idle: split V finer to fill them."""
+def _pick_bv(V: int, programs: int, K: int) -> int:
+    """Few documents x heads leave most multiprocessors idle: split V finer to fill them. Head dim
+    256 holds [256, BV] states and [C, 256] tiles: BV <= 32 keeps them within shared memory."""
     if SCAN_CONFIG["BV"]:
         return min(SCAN_CONFIG["BV"], triton.next_power_of_2(V))
-    bv = min(64, triton.next_power_of_2(V))
+    bv = min(64 if K <= 128 else 32, triton.next_power_of_2(V))
     while bv > 16 and programs * triton.cdiv(V, bv) < 128:
         bv //= 2
     return bv
 
 
 def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=None,
-               output_final_state: bool = False, store_h: bool = False, fuse_o: bool = True):
-    """Runs the scan. Returns (o or None, final state or None, h [NC,H,K,V] or None, vn or None)."""
+               output_final_state: bool = False, store_h: bool = False, fuse_o: bool = False,
+               state_dtype: torch.dtype | None = None):
+    """Runs the scan. Returns (o or None, final state or None, h [NC,H,K,V] or None, vn or None).
+    h and vn are stored in state_dtype (default: w's dtype)."""
     _, L, H, K = k.shape
     V = u.shape[-1]
     N = layout.num_seqs
     dev = k.device
     o = torch.empty(1, L, H, V, device=dev, dtype=q.dtype) if fuse_o else None
     ht = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if output_final_state else None
-    h_out = torch.empty(layout.num_chunks, H, K, V, device=dev, dtype=w.dtype) if store_h else None
-    vn = torch.empty(1, L, H, V, device=dev, dtype=w.dtype) if store_h else None
-    BV = _pick_bv(V, N * H)
+    sdt = state_dtype or w.dtype
+    h_out = torch.empty(layout.num_chunks, H, K, V, device=dev, dtype=sdt) if store_h else None
+    vn = torch.empty(1, L, H, V, device=dev, dtype=sdt) if store_h else None
+    BV = _pick_bv(V, N * H, K)
     dummy = u
     if N:
         _scan_kernel[(triton.cdiv(V, BV), N * H)](
@@ -120,5 +128,5 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
             K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4,
             HAS_H0=initial_state is not None, STORE_FINAL=output_final_state, STORE_H=store_h,
             STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(w.dtype),
-            num_warps=SCAN_CONFIG["num_warps"] if K <= 128 else 8, num_stages=1 if k.dtype == torch.float32 else SCAN_CONFIG["num_stages"])
+            num_warps=SCAN_CONFIG["num_warps"] if K <= 128 else 8, num_stages=1 if k.dtype == torch.float32 or K > 128 else SCAN_CONFIG["num_stages"])
     return o, ht, h_out, vn

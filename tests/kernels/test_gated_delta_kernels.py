@@ -1,7 +1,7 @@
 """hybridize.kernels against the float64 token-by-token recurrence (issue 3), on the CPU under
 TRITON_INTERPRET=1 (tests/kernels/conftest.py): outputs, final states and the gradients of q, k, v,
 g, beta and the initial state, on fresh random inputs, for scalar (GDN) and per-channel (KDA) gates,
-several T (chunks of 64: T = 64, 150, and 80, 100 below), packed documents, head dims 32, 64 and 128.
+several T (chunks of 64: T = 64, 150, and 80, 100 below), packed documents, head dims 32 to 256.
 
 Error measure ||x - ref|| / ||ref||, NaN or inf fails. Bounds: fp32 1e-5 (the interpreter computes
 every product in fp32: errors land near 1e-6); bf16 3e-2 (bf16 inputs, outputs and intermediates:
@@ -129,9 +129,10 @@ def test_packed_documents(channel):
 
 
 @inproc
-@pytest.mark.parametrize("K,V", [(32, 128), (128, 64)])
-def test_other_head_dims(K, V):
-    check(5 + K, 1, 80, 2, K, V, channel=(K == 128))
+@pytest.mark.parametrize("K,V,channel", [(32, 128, False), (128, 64, True), (256, 256, False), (256, 32, True)])
+def test_other_head_dims(K, V, channel):
+    """Head dims 128 and 256 loop over key and value blocks of 64 inside the kernels."""
+    check(5 + K, 1, 80, 1 if K == 256 else 2, K, V, channel)
 
 
 @inproc

@@ -1,8 +1,14 @@
 """Side-by-side timings of the gated delta rule on one GPU (issue 3): hybridize's Triton kernels,
 flash-linear-attention 0.6.0 (if importable), the PyTorch chunked operator, and SDPA (flash, causal).
 
-Run from the repo root:  PYTHONPATH=. python benchmarks/bench_kernels.py [--sweep] [--out DIR]
+Run from the repo root:  PYTHONPATH=. python benchmarks/kernels.py [--warm 12] [--sweep] [--out DIR]
 Medians of triton.testing.do_bench (CUDA events). Inputs bf16 (q, k, v, beta), gates fp32.
+--warm N first runs every timed call once in N processes at a time: the Triton kernels (ours and
+fla's autotuning candidates) then compile in parallel into the shared on-disk cache instead of one
+after another in the timing process. Timing itself is sequential, in this process.
+The "versions" rows time our forward in its earlier designs, in the same run (see
+benchmarks/results/kernels-notes.md): v1 = output fused into the scan, v2 = separate output kernel
+with the row-by-row inverse, v3 (the default) = v2 with the blocked tensor-core inverse.
 
 Counts used for TFLOP/s and the floor (per token and head, K = V = D, chunk C = 64):
   FLOP, forward: 2C(3K + 2V) [k k^T, w, u, Aqk, Aqk vn] + 6KV [w h, q h, k^T vn]   (the triangular
@@ -21,13 +27,18 @@ import subprocess
 import sys
 import time
 
-import torch
-import torch.nn.functional as F
-import triton
+# This file is benchmarks/kernels.py: keep its folder off sys.path, or it would shadow the Hugging
+# Face `kernels` package that transformers probes for.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
-from hybridize.kernels import chunk_scan as scan_mod
-from hybridize.kernels import gated_delta_rule, recurrent_update
-from hybridize.modeling.gated_delta import chunk_gated_delta_rule
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import triton  # noqa: E402
+
+from hybridize.kernels import chunk_prep as prep_mod  # noqa: E402
+from hybridize.kernels import chunk_scan as scan_mod  # noqa: E402
+from hybridize.kernels import gated_delta_rule, recurrent_update  # noqa: E402
+from hybridize.modeling.gated_delta import chunk_gated_delta_rule  # noqa: E402
 
 PEAK_FLOPS, PEAK_BW = 790e12, 3.0e12
 SHAPES = [(1, 8192, 16, 128), (4, 4096, 16, 128), (1, 32768, 16, 128), (2, 16384, 32, 128), (8, 2048, 9, 64)]
@@ -165,6 +176,71 @@ def chunk_rows(results, sweep):
         scan_mod.SCAN_CONFIG.update(BV=None, num_warps=4)
 
 
+VERSIONS = {"v1 fused output": dict(fuse_o=True, inverse="rows"),
+            "v2 split output": dict(fuse_o=False, inverse="rows"),
+            "v3 +blocked inverse": dict(fuse_o=False, inverse="blocked")}
+
+
+def set_version(fuse_o=False, inverse="blocked"):
+    scan_mod.SCAN_CONFIG["fuse_o"] = fuse_o
+    prep_mod.PREP_CONFIG["inverse"] = inverse
+
+
+def version_rows(results):
+    for (B, T, H, D) in (SHAPES[0], SHAPES[2], SHAPES[4]):
+        for channel in (False, True):
+            row = dict(case=f"versions {'KDA' if channel else 'GDN'} fwd ({B},{T},{H},{D})")
+            for name, cfg in VERSIONS.items():
+                set_version(**cfg)
+                row[name] = time_impl(ours, B, T, H, D, channel, False)
+            set_version()
+            results.append(row)
+            print(json.dumps(row), flush=True)
+
+
+def warm_task(task):
+    """One call of a timed function (run in a worker process: compiles into the on-disk cache)."""
+    kind, shape, channel, bwd, version = task
+    try:
+        set_version(**VERSIONS.get(version, {}))  # pool workers are reused: always set it
+        if kind == "decode":
+            xs = inputs(shape[0], 1, 16, 128, channel, False)
+            recurrent_update(*xs, state=torch.randn(shape[0], 16, 128, 128, device="cuda"), in_place=True, use_qk_l2norm=True)
+        else:
+            fn = ours if kind == "ours" else fla(channel)
+            B, T, H, D = shape
+            xs = inputs(B, min(T, 4096), H, D, channel, bwd) if kind == "ours" else inputs(B, T, H, D, channel, bwd)
+            o = fn(*xs)
+            o = o[0] if isinstance(o, tuple) else o
+            if bwd:
+                o.float().sum().backward()
+        torch.cuda.synchronize()
+        return None
+    except Exception as err:  # noqa: BLE001 - reported, the timing run will meet it again
+        return f"{task}: {type(err).__name__}: {str(err)[:160]}"
+
+
+def warm(procs):
+    import multiprocessing as mp
+    tasks = [("decode", (b,), ch, False, None) for b in (1, 64) for ch in (False, True)]
+    for shape in SHAPES:
+        for ch in (False, True):
+            for bwd in (False, True):
+                tasks.append(("ours", shape, ch, bwd, None))
+                if fla(ch) is not None:
+                    tasks.append(("fla", shape, ch, bwd, None))
+    for shape in (SHAPES[0], SHAPES[2], SHAPES[4]):
+        for ch in (False, True):
+            for version in list(VERSIONS)[:2]:
+                tasks.append(("ours", shape, ch, False, version))
+    t = time.perf_counter()
+    with mp.get_context("spawn").Pool(procs) as pool:
+        errors = [e for e in pool.imap_unordered(warm_task, tasks) if e]
+    print(f"warm: {len(tasks)} calls in {time.perf_counter() - t:.0f} s, {len(errors)} raised", flush=True)
+    for e in errors:
+        print("  warm:", e, flush=True)
+
+
 def decode_rows(results):
     H, D = 16, 128
     for B in (1, 64, 256):
@@ -205,11 +281,15 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--skip-chunk", action="store_true")
     ap.add_argument("--no-fla-decode", action="store_true")
+    ap.add_argument("--warm", type=int, default=0, help="compile in this many processes first")
+    ap.add_argument("--skip-versions", action="store_true")
     args = ap.parse_args()
     global OUT_DIR
     OUT_DIR = args.out
     print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__,
           "fla", "yes" if fla_gdn is not None else "no", flush=True)
+    if args.warm:
+        warm(args.warm)
     results = []
     decode_rows(results)
     if fla_gdn is not None and not args.no_fla_decode:  # fla's decode kernel crashed here once: keep it out of this process
@@ -225,17 +305,27 @@ def main():
                     r["ratio"] = r["ours"] / fla_dec[B]
     if not args.skip_chunk:
         chunk_rows(results, args.sweep)
+    if not args.skip_versions:
+        version_rows(results)
     with open(os.path.join(args.out, "kernels.json"), "w") as fh:
         json.dump(results, fh, indent=1)
     print("\n| case | ours ms | fla ms | ours/fla | torch ms | SDPA ms | TFLOP/s | floor ms | floor/ours |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
+        if r["case"].startswith("versions"):
+            continue
         if "decode" in r["case"]:
             print(f"| {r['case']} | {r['ours']:.4f} | {fmt(r['fla'])} | {fmt(r.get('ratio'))} | — | — | "
                   f"{r['gbs']:.0f} GB/s | — | {r['frac']:.2f} of BW |")
         else:
             print(f"| {r['case']} | {r['ours']:.3f} | {fmt(r['fla'])} | {fmt(r['ratio'])} | {fmt(r['torch'])} | "
                   f"{fmt(r['sdpa'])} | {r['tflops']:.0f} | {r['floor']:.3f} | {r['frac']:.2f} |")
+    vrows = [r for r in results if r["case"].startswith("versions")]
+    if vrows:
+        print("\n| forward, ms | " + " | ".join(VERSIONS) + " |")
+        print("|---|" + "---|" * len(VERSIONS))
+        for r in vrows:
+            print(f"| {r['case'][9:]} | " + " | ".join(fmt(r[n]) for n in VERSIONS) + " |")
 
 
 if __name__ == "__main__":
