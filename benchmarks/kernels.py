@@ -3,9 +3,10 @@ flash-linear-attention 0.6.0 (if importable), the PyTorch chunked operator, and 
 
 Run from the repo root:  PYTHONPATH=. python benchmarks/kernels.py [--warm 12] [--sweep] [--out DIR]
 Medians of triton.testing.do_bench (CUDA events). Inputs bf16 (q, k, v, beta), gates fp32.
---warm N first runs every timed call once in N processes at a time: the Triton kernels (ours and
-fla's autotuning candidates) then compile in parallel into the shared on-disk cache instead of one
-after another in the timing process. Timing itself is sequential, in this process.
+--warm N first runs each of our timed calls once in N processes at a time: our kernels then compile
+in parallel into the shared on-disk cache instead of one after another in the timing process. (fla's
+autotuner times its candidates in the timing process whatever the cache holds.) Timing itself is
+sequential, in this process. --shapes picks rows of SHAPES (e.g. 0,1,2), to split the run across calls.
 The "versions" rows time our forward in its earlier designs, in the same run (see
 benchmarks/results/kernels-notes.md): v1 = output fused into the scan, v2 = separate output kernel
 with the row-by-row inverse, v3 (the default) = v2 with the blocked tensor-core inverse.
@@ -42,6 +43,7 @@ from hybridize.modeling.gated_delta import chunk_gated_delta_rule  # noqa: E402
 
 PEAK_FLOPS, PEAK_BW = 790e12, 3.0e12
 SHAPES = [(1, 8192, 16, 128), (4, 4096, 16, 128), (1, 32768, 16, 128), (2, 16384, 32, 128), (8, 2048, 9, 64)]
+VERSION_SHAPES = [SHAPES[0], SHAPES[2], SHAPES[4]]
 OUT_DIR = "."
 C = 64
 
@@ -187,7 +189,7 @@ def set_version(fuse_o=False, inverse="blocked"):
 
 
 def version_rows(results):
-    for (B, T, H, D) in (SHAPES[0], SHAPES[2], SHAPES[4]):
+    for (B, T, H, D) in VERSION_SHAPES:
         for channel in (False, True):
             row = dict(case=f"versions {'KDA' if channel else 'GDN'} fwd ({B},{T},{H},{D})")
             for name, cfg in VERSIONS.items():
@@ -220,21 +222,20 @@ def warm_task(task):
         return f"{task}: {type(err).__name__}: {str(err)[:160]}"
 
 
-def warm(procs):
+def warm(procs, versions=True):
     import multiprocessing as mp
     tasks = [("decode", (b,), ch, False, None) for b in (1, 64) for ch in (False, True)]
     for shape in SHAPES:
         for ch in (False, True):
             for bwd in (False, True):
+                # (fla is not warmed here: its autotuner times its candidates in the timing process anyway)
                 tasks.append(("ours", shape, ch, bwd, None))
-                if fla(ch) is not None:
-                    tasks.append(("fla", shape, ch, bwd, None))
-    for shape in (SHAPES[0], SHAPES[2], SHAPES[4]):
+    for shape in VERSION_SHAPES if versions else ():
         for ch in (False, True):
             for version in list(VERSIONS)[:2]:
                 tasks.append(("ours", shape, ch, False, version))
     t = time.perf_counter()
-    with mp.get_context("spawn").Pool(procs) as pool:
+    with mp.get_context("spawn").Pool(procs, maxtasksperchild=4) as pool:
         errors = [e for e in pool.imap_unordered(warm_task, tasks) if e]
     print(f"warm: {len(tasks)} calls in {time.perf_counter() - t:.0f} s, {len(errors)} raised", flush=True)
     for e in errors:
@@ -283,13 +284,16 @@ def main():
     ap.add_argument("--no-fla-decode", action="store_true")
     ap.add_argument("--warm", type=int, default=0, help="compile in this many processes first")
     ap.add_argument("--skip-versions", action="store_true")
+    ap.add_argument("--shapes", default=None, help="indices into SHAPES, e.g. 0,1,2 (default: all)")
     args = ap.parse_args()
     global OUT_DIR
     OUT_DIR = args.out
     print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__,
           "fla", "yes" if fla_gdn is not None else "no", flush=True)
+    if args.shapes:
+        SHAPES[:] = [SHAPES[int(i)] for i in args.shapes.split(",")]
     if args.warm:
-        warm(args.warm)
+        warm(args.warm, not args.skip_versions)
     results = []
     decode_rows(results)
     if fla_gdn is not None and not args.no_fla_decode:  # fla's decode kernel crashed here once: keep it out of this process

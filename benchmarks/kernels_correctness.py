@@ -115,10 +115,20 @@ CASES = [
 
 def check_case(task):
     """One case of CASES, ours (and fla): a list of (name, impl, errors, ok)."""
-    seed, with_fla, shared = task
+    seed, with_fla, shared, wide = task
     global POISON_CAP
     POISON_CAP = 2 << 30 if shared else None
     name, B, T, H, K, V, channel, dtype, cu, l2 = CASES[seed]
+    if wide == "tf32x3":
+        from hybridize.kernels import _common
+        _common.PRECISION_16BIT = "tf32x3"
+        name += " prec=tf32x3"
+        with_fla = False
+    elif wide:  # launch options of the sequential kernels at head dims over 128
+        from hybridize.kernels.chunk_scan import SCAN_CONFIG
+        SCAN_CONFIG["wide_warps"], SCAN_CONFIG["wide_stages"] = wide
+        name += f" warps={wide[0]} stages={wide[1]}"
+        with_fla = False
     torch.backends.cuda.matmul.allow_tf32 = False
     n_seq = B if cu is None else len(cu) - 1
     ins = make_inputs(B, T, H, K, V, channel, dtype, 100 + seed, n_seq, l2, aligned="aligned" in name)
@@ -148,6 +158,8 @@ def main():
     ap.add_argument("--only", default="", help="run only the cases whose name contains this")
     ap.add_argument("--no-ref-check", action="store_true")
     ap.add_argument("--jobs", type=int, default=1, help="cases run in this many processes at once")
+    ap.add_argument("--wide", nargs="*", default=[], help="also run head dim > 128 with these WARPS,STAGES")
+    ap.add_argument("--prec-variants", action="store_true", help="also run the 16-bit aligned cases with tf32x3")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     rows, failed = [], 0
@@ -163,15 +175,21 @@ def main():
         ok = max(errs) < 1e-10
         failed += not ok
         rows.append((f"ref check {'kda' if channel else 'gdn'} fp64", "chunk-vs-recurrence", errs, ok))
-    todo = [(i, args.fla, args.jobs > 1) for i, case in enumerate(CASES) if args.only in case[0]]
+    todo = [(i, args.fla, args.jobs > 1, None) for i, case in enumerate(CASES) if args.only in case[0]]
+    # the aligned-key cases once more with 3xTF32 products for 16-bit inputs (HYBRIDIZE_GDR_PREC)
+    todo += [(i, False, args.jobs > 1, "tf32x3") for i, case in enumerate(CASES)
+             if args.only in case[0] and "aligned" in case[0] and case[7] != torch.float32 and args.prec_variants]
+    todo += [(i, False, args.jobs > 1, tuple(int(x) for x in w.split(",")))
+             for w in args.wide for i, case in enumerate(CASES) if args.only in case[0] and case[4] > 128]
     if args.jobs > 1:
-        with mp.get_context("spawn").Pool(args.jobs) as pool:
+        # one fresh process per case: a kernel fault poisons its CUDA context for good
+        with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
             results = list(pool.imap(check_case, todo))
     else:
         results = [check_case(t) for t in todo]
     for case_rows in results:
         for name, impl, errs, ok in case_rows:
-            failed += impl == "ours" and not ok
+            failed += impl == "ours" and not ok and "warps=" not in name and "prec=" not in name
             rows.append((name, impl, errs, ok))
     # Decoding kernel: a few tokens from a random state, in place, against the recurrence.
     for channel in (False, True):

@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 
 from ._common import CHUNK, SUB, Layout, channel_colside, channel_rowside, dot_dtype, dot_precision
-from .chunk_scan import _pick_bv, load_gates
+from .chunk_scan import _pick_bv, launch_options, load_gates
 
 BWD_CONFIG = {"BK": 64, "BV": 64, "num_warps": 8}
 
@@ -223,8 +223,7 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
             q, k, w, G, Aqk, do, dht if dht is not None else do, dh_all, dvn,
             dh0 if need_dh0 else do, layout.cu, layout.chunk_offsets, scale, H,
             K=K, V=V, BK=BKf, BV=BVs, C=CHUNK, CHANNEL=channel, HAS_DHT=dht is not None,
-            STORE_DH0=need_dh0, PREC=prec, DT=dot_dtype(w.dtype), num_warps=4 if K <= 128 else 8,
-            num_stages=1 if k.dtype == torch.float32 or K > 128 else 2)
+            STORE_DH0=need_dh0, PREC=prec, DT=dot_dtype(w.dtype), **launch_options(K, BVs, k.dtype))
     BK = min(BWD_CONFIG["BK"], BKf)
     BV = min(BWD_CONFIG["BV"], triton.next_power_of_2(V))
     NK = triton.cdiv(K, BK)

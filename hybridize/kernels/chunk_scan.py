@@ -21,7 +21,19 @@ from ._common import CHUNK, Layout, dot_dtype, dot_precision
 
 # Value columns per program and warps: the tuning knobs of the latency-bound scan; fuse_o selects
 # the output inside the scan (the first version) instead of chunk_output.py.
-SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": 2, "fuse_o": False}
+SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": 2, "fuse_o": False,
+               "wide_warps": 8, "wide_stages": None}  # head dims over 128 (None: see launch_options)
+
+
+def launch_options(K: int, BV: int, dtype: torch.dtype) -> dict:
+    """num_warps / num_stages of the sequential kernels (this scan and the backward's dh scan).
+    fp32 tiles and head dim 256 with BV > 16 need a single stage to fit in shared memory."""
+    if K <= 128:
+        nw, ns = SCAN_CONFIG["num_warps"], SCAN_CONFIG["num_stages"]
+    else:
+        nw = SCAN_CONFIG["wide_warps"]
+        ns = SCAN_CONFIG["wide_stages"] or (2 if BV <= 16 else 1)
+    return {"num_warps": nw, "num_stages": 1 if dtype == torch.float32 else ns}
 
 
 @triton.jit
@@ -128,5 +140,5 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
             K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4,
             HAS_H0=initial_state is not None, STORE_FINAL=output_final_state, STORE_H=store_h,
             STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(w.dtype),
-            num_warps=SCAN_CONFIG["num_warps"] if K <= 128 else 8, num_stages=1 if k.dtype == torch.float32 or K > 128 else SCAN_CONFIG["num_stages"])
+            **launch_options(K, BV, k.dtype))
     return o, ht, h_out, vn
