@@ -21,18 +21,19 @@ from ._common import CHUNK, Layout, dot_dtype, dot_precision
 
 # Value columns per program and warps: the tuning knobs of the latency-bound scan; fuse_o selects
 # the output inside the scan (the first version) instead of chunk_output.py.
-SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": 2, "fuse_o": False,
-               "wide_warps": 8, "wide_stages": None}  # head dims over 128 (None: see launch_options)
+# Head dims over 128 use wide_warps / wide_stages. Measured on the H100 (triton 3.6) at head dim 256:
+# 8 warps with 1 stage compiles to code that faults (illegal memory access), 2 stages overflow shared
+# memory (238-271 KB); 4 warps with 1 stage is correct (benchmarks/kernels_correctness.py --wide).
+SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": 2, "fuse_o": False, "wide_warps": 4, "wide_stages": 1}
 
 
 def launch_options(K: int, BV: int, dtype: torch.dtype) -> dict:
-    """num_warps / num_stages of the sequential kernels (this scan and the backward's dh scan).
-    fp32 tiles and head dim 256 with BV > 16 need a single stage to fit in shared memory."""
+    """num_warps / num_stages of the sequential kernels (this scan and the backward's dh scan);
+    fp32 tiles need a single stage to fit in shared memory."""
     if K <= 128:
         nw, ns = SCAN_CONFIG["num_warps"], SCAN_CONFIG["num_stages"]
     else:
-        nw = SCAN_CONFIG["wide_warps"]
-        ns = SCAN_CONFIG["wide_stages"] or (2 if BV <= 16 else 1)
+        nw, ns = SCAN_CONFIG["wide_warps"], SCAN_CONFIG["wide_stages"]
     return {"num_warps": nw, "num_stages": 1 if dtype == torch.float32 else ns}
 
 
