@@ -170,6 +170,15 @@ def distill(options: DistillOptions, *, accelerator=None, on_step=None, console=
     model.to(acc.device)
     set_backend(model, o.backend)
     attach_teacher(model, o.teacher or teacher_source(o.model))
+    from ..export import read_record
+    shared_trained = bool(read_record(o.model).get("shared_weights_trained"))
+    if shared_trained:
+        # Only the converted layers' attention is read back from the teacher source; every shared
+        # weight (MLPs, norms, full-attention layers) is this checkpoint's, which an earlier stage 2
+        # changed (LoRA merged). The "teacher" below is that adapted model, not the original.
+        monitor.print(f"warning: {o.model} was distilled before with its shared weights trained; the teacher "
+                      "here is that adapted model, not the original. To keep the original as teacher, extend "
+                      "the earlier run with --resume, or start again from the converted checkpoint.")
     if o.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
@@ -226,7 +235,9 @@ def distill(options: DistillOptions, *, accelerator=None, on_step=None, console=
         shapes = Shapes.from_config(final.config, qkv_bias=hyb.get("qkv_bias", False),
                                     qk_norm=hyb.get("qk_scale", False))
         figures = model_card_figures(state.evaluation, o, {s: report.stages[s].tokens for s in o.stages})
+        trained = "kd" in o.stages and o.kd.train != "converted"
         record = {"source": config.hybridize.get("source"), "distilled_from": str(o.model),
+                  "shared_weights_trained": shared_trained or trained,
                   "distill": o.to_dict(), "evaluation": state.evaluation,
                   "stages": {s: vars(r) | {"losses": None} for s, r in report.stages.items()}}
         _save_output(final, tokenizer, o, hybrid_plan(o.model), shapes, record, figures,

@@ -155,3 +155,19 @@ def test_time_cap_shortens_the_stage_and_refits_the_schedule(hybrid_dir, corpus,
     assert [r["step"] for r in train] == list(range(1, 12))  # 10 timed steps + 1, not the 12 planned
     assert report.stages["attention"].steps == 11
     assert train[-1]["lr"] == pytest.approx(0.1 * 1e-3)  # the re-fitted cosine ends at min_lr
+
+
+def test_distilling_a_distilled_checkpoint_warns_of_the_adapted_teacher(full_run, hybrid_dir, corpus, tmp_path, capsys):
+    """After a stage 2 that trained shared weights (LoRA merged), the teacher view of the checkpoint is
+    no longer the original model: the record says so and a further run warns."""
+    from hybridize.export import read_record
+    assert read_record(full_run.output)["shared_weights_trained"] is True
+    capsys.readouterr()
+    report = distill(small_options(full_run.output, corpus, tmp_path / "again", stages=["attention"],
+                                   attention={"tokens": 2 * 128}))
+    assert "teacher here is that adapted model" in " ".join(capsys.readouterr().err.split())  # rich wraps lines
+    assert read_record(report.output)["shared_weights_trained"] is True
+    # a stage-1-only run from the converted checkpoint leaves the shared weights alone
+    fresh = distill(small_options(hybrid_dir, corpus, tmp_path / "s1", stages=["attention"],
+                                  attention={"tokens": 2 * 128}))
+    assert read_record(fresh.output)["shared_weights_trained"] is False

@@ -122,6 +122,20 @@ def test_aligned_keys(channel):
 
 
 @inproc
+@pytest.mark.parametrize("version", ["fused_output", "row_inverse"])
+def test_earlier_versions(version, monkeypatch):
+    """The designs benchmarks/bench_kernels.py times beside the default: the output fused into the
+    scan, and the row-by-row inverse. Both must stay exact, or their timings mean nothing."""
+    from hybridize.kernels import chunk_prep, chunk_scan
+    if version == "fused_output":
+        monkeypatch.setitem(chunk_scan.SCAN_CONFIG, "fuse_o", True)
+    else:
+        monkeypatch.setitem(chunk_prep.PREP_CONFIG, "inverse", "rows")
+    for channel in (False, True):
+        check(31, 1, 150, 2, 64, 64, channel, l2=True, aligned=True)
+
+
+@inproc
 @pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
 def test_packed_documents(channel):
     # an empty document, a one-token one, one that crosses a chunk boundary, and fused l2 norm

@@ -1,7 +1,10 @@
 """Side-by-side timings of the gated delta rule on one GPU (issue 3): hybridize's Triton kernels,
 flash-linear-attention 0.6.0 (if importable), the PyTorch chunked operator, and SDPA (flash, causal).
 
-Run from the repo root:  PYTHONPATH=. python benchmarks/kernels.py [--warm 12] [--sweep] [--out DIR]
+Run from the repo root:  PYTHONPATH=. python benchmarks/bench_kernels.py [--warm 15] [--shapes 0,1,2] [--out DIR]
+(Issue 3 names this file benchmarks/kernels.py. It is not called that: every script run from
+benchmarks/ has that folder first on sys.path, where a kernels.py shadows the Hugging Face `kernels`
+package that transformers probes for; the H100 run of distill_throughput.py died of exactly that.)
 Medians of triton.testing.do_bench (CUDA events). Inputs bf16 (q, k, v, beta), gates fp32.
 --warm N first runs each of our timed calls once in N processes at a time: our kernels then compile
 in parallel into the shared on-disk cache instead of one after another in the timing process. (fla's
@@ -28,18 +31,14 @@ import subprocess
 import sys
 import time
 
-# This file is benchmarks/kernels.py: keep its folder off sys.path, or it would shadow the Hugging
-# Face `kernels` package that transformers probes for.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+import torch
+import torch.nn.functional as F
+import triton
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-import triton  # noqa: E402
-
-from hybridize.kernels import chunk_prep as prep_mod  # noqa: E402
-from hybridize.kernels import chunk_scan as scan_mod  # noqa: E402
-from hybridize.kernels import gated_delta_rule, recurrent_update  # noqa: E402
-from hybridize.modeling.gated_delta import chunk_gated_delta_rule  # noqa: E402
+from hybridize.kernels import chunk_prep as prep_mod
+from hybridize.kernels import chunk_scan as scan_mod
+from hybridize.kernels import gated_delta_rule, recurrent_update
+from hybridize.modeling.gated_delta import chunk_gated_delta_rule
 
 PEAK_FLOPS, PEAK_BW = 790e12, 3.0e12
 SHAPES = [(1, 8192, 16, 128), (4, 4096, 16, 128), (1, 32768, 16, 128), (2, 16384, 32, 128), (8, 2048, 9, 64)]
