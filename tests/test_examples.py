@@ -19,9 +19,13 @@ def test_python_api_example(tiny_model_dir, tmp_path):
 
 def test_cli_workflow_example(tiny_model_dir, tmp_path):
     import json
+    import os
     out = tmp_path / "cli"
+    # the `hybridize` script of this interpreter's environment, also when pytest runs from an
+    # environment that is not activated (python -m pytest by path)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     done = subprocess.run(["bash", str(EXAMPLES / "cli_workflow.sh"), str(tiny_model_dir), str(out)],
-                          capture_output=True, text=True, cwd=tmp_path)
+                          capture_output=True, text=True, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "eval.json").read_text())
     assert report  # the eval command's JSON, teacher and hybrid side by side
