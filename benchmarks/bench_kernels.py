@@ -44,6 +44,7 @@ PEAK_FLOPS, PEAK_BW = 790e12, 3.0e12
 SHAPES = [(1, 8192, 16, 128), (4, 4096, 16, 128), (1, 32768, 16, 128), (2, 16384, 32, 128), (8, 2048, 9, 64)]
 VERSION_SHAPES = [SHAPES[0], SHAPES[2], SHAPES[4]]
 OUT_DIR = "."
+OURS_ONLY = False  # --ours-only: no fla, no PyTorch operator (SDPA stays: it is the long-context yardstick)
 C = 64
 
 try:
@@ -148,14 +149,14 @@ def chunk_rows(results, sweep):
                 name = f"{'KDA' if channel else 'GDN'} {'fwd+bwd' if bwd else 'fwd'} ({B},{T},{H},{D})"
                 t_ours = time_impl(ours, B, T, H, D, channel, bwd)
                 t_fla = None
-                if fla(channel) is not None:
+                if fla(channel) is not None and not OURS_ONLY:
                     try:
                         t_fla = time_impl(fla(channel), B, T, H, D, channel, bwd)
                     except Exception as err:  # noqa: BLE001 - fla refuses its GDN backward on Hopper
                         t_fla = "refused"
                         print(f"fla {name}: {type(err).__name__}: {str(err)[:200]}")
                 # the PyTorch operator loops over chunks in Python: only worth timing at the smallest shapes
-                t_torch = time_impl(torch_op, B, T, H, D, channel, bwd, slow=True) if B * T <= 16384 else None
+                t_torch = time_impl(torch_op, B, T, H, D, channel, bwd, slow=True) if B * T <= 16384 and not OURS_ONLY else None
                 t_sdpa = sdpa_time(B, T, H, D, bwd) if not channel else None
                 flop, nbytes = counts(B, T, H, D, channel, bwd)
                 floor = max(flop / PEAK_FLOPS, nbytes / PEAK_BW) * 1e3
@@ -285,10 +286,12 @@ def main():
     ap.add_argument("--no-fla-decode", action="store_true")
     ap.add_argument("--warm", type=int, default=0, help="compile in this many processes first")
     ap.add_argument("--skip-versions", action="store_true")
+    ap.add_argument("--ours-only", action="store_true", help="time ours and SDPA only (no fla, no torch op)")
     ap.add_argument("--shapes", default=None, help="indices into SHAPES, e.g. 0,1,2 (default: all)")
     args = ap.parse_args()
-    global OUT_DIR
-    OUT_DIR = args.out
+    global OUT_DIR, OURS_ONLY
+    OUT_DIR, OURS_ONLY = args.out, args.ours_only
+    os.makedirs(OUT_DIR, exist_ok=True)
     print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__,
           "fla", "yes" if fla_gdn is not None else "no", flush=True)
     if args.shapes:
