@@ -22,8 +22,8 @@ from ._common import (CHUNK, SUB, Layout, channel_pairwise, dot_dtype, dot_preci
 # torch.float32 (default): fp32 intermediates and tf32 products. On SmolLM2's real activations (bf16)
 # they keep the output within 0.8% of float64, where bf16 intermediates reach 1.2% (bf16 rounding of
 # u is amplified where vn = u - w h cancels). HYBRIDIZE_GDR_INTER=bf16 selects the inputs' own dtype
-# (less memory traffic). The forward's state snapshots and vn are stored in the inputs' dtype either
-# way (chunk_scan's state_dtype): they are not cancelled against anything afterwards.
+# (less memory traffic). The forward's per-chunk state snapshots are stored in the inputs' dtype
+# either way (chunk_scan's state_dtype); vn follows this setting (see chunk_scan).
 INTER_DTYPE = None if os.environ.get("HYBRIDIZE_GDR_INTER") == "bf16" else torch.float32
 # inverse: "blocked" (tensor-core products, the default) or "rows" (the row-at-a-time version, kept
 # for benchmarks); BK, BV: key and value columns per step of the loops over the head dims.
