@@ -115,19 +115,19 @@ CASES = [
 
 def check_case(task):
     """One case of CASES, ours (and fla): a list of (name, impl, errors, ok)."""
-    seed, with_fla, shared, wide = task
+    seed, with_fla, shared, variant = task
     global POISON_CAP
     POISON_CAP = 2 << 30 if shared else None
     name, B, T, H, K, V, channel, dtype, cu, l2 = CASES[seed]
-    if wide == "tf32x3":
+    if variant:  # an experiment: "precision" (16-bit inputs' products) or SCAN_CONFIG keys
         from hybridize.kernels import _common
-        _common.PRECISION_16BIT = "tf32x3"
-        name += " prec=tf32x3"
-        with_fla = False
-    elif wide:  # launch options of the sequential kernels at head dims over 128
         from hybridize.kernels.chunk_scan import SCAN_CONFIG
-        SCAN_CONFIG["wide_warps"], SCAN_CONFIG["wide_stages"] = wide
-        name += f" warps={wide[0]} stages={wide[1]}"
+        for key, value in variant.items():
+            if key == "precision":
+                _common.PRECISION_16BIT = value
+            else:
+                SCAN_CONFIG[key] = value
+        name += " " + " ".join(f"{k}={v}" for k, v in variant.items())
         with_fla = False
     torch.backends.cuda.matmul.allow_tf32 = False
     n_seq = B if cu is None else len(cu) - 1
@@ -179,20 +179,23 @@ def main():
         failed += not ok
         rows.append((f"ref check {'kda' if channel else 'gdn'} fp64", "chunk-vs-recurrence", errs, ok))
     todo = [(i, args.fla, args.jobs > 1, None) for i, case in enumerate(CASES) if args.only in case[0]]
-    # the aligned-key cases once more with 3xTF32 products for 16-bit inputs (HYBRIDIZE_GDR_PREC)
-    todo += [(i, False, args.jobs > 1, "tf32x3") for i, case in enumerate(CASES)
+    # experiments, reported but not counted: the aligned-key cases with 3xTF32 products for 16-bit
+    # inputs (HYBRIDIZE_GDR_PREC), and head dims over 128 with other launch options
+    todo += [(i, False, args.jobs > 1, {"precision": "tf32x3"}) for i, case in enumerate(CASES)
              if args.only in case[0] and "aligned" in case[0] and case[7] != torch.float32 and args.prec_variants]
-    todo += [(i, False, args.jobs > 1, tuple(int(x) for x in w.split(",")))
-             for w in args.wide for i, case in enumerate(CASES) if args.only in case[0] and case[4] > 128]
+    for w in args.wide:
+        warps, stages = (int(x) for x in w.split(","))
+        todo += [(i, False, args.jobs > 1, {"wide_warps": warps, "wide_stages": stages})
+                 for i, case in enumerate(CASES) if args.only in case[0] and case[4] > 128]
     if args.jobs > 1:
         # one fresh process per case: a kernel fault poisons its CUDA context for good
         with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
             results = list(pool.imap(check_case, todo))
     else:
         results = [check_case(t) for t in todo]
-    for case_rows in results:
+    for task, case_rows in zip(todo, results):
         for name, impl, errs, ok in case_rows:
-            failed += impl == "ours" and not ok and "warps=" not in name and "prec=" not in name
+            failed += impl == "ours" and not ok and task[3] is None
             rows.append((name, impl, errs, ok))
     # Decoding kernel: a few tokens from a random state, in place, against the recurrence.
     for channel in (False, True):

@@ -144,7 +144,7 @@ def distill(options: DistillOptions, *, accelerator=None, on_step=None, console=
     from accelerate.utils import set_seed
 
     from ..api import hybrid_plan, load, teacher_source
-    from ..export import save_hybrid
+    from ..export import read_record, save_hybrid
     from ..modeling import HybridizeConfig
     from ..plans import Shapes
 
@@ -170,7 +170,6 @@ def distill(options: DistillOptions, *, accelerator=None, on_step=None, console=
     model.to(acc.device)
     set_backend(model, o.backend)
     attach_teacher(model, o.teacher or teacher_source(o.model))
-    from ..export import read_record
     shared_trained = bool(read_record(o.model).get("shared_weights_trained"))
     if shared_trained:
         # Only the converted layers' attention is read back from the teacher source; every shared

@@ -76,6 +76,22 @@ def dot_precision(dtype: torch.dtype) -> str:
 
 
 @triton.jit
+def chunk_bounds(chunks, cu, i_c):
+    """(document start, document end, chunk index within the document) of packed chunk i_c."""
+    i_n = tl.load(chunks + 2 * i_c)
+    i_t = tl.load(chunks + 2 * i_c + 1)
+    return tl.load(cu + i_n), tl.load(cu + i_n + 1), i_t
+
+
+@triton.jit
+def chunk_tokens(bos, eos, i_t, rows, C: tl.constexpr):
+    """Chunk i_t of the document [bos, eos): which of its C rows are real tokens, their packed token
+    indices (int64), and the index of its last real token."""
+    t0 = bos + i_t * C
+    return t0 + rows < eos, (t0 + rows).to(tl.int64), (tl.minimum(t0 + C, eos) - 1).to(tl.int64)
+
+
+@triton.jit
 def unit_lower_inverse(A, C: tl.constexpr, SB: tl.constexpr, PREC: tl.constexpr):
     """(I + A)^-1 for a strictly lower-triangular A [C, C] (fp32), by blocked forward substitution.
 

@@ -19,7 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import CHUNK, SUB, Layout, channel_colside, channel_rowside, dot_dtype, dot_precision
+from ._common import (CHUNK, SUB, Layout, channel_colside, channel_rowside, chunk_bounds, chunk_tokens, dot_dtype,
+                      dot_precision)
 from .chunk_scan import _pick_bv, launch_options, load_gates
 
 BWD_CONFIG = {"BK": 64, "BV": 64, "num_warps": 8}
@@ -51,10 +52,7 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, cu, chunk_offsets
     nt = tl.cdiv(eos - bos, C)
     for i in range(0, nt):
         i_t = nt - 1 - i
-        t0 = bos + i_t * C
-        valid = t0 + rows < eos
-        tok = (t0 + rows).to(tl.int64)
-        last_tok = (tl.minimum(t0 + C, eos) - 1).to(tl.int64)
+        valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
         m_k = valid[:, None] & km[None, :]
         m_v = valid[:, None] & vm[None, :]
         p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
@@ -85,16 +83,9 @@ def _bwd_kernel(q, k, v, g, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part,
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     i_k = tl.program_id(2)
-    i_n = tl.load(chunks + 2 * i_c)
-    i_t = tl.load(chunks + 2 * i_c + 1)
-    bos = tl.load(cu + i_n)
-    eos = tl.load(cu + i_n + 1)
+    bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
     rows = tl.arange(0, C)
-    t0 = bos + i_t * C
-    valid = t0 + rows < eos
-    tok = (t0 + rows).to(tl.int64)
-    last = tl.minimum(t0 + C, eos) - 1 - t0  # row of the chunk's last real token
-    last_tok = (t0 + last).to(tl.int64)
+    valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
     kk = i_k * BK + tl.arange(0, BK)
     km = kk < K
     m_k = valid[:, None] & km[None, :]

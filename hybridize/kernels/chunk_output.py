@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import CHUNK, Layout, dot_dtype, dot_precision
+from ._common import CHUNK, Layout, chunk_bounds, chunk_tokens, dot_dtype, dot_precision
 from .chunk_scan import load_gates
 
 OUTPUT_CONFIG = {"BK": 64, "BV": 64, "num_warps": 4}
@@ -24,15 +24,9 @@ def _output_kernel(q, G, Aqk, h, vn, o, cu, chunks, scale, H,
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     i_v = tl.program_id(2)
-    i_n = tl.load(chunks + 2 * i_c)
-    i_t = tl.load(chunks + 2 * i_c + 1)
-    bos = tl.load(cu + i_n)
-    eos = tl.load(cu + i_n + 1)
+    bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
     rows = tl.arange(0, C)
-    t0 = bos + i_t * C
-    valid = t0 + rows < eos
-    tok = (t0 + rows).to(tl.int64)
-    last_tok = (tl.minimum(t0 + C, eos) - 1).to(tl.int64)
+    valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
     vv = i_v * BV + tl.arange(0, BV)
     vm = vv < V
     m_v = valid[:, None] & vm[None, :]

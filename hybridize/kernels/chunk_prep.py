@@ -15,8 +15,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import (CHUNK, SUB, Layout, channel_pairwise, dot_dtype, dot_precision, unit_lower_inverse,
-                      unit_lower_inverse_rows)
+from ._common import (CHUNK, SUB, Layout, channel_pairwise, chunk_bounds, chunk_tokens, dot_dtype, dot_precision,
+                      unit_lower_inverse, unit_lower_inverse_rows)
 
 # dtype of the intermediates w, u, Aqk (and, in the backward, h, vn, dh) and of the scan's products.
 # torch.float32 (default): fp32 intermediates and tf32 products. On SmolLM2's real activations (bf16)
@@ -37,13 +37,9 @@ def _prep_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, cu, chun
                  STORE_T: tl.constexpr, PREC: tl.constexpr, PAIR_PREC: tl.constexpr, DT: tl.constexpr):
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
-    i_n = tl.load(chunks + 2 * i_c)
-    i_t = tl.load(chunks + 2 * i_c + 1)
-    bos = tl.load(cu + i_n)
-    eos = tl.load(cu + i_n + 1)
+    bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
     rows = tl.arange(0, C)
-    valid = bos + i_t * C + rows < eos
-    tok = (bos + i_t * C + rows).to(tl.int64)
+    valid, tok, _ = chunk_tokens(bos, eos, i_t, rows, C)
     # Rows past the document end load as zeros (k = q = v = beta = g = 0): they neither change the
     # state nor produce output, so a partial last chunk needs no special case below.
     b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)

@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import CHUNK, Layout, dot_dtype, dot_precision
+from ._common import CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision
 
 # Value columns per program and warps: the tuning knobs of the latency-bound scan; fuse_o selects
 # the output inside the scan (the first version) instead of chunk_output.py.
@@ -76,10 +76,7 @@ def _scan_kernel(q, k, w, u, G, Aqk, h0, o, ht, h_out, vn_out, cu, chunk_offsets
     else:
         h = tl.zeros([BK, BV], dtype=tl.float32)
     for i_t in range(0, tl.cdiv(eos - bos, C)):
-        t0 = bos + i_t * C
-        valid = t0 + rows < eos
-        tok = (t0 + rows).to(tl.int64)
-        last_tok = (tl.minimum(t0 + C, eos) - 1).to(tl.int64)
+        valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
         m_k = valid[:, None] & km[None, :]
         m_v = valid[:, None] & vm[None, :]
         p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
