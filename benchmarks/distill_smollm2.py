@@ -39,6 +39,8 @@ def main() -> None:
     ap.add_argument("--eval-tokens", default="256K")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--skip-kd", action="store_true")
+    ap.add_argument("--prepare-only", action="store_true",
+                    help="only write WORK/teacher and WORK/smol-MIXER (for a `hybridize distill` run of its own)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
@@ -63,6 +65,9 @@ def main() -> None:
     sp = site.getsitepackages()[0]
     data = args.data or [f"{sp}/**/*.py", f"{sp}/*.dist-info/METADATA"]
     setup_s = time.perf_counter() - t0
+    if args.prepare_only:
+        print(f"teacher {teacher}, converted {converted} ({setup_s:.0f} s)")
+        return
 
     common = dict(data=data, seq_len=args.seq_len, batch_size=args.batch_size, eval_tokens=args.eval_tokens,
                   checkpoint_every=10**6, log_every=10, force=True, backend=args.backend, teacher=str(teacher))

@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from ..errors import USER_ERRORS
+from ..errors import USER_ERRORS, Stopped
 
 app = typer.Typer(
     name="hybridize",
@@ -38,6 +38,9 @@ def main() -> None:
     """Entry point: user mistakes become one red line and exit code 2, never a traceback."""
     try:
         app()
+    except Stopped as err:
+        err_console.print(f"[yellow]stopped:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(err.exit_code)
     except USER_ERRORS as err:
         err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         sys.exit(2)

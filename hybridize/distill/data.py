@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import random
 import warnings
@@ -136,6 +137,29 @@ def training_rows(tokenizer, spec, *, rows: int, seq_len: int, heldout_fraction:
         order = torch.cat([torch.randperm(len(ids), generator=gen) for _ in range(repeat)])[:rows]
         ids, pos = ids[order], pos[order]
     return Rows(ids, pos)
+
+
+def cached_training_rows(cache_dir: Path, tokenizer, spec, *, rows: int, seq_len: int, heldout_fraction: float = 0.1,
+                         text_column: str = "text", seed: int = 0, build: bool = True) -> Rows | None:
+    """`training_rows`, kept in `cache_dir` (the run directory) under a key of every argument, so a
+    resumed run reads its rows back in a second instead of re-tokenising the corpus, and reads the
+    same rows even if the files changed since. `build=False` only reads (processes other than the
+    first wait for it to write)."""
+    from safetensors.torch import load_file, save_file
+    key = json.dumps([str(spec) if not isinstance(spec, (list, tuple)) else [str(x) for x in spec], rows, seq_len,
+                      heldout_fraction, text_column, seed, getattr(tokenizer, "name_or_path", ""), len(tokenizer)])
+    path = Path(cache_dir) / f"rows-{hashlib.sha256(key.encode()).hexdigest()[:16]}.safetensors"
+    if path.is_file():
+        t = load_file(path)
+        return Rows(t["input_ids"], t["position_ids"])
+    if not build:
+        return None
+    out = training_rows(tokenizer, spec, rows=rows, seq_len=seq_len, heldout_fraction=heldout_fraction,
+                        text_column=text_column, seed=seed)
+    tmp = path.with_suffix(".tmp")
+    save_file({"input_ids": out.input_ids.contiguous(), "position_ids": out.position_ids.contiguous()}, tmp)
+    os.replace(tmp, path)  # atomic: a run killed while writing leaves no half file under the real name
+    return out
 
 
 def heldout_rows(tokenizer, spec, *, tokens: int, seq_len: int, heldout_fraction: float = 0.1,

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from . import checkpoint as ckpt
-from .data import heldout_rows, training_rows
+from .data import cached_training_rows, heldout_rows
 from .monitor import Monitor, plot
 from .options import DistillOptions, KDOptions
 from .teacher import attach_teacher, detach_teacher, student_parameters
@@ -186,8 +186,12 @@ def distill(options: DistillOptions, *, accelerator=None, on_step=None, console=
     counts = {s: steps[s] * trainer.rows_per_step() for s in o.stages}
     monitor.print(f"tokenising {o.data}: {sum(counts.values()) * o.seq_len:,} training tokens, "
                   f"{o.eval_tokens:,} held-out")
-    rows = training_rows(tokenizer, o.data, rows=sum(counts.values()), seq_len=o.seq_len,
-                         heldout_fraction=o.heldout_fraction, text_column=o.text_column, seed=o.seed)
+    row_args = dict(rows=sum(counts.values()), seq_len=o.seq_len, heldout_fraction=o.heldout_fraction,
+                    text_column=o.text_column, seed=o.seed)
+    # The first process tokenises (once, kept in the run directory for --resume); the others read.
+    rows = cached_training_rows(o.run_path, tokenizer, o.data, build=acc.is_main_process, **row_args)
+    acc.wait_for_everyone()
+    rows = rows if rows is not None else cached_training_rows(o.run_path, tokenizer, o.data, build=False, **row_args)
     stage_rows, start = {}, 0
     for s in o.stages:
         stage_rows[s] = rows.take(slice(start, start + counts[s]))

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..errors import Stopped, UserError
 from . import checkpoint as ckpt
 from .attention_transfer import LayerLosses
 from .data import Rows, micro_batch
@@ -46,6 +48,34 @@ def cosine_schedule(steps: int, warmup: float, min_lr: float):
         return min_lr + (1 - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
+
+
+class StopRequest:
+    """SIGTERM (a scheduler's pre-emption, `timeout`) or a first Ctrl-C asks the loop to stop after the
+    current optimizer step, save a checkpoint and exit, so `--resume` loses nothing. A second Ctrl-C
+    interrupts at once. Handlers are only installed from the main thread (Python's rule)."""
+
+    SIGNALS = {signal.SIGTERM: 143, signal.SIGINT: 130}
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old: dict = {}
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+        if signum == signal.SIGINT:  # the next Ctrl-C is the default KeyboardInterrupt
+            signal.signal(signal.SIGINT, self._old.get(signal.SIGINT, signal.default_int_handler))
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
 
 
 @dataclass
@@ -82,6 +112,12 @@ class Trainer:
 
     def _reduce_mean(self, t: torch.Tensor) -> torch.Tensor:
         return self.acc.reduce(t, "mean") if self.acc.num_processes > 1 else t
+
+    def _agreed(self, flag: bool) -> bool:
+        """True on every process if it is true on any (a signal may reach only some ranks)."""
+        if self.acc.num_processes == 1:
+            return flag
+        return bool(self.acc.reduce(torch.tensor(float(flag), device=self.device), "max"))
 
     def _reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
         return self.acc.reduce(t, "sum") if self.acc.num_processes > 1 else t
@@ -138,57 +174,64 @@ class Trainer:
         # The first steps compile kernels (Triton, 30-60 s on a cold cache): left out of the step time,
         # or the cap cuts the stage far too short (on the H100 a 3.5-minute cap once trained 2.2 minutes).
         probe_from, t_probe = 2, t_start
-        try:
-            step = start_step
-            while step < steps:
-                if step == start_step + probe_from:
-                    t_probe = time.perf_counter()
-                if getattr(o, stage).max_minutes and stage not in self.state.planned_steps \
-                        and step == start_step + probe:
-                    now = time.perf_counter()
-                    step_seconds = (now - t_probe) / (probe - probe_from)
-                    steps = self._fit_to_time(stage, steps, step, now - t_start, step_seconds, scheduler)
-                    result.steps = steps
-                    self.monitor.set_total(steps)
-                loss = micro_step(step)  # device scalar, averaged over micro-batches and processes
-                loss_value = float(loss)
-                if not math.isfinite(loss_value):
+        with StopRequest() as stop:
+            try:
+                step = start_step
+                while step < steps:
+                    if step == start_step + probe_from:
+                        t_probe = time.perf_counter()
+                    if getattr(o, stage).max_minutes and stage not in self.state.planned_steps \
+                            and step == start_step + probe:
+                        now = time.perf_counter()
+                        step_seconds = (now - t_probe) / (probe - probe_from)
+                        steps = self._fit_to_time(stage, steps, step, now - t_start, step_seconds, scheduler)
+                        result.steps = steps
+                        self.monitor.set_total(steps)
+                    loss = micro_step(step)  # device scalar, averaged over micro-batches and processes
+                    loss_value = float(loss)
+                    if not math.isfinite(loss_value):
+                        optimizer.zero_grad(set_to_none=True)
+                        last = ckpt.latest(self.checkpoints, self.stage_order())
+                        raise DivergedError(
+                            f"{stage}: the loss became {loss_value} at step {step + 1}; nothing after the last good "
+                            f"checkpoint ({last or 'none yet'}) was kept. Lower the learning rate "
+                            f"(--lr, now {getattr(o, stage).lr}) and run again with --resume")
+                    if o.max_grad_norm:
+                        acc.clip_grad_norm_(params, o.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-                    last = ckpt.latest(self.checkpoints, self.stage_order())
-                    raise DivergedError(
-                        f"{stage}: the loss became {loss_value} at step {step + 1}; nothing after the last good "
-                        f"checkpoint ({last or 'none yet'}) was kept. Lower the learning rate "
-                        f"(--lr, now {getattr(o, stage).lr}) and run again with --resume")
-                if o.max_grad_norm:
-                    acc.clip_grad_norm_(params, o.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                done = step + 1
-                self.state.stage, self.state.step = stage, done
-                self.state.tokens = done * tokens_per_step
-                window_tokens += tokens_per_step
-                result.losses.append(loss_value)
-                if done % o.log_every == 0 or done == steps:
-                    now = time.perf_counter()
-                    speed = window_tokens / max(now - window_t, 1e-9)
-                    window_t, window_tokens = now, 0
-                    record = {"stage": stage, "step": done, "tokens": self.state.tokens, "loss": loss_value,
-                              "lr": scheduler.get_last_lr()[0], "tokens_per_s": speed,
-                              "gpu_memory": torch.cuda.max_memory_allocated() if self.device.type == "cuda" else 0}
-                    self.monitor.log(record)
-                    self.monitor.update(done, loss_value, speed)
-                if heldout is not None and o.eval_every and done % o.eval_every == 0 and done < steps:
-                    self.monitor.log({"stage": stage, "step": done, "tokens": self.state.tokens,
-                                      "heldout_loss": heldout_fn(heldout)})
-                if done % o.checkpoint_every == 0 and done < steps:
-                    self._save(stage, step_dir=True, optimizer=optimizer, scheduler=scheduler, t_start=t_start,
-                               seconds_before=seconds_before)
-                if self.on_step is not None:
-                    self.on_step(stage, done)
-                step += 1
-        finally:
-            self.monitor.stop()
+                    done = step + 1
+                    self.state.stage, self.state.step = stage, done
+                    self.state.tokens = done * tokens_per_step
+                    window_tokens += tokens_per_step
+                    result.losses.append(loss_value)
+                    if done % o.log_every == 0 or done == steps:
+                        now = time.perf_counter()
+                        speed = window_tokens / max(now - window_t, 1e-9)
+                        window_t, window_tokens = now, 0
+                        record = {"stage": stage, "step": done, "tokens": self.state.tokens, "loss": loss_value,
+                                  "lr": scheduler.get_last_lr()[0], "tokens_per_s": speed,
+                                  "gpu_memory": torch.cuda.max_memory_allocated() if self.device.type == "cuda" else 0}
+                        self.monitor.log(record)
+                        self.monitor.update(done, loss_value, speed)
+                    if heldout is not None and o.eval_every and done % o.eval_every == 0 and done < steps:
+                        self.monitor.log({"stage": stage, "step": done, "tokens": self.state.tokens,
+                                          "heldout_loss": heldout_fn(heldout)})
+                    if self.on_step is not None:
+                        self.on_step(stage, done)
+                    stopping = self._agreed(stop.signum is not None) and done < steps
+                    if (done % o.checkpoint_every == 0 or stopping) and done < steps:
+                        path = self._save(stage, step_dir=True, optimizer=optimizer, scheduler=scheduler,
+                                          t_start=t_start, seconds_before=seconds_before)
+                        if stopping:
+                            name = signal.Signals(stop.signum).name if stop.signum else "another process"
+                            raise Stopped(f"{stage} stopped by {name} after step {done} of {steps}; checkpoint "
+                                          f"{path}. Run the same command with --resume to continue",
+                                          StopRequest.SIGNALS.get(stop.signum, 143))
+                    step += 1
+            finally:
+                self.monitor.stop()
         result.seconds = seconds_before + time.perf_counter() - t_start
         result.tokens = steps * tokens_per_step
         self.state.tokens = result.tokens

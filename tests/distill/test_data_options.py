@@ -2,14 +2,20 @@
 options parsing and the command line."""
 from __future__ import annotations
 
+import json
+import os
 import random
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from hybridize.data import Document, packed_windows
-from hybridize.distill.data import Rows, micro_batch, pack, training_rows
+from hybridize.distill.data import Rows, cached_training_rows, micro_batch, pack, training_rows
 from hybridize.distill.options import DistillOptions, OptionsError
 from hybridize.errors import UserError
 
@@ -36,6 +42,22 @@ def test_small_corpus_is_repeated_with_a_warning(corpus):
     with pytest.warns(UserWarning, match="repeated"):
         rows = training_rows(tok, str(corpus), rows=2000, seq_len=64, heldout_fraction=0.2)
     assert len(rows) == 2000
+
+
+def test_cached_rows_are_written_once_and_read_back_identical(corpus, tmp_path):
+    tok = char_tokenizer()
+    args = dict(rows=40, seq_len=64, heldout_fraction=0.2)
+    assert cached_training_rows(tmp_path, tok, str(corpus), build=False, **args) is None
+    first = cached_training_rows(tmp_path, tok, str(corpus), **args)
+    want = training_rows(tok, str(corpus), **args)
+    assert torch.equal(first.input_ids, want.input_ids) and torch.equal(first.position_ids, want.position_ids)
+    (cached,) = tmp_path.glob("rows-*.safetensors")
+    again = cached_training_rows(tmp_path, tok, str(corpus), build=False, **args)
+    assert torch.equal(again.input_ids, want.input_ids) and torch.equal(again.position_ids, want.position_ids)
+    # Any other argument is another key: never the wrong rows.
+    assert cached_training_rows(tmp_path, tok, str(corpus), build=False, rows=40, seq_len=32,
+                                heldout_fraction=0.2) is None
+    assert list(tmp_path.glob("*.tmp")) == []
 
 
 def test_micro_batches_cover_each_row_once_across_processes():
@@ -77,3 +99,33 @@ def test_cli_distill_runs_one_stage_and_refuses_to_overwrite(hybrid_dir, corpus,
     assert (out / "config.json").is_file() and "after distillation" in result.output
     again = CliRunner().invoke(app, args)
     assert isinstance(again.exception, UserError) and "--force" in str(again.exception)
+
+
+def test_cli_sigterm_saves_a_checkpoint_and_resume_finishes(hybrid_dir, corpus, tmp_path):
+    """A real process, as a scheduler or `timeout` stops it: exit 143 with the resume hint (no
+    traceback), a checkpoint at the step it stopped on, and `--resume` ending the run."""
+    out = tmp_path / "term-out"
+    args = [sys.executable, "-m", "hybridize", "distill", str(hybrid_dir), "-o", str(out), "--data", str(corpus),
+            "--stage", "kd", "--tokens", str(400 * 128), "--seq-len", "64", "--batch-size", "2", "--eval-tokens",
+            "128", "--heldout-fraction", "0.2", "--train", "converted", "--checkpoint-every", "100000"]
+    metrics = tmp_path / "term-out.run" / "metrics.jsonl"
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.is_file() and '"stage": "kd", "step"' in metrics.read_text():
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 143, err[-2000:]
+    assert "--resume" in err and "Traceback" not in err
+    (step_dir,) = (tmp_path / "term-out.run" / "checkpoints").glob("kd-*")
+    stopped_at = int(step_dir.name.split("-")[1])
+    assert 0 < stopped_at < 400 and not out.exists()
+    done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines() if '"loss"' in line]
+    assert steps == list(range(10, 401, 10))  # logged every 10th step, once: none lost, none repeated
+    assert (out / "config.json").is_file()

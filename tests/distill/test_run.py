@@ -3,6 +3,8 @@ merges exactly, and the output is a checkpoint that hybridize.api.load reads bac
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -10,6 +12,7 @@ import torch
 from hybridize import api
 from hybridize.distill import DivergedError, distill, finish_model, prepare_kd
 from hybridize.distill.checkpoint import ResumeError
+from hybridize.errors import Stopped
 from hybridize.distill.options import KDOptions
 from hybridize.distill.teacher import attach_teacher, student_parameters, teacher_mode
 
@@ -80,14 +83,26 @@ def _stop_at(stage, step):
     return on_step
 
 
+def _signal_at(stage, step):
+    def on_step(s, done):
+        if (s, done) == (stage, step):
+            os.kill(os.getpid(), signal.SIGTERM)
+    return on_step
+
+
 def test_resume_after_interruptions_is_exact(full_run, hybrid_dir, corpus, tmp_path):
     out = tmp_path / "interrupted"
     with pytest.raises(Interrupt):  # mid stage 1; last checkpoint at step 6
         distill(small_options(hybrid_dir, corpus, out), on_step=_stop_at("attention", 7))
     with pytest.raises(ResumeError, match="--resume"):
         distill(small_options(hybrid_dir, corpus, out))
-    with pytest.raises(Interrupt):  # mid stage 2; last checkpoint at step 3
-        distill(small_options(hybrid_dir, corpus, out, resume=True), on_step=_stop_at("kd", 5))
+    # Mid stage 2, SIGTERM (a scheduler's pre-emption): the step ends, a checkpoint is written at
+    # step 4 (not a checkpoint_every multiple), and the run stops with the resume hint.
+    with pytest.raises(Stopped, match=r"kd stopped by SIGTERM after step 4 of 8.*--resume") as stopped:
+        distill(small_options(hybrid_dir, corpus, out, resume=True), on_step=_signal_at("kd", 4))
+    assert stopped.value.exit_code == 143
+    assert (out.parent / "interrupted.run" / "checkpoints" / "kd-0000004" / "trainable.safetensors").is_file()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
     report = distill(small_options(hybrid_dir, corpus, out, resume=True))
     want, got = _train_losses(full_run.run_dir), _train_losses(report.run_dir)
     assert [(s, n) for s, n, _ in got] == [(s, n) for s, n, _ in want]  # no step lost or repeated
