@@ -46,6 +46,7 @@ class RunState:
     peak_memory: dict = field(default_factory=dict)  # stage -> bytes
     metrics_bytes: int = 0  # metrics.jsonl is truncated to this on resume
     planned_steps: dict = field(default_factory=dict)  # stage -> steps, when a time cap shortened it
+    final_loss: dict = field(default_factory=dict)  # stage -> its last training loss, once finished
 
 
 def rng_state() -> dict:
@@ -63,8 +64,31 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _dtensor():
+    if not torch.distributed.is_available():
+        return None
+    from torch.distributed.tensor import DTensor
+    return DTensor
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    """FSDP2 (accelerate's fsdp_version 2): parameters are DTensors, each process holding a shard."""
+    dtensor = _dtensor()
+    return dtensor is not None and any(isinstance(p, dtensor) for p in model.parameters())
+
+
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
+    """Full trainable tensors on the CPU. Under FSDP2 every process must call it (the shards are
+    gathered), in the same order."""
+    dtensor = _dtensor()
+    out = {}
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            t = p.detach()
+            if dtensor is not None and isinstance(t, dtensor):
+                t = t.full_tensor()
+            out[n] = t.contiguous().cpu()
+    return out
 
 
 def load_trainable(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
@@ -73,19 +97,48 @@ def load_trainable(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> 
     if missing:
         raise ResumeError(f"the checkpoint holds tensors this model does not have ({missing[0]}, ...): "
                           "resume with the same options as the interrupted run")
+    dtensor = _dtensor()
     with torch.no_grad():
         for name, value in tensors.items():
-            params[name].copy_(value.to(params[name].device))
+            p = params[name]
+            value = value.to(device=p.device, dtype=p.dtype)
+            if dtensor is not None and isinstance(p, dtensor):  # every process holds the full value: keep its shard
+                from torch.distributed.tensor import distribute_tensor
+                value = distribute_tensor(value, p.device_mesh, p.placements)
+            p.copy_(value)
+
+
+def _optimizer_state(model, optimizer, sharded: bool) -> dict:
+    """The optimizer's state; under FSDP2 gathered into one full, name-keyed dict (torch's
+    distributed state-dict API; a collective, the main process gets the result)."""
+    if not sharded:
+        return optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+    return get_optimizer_state_dict(model, getattr(optimizer, "optimizer", optimizer),
+                                    options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def _load_optimizer_state(model, optimizer, state: dict) -> None:
+    if not is_sharded(model):
+        optimizer.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+    set_optimizer_state_dict(model, getattr(optimizer, "optimizer", optimizer), optim_state_dict=state,
+                             options=StateDictOptions(full_state_dict=True))
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, state: RunState, *, rank: int = 0,
                     is_main: bool = True, barrier=lambda: None) -> None:
-    """Write one checkpoint; every process writes its own RNG file into the main one's directory."""
+    """Write one checkpoint; every process writes its own RNG file into the main one's directory.
+    Under FSDP2 every process takes part in gathering the tensors; the main one writes them."""
+    sharded = is_sharded(model)
+    tensors = trainable_state(model) if is_main or sharded else None
+    optim = _optimizer_state(model, optimizer, sharded) if optimizer is not None and (is_main or sharded) else None
     if is_main:
         with atomic_directory(path) as tmp:
-            save_file(trainable_state(model), str(tmp / TRAINABLE_FILE))
-            if optimizer is not None:
-                torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            save_file(tensors, str(tmp / TRAINABLE_FILE))
+            if optim is not None:
+                torch.save(optim, tmp / "optimizer.pt")
             if scheduler is not None:
                 torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
             torch.save(rng_state(), tmp / "rng-0.pt")
@@ -103,7 +156,7 @@ def read_state(path: Path) -> RunState:
 def load_checkpoint(path: Path, model, optimizer=None, scheduler=None, *, rank: int = 0) -> RunState:
     load_trainable(model, load_file(str(path / TRAINABLE_FILE)))
     if optimizer is not None and (path / "optimizer.pt").is_file():
-        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+        _load_optimizer_state(model, optimizer, torch.load(path / "optimizer.pt", weights_only=False))
     if scheduler is not None and (path / "scheduler.pt").is_file():
         scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
     rng = path / f"rng-{rank}.pt"

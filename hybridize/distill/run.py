@@ -18,7 +18,7 @@ from torch import nn
 from . import checkpoint as ckpt
 from .data import cached_training_rows, heldout_rows
 from .monitor import Monitor, plot
-from .options import DistillOptions, KDOptions
+from .options import DistillOptions, KDOptions, OptionsError
 from .teacher import attach_teacher, detach_teacher, student_parameters
 from .trainer import StageResult, Trainer
 
@@ -154,6 +154,7 @@ def distill(options: DistillOptions, *, accelerator=None, on_step=None, console=
     # work 20-80x slower (measured) while adding nothing: flush them to zero (no effect on GPUs).
     torch.set_flush_denormal(True)
     acc = accelerator or Accelerator(mixed_precision="bf16" if _precision(o, cuda) == "bf16" else "no")
+    _refuse_fsdp1(acc)
     if acc.is_main_process:  # one process checks and prepares; the others would see its new directory
         _prepare_run_dir(o, True)
     acc.wait_for_everyone()
@@ -228,10 +229,14 @@ def distill(options: DistillOptions, *, accelerator=None, on_step=None, console=
     for s in o.stages:  # stages finished before a resume: figures from the saved state
         report.stages.setdefault(s, StageResult(steps=steps[s], tokens=counts[s] * o.seq_len,
                                                 seconds=state.seconds.get(s, 0.0),
-                                                peak_memory=state.peak_memory.get(s, 0)))
+                                                peak_memory=state.peak_memory.get(s, 0),
+                                                final_loss=state.final_loss.get(s, float("nan"))))
     report.evaluation = state.evaluation
 
-    final = finish_model(acc.unwrap_model(trainer.model), save_dtype)
+    distilled = acc.unwrap_model(trainer.model)
+    if ckpt.is_sharded(distilled):  # FSDP2: the main process rebuilds one whole model to save
+        distilled = _unsharded_copy(distilled, o, acc.is_main_process, _frozen_dtype(o, cuda))
+    final = finish_model(distilled, save_dtype) if distilled is not None else None
     if acc.is_main_process:
         png = plot(monitor.path, o.run_path / "loss.png")
         hyb = final.config.hybridize["mixer_options"]
@@ -248,6 +253,30 @@ def distill(options: DistillOptions, *, accelerator=None, on_step=None, console=
     acc.wait_for_everyone()
     report.model = final
     return report
+
+
+def _unsharded_copy(model: nn.Module, o: DistillOptions, is_main: bool, frozen: str) -> nn.Module | None:
+    """Under FSDP2 each process holds a shard of every weight. Gather the trained tensors (every
+    process takes part) and load them into a fresh CPU copy of the same structure on the main
+    process; the frozen weights come from the checkpoint, in the dtype they were trained with."""
+    from ..api import load, teacher_source
+    tensors = ckpt.trainable_state(model)
+    if not is_main:
+        return None
+    fresh, _ = load(o.model)
+    attach_teacher(fresh, o.teacher or teacher_source(o.model))
+    if "kd" in o.stages:
+        fresh = prepare_kd(fresh, o.kd)
+    _set_dtypes(fresh, frozen)
+    ckpt.load_trainable(fresh, tensors)
+    return fresh
+
+
+def _refuse_fsdp1(acc) -> None:
+    from accelerate.utils import DistributedType
+    if acc.distributed_type == DistributedType.FSDP and not getattr(acc.state, "is_fsdp2", False):
+        raise OptionsError("FSDP version 1 is not supported (stage 2 runs the teacher through the unwrapped "
+                           "model): set fsdp_version: 2 in the accelerate config, or pass --fsdp_version 2")
 
 
 def set_backend(model: nn.Module, backend: str) -> None:

@@ -89,10 +89,16 @@ def teacher_mode(model: nn.Module, mode: str = TEACHER) -> Iterator[None]:
     hybrid._first_swa = None  # no sliding mask is built: those layers see the full causal mask
     set_mode(model, mode)
     adapters = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
+    # peft's disable/enable also switches the adapters' requires_grad, and re-enables whichever
+    # parameter objects are registered at that moment: under FSDP2 (after a forward) those are the
+    # unsharded copies, and the sharded parameters stayed frozen (checkpoints then lacked LoRA).
+    trainable = [p for p in model.parameters() if p.requires_grad]
     try:
         with adapters:
             yield
     finally:
+        for p in trainable:
+            p.requires_grad_(True)
         hybrid._first_swa = saved[0]
         for s, m in zip(switches(model), saved[1]):
             s.mode = m

@@ -1,5 +1,15 @@
-"""Run by test_ddp.py under torchrun: one distillation run, then each rank prints a weight checksum."""
+"""Run by test_ddp.py under torchrun: one distillation run, then each rank prints a weight checksum.
+
+    ddp_worker.py HYBRID CORPUS OUT [--fsdp] [--stop-at-kd N]
+
+--fsdp: FSDP2 through accelerate. accelerate turns FSDP on only for GPUs (on the CPU it stays
+MULTI_CPU), so the worker sets the distributed type as accelerate's launcher would on GPUs; the
+sharding itself (DTensors over gloo, accelerate's fsdp2 prepare) is the real one.
+--stop-at-kd N: stop (as SIGTERM does) after stage-2 step N; run again with --resume after it.
+"""
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -10,10 +20,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: t
 from tests.distill.distill_helpers import small_options  # noqa: E402
 
 from hybridize.distill import distill  # noqa: E402
+from hybridize.errors import Stopped  # noqa: E402
+
+
+def accelerator(fsdp: bool):
+    from accelerate import Accelerator
+    if not fsdp:
+        return Accelerator()
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+    acc = Accelerator()
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    AcceleratorState._shared_state["distributed_type"] = DistributedType.FSDP
+    acc.state.fsdp_plugin = FullyShardedDataParallelPlugin(fsdp_version=2)
+    return acc
+
 
 hybrid, corpus, out = sys.argv[1:4]
-report = distill(small_options(Path(hybrid), Path(corpus), Path(out)))
+fsdp, resume = "--fsdp" in sys.argv, "--resume" in sys.argv
+stop_at = int(sys.argv[sys.argv.index("--stop-at-kd") + 1]) if "--stop-at-kd" in sys.argv else None
+
+
+def on_step(stage, done):
+    if stop_at is not None and (stage, done) == ("kd", stop_at):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+try:
+    report = distill(small_options(Path(hybrid), Path(corpus), Path(out), resume=resume), on_step=on_step,
+                     accelerator=accelerator(fsdp))
+except Stopped as err:
+    print("STOPPED " + json.dumps({"rank": torch.distributed.get_rank(), "message": str(err)}), flush=True)
+    sys.exit(0)
 rank = torch.distributed.get_rank()
-checksum = sum(float(v.double().sum()) for v in report.model.state_dict().values())
+# Under FSDP2 only the main process rebuilds the whole model to save it.
+checksum = sum(float(v.double().sum()) for v in report.model.state_dict().values()) if report.model else None
 print("RESULT " + json.dumps({"rank": rank, "world": torch.distributed.get_world_size(), "checksum": checksum,
-                              "kl": report.evaluation["kd"]["kl"]}), flush=True)
+                              "kl": report.evaluation["kd"]["kl"],
+                              "teacher_ppl": [report.evaluation[e]["teacher_ppl"] for e in ("before", "attention", "kd")]}),
+      flush=True)

@@ -129,3 +129,16 @@ def test_cli_sigterm_saves_a_checkpoint_and_resume_finishes(hybrid_dir, corpus, 
     steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines() if '"loss"' in line]
     assert steps == list(range(10, 401, 10))  # logged every 10th step, once: none lost, none repeated
     assert (out / "config.json").is_file()
+
+
+def test_fsdp1_is_refused_with_the_fix():
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from hybridize.distill.run import _refuse_fsdp1
+    fsdp1 = SimpleNamespace(distributed_type=DistributedType.FSDP, state=SimpleNamespace(is_fsdp2=False))
+    with pytest.raises(OptionsError, match="fsdp_version 2"):
+        _refuse_fsdp1(fsdp1)
+    _refuse_fsdp1(SimpleNamespace(distributed_type=DistributedType.FSDP, state=SimpleNamespace(is_fsdp2=True)))
+    _refuse_fsdp1(SimpleNamespace(distributed_type=DistributedType.MULTI_GPU, state=SimpleNamespace()))
