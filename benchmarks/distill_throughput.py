@@ -3,6 +3,8 @@ Llama-3-8B-shaped model on one GPU, and how many tokens/s do the stages run at?
 
     python benchmarks/distill_throughput.py --shape llama8b --stage kd --seq-len 4096 --steps 8
     python benchmarks/distill_throughput.py --shape smollm2 --stage attention --seq-len 2048 --batch-size 8
+    accelerate launch --num_processes 2 --use_fsdp --fsdp_version 2 --fsdp_auto_wrap_policy TRANSFORMER_BASED_WRAP \
+        benchmarks/distill_throughput.py --shape llama8b --stage kd    # several GPUs: tokens/s over all of them
 
 Builds the model directly on the GPU in bf16 (no download), converts 3:1 to GDN with the original
 attention kept as the teacher (one copy), runs the same Trainer.distill as `hybridize distill`
@@ -63,7 +65,8 @@ def main() -> None:
         config = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=args.layers,
                              num_attention_heads=4, num_key_value_heads=2)
     config._attn_implementation = "sdpa"
-    device = "cpu" if args.tiny else "cuda"
+    acc = Accelerator(mixed_precision="no" if args.tiny else "bf16", cpu=args.tiny)
+    device = acc.device  # under accelerate launch, this process's GPU
     t0 = time.perf_counter()
     with torch.device(device):
         torch.set_default_dtype(torch.float32 if args.tiny else torch.bfloat16)
@@ -87,7 +90,6 @@ def main() -> None:
                           checkpoint_every=10**9, log_every=1, run_dir=str(run),
                           kd={"tokens": args.steps * args.batch_size * args.seq_len, "lr": 1e-4, "train": "lora",
                               "lora_rank": args.lora_rank, "warmup": 0.0})
-    acc = Accelerator(mixed_precision="no" if args.tiny else "bf16", cpu=args.tiny)
     if args.stage == "kd":
         model = prepare_kd(hybrid, opts.kd)
         _float32_trainable(model)
@@ -102,13 +104,15 @@ def main() -> None:
         _float32_trainable(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     gen = torch.Generator().manual_seed(0)
-    n = args.steps * args.batch_size
+    n = args.steps * args.batch_size * acc.num_processes  # each process reads its own rows of a step
     rows = Rows(torch.randint(0, config.vocab_size, (n, args.seq_len), generator=gen),
                 torch.arange(args.seq_len).expand(n, -1).contiguous())
     if not args.tiny:
         torch.cuda.reset_peak_memory_stats()
-    trainer = Trainer(model, opts, acc, Monitor(run, enabled=True))
+    trainer = Trainer(model, opts, acc, Monitor(run, enabled=acc.is_main_process))
     result = trainer.distill(rows) if args.stage == "kd" else trainer.attention_transfer(rows)
+    if not acc.is_main_process:
+        return
     # First step includes compilation / autotuning: the speed is taken over the later steps.
     recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steady = [r["tokens_per_s"] for r in recs[1:]] or [recs[0]["tokens_per_s"]]
@@ -119,7 +123,7 @@ def main() -> None:
         "gradient_checkpointing": not args.no_checkpointing, "params_total": params, "params_trainable": trainable,
         "build_s": round(build_s, 1), "peak_memory_gib": round(result.peak_memory / 2**30, 2),
         "tokens_per_s_median": sorted(steady)[len(steady) // 2], "losses": result.losses,
-        "torch": torch.__version__,
+        "torch": torch.__version__, "processes": acc.num_processes, "distributed": str(acc.distributed_type),
     }
     print(json.dumps(out, indent=1))
     if args.json:
