@@ -34,7 +34,7 @@ run() {  # name, seconds, accelerate flags...
     -m hybridize distill $ARGS -o "$W/$name" >> "$OUT/$name.log" 2>&1
   echo "$name: rc $?"
 }
-run ddp 300 --multi_gpu
+[ "${SKIP_DDP:-0}" = 1 ] || run ddp 300 --multi_gpu
 run fsdp "${STOP_AFTER:-95}" $FSDP  # SIGTERM mid-run: a checkpoint at the end of the step, exit 143
 grep -h "stopped" "$OUT/fsdp.log" | tail -1
 ARGS="${ARGS/--force/--resume}"

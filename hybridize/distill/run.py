@@ -8,7 +8,10 @@ from the newest one.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,11 +169,12 @@ def distill(options: DistillOptions, *, accelerator=None, on_step=None, console=
     config = HybridizeConfig.from_pretrained(o.model)
     save_dtype = getattr(config, "dtype", None) or torch.float32
     save_dtype = getattr(torch, save_dtype) if isinstance(save_dtype, str) else save_dtype
-    model, tokenizer = load(o.model)  # the checkpoint's own dtype: mixers saved in float32 stay exact
-    _set_dtypes(model, _frozen_dtype(o, cuda))
-    model.to(acc.device)
-    set_backend(model, o.backend)
-    attach_teacher(model, o.teacher or teacher_source(o.model))
+    with every_process_loads_weights():
+        model, tokenizer = load(o.model)  # the checkpoint's own dtype: mixers saved in float32 stay exact
+        _set_dtypes(model, _frozen_dtype(o, cuda))
+        model.to(acc.device)
+        set_backend(model, o.backend)
+        attach_teacher(model, o.teacher or teacher_source(o.model))
     shared_trained = bool(read_record(o.model).get("shared_weights_trained"))
     if shared_trained:
         # Only the converted layers' attention is read back from the teacher source; every shared
@@ -235,7 +239,7 @@ def distill(options: DistillOptions, *, accelerator=None, on_step=None, console=
 
     distilled = acc.unwrap_model(trainer.model)
     if ckpt.is_sharded(distilled):  # FSDP2: the main process rebuilds one whole model to save
-        distilled = _unsharded_copy(distilled, o, acc.is_main_process, _frozen_dtype(o, cuda))
+        distilled = _unsharded_copy(distilled, o, acc.is_main_process, "float32")  # as trained (see Trainer.distill)
     final = finish_model(distilled, save_dtype) if distilled is not None else None
     if acc.is_main_process:
         png = plot(monitor.path, o.run_path / "loss.png")
@@ -263,13 +267,32 @@ def _unsharded_copy(model: nn.Module, o: DistillOptions, is_main: bool, frozen: 
     tensors = ckpt.trainable_state(model)
     if not is_main:
         return None
-    fresh, _ = load(o.model)
-    attach_teacher(fresh, o.teacher or teacher_source(o.model))
+    with every_process_loads_weights():
+        fresh, _ = load(o.model)
+        attach_teacher(fresh, o.teacher or teacher_source(o.model))
     if "kd" in o.stages:
         fresh = prepare_kd(fresh, o.kd)
     _set_dtypes(fresh, frozen)
     ckpt.load_trainable(fresh, tensors)
     return fresh
+
+
+@contextlib.contextmanager
+def every_process_loads_weights() -> Iterator[None]:
+    """`accelerate launch` with FSDP sets FSDP_CPU_RAM_EFFICIENT_LOADING=true, and transformers then
+    loads the real weights on the first process only (the others get placeholders for FSDP to fill
+    when it shards the model). Here the evaluations and stage 1 run before any sharding, on every
+    process: found on two H200s, where the second process evaluated an uninitialised model."""
+    key = "FSDP_CPU_RAM_EFFICIENT_LOADING"
+    old = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
 
 
 def _refuse_fsdp1(acc) -> None:

@@ -119,6 +119,10 @@ class Trainer:
             return flag
         return bool(self.acc.reduce(torch.tensor(float(flag), device=self.device), "max"))
 
+    def _fsdp(self) -> bool:
+        from accelerate.utils import DistributedType
+        return self.acc.distributed_type == DistributedType.FSDP
+
     def _reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
         return self.acc.reduce(t, "sum") if self.acc.num_processes > 1 else t
 
@@ -325,6 +329,14 @@ class Trainer:
         optimizer = self._optimizer([(mixers, k.lr), (others, k.lora_lr or k.lr)], k.weight_decay)
         steps = self.steps_for(k.tokens)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(steps, k.warmup, k.min_lr))
+        if self._fsdp():
+            # FSDP2 reduces a parameter group's gradients in one dtype: float32 trainable weights
+            # next to bfloat16 frozen ones failed in the backward on two H200s ("gradient with dtype
+            # BFloat16 to a tensor with grad_dtype Float"). So every weight is float32 (sharded: the
+            # cost divides by the number of GPUs) and FSDP's mixed-precision policy computes in bf16.
+            for p in self.model.parameters():
+                if p.dtype != torch.float32:
+                    p.data = p.data.float()
         # The scheduler stays unprepared: accelerate would step it once per process per step.
         model, optimizer = self.acc.prepare(self.model, optimizer)
         self.model = model

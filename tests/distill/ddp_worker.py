@@ -6,6 +6,7 @@
 MULTI_CPU), so the worker sets the distributed type as accelerate's launcher would on GPUs; the
 sharding itself (DTensors over gloo, accelerate's fsdp2 prepare) is the real one.
 --stop-at-kd N: stop (as SIGTERM does) after stage-2 step N; run again with --resume after it.
+--bf16: bf16 autocast and bfloat16 frozen weights, as on GPUs.
 """
 import json
 import os
@@ -23,13 +24,16 @@ from hybridize.distill import distill  # noqa: E402
 from hybridize.errors import Stopped  # noqa: E402
 
 
-def accelerator(fsdp: bool):
+def accelerator(fsdp: bool, bf16: bool):
     from accelerate import Accelerator
     if not fsdp:
         return Accelerator()
     from accelerate.state import AcceleratorState, PartialState
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
-    acc = Accelerator()
+    acc = Accelerator(mixed_precision="bf16" if bf16 else "no")
+    # What `accelerate launch --use_fsdp` exports; transformers reads it when loading (set after
+    # the Accelerator, which would otherwise build a GPU-only FSDP plugin on its own).
+    os.environ.update(ACCELERATE_USE_FSDP="true", FSDP_CPU_RAM_EFFICIENT_LOADING="true")
     PartialState._shared_state["distributed_type"] = DistributedType.FSDP
     AcceleratorState._shared_state["distributed_type"] = DistributedType.FSDP
     acc.state.fsdp_plugin = FullyShardedDataParallelPlugin(fsdp_version=2)
@@ -37,7 +41,7 @@ def accelerator(fsdp: bool):
 
 
 hybrid, corpus, out = sys.argv[1:4]
-fsdp, resume = "--fsdp" in sys.argv, "--resume" in sys.argv
+fsdp, resume, bf16 = "--fsdp" in sys.argv, "--resume" in sys.argv, "--bf16" in sys.argv
 stop_at = int(sys.argv[sys.argv.index("--stop-at-kd") + 1]) if "--stop-at-kd" in sys.argv else None
 
 
@@ -47,8 +51,9 @@ def on_step(stage, done):
 
 
 try:
-    report = distill(small_options(Path(hybrid), Path(corpus), Path(out), resume=resume), on_step=on_step,
-                     accelerator=accelerator(fsdp))
+    extra = dict(precision="bf16", dtype="bfloat16") if bf16 else {}
+    report = distill(small_options(Path(hybrid), Path(corpus), Path(out), resume=resume, **extra), on_step=on_step,
+                     accelerator=accelerator(fsdp, bf16))
 except Stopped as err:
     print("STOPPED " + json.dumps({"rank": torch.distributed.get_rank(), "message": str(err)}), flush=True)
     sys.exit(0)

@@ -60,3 +60,15 @@ def test_fsdp2_stopped_and_resumed_matches_ddp(ddp_run, hybrid_dir, corpus, tmp_
     assert main["kl"] == pytest.approx(ddp[0]["kl"], rel=1e-4)
     assert main["teacher_ppl"] == pytest.approx(ddp[0]["teacher_ppl"], rel=1e-6)
     assert (out / "config.json").is_file()
+
+
+def test_fsdp2_bf16_every_process_evaluates_the_real_weights(ddp_run, hybrid_dir, corpus, tmp_path):
+    """bf16 autocast with bfloat16 frozen weights, as on GPUs, and the environment `accelerate launch
+    --use_fsdp` sets: with it transformers (5.17) loads zeros on every process but the first, which
+    then evaluated, and trained stage 1 on, an empty model (found on two H200s)."""
+    _, ddp = ddp_run
+    results = _torchrun(hybrid_dir, corpus, tmp_path / "bf16", "--fsdp", "--bf16")
+    for r in results:
+        assert r["teacher_ppl"][0] == pytest.approx(ddp[0]["teacher_ppl"][0], rel=1e-4)
+        assert r["teacher_ppl"][2] == pytest.approx(r["teacher_ppl"][0], rel=1e-4)
+    assert results[0]["kl"] == pytest.approx(ddp[0]["kl"], rel=0.05)
