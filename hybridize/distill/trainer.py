@@ -337,6 +337,14 @@ class Trainer:
             for p in self.model.parameters():
                 if p.dtype != torch.float32:
                     p.data = p.data.float()
+            # accelerate's bf16 policy also reduces gradients in bf16, which torch 2.11's FSDP2 then
+            # assigns to the float32 parameters (the same error): reduce in float32 instead.
+            plugin = getattr(self.acc.state, "fsdp_plugin", None)
+            policy = getattr(plugin, "mixed_precision_policy", None)
+            if policy is not None and getattr(policy, "reduce_dtype", None) not in (None, torch.float32):
+                from torch.distributed.fsdp import MixedPrecisionPolicy
+                plugin.mixed_precision_policy = MixedPrecisionPolicy(
+                    param_dtype=policy.param_dtype, reduce_dtype=torch.float32, output_dtype=policy.output_dtype)
         # The scheduler stays unprepared: accelerate would step it once per process per step.
         model, optimizer = self.acc.prepare(self.model, optimizer)
         self.model = model

@@ -37,6 +37,8 @@ def accelerator(fsdp: bool, bf16: bool):
     PartialState._shared_state["distributed_type"] = DistributedType.FSDP
     AcceleratorState._shared_state["distributed_type"] = DistributedType.FSDP
     acc.state.fsdp_plugin = FullyShardedDataParallelPlugin(fsdp_version=2)
+    if bf16:  # as accelerate's state does for FSDP on GPUs
+        acc.state.fsdp_plugin.set_mixed_precision("bf16")
     return acc
 
 
