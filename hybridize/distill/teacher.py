@@ -88,20 +88,36 @@ def teacher_mode(model: nn.Module, mode: str = TEACHER) -> Iterator[None]:
     saved = (hybrid._first_swa, [s.mode for s in switches(model)])
     hybrid._first_swa = None  # no sliding mask is built: those layers see the full causal mask
     set_mode(model, mode)
-    adapters = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
-    # peft's disable/enable also switches the adapters' requires_grad, and re-enables whichever
-    # parameter objects are registered at that moment: under FSDP2 (after a forward) those are the
-    # unsharded copies, and the sharded parameters stayed frozen (checkpoints then lacked LoRA).
-    trainable = [p for p in model.parameters() if p.requires_grad]
     try:
-        with adapters:
+        with _adapters_off(model):
             yield
     finally:
-        for p in trainable:
-            p.requires_grad_(True)
         hybrid._first_swa = saved[0]
         for s, m in zip(switches(model), saved[1]):
             s.mode = m
+
+
+@contextlib.contextmanager
+def _adapters_off(model: nn.Module) -> Iterator[None]:
+    """LoRA layers skip their adapters inside the block; nothing else changes. Not peft's
+    disable_adapter(): it also switches the adapters' requires_grad off and on, and under FSDP2
+    (the teacher's forward is the first one, when FSDP decides which parameters train) the layers
+    whose only trainable weights are LoRA were taken as frozen, their bf16 gradients never cast
+    back to float32 (found on two H200s); and its re-enable reached the unsharded copies, so the
+    sharded LoRA weights stayed frozen and were left out of checkpoints."""
+    if not hasattr(model, "disable_adapter"):  # not a peft model
+        yield
+        return
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    saved = [m._disable_adapters for m in layers]
+    for m in layers:
+        m._disable_adapters = True  # what BaseTunerLayer.forward checks; merged weights never occur here
+    try:
+        yield
+    finally:
+        for m, was in zip(layers, saved):
+            m._disable_adapters = was
 
 
 def converted_layers(hybrid: nn.Module) -> list[int]:

@@ -330,21 +330,17 @@ class Trainer:
         steps = self.steps_for(k.tokens)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(steps, k.warmup, k.min_lr))
         if self._fsdp():
-            # FSDP2 reduces a parameter group's gradients in one dtype: float32 trainable weights
-            # next to bfloat16 frozen ones failed in the backward on two H200s ("gradient with dtype
-            # BFloat16 to a tensor with grad_dtype Float"). So every weight is float32 (sharded: the
-            # cost divides by the number of GPUs) and FSDP's mixed-precision policy computes in bf16.
+            # FSDP2 keeps one original dtype per parameter group: every weight float32 (sharded, so
+            # the cost divides by the number of GPUs; accelerate would upcast them too), bf16
+            # compute through FSDP's mixed-precision policy, gradients reduced in float32.
             for p in self.model.parameters():
                 if p.dtype != torch.float32:
                     p.data = p.data.float()
-            # accelerate's bf16 policy also reduces gradients in bf16, which torch 2.11's FSDP2 then
-            # assigns to the float32 parameters (the same error): reduce in float32 instead.
             plugin = getattr(self.acc.state, "fsdp_plugin", None)
-            policy = getattr(plugin, "mixed_precision_policy", None)
-            if policy is not None and getattr(policy, "reduce_dtype", None) not in (None, torch.float32):
+            if plugin is not None and self.acc.mixed_precision == "bf16":
                 from torch.distributed.fsdp import MixedPrecisionPolicy
-                plugin.mixed_precision_policy = MixedPrecisionPolicy(
-                    param_dtype=policy.param_dtype, reduce_dtype=torch.float32, output_dtype=policy.output_dtype)
+                plugin.mixed_precision_policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16,
+                                                                     reduce_dtype=torch.float32)
         # The scheduler stays unprepared: accelerate would step it once per process per step.
         model, optimizer = self.acc.prepare(self.model, optimizer)
         self.model = model

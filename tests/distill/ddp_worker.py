@@ -36,7 +36,8 @@ def accelerator(fsdp: bool, bf16: bool):
     os.environ.update(ACCELERATE_USE_FSDP="true", FSDP_CPU_RAM_EFFICIENT_LOADING="true")
     PartialState._shared_state["distributed_type"] = DistributedType.FSDP
     AcceleratorState._shared_state["distributed_type"] = DistributedType.FSDP
-    acc.state.fsdp_plugin = FullyShardedDataParallelPlugin(fsdp_version=2)
+    # One FSDP unit per decoder layer, as `--fsdp_auto_wrap_policy TRANSFORMER_BASED_WRAP` does.
+    acc.state.fsdp_plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap")
     if bf16:  # as accelerate's state does for FSDP on GPUs
         acc.state.fsdp_plugin.set_mixed_precision("bf16")
     return acc
