@@ -14,8 +14,16 @@ from .teacher import TRANSFER, switches, teacher_mode
 
 
 def _batches(rows: Rows, batch_size: int, rank: int, world: int):
-    for start in range(rank * batch_size, len(rows), batch_size * world):
-        yield rows.take(slice(start, start + batch_size))
+    """(batch, counts) pairs: this process's share of `rows`, in the same number of batches on every
+    process. Under FSDP every forward is a collective (each layer gathers its shards), so a process
+    with fewer rows runs a forward on a placeholder batch (counts=False) instead of stopping early."""
+    rounds = -(-len(rows) // (batch_size * world))
+    for r in range(rounds):
+        start = (r * world + rank) * batch_size
+        if start < len(rows):
+            yield rows.take(slice(start, start + batch_size)), True
+        else:
+            yield rows.take(slice(0, 1)), False
 
 
 @torch.no_grad()
@@ -26,7 +34,7 @@ def evaluate(model, rows: Rows, *, batch_size: int, device, autocast=contextlib.
     was_training = model.training
     model.eval()
     sums = torch.zeros(5, dtype=torch.float64, device=device)  # nll_s, nll_t, agree, kl, tokens
-    for batch in _batches(rows, batch_size, rank, world):
+    for batch, counts in _batches(rows, batch_size, rank, world):
         ids = batch.input_ids.to(device)
         kwargs = dict(position_ids=batch.position_ids.to(device), use_cache=False)
         with autocast():
@@ -34,6 +42,8 @@ def evaluate(model, rows: Rows, *, batch_size: int, device, autocast=contextlib.
             if teacher:
                 with teacher_mode(model):
                     t_logits = model(input_ids=ids, **kwargs).logits[:, :-1].float()
+        if not counts:
+            continue
         target = ids[:, 1:]
         s_logp = F.log_softmax(s_logits, -1)
         sums[0] += -s_logp.gather(-1, target[..., None]).sum().double()
@@ -59,14 +69,15 @@ def transfer_loss(model, rows: Rows, *, batch_size: int, device, autocast=contex
     was_training = model.training
     model.eval()
     total = torch.zeros(2, dtype=torch.float64, device=device)
-    for batch in _batches(rows, batch_size, rank, world):
+    for batch, counts in _batches(rows, batch_size, rank, world):
         losses = LayerLosses(backward=False)
         for s in switches(model):
             s.on_transfer = losses
         with autocast(), teacher_mode(model, TRANSFER):
             model(input_ids=batch.input_ids.to(device), position_ids=batch.position_ids.to(device),
                   use_cache=False, logits_to_keep=1)
-        total += torch.stack([losses.total().double(), torch.ones((), dtype=torch.float64, device=device)])
+        if counts:
+            total += torch.stack([losses.total().double(), torch.ones((), dtype=torch.float64, device=device)])
     for s in switches(model):
         s.on_transfer = None
     model.train(was_training)

@@ -142,3 +142,14 @@ def test_fsdp1_is_refused_with_the_fix():
         _refuse_fsdp1(fsdp1)
     _refuse_fsdp1(SimpleNamespace(distributed_type=DistributedType.FSDP, state=SimpleNamespace(is_fsdp2=True)))
     _refuse_fsdp1(SimpleNamespace(distributed_type=DistributedType.MULTI_GPU, state=SimpleNamespace()))
+
+
+def test_evaluation_batches_are_as_many_on_every_process():
+    """Under FSDP each forward is a collective: a process that stopped early would hang the others."""
+    from hybridize.distill.evaluate import _batches
+    rows = Rows(torch.arange(17)[:, None].expand(-1, 4), torch.zeros(17, 4, dtype=torch.long))
+    for world, batch in ((1, 4), (2, 8), (3, 2), (4, 4)):
+        per_rank = [list(_batches(rows, batch, r, world)) for r in range(world)]
+        assert len({len(b) for b in per_rank}) == 1
+        counted = sorted(x for b in per_rank for rows_, real in b if real for x in rows_.input_ids[:, 0].tolist())
+        assert counted == list(range(17))  # each row counted once; placeholders are not

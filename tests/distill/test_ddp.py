@@ -20,7 +20,8 @@ pytestmark = pytest.mark.skipif(shutil.which("torchrun") is None and not TORCHRU
 
 def _torchrun(hybrid_dir, corpus, out, *flags) -> list[dict]:
     env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
-    done = subprocess.run([str(TORCHRUN if TORCHRUN.exists() else "torchrun"), "--nproc_per_node", "2",
+    # --standalone: a free port for each run (back-to-back runs would otherwise reuse port 29500)
+    done = subprocess.run([str(TORCHRUN if TORCHRUN.exists() else "torchrun"), "--standalone", "--nproc_per_node", "2",
                            str(Path(__file__).with_name("ddp_worker.py")), str(hybrid_dir), str(corpus), str(out),
                            *flags], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
