@@ -146,7 +146,7 @@ def distill(options: DistillOptions, *, accelerator=None, on_step=None, console=
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from ..api import hybrid_plan, load, teacher_source
+    from ..api import hybrid_plan
     from ..export import read_record, save_hybrid
     from ..modeling import HybridizeConfig
     from ..plans import Shapes
@@ -169,12 +169,8 @@ def distill(options: DistillOptions, *, accelerator=None, on_step=None, console=
     config = HybridizeConfig.from_pretrained(o.model)
     save_dtype = getattr(config, "dtype", None) or torch.float32
     save_dtype = getattr(torch, save_dtype) if isinstance(save_dtype, str) else save_dtype
-    with every_process_loads_weights():
-        model, tokenizer = load(o.model)  # the checkpoint's own dtype: mixers saved in float32 stay exact
-        _set_dtypes(model, _frozen_dtype(o, cuda))
-        model.to(acc.device)
-        set_backend(model, o.backend)
-        attach_teacher(model, o.teacher or teacher_source(o.model))
+    model, tokenizer = _load_with_teacher(o, _frozen_dtype(o, cuda), acc.device)
+    set_backend(model, o.backend)
     shared_trained = bool(read_record(o.model).get("shared_weights_trained"))
     if shared_trained:
         # Only the converted layers' attention is read back from the teacher source; every shared
@@ -239,7 +235,7 @@ def distill(options: DistillOptions, *, accelerator=None, on_step=None, console=
 
     distilled = acc.unwrap_model(trainer.model)
     if ckpt.is_sharded(distilled):  # FSDP2: the main process rebuilds one whole model to save
-        distilled = _unsharded_copy(distilled, o, acc.is_main_process, "float32")  # as trained (see Trainer.distill)
+        distilled = _unsharded_copy(distilled, o, acc.is_main_process, _frozen_dtype(o, cuda))
     final = finish_model(distilled, save_dtype) if distilled is not None else None
     if acc.is_main_process:
         png = plot(monitor.path, o.run_path / "loss.png")
@@ -263,18 +259,26 @@ def _unsharded_copy(model: nn.Module, o: DistillOptions, is_main: bool, frozen: 
     """Under FSDP2 each process holds a shard of every weight. Gather the trained tensors (every
     process takes part) and load them into a fresh CPU copy of the same structure on the main
     process; the frozen weights come from the checkpoint, in the dtype they were trained with."""
-    from ..api import load, teacher_source
     tensors = ckpt.trainable_state(model)
     if not is_main:
         return None
-    with every_process_loads_weights():
-        fresh, _ = load(o.model)
-        attach_teacher(fresh, o.teacher or teacher_source(o.model))
+    fresh, _ = _load_with_teacher(o, frozen, torch.device("cpu"))
     if "kd" in o.stages:
-        fresh = prepare_kd(fresh, o.kd)
-    _set_dtypes(fresh, frozen)
+        fresh = prepare_kd(fresh, o.kd)  # the same trainable set (LoRA in float32), names included
     ckpt.load_trainable(fresh, tensors)
     return fresh
+
+
+def _load_with_teacher(o: DistillOptions, frozen: str, device: torch.device):
+    """The checkpoint (its own dtype: mixers saved in float32 stay exact), frozen weights cast to
+    `frozen`, on `device`, with the original attention attached as the teacher."""
+    from ..api import load, teacher_source
+    with every_process_loads_weights():
+        model, tokenizer = load(o.model)
+        _set_dtypes(model, frozen)
+        model.to(device)
+        attach_teacher(model, o.teacher or teacher_source(o.model))
+    return model, tokenizer
 
 
 @contextlib.contextmanager

@@ -180,64 +180,62 @@ class Trainer:
         # The first steps compile kernels (Triton, 30-60 s on a cold cache): left out of the step time,
         # or the cap cuts the stage far too short (on the H100 a 3.5-minute cap once trained 2.2 minutes).
         probe_from, t_probe = 2, t_start
-        with StopRequest() as stop:
-            try:
-                step = start_step
-                while step < steps:
-                    if step == start_step + probe_from:
-                        t_probe = time.perf_counter()
-                    if getattr(o, stage).max_minutes and stage not in self.state.planned_steps \
-                            and step == start_step + probe:
-                        now = time.perf_counter()
-                        step_seconds = (now - t_probe) / (probe - probe_from)
-                        steps = self._fit_to_time(stage, steps, step, now - t_start, step_seconds, scheduler)
-                        result.steps = steps
-                        self.monitor.set_total(steps)
-                    loss = micro_step(step)  # device scalar, averaged over micro-batches and processes
-                    loss_value = float(loss)
-                    if not math.isfinite(loss_value):
-                        optimizer.zero_grad(set_to_none=True)
-                        last = ckpt.latest(self.checkpoints, self.stage_order())
-                        raise DivergedError(
-                            f"{stage}: the loss became {loss_value} at step {step + 1}; nothing after the last good "
-                            f"checkpoint ({last or 'none yet'}) was kept. Lower the learning rate "
-                            f"(--lr, now {getattr(o, stage).lr}) and run again with --resume")
-                    if o.max_grad_norm:
-                        acc.clip_grad_norm_(params, o.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
+        with StopRequest() as stop, contextlib.ExitStack() as cleanup:
+            cleanup.callback(self.monitor.stop)
+            step = start_step
+            while step < steps:
+                if step == start_step + probe_from:
+                    t_probe = time.perf_counter()
+                if getattr(o, stage).max_minutes and stage not in self.state.planned_steps \
+                        and step == start_step + probe:
+                    now = time.perf_counter()
+                    step_seconds = (now - t_probe) / (probe - probe_from)
+                    steps = self._fit_to_time(stage, steps, step, now - t_start, step_seconds, scheduler)
+                    result.steps = steps
+                    self.monitor.set_total(steps)
+                loss = micro_step(step)  # device scalar, averaged over micro-batches and processes
+                loss_value = float(loss)
+                if not math.isfinite(loss_value):
                     optimizer.zero_grad(set_to_none=True)
-                    done = step + 1
-                    self.state.stage, self.state.step = stage, done
-                    self.state.tokens = done * tokens_per_step
-                    window_tokens += tokens_per_step
-                    result.losses.append(loss_value)
-                    if done % o.log_every == 0 or done == steps:
-                        now = time.perf_counter()
-                        speed = window_tokens / max(now - window_t, 1e-9)
-                        window_t, window_tokens = now, 0
-                        record = {"stage": stage, "step": done, "tokens": self.state.tokens, "loss": loss_value,
-                                  "lr": scheduler.get_last_lr()[0], "tokens_per_s": speed,
-                                  "gpu_memory": torch.cuda.max_memory_allocated() if self.device.type == "cuda" else 0}
-                        self.monitor.log(record)
-                        self.monitor.update(done, loss_value, speed)
-                    if heldout is not None and o.eval_every and done % o.eval_every == 0 and done < steps:
-                        self.monitor.log({"stage": stage, "step": done, "tokens": self.state.tokens,
-                                          "heldout_loss": heldout_fn(heldout)})
-                    if self.on_step is not None:
-                        self.on_step(stage, done)
-                    stopping = self._agreed(stop.signum is not None) and done < steps
-                    if (done % o.checkpoint_every == 0 or stopping) and done < steps:
-                        path = self._save(stage, step_dir=True, optimizer=optimizer, scheduler=scheduler,
-                                          t_start=t_start, seconds_before=seconds_before)
-                        if stopping:
-                            name = signal.Signals(stop.signum).name if stop.signum else "another process"
-                            raise Stopped(f"{stage} stopped by {name} after step {done} of {steps}; checkpoint "
-                                          f"{path}. Run the same command with --resume to continue",
-                                          StopRequest.SIGNALS.get(stop.signum, 143))
-                    step += 1
-            finally:
-                self.monitor.stop()
+                    last = ckpt.latest(self.checkpoints, self.stage_order())
+                    raise DivergedError(
+                        f"{stage}: the loss became {loss_value} at step {step + 1}; nothing after the last good "
+                        f"checkpoint ({last or 'none yet'}) was kept. Lower the learning rate "
+                        f"(--lr, now {getattr(o, stage).lr}) and run again with --resume")
+                if o.max_grad_norm:
+                    acc.clip_grad_norm_(params, o.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                done = step + 1
+                self.state.stage, self.state.step = stage, done
+                self.state.tokens = done * tokens_per_step
+                window_tokens += tokens_per_step
+                result.losses.append(loss_value)
+                if done % o.log_every == 0 or done == steps:
+                    now = time.perf_counter()
+                    speed = window_tokens / max(now - window_t, 1e-9)
+                    window_t, window_tokens = now, 0
+                    record = {"stage": stage, "step": done, "tokens": self.state.tokens, "loss": loss_value,
+                              "lr": scheduler.get_last_lr()[0], "tokens_per_s": speed,
+                              "gpu_memory": torch.cuda.max_memory_allocated() if self.device.type == "cuda" else 0}
+                    self.monitor.log(record)
+                    self.monitor.update(done, loss_value, speed)
+                if heldout is not None and o.eval_every and done % o.eval_every == 0 and done < steps:
+                    self.monitor.log({"stage": stage, "step": done, "tokens": self.state.tokens,
+                                      "heldout_loss": heldout_fn(heldout)})
+                if self.on_step is not None:
+                    self.on_step(stage, done)
+                stopping = self._agreed(stop.signum is not None) and done < steps
+                if (done % o.checkpoint_every == 0 or stopping) and done < steps:
+                    path = self._save(stage, step_dir=True, optimizer=optimizer, scheduler=scheduler,
+                                      t_start=t_start, seconds_before=seconds_before)
+                    if stopping:
+                        name = signal.Signals(stop.signum).name if stop.signum else "another process"
+                        raise Stopped(f"{stage} stopped by {name} after step {done} of {steps}; checkpoint "
+                                      f"{path}. Run the same command with --resume to continue",
+                                      StopRequest.SIGNALS.get(stop.signum, 143))
+                step += 1
         result.seconds = seconds_before + time.perf_counter() - t_start
         result.tokens = steps * tokens_per_step
         self.state.tokens = result.tokens
@@ -329,18 +327,14 @@ class Trainer:
         optimizer = self._optimizer([(mixers, k.lr), (others, k.lora_lr or k.lr)], k.weight_decay)
         steps = self.steps_for(k.tokens)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(steps, k.warmup, k.min_lr))
-        if self._fsdp():
-            # FSDP2 keeps one original dtype per parameter group: every weight float32 (sharded, so
-            # the cost divides by the number of GPUs; accelerate would upcast them too), bf16
-            # compute through FSDP's mixed-precision policy, gradients reduced in float32.
-            for p in self.model.parameters():
-                if p.dtype != torch.float32:
-                    p.data = p.data.float()
-            plugin = getattr(self.acc.state, "fsdp_plugin", None)
-            if plugin is not None and self.acc.mixed_precision == "bf16":
-                from torch.distributed.fsdp import MixedPrecisionPolicy
-                plugin.mixed_precision_policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16,
-                                                                     reduce_dtype=torch.float32)
+        plugin = getattr(self.acc.state, "fsdp_plugin", None) if self._fsdp() else None
+        if plugin is not None and self.acc.mixed_precision == "bf16":
+            # FSDP2: trainable weights stay float32 masters (as everywhere here), compute in bf16
+            # through FSDP's mixed-precision policy, and gradients reduced in float32 rather than
+            # accelerate's default bf16.
+            from torch.distributed.fsdp import MixedPrecisionPolicy
+            plugin.mixed_precision_policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16,
+                                                                 reduce_dtype=torch.float32)
         # The scheduler stays unprepared: accelerate would step it once per process per step.
         model, optimizer = self.acc.prepare(self.model, optimizer)
         self.model = model
