@@ -38,6 +38,10 @@ def main() -> None:
     ap.add_argument("--no-checkpointing", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--tiny", action="store_true", help="a tiny model on the CPU: checks the script runs")
+    ap.add_argument("--packed", type=int, default=0, metavar="DOCS",
+                    help="pack DOCS documents per row (position_ids restart), as `hybridize distill` feeds real text")
+    ap.add_argument("--profile", type=Path, default=None, metavar="FILE",
+                    help="profile steps 3-5 with torch.profiler; the top operators go to FILE and stdout")
     args = ap.parse_args()
 
     from accelerate import Accelerator
@@ -105,12 +109,20 @@ def main() -> None:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     gen = torch.Generator().manual_seed(0)
     n = args.steps * args.batch_size * acc.num_processes  # each process reads its own rows of a step
-    rows = Rows(torch.randint(0, config.vocab_size, (n, args.seq_len), generator=gen),
-                torch.arange(args.seq_len).expand(n, -1).contiguous())
+    positions = torch.arange(args.seq_len).expand(n, -1).contiguous()
+    if args.packed > 1:  # documents of random lengths: positions restart at every start
+        for row in positions:
+            starts = torch.randperm(args.seq_len - 1, generator=gen)[: args.packed - 1] + 1
+            for s in starts.sort().values.tolist():
+                row[s:] = torch.arange(args.seq_len - s)
+    rows = Rows(torch.randint(0, config.vocab_size, (n, args.seq_len), generator=gen), positions)
     if not args.tiny:
         torch.cuda.reset_peak_memory_stats()
     trainer = Trainer(model, opts, acc, Monitor(run, enabled=acc.is_main_process))
+    profiler = _profiler(trainer, args.profile) if args.profile else None
     result = trainer.distill(rows) if args.stage == "kd" else trainer.attention_transfer(rows)
+    if profiler is not None:
+        _report_profile(profiler, args.profile)
     if not acc.is_main_process:
         return
     # First step includes compilation / autotuning: the speed is taken over the later steps.
@@ -132,6 +144,28 @@ def main() -> None:
     print(f"| {args.shape} 3:1 {args.mixer}, {what} | seq {args.seq_len} x {args.batch_size} | "
           f"{out['tokens_per_s_median']:,.0f} tok/s | peak {out['peak_memory_gib']} GiB | trainable {trainable/1e9:.2f}B |",
           file=sys.stderr)
+
+
+def _profiler(trainer, path: Path):
+    """Records steps 3-5 (after compilation); Trainer.on_step advances it."""
+    from torch.profiler import ProfilerActivity, profile, schedule
+    prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA],
+                   schedule=schedule(wait=2, warmup=0, active=3, repeat=1))
+    prof.__enter__()
+    trainer.on_step = lambda stage, step: prof.step()
+    return prof
+
+
+def _report_profile(prof, path: Path) -> None:
+    prof.__exit__(None, None, None)
+    events = prof.key_averages()
+    cuda = sum(e.self_device_time_total for e in events) / 3e3
+    cpu = sum(e.self_cpu_time_total for e in events) / 3e3
+    text = (f"per step: GPU busy {cuda:.1f} ms, CPU (self, all threads) {cpu:.1f} ms\n"
+            + events.table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=60) + "\n"
+            + events.table(sort_by="self_cpu_time_total", row_limit=20, max_name_column_width=60))
+    path.write_text(text)
+    print(text)
 
 
 def _backend() -> str:
