@@ -119,7 +119,7 @@ def main() -> None:
     if not args.tiny:
         torch.cuda.reset_peak_memory_stats()
     trainer = Trainer(model, opts, acc, Monitor(run, enabled=acc.is_main_process))
-    profiler = _profiler(trainer, args.profile) if args.profile else None
+    profiler = _profiler(trainer) if args.profile else None
     result = trainer.distill(rows) if args.stage == "kd" else trainer.attention_transfer(rows)
     if profiler is not None:
         _report_profile(profiler, args.profile)
@@ -146,11 +146,14 @@ def main() -> None:
           file=sys.stderr)
 
 
-def _profiler(trainer, path: Path):
+PROFILED_STEPS = 3
+
+
+def _profiler(trainer):
     """Records steps 3-5 (after compilation); Trainer.on_step advances it."""
     from torch.profiler import ProfilerActivity, profile, schedule
     prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA],
-                   schedule=schedule(wait=2, warmup=0, active=3, repeat=1))
+                   schedule=schedule(wait=2, warmup=0, active=PROFILED_STEPS, repeat=1))
     prof.__enter__()
     trainer.on_step = lambda stage, step: prof.step()
     return prof
@@ -159,8 +162,9 @@ def _profiler(trainer, path: Path):
 def _report_profile(prof, path: Path) -> None:
     prof.__exit__(None, None, None)
     events = prof.key_averages()
-    cuda = sum(e.self_device_time_total for e in events) / 3e3
-    cpu = sum(e.self_cpu_time_total for e in events) / 3e3
+    ops = [e for e in events if not e.key.startswith("ProfilerStep")]  # the step markers span all the rest
+    cuda = sum(e.self_device_time_total for e in ops) / PROFILED_STEPS / 1e3
+    cpu = sum(e.self_cpu_time_total for e in ops) / PROFILED_STEPS / 1e3
     text = (f"per step: GPU busy {cuda:.1f} ms, CPU (self, all threads) {cpu:.1f} ms\n"
             + events.table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=60) + "\n"
             + events.table(sort_by="self_cpu_time_total", row_limit=20, max_name_column_width=60))

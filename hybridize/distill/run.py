@@ -8,12 +8,11 @@ from the newest one.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest.mock import patch
 
 import torch
 from torch import nn
@@ -281,22 +280,12 @@ def _load_with_teacher(o: DistillOptions, frozen: str, device: torch.device):
     return model, tokenizer
 
 
-@contextlib.contextmanager
-def every_process_loads_weights() -> Iterator[None]:
+def every_process_loads_weights():
     """`accelerate launch` with FSDP sets FSDP_CPU_RAM_EFFICIENT_LOADING=true, and transformers then
     loads the real weights on the first process only (the others get placeholders for FSDP to fill
     when it shards the model). Here the evaluations and stage 1 run before any sharding, on every
     process: found on two H200s, where the second process evaluated an uninitialised model."""
-    key = "FSDP_CPU_RAM_EFFICIENT_LOADING"
-    old = os.environ.get(key)
-    os.environ[key] = "false"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = old
+    return patch.dict(os.environ, {"FSDP_CPU_RAM_EFFICIENT_LOADING": "false"})
 
 
 def _refuse_fsdp1(acc) -> None:
