@@ -53,17 +53,24 @@ def on_step(stage, done):
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def report_line(tag: str, payload: dict) -> None:
+    """One write() per line: both ranks share torchrun's stdout pipe, and print() writes the text and
+    its newline separately, so two ranks finishing together could interleave onto one line (the
+    test's occasional JSON "Extra data" failure). A pipe write under PIPE_BUF bytes is atomic."""
+    sys.stdout.flush()
+    os.write(1, f"{tag} {json.dumps(payload)}\n".encode())
+
+
 try:
     extra = dict(precision="bf16", dtype="bfloat16") if bf16 else {}
     report = distill(small_options(Path(hybrid), Path(corpus), Path(out), resume=resume, **extra), on_step=on_step,
                      accelerator=accelerator(fsdp, bf16))
 except Stopped as err:
-    print("STOPPED " + json.dumps({"rank": torch.distributed.get_rank(), "message": str(err)}), flush=True)
+    report_line("STOPPED", {"rank": torch.distributed.get_rank(), "message": str(err)})
     sys.exit(0)
 rank = torch.distributed.get_rank()
 # Under FSDP2 only the main process rebuilds the whole model to save it.
 checksum = sum(float(v.double().sum()) for v in report.model.state_dict().values()) if report.model else None
-print("RESULT " + json.dumps({"rank": rank, "world": torch.distributed.get_world_size(), "checksum": checksum,
-                              "kl": report.evaluation["kd"]["kl"],
-                              "teacher_ppl": [report.evaluation[e]["teacher_ppl"] for e in ("before", "attention", "kd")]}),
-      flush=True)
+report_line("RESULT", {"rank": rank, "world": torch.distributed.get_world_size(), "checksum": checksum,
+                      "kl": report.evaluation["kd"]["kl"],
+                      "teacher_ppl": [report.evaluation[e]["teacher_ppl"] for e in ("before", "attention", "kd")]})
