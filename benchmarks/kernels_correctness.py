@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import sys
 
 import torch
@@ -119,12 +120,17 @@ def check_case(task):
     global POISON_CAP
     POISON_CAP = 2 << 30 if shared else None
     name, B, T, H, K, V, channel, dtype, cu, l2 = CASES[seed]
-    if variant:  # an experiment: "precision" (16-bit inputs' products) or SCAN_CONFIG keys
-        from hybridize.kernels import _common
+    if variant:  # an experiment: "precision" (16-bit inputs' products), "inter" (intermediates'
+        # dtype: "input" = the inputs' own), "design" (the prep's) or SCAN_CONFIG keys
+        from hybridize.kernels import _common, chunk_prep
         from hybridize.kernels.chunk_scan import SCAN_CONFIG
         for key, value in variant.items():
             if key == "precision":
                 _common.PRECISION_16BIT = value
+            elif key == "inter":
+                chunk_prep.INTER_DTYPE = torch.float32 if value == "fp32" else None
+            elif key == "design":
+                chunk_prep.PREP_CONFIG["design"] = value
             else:
                 SCAN_CONFIG[key] = value
         name += " " + " ".join(f"{k}={v}" for k, v in variant.items())
@@ -147,6 +153,15 @@ def check_case(task):
         except Exception as err:  # noqa: BLE001 - fla refuses some backward passes: record, do not crash
             errs, ok = [float("nan")] * 8, False
             print(f"{name} [{impl}] raised {type(err).__name__}: {str(err)[:160]}", flush=True)
+            if impl == "fla":  # its forward alone, to compare outputs where it refuses the backward
+                try:
+                    with torch.no_grad():
+                        o, ht = fn(*ins[:5], initial_state=ins[5], output_final_state=True, cu_seqlens=cu_t,
+                                   use_qk_l2norm=l2)
+                    errs[:2] = [rel(o, ref[0]), rel(ht, ref[1])]
+                    impl = "fla (forward only)"
+                except Exception as err2:  # noqa: BLE001
+                    print(f"{name} [fla forward] raised {type(err2).__name__}: {str(err2)[:160]}", flush=True)
         out.append((name, impl, errs, ok))
         print(f"{name} [{impl}] {'ok' if ok else 'FAIL'} " + " ".join(f"{e:.1e}" for e in errs), flush=True)
     return out
@@ -160,6 +175,9 @@ def main():
     ap.add_argument("--jobs", type=int, default=1, help="cases run in this many processes at once")
     ap.add_argument("--wide", nargs="*", default=[], help="also run head dim > 128 with these WARPS,STAGES")
     ap.add_argument("--prec-variants", action="store_true", help="also run the 16-bit aligned cases with tf32x3")
+    ap.add_argument("--design", default="", help="run every case with this prep design (full, blocks)")
+    ap.add_argument("--inter-variants", default="", help="also run the 16-bit cases with these intermediates, "
+                    "e.g. fp32,input (reported, not counted)")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     rows, failed = [], 0
@@ -178,11 +196,18 @@ def main():
         ok = max(errs) < 1e-6
         failed += not ok
         rows.append((f"ref check {'kda' if channel else 'gdn'} fp64", "chunk-vs-recurrence", errs, ok))
+    if args.design:  # counted like the default: this is how a design is checked before it becomes one
+        from hybridize.kernels import chunk_prep
+        chunk_prep.PREP_CONFIG["design"] = args.design
+        os.environ["HYBRIDIZE_GDR_PREP"] = args.design  # for the worker processes
     todo = [(i, args.fla, args.jobs > 1, None) for i, case in enumerate(CASES) if args.only in case[0]]
     # experiments, reported but not counted: the aligned-key cases with 3xTF32 products for 16-bit
     # inputs (HYBRIDIZE_GDR_PREC), and head dims over 128 with other launch options
     todo += [(i, False, args.jobs > 1, {"precision": "tf32x3"}) for i, case in enumerate(CASES)
              if args.only in case[0] and "aligned" in case[0] and case[7] != torch.float32 and args.prec_variants]
+    for inter in (x for x in args.inter_variants.split(",") if x):
+        todo += [(i, False, args.jobs > 1, {"inter": inter}) for i, case in enumerate(CASES)
+                 if args.only in case[0] and case[7] != torch.float32]
     for w in args.wide:
         warps, stages = (int(x) for x in w.split(","))
         todo += [(i, False, args.jobs > 1, {"wide_warps": warps, "wide_stages": stages})

@@ -30,16 +30,16 @@ def _packed(x):
 
 
 def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=False):
-    G, w, u, Aqk, T = chunk_prep(q, k, v, g, beta, scale, layout, store_t=store_for_bwd)
+    G, w, u, Aqk, T, kg = chunk_prep(q, k, v, g, beta, scale, layout, store_t=store_for_bwd)
     if store_for_bwd:  # the backward's states and vn keep the intermediates' precision
         o, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
-                                  output_final_state=want_final, store_h=True)
+                                  output_final_state=want_final, store_h=True, kg=kg)
     elif SCAN_CONFIG["fuse_o"]:
         o, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
-                                  output_final_state=want_final, fuse_o=True)
+                                  output_final_state=want_final, fuse_o=True, kg=kg)
     else:
         _, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
-                                  output_final_state=want_final, store_h=True, state_dtype=q.dtype)
+                                  output_final_state=want_final, store_h=True, state_dtype=q.dtype, kg=kg)
         o = chunk_output(q, G, Aqk, h, vn, scale, layout)
     return o, ht, (G, w, Aqk, T, h, vn)
 

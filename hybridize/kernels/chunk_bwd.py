@@ -95,17 +95,19 @@ def _bwd_kernel(q, k, v, g, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part,
     b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
     p_c = (tok[:, None] * H + i_h) * C + rows[None, :]
     b_T = tl.load(T + p_c, mask=valid[:, None], other=0.0)
-    # G is recomputed from g rather than loaded: past the document end the cumulative sum must
-    # stay at its last value (not 0), or the split decay factors below would overflow.
+    # G is the forward's own (loaded, not recomputed: the prep's block-wise cumulative sum rounds
+    # differently from a 64-row one, and with |G| ~ 100 that difference alone put dk at 1e-5).
+    # Past the document end it must stay at its last value (not 0), or the split decay factors
+    # below would overflow.
     if CHANNEL:
-        Gc = tl.cumsum(tl.load(g + p_k, mask=m_k, other=0.0).to(tl.float32), 0)
         Gl = tl.load(G + (last_tok * H + i_h) * K + kk, mask=km, other=0.0)
+        Gc = tl.where(valid[:, None], tl.load(G + p_k, mask=m_k, other=0.0), Gl[None, :])
         eG = tl.exp(Gc)
         eGlG = tl.exp(Gl[None, :] - Gc)
         eGl = tl.exp(Gl)
     else:
-        Gc = tl.cumsum(tl.load(g + tok * H + i_h, mask=valid, other=0.0).to(tl.float32), 0)
         Gl = tl.load(G + last_tok * H + i_h)
+        Gc = tl.where(valid, tl.load(G + tok * H + i_h, mask=valid, other=0.0), Gl)
         eG = tl.exp(Gc)[:, None]
         eGlG = tl.exp(Gl - Gc)[:, None]
         eGl = tl.exp(Gl)

@@ -17,6 +17,8 @@ import triton.language as tl
 
 from ._common import (CHUNK, SUB, Layout, channel_pairwise, chunk_bounds, chunk_tokens, dot_dtype, dot_precision,
                       unit_lower_inverse, unit_lower_inverse_rows)
+from .chunk_prep_blocks import BC as BLOCK_ROWS
+from .chunk_prep_blocks import _prep_blocks_kernel
 
 # dtype of the intermediates w, u, Aqk (and, in the backward, h, vn, dh) and of the scan's products.
 # torch.float32 (default): fp32 intermediates and tf32 products. On SmolLM2's real activations (bf16)
@@ -25,9 +27,16 @@ from ._common import (CHUNK, SUB, Layout, channel_pairwise, chunk_bounds, chunk_
 # (less memory traffic). The forward's per-chunk state snapshots are stored in the inputs' dtype
 # either way (chunk_scan's state_dtype); vn follows this setting (see chunk_scan).
 INTER_DTYPE = None if os.environ.get("HYBRIDIZE_GDR_INTER") == "bf16" else torch.float32
-# inverse: "blocked" (tensor-core products, the default) or "rows" (the row-at-a-time version, kept
-# for benchmarks); BK, BV: key and value columns per step of the loops over the head dims.
-PREP_CONFIG = {"inverse": "blocked", "BK": 64, "BV": 64}
+# design: "full" (v3: whole [64, 64] tiles, the default) or "blocks" (v4, chunk_prep_blocks.py:
+# 16-row blocks; exact under the CPU interpreter and compiled for sm_90 without spills, but not yet
+# run on a GPU: it becomes the default once benchmarks/kernels_correctness.py passes it on the H100
+# and it is timed; HYBRIDIZE_GDR_PREP=blocks selects it). inverse (v3 only): "blocked" (tensor-core
+# products) or "rows" (row at a time). BK, BV: key and value columns per step of the loops over the
+# head dims (v3); blocks_BK / blocks_BV / blocks_warps: the same for v4, by gate kind. 8 warps and
+# 32 key columns: the settings that compile without register spills at head dim 128 (GDN; KDA
+# spills 200 B) where 4 warps spill 1-4 KB (benchmarks/kernel_resources.py, triton 3.6, sm_90).
+PREP_CONFIG = {"design": os.environ.get("HYBRIDIZE_GDR_PREP", "full"), "inverse": "blocked", "BK": 64, "BV": 64,
+               "blocks_BK": {"scalar": 32, "channel": 32}, "blocks_BV": 32, "blocks_warps": 8}
 
 
 @triton.jit
@@ -104,8 +113,9 @@ def _prep_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, cu, chun
 def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = False):
     """q, k [1, L, H, K], v [1, L, H, V] (packed, contiguous), g [1, L, H] or [1, L, H, K], beta [1, L, H].
 
-    Returns G (fp32, g's shape), w (k's dtype, [1,L,H,K]), u (v's dtype), Aqk ([1,L,H,C]) and T
-    (fp32 [1,L,H,C], only when store_t: the backward needs it)."""
+    Returns G (fp32, g's shape), w ([1,L,H,K]), u ([1,L,H,V]), Aqk ([1,L,H,C]) in the intermediates'
+    dtype (INTER_DTYPE), T (fp32 [1,L,H,C], only when store_t: the backward needs it) and kg
+    (k e^{G_last - G} in w's dtype, per-channel gates with the v4 design only, else None)."""
     _, L, H, K = k.shape
     V = v.shape[-1]
     channel = g.dim() == 4
@@ -115,6 +125,17 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
     u = torch.empty_like(v, dtype=inter)
     Aqk = torch.empty(1, L, H, CHUNK, device=k.device, dtype=inter)
     T = torch.empty(1, L, H, CHUNK, device=k.device, dtype=torch.float32) if store_t else Aqk
+    if PREP_CONFIG["design"] == "blocks":
+        kg = torch.empty_like(k, dtype=inter) if channel else None
+        if layout.num_chunks:
+            bk = PREP_CONFIG["blocks_BK"]["channel" if channel else "scalar"]
+            _prep_blocks_kernel[(layout.num_chunks, H)](
+                q, k, v, g, beta, G, w, u, Aqk, T, kg if channel else w, layout.cu, layout.chunks, scale, H,
+                K=K, V=V, BK=min(bk, triton.next_power_of_2(K)),
+                BV=min(PREP_CONFIG["blocks_BV"], triton.next_power_of_2(V)), C=CHUNK, BC=BLOCK_ROWS,
+                CHANNEL=channel, STORE_T=store_t, STORE_KG=channel, PREC=dot_precision(k.dtype),
+                PAIR_PREC=dot_precision(k.dtype), DT=dot_dtype(k.dtype), num_warps=PREP_CONFIG["blocks_warps"])
+        return G, w, u, Aqk, (T if store_t else None), kg
     if layout.num_chunks:
         _prep_kernel[(layout.num_chunks, H)](
             q, k, v, g, beta, G, w, u, Aqk, T, layout.cu, layout.chunks, scale, H,
@@ -124,4 +145,4 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
             # 3xTF32 on the per-channel products of [C, BK] tiles fits in shared memory (164 KB) now
             # that key columns come BK at a time; plain tf32 there left fp32 KDA at 8e-4 on the H100.
             PAIR_PREC=dot_precision(k.dtype), num_warps=4 if K <= 64 else 8, num_stages=1)
-    return G, w, u, Aqk, (T if store_t else None)
+    return G, w, u, Aqk, (T if store_t else None), None

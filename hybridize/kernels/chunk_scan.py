@@ -54,7 +54,7 @@ def load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K: tl.constexpr, CHANNEL
 @triton.jit
 def _scan_kernel(q, k, w, u, G, Aqk, h0, o, ht, h_out, vn_out, cu, chunk_offsets, scale, H,
                  K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
-                 CHANNEL: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
+                 CHANNEL: tl.constexpr, KG: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
                  STORE_H: tl.constexpr, STORE_VN: tl.constexpr, FUSE_O: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
@@ -98,7 +98,10 @@ def _scan_kernel(q, k, w, u, G, Aqk, h0, o, ht, h_out, vn_out, cu, chunk_offsets
             b_o = tl.dot((b_q * eG).to(DT), h_dt, input_precision=PREC)
             b_o += tl.dot(b_A, vn_dt, input_precision=PREC)
             tl.store(o + p_v, b_o.to(o.dtype.element_ty), mask=m_v)
-        h = h * eGl + tl.dot(tl.trans((b_k * eGlG).to(DT)), vn_dt, input_precision=PREC)
+        if KG:  # k arrives as kg = k e^{G_last - G}, from the prep (no exp on this serial path)
+            h = h * eGl + tl.dot(tl.trans(b_k.to(DT)), vn_dt, input_precision=PREC)
+        else:
+            h = h * eGl + tl.dot(tl.trans((b_k * eGlG).to(DT)), vn_dt, input_precision=PREC)
     if STORE_FINAL:
         tl.store(ht + state_base + p_s, h, mask=m_s)
 
@@ -116,9 +119,10 @@ def _pick_bv(V: int, programs: int, K: int) -> int:
 
 def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=None,
                output_final_state: bool = False, store_h: bool = False, fuse_o: bool = False,
-               state_dtype: torch.dtype | None = None):
+               state_dtype: torch.dtype | None = None, kg=None):
     """Runs the scan. Returns (o or None, final state or None, h [NC,H,K,V] or None, vn or None).
-    h is stored in state_dtype (default: w's dtype), vn in w's dtype."""
+    h is stored in state_dtype (default: w's dtype), vn in w's dtype. kg: k e^{G_last - G} from the
+    prep, used in place of k in the state update when given."""
     _, L, H, K = k.shape
     V = u.shape[-1]
     N = layout.num_seqs
@@ -133,10 +137,10 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
     dummy = u
     if N:
         _scan_kernel[(triton.cdiv(V, BV), N * H)](
-            q, k, w, u, G, Aqk, initial_state if initial_state is not None else dummy,
+            q, k if kg is None else kg, w, u, G, Aqk, initial_state if initial_state is not None else dummy,
             o if fuse_o else dummy, ht if ht is not None else dummy, h_out if store_h else dummy,
             vn if store_h else dummy, layout.cu, layout.chunk_offsets, scale, H,
-            K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4,
+            K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4, KG=kg is not None,
             HAS_H0=initial_state is not None, STORE_FINAL=output_final_state, STORE_H=store_h,
             STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(w.dtype),
             **launch_options(K, BV, k.dtype))

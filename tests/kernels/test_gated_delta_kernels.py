@@ -142,17 +142,54 @@ def test_aligned_keys_bf16_output():
 
 
 @inproc
-@pytest.mark.parametrize("version", ["fused_output", "row_inverse"])
+@pytest.mark.parametrize("version", ["fused_output", "full_tiles", "row_inverse"])
 def test_earlier_versions(version, monkeypatch):
-    """The designs benchmarks/bench_kernels.py times beside the default: the output fused into the
-    scan, and the row-by-row inverse. Both must stay exact, or their timings mean nothing."""
+    """The designs the benchmarks time beside the default: the output fused into the scan, the
+    v3 prep on whole [64, 64] tiles, and its row-by-row inverse. All must stay exact, or their
+    timings mean nothing."""
     from hybridize.kernels import chunk_prep, chunk_scan
     if version == "fused_output":
         monkeypatch.setitem(chunk_scan.SCAN_CONFIG, "fuse_o", True)
     else:
+        monkeypatch.setitem(chunk_prep.PREP_CONFIG, "design", "full")
+    if version == "row_inverse":
         monkeypatch.setitem(chunk_prep.PREP_CONFIG, "inverse", "rows")
     for channel in (False, True):
         check(31, 1, 150, 2, 64, 64, channel, l2=True, aligned=True)
+
+
+@inproc
+@pytest.mark.parametrize("case", ["T150", "aligned", "packed", "K32V128", "K128V64", "K256V32", "bf16"])
+@pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
+def test_blocks_prep(case, channel, monkeypatch):
+    """The v4 prep (16-row blocks, chunk_prep_blocks.py; opt-in until timed on a GPU) over the same
+    ground as the default: T not a multiple of the chunk, aligned keys, packed documents (an empty
+    one, a one-token one), other head dims, bf16 inputs."""
+    from hybridize.kernels import chunk_prep
+    monkeypatch.setitem(chunk_prep.PREP_CONFIG, "design", "blocks")
+    if case == "T150":
+        check(41, 2, 150, 2, 64, 64, channel)
+    elif case == "aligned":
+        check(42, 1, 150, 2, 64, 64, channel, l2=True, aligned=True)
+    elif case == "packed":
+        check(43, 1, 150, 2, 64, 64, channel, cu=[0, 10, 10, 11, 90, 150], l2=True)
+    elif case == "bf16":
+        check(44, 1, 100, 2, 64, 64, channel, dtype=torch.bfloat16, l2=True)
+    else:
+        K, V = (int(x) for x in case[1:].split("V"))
+        check(45 + K, 1, 80, 1 if K == 256 else 2, K, V, channel)
+
+
+def test_fixed_layouts_are_reused():
+    """Fixed-length layouts are cached by (batch, seqlen, device) (building one costs several
+    launches per call); packed ones are not (cu_seqlens' contents decide them)."""
+    from hybridize.kernels._common import make_layout
+    a, b = make_layout(2, 130, None, "cpu"), make_layout(2, 130, None, "cpu")
+    assert a is b and a.num_chunks == 6 and a.chunks.tolist()[3] == [1, 0]
+    assert make_layout(2, 131, None, "cpu") is not a
+    cu = torch.tensor([0, 5, 130], dtype=torch.int32)
+    c = make_layout(1, 130, cu, "cpu")
+    assert c is not make_layout(1, 130, cu, "cpu") and c.num_chunks == 3
 
 
 @inproc

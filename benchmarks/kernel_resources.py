@@ -1,0 +1,118 @@
+"""What the compiler makes of our forward kernels on the H100, without a GPU: each kernel is compiled
+for sm_90 (triton.compile with GPUTarget("cuda", 90, 32)) and its PTX assembled again by the ptxas
+that ships with Triton, whose -v report gives registers per thread, spilled bytes and shared memory.
+The PTX also says which matrix instructions were used (wgmma: Hopper's warpgroup products; mma: the
+older warp-level ones). Run with the GPU stack's Triton (3.6 here):
+
+    PYTHONPATH=. python benchmarks/kernel_resources.py [--dims 64,128,256]
+
+Spills (local-memory traffic) and shared memory over 227 KB are what this can catch before device
+time is spent; it says nothing about speed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import tempfile
+
+import triton
+import triton.language as tl
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from hybridize.kernels import chunk_output, chunk_prep, chunk_prep_blocks, chunk_scan
+
+TARGET = GPUTarget("cuda", 90, 32)
+PTXAS = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+
+
+def compile_report(fn, sig: dict, consts: dict, num_warps: int, num_stages: int = 1) -> dict:
+    signature = {name: ("constexpr" if name in consts else sig[name]) for name in fn.arg_names}
+    src = ASTSource(fn, signature, constexprs=consts)
+    kernel = triton.compile(src, target=TARGET, options={"num_warps": num_warps, "num_stages": num_stages})
+    ptx = kernel.asm["ptx"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "k.ptx")
+        with open(path, "w") as fh:
+            fh.write(ptx)
+        out = subprocess.run([PTXAS, "-v", "--gpu-name", "sm_90a", path, "-o", os.path.join(tmp, "k.o")],
+                             capture_output=True, text=True).stderr
+    regs = re.search(r"Used (\d+) registers", out)
+    spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", out)
+    return {"regs": int(regs.group(1)) if regs else None,
+            "spill_st": int(spill.group(1)) if spill else None, "spill_ld": int(spill.group(2)) if spill else None,
+            "shared_kb": kernel.metadata.shared / 1024,
+            "wgmma": len(re.findall(r"wgmma\.mma_async", ptx)), "mma": len(re.findall(r"\bmma\.sync", ptx))}
+
+
+def ptrs(names, dtype):
+    return {n: dtype for n in names}
+
+
+def prep_sig(inter: str) -> dict:
+    s = ptrs(["q", "k", "v", "beta"], "*bf16")
+    s.update(ptrs(["g", "G_out", "T_out"], "*fp32"))
+    s.update(ptrs(["w_out", "u_out", "Aqk_out", "kg_out"], f"*{inter}"))
+    s.update(cu="*i32", chunks="*i32", scale="fp32", H="i32")
+    return s
+
+
+def rows(dims):
+    out = []
+    for D in dims:
+        for channel in (False, True):
+            gate = "KDA" if channel else "GDN"
+            base = dict(K=D, V=D, C=64, CHANNEL=channel, PREC="tf32", PAIR_PREC="tf32", DT=tl.bfloat16)
+            cfg = chunk_prep.PREP_CONFIG
+            bk = min(cfg["blocks_BK"]["channel" if channel else "scalar"], D)
+            consts = dict(base, BK=bk, BV=min(cfg["blocks_BV"], D), BC=16, STORE_T=False, STORE_KG=channel)
+            out.append((f"prep v4 blocks {gate} D{D} BK{bk}", chunk_prep_blocks._prep_blocks_kernel, prep_sig("fp32"),
+                        consts, cfg["blocks_warps"], 1))
+            consts = dict(base, BK=min(64, D), BV=min(64, D), SB=16, BLOCKED=True, STORE_T=False)
+            sig = prep_sig("fp32")
+            sig.pop("kg_out")
+            out.append((f"prep v3 full {gate} D{D}", chunk_prep._prep_kernel, sig, consts, 4 if D <= 64 else 8, 1))
+            for inter in ("fp32", "bf16"):
+                bv = 16 if D <= 128 else 32
+                sig = ptrs(["q", "k", "o"], "*bf16")
+                sig.update(ptrs(["w", "u", "Aqk", "vn_out"], f"*{inter}"))
+                sig.update(ptrs(["G", "h0", "ht"], "*fp32"))
+                sig.update(h_out="*bf16", cu="*i32", chunk_offsets="*i32", scale="fp32", H="i32")
+                consts = dict(K=D, V=D, BK=D, BV=bv, C=64, CHANNEL=channel, KG=channel, HAS_H0=False,
+                              STORE_FINAL=False, STORE_H=True, STORE_VN=True, FUSE_O=False, PREC="tf32",
+                              DT=tl.float32 if inter == "fp32" else tl.bfloat16)
+                opts = chunk_scan.launch_options(D, bv, None)
+                out.append((f"scan {gate} D{D} BV{bv} {inter}", chunk_scan._scan_kernel, sig, consts,
+                            opts["num_warps"], opts["num_stages"]))
+            sig = ptrs(["q", "h", "o"], "*bf16")
+            sig.update(ptrs(["G", "Aqk", "vn"], "*fp32"))
+            sig.update(cu="*i32", chunks="*i32", scale="fp32", H="i32")
+            consts = dict(K=D, V=D, BK=min(64, D), BV=min(64, D), C=64, CHANNEL=channel, PREC="tf32", DT=tl.float32)
+            out.append((f"output {gate} D{D}", chunk_output._output_kernel, sig, consts,
+                        chunk_output.OUTPUT_CONFIG["num_warps"], 1))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dims", default="64,128,256")
+    ap.add_argument("--only", default="", help="only the kernels whose name contains this")
+    args = ap.parse_args()
+    print(f"triton {triton.__version__}, target sm_90; ptxas {PTXAS}")
+    print("| kernel | warps | stages | registers | spill st/ld B | shared KB | wgmma | mma.sync |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, fn, sig, consts, nw, ns in rows([int(d) for d in args.dims.split(",")]):
+        if args.only not in name:
+            continue
+        try:
+            r = compile_report(fn, sig, consts, nw, ns)
+            print(f"| {name} | {nw} | {ns} | {r['regs']} | {r['spill_st']}/{r['spill_ld']} | {r['shared_kb']:.0f} | "
+                  f"{r['wgmma']} | {r['mma']} |", flush=True)
+        except Exception as err:  # noqa: BLE001 - a compile failure is itself the finding
+            print(f"| {name} | {nw} | {ns} | failed: {type(err).__name__}: {str(err)[:120]} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Where the forward's time goes: each stage of ours and of fla 0.6.0 timed alone, same inputs.
+
+    PYTHONPATH=. python benchmarks/kernel_stages.py [--shapes 0,2,4] [--sweep] [--out DIR]
+
+Ours: layout (host-side chunk table), prep (cumsum, A, inverse, w, u, Aqk), scan (states per chunk,
+vn), output. fla: cumsum, intra (kkt + inverse + w, u), h (its scan), o. Medians of
+triton.testing.do_bench, ms, bf16 q/k/v/beta and fp32 gates as in bench_kernels.py. --sweep times our
+scan alone over (BV, num_warps, num_stages), the knobs of the one sequential kernel.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+
+import torch
+import torch.nn.functional as F
+import triton
+
+from hybridize.kernels import chunk_prep as prep_mod
+from hybridize.kernels import chunk_scan as scan_mod
+from hybridize.kernels._common import make_layout
+from hybridize.kernels.chunk_output import chunk_output
+
+SHAPES = [(1, 8192, 16, 128), (4, 4096, 16, 128), (1, 32768, 16, 128), (2, 16384, 32, 128), (8, 2048, 9, 64)]
+
+
+def bench(fn):
+    return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+
+
+def inputs(B, T, H, D, channel):
+    q = F.normalize(torch.randn(B, T, H, D, device="cuda"), dim=-1).bfloat16()
+    k = F.normalize(torch.randn(B, T, H, D, device="cuda"), dim=-1).bfloat16()
+    v = torch.randn(B, T, H, D, device="cuda").bfloat16()
+    if channel:
+        g = -5.0 * torch.sigmoid(torch.randn(B, T, H, D, device="cuda") - 2.0)
+    else:
+        g = -F.softplus(torch.randn(B, T, H, device="cuda") - 3.0)
+    beta = torch.sigmoid(torch.randn(B, T, H, device="cuda")).bfloat16()
+    return q, k, v, g, beta
+
+
+def packed(x):
+    return x.reshape(1, x.shape[0] * x.shape[1], *x.shape[2:])
+
+
+def ours_stages(B, T, H, D, channel):
+    q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel))
+    scale = D ** -0.5
+    layout = make_layout(B, T, None, q.device)
+    G, w, u, Aqk, _, kg = prep_mod.chunk_prep(q, k, v, g, beta, scale, layout)
+    _, _, h, vn = scan_mod.chunk_scan(q, k, w, u, G, Aqk, scale, layout, store_h=True, state_dtype=q.dtype, kg=kg)
+    return {
+        "layout": bench(lambda: make_layout(B, T, None, q.device)),
+        "prep": bench(lambda: prep_mod.chunk_prep(q, k, v, g, beta, scale, layout)),
+        "scan": bench(lambda: scan_mod.chunk_scan(q, k, w, u, G, Aqk, scale, layout, store_h=True,
+                                                  state_dtype=q.dtype, kg=kg)),
+        "output": bench(lambda: chunk_output(q, G, Aqk, h, vn, scale, layout)),
+    }
+
+
+def prep_sweep(B, T, H, D, channel):
+    """The v4 prep alone over (key columns per step, warps)."""
+    q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel))
+    layout = make_layout(B, T, None, q.device)
+    saved = {k2: (dict(v2) if isinstance(v2, dict) else v2) for k2, v2 in prep_mod.PREP_CONFIG.items()}
+    rows = []
+    for bk, nw in itertools.product((32, 64), (2, 4, 8)):
+        prep_mod.PREP_CONFIG["blocks_BK"]["channel" if channel else "scalar"] = bk
+        prep_mod.PREP_CONFIG["blocks_warps"] = nw
+        try:
+            t = bench(lambda: prep_mod.chunk_prep(q, k, v, g, beta, D ** -0.5, layout))
+        except Exception as err:  # noqa: BLE001 - recorded, not fatal
+            t = f"{type(err).__name__}"
+        rows.append((bk, nw, t))
+    prep_mod.PREP_CONFIG.update(saved)
+    return rows
+
+
+def fla_stages(B, T, H, D, channel):
+    from fla.ops.common.chunk_delta_h import chunk_gated_delta_rule_fwd_h
+    from fla.ops.utils import chunk_local_cumsum
+    from fla.ops.utils.constant import RCP_LN2
+    q, k, v, g, beta = inputs(B, T, H, D, channel)
+    scale = D ** -0.5
+    gc = chunk_local_cumsum(g, chunk_size=64, scale=RCP_LN2)
+    out = {"cumsum": bench(lambda: chunk_local_cumsum(g, chunk_size=64, scale=RCP_LN2))}
+    if channel:
+        from fla.ops.gla.chunk import chunk_gla_fwd_o_gk
+        from fla.ops.kda.chunk_intra import chunk_kda_fwd_intra
+        w, u, _, kg, Aqk, _ = chunk_kda_fwd_intra(q=q, k=k, v=v, gk=gc, beta=beta, scale=scale)
+        out["intra"] = bench(lambda: chunk_kda_fwd_intra(q=q, k=k, v=v, gk=gc, beta=beta, scale=scale))
+        h, vn, _ = chunk_gated_delta_rule_fwd_h(k=kg, w=w, u=u, gk=gc)
+        out["h"] = bench(lambda: chunk_gated_delta_rule_fwd_h(k=kg, w=w, u=u, gk=gc))
+        out["o"] = bench(lambda: chunk_gla_fwd_o_gk(q=q, v=vn, g=gc, A=Aqk, h=h, scale=scale))
+    else:
+        from fla.ops.common.chunk_o import chunk_fwd_o
+        from fla.ops.gated_delta_rule.chunk_fwd import chunk_gated_delta_rule_fwd_intra
+        w, u, _ = chunk_gated_delta_rule_fwd_intra(k=k, v=v, g=gc, beta=beta)
+        out["intra"] = bench(lambda: chunk_gated_delta_rule_fwd_intra(k=k, v=v, g=gc, beta=beta))
+        h, vn, _ = chunk_gated_delta_rule_fwd_h(k=k, w=w, u=u, g=gc)
+        out["h"] = bench(lambda: chunk_gated_delta_rule_fwd_h(k=k, w=w, u=u, g=gc))
+        out["o"] = bench(lambda: chunk_fwd_o(q=q, k=k, v=vn, h=h, g=gc, scale=scale))
+    out["dtypes"] = f"w {w.dtype} u {u.dtype} h {h.dtype} vn {vn.dtype}"
+    return out
+
+
+def sweep(B, T, H, D, channel):
+    q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel))
+    scale = D ** -0.5
+    layout = make_layout(B, T, None, q.device)
+    G, w, u, Aqk, _, kg = prep_mod.chunk_prep(q, k, v, g, beta, scale, layout)
+    rows = []
+    saved = dict(scan_mod.SCAN_CONFIG)
+    for bv, nw, ns in itertools.product((16, 32, 64), (2, 4), (2, 3)):
+        scan_mod.SCAN_CONFIG.update(BV=bv, num_warps=nw, num_stages=ns)
+        try:
+            t = bench(lambda: scan_mod.chunk_scan(q, k, w, u, G, Aqk, scale, layout, store_h=True,
+                                                  state_dtype=q.dtype, kg=kg))
+        except Exception as err:  # noqa: BLE001 - out of shared memory etc.: recorded, not fatal
+            t = f"{type(err).__name__}"
+        rows.append((bv, nw, ns, t))
+    scan_mod.SCAN_CONFIG.clear()
+    scan_mod.SCAN_CONFIG.update(saved)
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shapes", default="0,2,4")
+    ap.add_argument("--sweep", default="", help="shape indices whose scan to sweep, e.g. 0,2")
+    ap.add_argument("--inter", default="fp32,bf16", help="our intermediates' dtypes to time")
+    ap.add_argument("--designs", default="blocks", help="prep designs to time: blocks (v4), full (v3)")
+    ap.add_argument("--prep-sweep", default="", help="shape indices whose v4 prep to sweep")
+    ap.add_argument("--sweep-inter", default="fp32", help="intermediates' dtype during the sweeps")
+    ap.add_argument("--no-fla", action="store_true")
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    lines = []
+    for i in (int(s) for s in args.shapes.split(",") if s):
+        B, T, H, D = SHAPES[i]
+        for channel in (False, True):
+            name = f"{'KDA' if channel else 'GDN'} ({B},{T},{H},{D})"
+            for design, inter in itertools.product(args.designs.split(","), args.inter.split(",")):
+                prep_mod.INTER_DTYPE = torch.float32 if inter == "fp32" else None
+                prep_mod.PREP_CONFIG["design"] = design
+                r = ours_stages(B, T, H, D, channel)
+                total = sum(r.values())
+                line = (f"| {name} | ours {design}, {inter} | " + " | ".join(f"{k} {t:.3f}" for k, t in r.items())
+                        + f" | sum {total:.3f} |")
+                print(line, flush=True)
+                lines.append(line)
+            prep_mod.INTER_DTYPE = torch.float32
+            prep_mod.PREP_CONFIG["design"] = "blocks"
+            if not args.no_fla:
+                try:
+                    r = fla_stages(B, T, H, D, channel)
+                    dt = r.pop("dtypes")
+                    line = f"| {name} | fla | " + " | ".join(f"{k} {t:.3f}" for k, t in r.items()) + f" | sum {sum(r.values()):.3f} ({dt}) |"
+                except Exception as err:  # noqa: BLE001 - recorded
+                    line = f"| {name} | fla | {type(err).__name__}: {str(err)[:150]} |"
+                print(line, flush=True)
+                lines.append(line)
+    prep_mod.INTER_DTYPE = torch.float32 if args.sweep_inter == "fp32" else None
+    for i in (int(s) for s in args.prep_sweep.split(",") if s):
+        B, T, H, D = SHAPES[i]
+        for channel in (False, True):
+            rows = prep_sweep(B, T, H, D, channel)
+            best = min((r for r in rows if isinstance(r[2], float)), key=lambda r: r[2])
+            line = (f"| prep sweep {'KDA' if channel else 'GDN'} ({B},{T},{H},{D}) | best BK {best[0]} warps {best[1]}: "
+                    f"{best[2]:.3f} | " + json.dumps(rows))
+            print(line, flush=True)
+            lines.append(line)
+    for i in (int(s) for s in args.sweep.split(",") if s):
+        B, T, H, D = SHAPES[i]
+        for channel in (False,):
+            rows = sweep(B, T, H, D, channel)
+            best = min((r for r in rows if isinstance(r[3], float)), key=lambda r: r[3])
+            line = (f"| sweep {'KDA' if channel else 'GDN'} ({B},{T},{H},{D}) | best BV {best[0]} warps {best[1]} "
+                    f"stages {best[2]}: {best[3]:.3f} | " + json.dumps(rows))
+            print(line, flush=True)
+            lines.append(line)
+    with open(os.path.join(args.out, "kernel_stages.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
