@@ -67,7 +67,8 @@ def rows(dims):
             base = dict(K=D, V=D, C=64, CHANNEL=channel, PREC="tf32", PAIR_PREC="tf32", DT=tl.bfloat16)
             cfg = chunk_prep.PREP_CONFIG
             bk = min(cfg["blocks_BK"]["channel" if channel else "scalar"], D)
-            consts = dict(base, BK=bk, BV=min(cfg["blocks_BV"], D), BC=16, STORE_T=False, STORE_KG=channel)
+            consts = dict(base, BK=bk, BV=min(cfg["blocks_BV"], D), BC=16, STORE_T=False, STORE_KG=channel,
+                          UNROLL=chunk_prep.blocks_unroll(D, bk))
             out.append((f"prep v4 blocks {gate} D{D} BK{bk}", chunk_prep_blocks._prep_blocks_kernel, prep_sig("fp32"),
                         consts, cfg["blocks_warps"], 1))
             consts = dict(base, BK=min(64, D), BV=min(64, D), SB=16, BLOCKED=True, STORE_T=False)

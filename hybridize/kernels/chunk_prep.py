@@ -110,6 +110,13 @@ def _prep_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, cu, chun
         tl.store(u_out + p_v, u.to(u_out.dtype.element_ty), mask=m_v)
 
 
+def blocks_unroll(K: int, bk: int) -> int:
+    """Unroll factor of the v4 prep's column loops: all of them up to 4 steps, none beyond (see
+    chunk_prep_blocks.py: compile time at head dim 256)."""
+    steps = triton.cdiv(K, min(bk, triton.next_power_of_2(K)))
+    return steps if steps <= 4 else 1
+
+
 def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = False):
     """q, k [1, L, H, K], v [1, L, H, V] (packed, contiguous), g [1, L, H] or [1, L, H, K], beta [1, L, H].
 
@@ -134,7 +141,8 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
                 K=K, V=V, BK=min(bk, triton.next_power_of_2(K)),
                 BV=min(PREP_CONFIG["blocks_BV"], triton.next_power_of_2(V)), C=CHUNK, BC=BLOCK_ROWS,
                 CHANNEL=channel, STORE_T=store_t, STORE_KG=channel, PREC=dot_precision(k.dtype),
-                PAIR_PREC=dot_precision(k.dtype), DT=dot_dtype(k.dtype), num_warps=PREP_CONFIG["blocks_warps"])
+                PAIR_PREC=dot_precision(k.dtype), DT=dot_dtype(k.dtype), UNROLL=blocks_unroll(K, bk),
+                num_warps=PREP_CONFIG["blocks_warps"])
         return G, w, u, Aqk, (T if store_t else None), kg
     if layout.num_chunks:
         _prep_kernel[(layout.num_chunks, H)](

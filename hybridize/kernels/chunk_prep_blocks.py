@@ -16,7 +16,9 @@ them: for blocks i > j, r = the first row of block i, so both e^{G_t - G_r} and 
 (no overflow, no clamp); inside a diagonal block r is its middle row (factors up to e^{8 |g|max},
 finite in fp32 for per-step gates down to about -10, as in _common.channel_pairwise).
 KDA also gets kg = k e^{G_last - G} here (written in w's dtype), so the sequential scan multiplies no
-per-channel exponentials on its critical path.
+per-channel exponentials on its critical path. The loops over key and value columns are unrolled
+(UNROLL) up to head dim 128 only: rolled, they spill more (GDN D128: 0 -> 400 B), and unrolled at head
+dim 256 the kernel took over 15 minutes to compile for sm_90 (benchmarks/kernel_resources.py).
 """
 from __future__ import annotations
 
@@ -117,7 +119,7 @@ def _store_row_block(ptr, tok, valid, i_h, H, r, X0, X1, X2, X3, C: tl.constexpr
 def _prep_blocks_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, kg_out, cu, chunks, scale, H,
                         K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                         BC: tl.constexpr, CHANNEL: tl.constexpr, STORE_T: tl.constexpr, STORE_KG: tl.constexpr,
-                        PREC: tl.constexpr, PAIR_PREC: tl.constexpr, DT: tl.constexpr):
+                        PREC: tl.constexpr, PAIR_PREC: tl.constexpr, DT: tl.constexpr, UNROLL: tl.constexpr):
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
@@ -168,7 +170,7 @@ def _prep_blocks_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, k
     M30 = tl.zeros([BC, BC], dtype=tl.float32)
     M31 = tl.zeros([BC, BC], dtype=tl.float32)
     M32 = tl.zeros([BC, BC], dtype=tl.float32)
-    for k0 in tl.static_range(0, K, BK):
+    for k0 in tl.range(0, K, BK, loop_unroll_factor=UNROLL):
         kk = k0 + tl.arange(0, BK)
         km = kk < K
         k_0 = _tile(k, t_0, m0, i_h, H, kk, km, K)
@@ -319,7 +321,7 @@ def _prep_blocks_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, k
         _store_row_block(T_out, t_3, m3, i_h, H, r, T30, T31, T32, D3, C, BC)
 
     # --- w = T (beta k e^G) [and kg = k e^{G_last - G}], BK key columns at a time ---
-    for k0 in tl.static_range(0, K, BK):
+    for k0 in tl.range(0, K, BK, loop_unroll_factor=UNROLL):
         kk = k0 + tl.arange(0, BK)
         km = kk < K
         k_0 = _tile(k, t_0, m0, i_h, H, kk, km, K)
@@ -356,7 +358,7 @@ def _prep_blocks_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, k
              t_3, m3, i_h, H, kk, km, K)
 
     # --- u = T (beta v), BV value columns at a time ---
-    for v0 in tl.static_range(0, V, BV):
+    for v0 in tl.range(0, V, BV, loop_unroll_factor=UNROLL):
         vv = v0 + tl.arange(0, BV)
         vm = vv < V
         y0 = _tile(v, t_0, m0, i_h, H, vv, vm, V) * b0[:, None]
