@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The GPU run that decides whether the v4 prep (16-row blocks) becomes the default (issue 3).
 # On the device, from the repo root, with the fla wheel carried in .dev/fla:
-#   bash benchmarks/kernels_next_gpu.sh            (two parts, each under the 600 s call limit:)
 #   PART=1 bash benchmarks/kernels_next_gpu.sh     correctness of v4 on the H100 (+ bf16 intermediates, fla beside)
-#   PART=2 bash benchmarks/kernels_next_gpu.sh     stage timings v3 vs v4, prep and scan sweeps
+#   PART=2 bash benchmarks/kernels_next_gpu.sh     stage timings, v3 vs v4, fp32 vs bf16 intermediates
+#   PART=3 bash benchmarks/kernels_next_gpu.sh     v4 prep and scan launch-option sweeps
+# (three calls, each under the 600 s limit; make them back to back so the compile cache stays warm).
 # Logs go to $OUT; each part prints its table last.
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -15,7 +16,10 @@ if [ "${PART:-1}" = 1 ]; then
     > "$OUT/correctness_blocks.log" 2>&1
   echo "correctness rc=$?"
   grep -A40 "^| case" "$OUT/correctness_blocks.log" | cut -c1-180
-else
+elif [ "$PART" = 2 ]; then
   timeout 540 python3 benchmarks/kernel_stages.py --shapes 0,2,4 --designs full,blocks --inter fp32,bf16 --no-fla \
+    --out "$OUT" 2>&1 | grep -v Warn
+else
+  timeout 540 python3 benchmarks/kernel_stages.py --shapes 0 --designs blocks --inter bf16 --no-fla \
     --prep-sweep 0 --sweep 0 --sweep-inter bf16 --out "$OUT" 2>&1 | grep -v Warn
 fi
