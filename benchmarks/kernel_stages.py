@@ -15,9 +15,8 @@ import json
 import os
 
 import torch
-import torch.nn.functional as F
-import triton
 
+from benchmarks.bench_kernels import bench, inputs
 from hybridize.kernels import chunk_prep as prep_mod
 from hybridize.kernels import chunk_scan as scan_mod
 from hybridize.kernels._common import make_layout
@@ -26,28 +25,12 @@ from hybridize.kernels.chunk_output import chunk_output
 SHAPES = [(1, 8192, 16, 128), (4, 4096, 16, 128), (1, 32768, 16, 128), (2, 16384, 32, 128), (8, 2048, 9, 64)]
 
 
-def bench(fn):
-    return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
-
-
-def inputs(B, T, H, D, channel):
-    q = F.normalize(torch.randn(B, T, H, D, device="cuda"), dim=-1).bfloat16()
-    k = F.normalize(torch.randn(B, T, H, D, device="cuda"), dim=-1).bfloat16()
-    v = torch.randn(B, T, H, D, device="cuda").bfloat16()
-    if channel:
-        g = -5.0 * torch.sigmoid(torch.randn(B, T, H, D, device="cuda") - 2.0)
-    else:
-        g = -F.softplus(torch.randn(B, T, H, device="cuda") - 3.0)
-    beta = torch.sigmoid(torch.randn(B, T, H, device="cuda")).bfloat16()
-    return q, k, v, g, beta
-
-
 def packed(x):
     return x.reshape(1, x.shape[0] * x.shape[1], *x.shape[2:])
 
 
 def ours_stages(B, T, H, D, channel):
-    q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel))
+    q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel, False))
     scale = D ** -0.5
     layout = make_layout(B, T, None, q.device)
     G, w, u, Aqk, _, kg = prep_mod.chunk_prep(q, k, v, g, beta, scale, layout)
@@ -63,7 +46,7 @@ def ours_stages(B, T, H, D, channel):
 
 def prep_sweep(B, T, H, D, channel):
     """The v4 prep alone over (key columns per step, warps)."""
-    q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel))
+    q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel, False))
     layout = make_layout(B, T, None, q.device)
     saved = {k2: (dict(v2) if isinstance(v2, dict) else v2) for k2, v2 in prep_mod.PREP_CONFIG.items()}
     rows = []
@@ -83,7 +66,7 @@ def fla_stages(B, T, H, D, channel):
     from fla.ops.common.chunk_delta_h import chunk_gated_delta_rule_fwd_h
     from fla.ops.utils import chunk_local_cumsum
     from fla.ops.utils.constant import RCP_LN2
-    q, k, v, g, beta = inputs(B, T, H, D, channel)
+    q, k, v, g, beta = inputs(B, T, H, D, channel, False)
     scale = D ** -0.5
     gc = chunk_local_cumsum(g, chunk_size=64, scale=RCP_LN2)
     out = {"cumsum": bench(lambda: chunk_local_cumsum(g, chunk_size=64, scale=RCP_LN2))}
@@ -108,7 +91,7 @@ def fla_stages(B, T, H, D, channel):
 
 
 def sweep(B, T, H, D, channel):
-    q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel))
+    q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel, False))
     scale = D ** -0.5
     layout = make_layout(B, T, None, q.device)
     G, w, u, Aqk, _, kg = prep_mod.chunk_prep(q, k, v, g, beta, scale, layout)
@@ -165,24 +148,19 @@ def main():
                 print(line, flush=True)
                 lines.append(line)
     prep_mod.INTER_DTYPE = torch.float32 if args.sweep_inter == "fp32" else None
-    for i in (int(s) for s in args.prep_sweep.split(",") if s):
-        B, T, H, D = SHAPES[i]
-        for channel in (False, True):
-            rows = prep_sweep(B, T, H, D, channel)
-            best = min((r for r in rows if isinstance(r[2], float)), key=lambda r: r[2])
-            line = (f"| prep sweep {'KDA' if channel else 'GDN'} ({B},{T},{H},{D}) | best BK {best[0]} warps {best[1]}: "
-                    f"{best[2]:.3f} | " + json.dumps(rows))
-            print(line, flush=True)
-            lines.append(line)
-    for i in (int(s) for s in args.sweep.split(",") if s):
-        B, T, H, D = SHAPES[i]
-        for channel in (False,):
-            rows = sweep(B, T, H, D, channel)
-            best = min((r for r in rows if isinstance(r[3], float)), key=lambda r: r[3])
-            line = (f"| sweep {'KDA' if channel else 'GDN'} ({B},{T},{H},{D}) | best BV {best[0]} warps {best[1]} "
-                    f"stages {best[2]}: {best[3]:.3f} | " + json.dumps(rows))
-            print(line, flush=True)
-            lines.append(line)
+    sweeps = (("prep sweep", args.prep_sweep, prep_sweep, ("BK", "warps"), (False, True)),
+              ("scan sweep", args.sweep, sweep, ("BV", "warps", "stages"), (False,)))
+    for label, which, fn, knobs, gates in sweeps:
+        for i in (int(s) for s in which.split(",") if s):
+            B, T, H, D = SHAPES[i]
+            for channel in gates:
+                rows = fn(B, T, H, D, channel)  # (knob values..., ms or the exception's name)
+                timed = [r for r in rows if isinstance(r[-1], float)]
+                best = min(timed, key=lambda r: r[-1]) if timed else None
+                desc = (" ".join(f"{n} {x}" for n, x in zip(knobs, best)) + f": {best[-1]:.3f}") if best else "none ran"
+                line = f"| {label} {'KDA' if channel else 'GDN'} ({B},{T},{H},{D}) | best {desc} | " + json.dumps(rows)
+                print(line, flush=True)
+                lines.append(line)
     with open(os.path.join(args.out, "kernel_stages.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
 

@@ -76,7 +76,7 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, cu, chunk_offsets
 
 
 @triton.jit
-def _bwd_kernel(q, k, v, g, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, dbeta_part,
+def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, dbeta_part,
                 cu, chunks, scale, H, L,
                 K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                 SB: tl.constexpr, CHANNEL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
@@ -229,7 +229,7 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
     db_part = torch.empty((NK,) + tuple(beta.shape), device=dev, dtype=torch.float32)
     if layout.num_chunks:
         _bwd_kernel[(layout.num_chunks, H, NK)](
-            q, k, v, g, beta, G, T, h, dh_all, vn, dvn, do, dq, dk, dv, dg_part, db_part,
+            q, k, v, beta, G, T, h, dh_all, vn, dvn, do, dq, dk, dv, dg_part, db_part,
             layout.cu, layout.chunks, scale, H, L,
             K=K, V=V, BK=BK, BV=BV, C=CHUNK, SB=SUB, CHANNEL=channel, PREC=prec, DT=dot_dtype(w.dtype),
             num_warps=BWD_CONFIG["num_warps"], num_stages=1)

@@ -72,6 +72,18 @@ def _channel_gates(g, tok, valid, i_h, H, kk, km, carry, K: tl.constexpr):
 
 
 @triton.jit
+def _chunk_channel_gates(g, t_0, t_1, t_2, t_3, m0, m1, m2, m3, i_h, H, kk, km, K: tl.constexpr, BK: tl.constexpr):
+    """The four blocks' per-channel cumulative log-decay over columns kk, and the chunk's last row
+    (rows past the document end add zero gates, so it is the last real token's)."""
+    carry = tl.zeros([BK], dtype=tl.float32)
+    G_0, carry = _channel_gates(g, t_0, m0, i_h, H, kk, km, carry, K)
+    G_1, carry = _channel_gates(g, t_1, m1, i_h, H, kk, km, carry, K)
+    G_2, carry = _channel_gates(g, t_2, m2, i_h, H, kk, km, carry, K)
+    G_3, carry = _channel_gates(g, t_3, m3, i_h, H, kk, km, carry, K)
+    return G_0, G_1, G_2, G_3, carry
+
+
+@triton.jit
 def _offdiag(a, q, G_i, b, G_j, r, PREC: tl.constexpr):
     """Block (i, j), j < i, of k k^T and q k^T under per-channel decay: sum_d a[t,d] b[s,d] e^{G_i[t,d] -
     G_j[s,d]} with the reference row = block i's first row (both factors <= 1). a, q: block i's k, q."""
@@ -140,10 +152,13 @@ def _prep_blocks_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, k
         g1 = tl.load(g + t_1 * H + i_h, mask=m1, other=0.0).to(tl.float32)
         g2 = tl.load(g + t_2 * H + i_h, mask=m2, other=0.0).to(tl.float32)
         g3 = tl.load(g + t_3 * H + i_h, mask=m3, other=0.0).to(tl.float32)
+        c1 = tl.sum(g0, 0)  # the cumulative sum carried into each block
+        c2 = c1 + tl.sum(g1, 0)
+        c3 = c2 + tl.sum(g2, 0)
         G0 = tl.cumsum(g0, 0)
-        G1 = tl.sum(g0, 0) + tl.cumsum(g1, 0)
-        G2 = tl.sum(g0, 0) + tl.sum(g1, 0) + tl.cumsum(g2, 0)
-        G3 = tl.sum(g0, 0) + tl.sum(g1, 0) + tl.sum(g2, 0) + tl.cumsum(g3, 0)
+        G1 = c1 + tl.cumsum(g1, 0)
+        G2 = c2 + tl.cumsum(g2, 0)
+        G3 = c3 + tl.cumsum(g3, 0)
         tl.store(G_out + t_0 * H + i_h, G0, mask=m0)
         tl.store(G_out + t_1 * H + i_h, G1, mask=m1)
         tl.store(G_out + t_2 * H + i_h, G2, mask=m2)
@@ -182,11 +197,7 @@ def _prep_blocks_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, k
         q_2 = _tile(q, t_2, m2, i_h, H, kk, km, K)
         q_3 = _tile(q, t_3, m3, i_h, H, kk, km, K)
         if CHANNEL:
-            carry = tl.zeros([BK], dtype=tl.float32)
-            G_0, carry = _channel_gates(g, t_0, m0, i_h, H, kk, km, carry, K)
-            G_1, carry = _channel_gates(g, t_1, m1, i_h, H, kk, km, carry, K)
-            G_2, carry = _channel_gates(g, t_2, m2, i_h, H, kk, km, carry, K)
-            G_3, carry = _channel_gates(g, t_3, m3, i_h, H, kk, km, carry, K)
+            G_0, G_1, G_2, G_3, _ = _chunk_channel_gates(g, t_0, t_1, t_2, t_3, m0, m1, m2, m3, i_h, H, kk, km, K, BK)
             _put(G_out, G_0, t_0, m0, i_h, H, kk, km, K)
             _put(G_out, G_1, t_1, m1, i_h, H, kk, km, K)
             _put(G_out, G_2, t_2, m2, i_h, H, kk, km, K)
@@ -329,20 +340,16 @@ def _prep_blocks_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, k
         k_2 = _tile(k, t_2, m2, i_h, H, kk, km, K)
         k_3 = _tile(k, t_3, m3, i_h, H, kk, km, K)
         if CHANNEL:  # recomputed rather than re-read: G_out was written by other threads
-            carry = tl.zeros([BK], dtype=tl.float32)
-            G_0, carry = _channel_gates(g, t_0, m0, i_h, H, kk, km, carry, K)
-            G_1, carry = _channel_gates(g, t_1, m1, i_h, H, kk, km, carry, K)
-            G_2, carry = _channel_gates(g, t_2, m2, i_h, H, kk, km, carry, K)
-            G_3, carry = _channel_gates(g, t_3, m3, i_h, H, kk, km, carry, K)
+            G_0, G_1, G_2, G_3, G_l = _chunk_channel_gates(g, t_0, t_1, t_2, t_3, m0, m1, m2, m3, i_h, H, kk, km, K, BK)
             x0 = k_0 * tl.exp(G_0) * b0[:, None]
             x1 = k_1 * tl.exp(G_1) * b1[:, None]
             x2 = k_2 * tl.exp(G_2) * b2[:, None]
             x3 = k_3 * tl.exp(G_3) * b3[:, None]
-            if STORE_KG:  # carry is now the chunk's last G (rows past the end add zero gates)
-                _put(kg_out, k_0 * tl.exp(carry[None, :] - G_0), t_0, m0, i_h, H, kk, km, K)
-                _put(kg_out, k_1 * tl.exp(carry[None, :] - G_1), t_1, m1, i_h, H, kk, km, K)
-                _put(kg_out, k_2 * tl.exp(carry[None, :] - G_2), t_2, m2, i_h, H, kk, km, K)
-                _put(kg_out, k_3 * tl.exp(carry[None, :] - G_3), t_3, m3, i_h, H, kk, km, K)
+            if STORE_KG:
+                _put(kg_out, k_0 * tl.exp(G_l[None, :] - G_0), t_0, m0, i_h, H, kk, km, K)
+                _put(kg_out, k_1 * tl.exp(G_l[None, :] - G_1), t_1, m1, i_h, H, kk, km, K)
+                _put(kg_out, k_2 * tl.exp(G_l[None, :] - G_2), t_2, m2, i_h, H, kk, km, K)
+                _put(kg_out, k_3 * tl.exp(G_l[None, :] - G_3), t_3, m3, i_h, H, kk, km, K)
         else:
             x0 = k_0 * (tl.exp(G0) * b0)[:, None]
             x1 = k_1 * (tl.exp(G1) * b1)[:, None]
