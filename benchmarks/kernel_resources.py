@@ -84,7 +84,7 @@ def rows(dims):
                 consts = dict(K=D, V=D, BK=D, BV=bv, C=64, CHANNEL=channel, KG=channel, HAS_H0=False,
                               STORE_FINAL=False, STORE_H=True, STORE_VN=True, FUSE_O=False, PREC="tf32",
                               DT=tl.float32 if inter == "fp32" else tl.bfloat16)
-                opts = chunk_scan.launch_options(D, bv, None)
+                opts = chunk_scan.launch_options(D, bv, None, channel)
                 out.append((f"scan {gate} D{D} BV{bv} {inter}", chunk_scan._scan_kernel, sig, consts,
                             opts["num_warps"], opts["num_stages"]))
             sig = ptrs(["q", "h", "o"], "*bf16")

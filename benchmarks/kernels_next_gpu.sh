@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU run that decides whether the v4 prep (16-row blocks) becomes the default (issue 3).
+# The GPU run that decided whether the v4 prep (16-row blocks) becomes the default (issue 3). Round 6
+# ran PART=1 (cut at 420 s: v4 compiles slowly) and part of PART=2: v4 was slower, it stays opt-in.
 # On the device, from the repo root, with the fla wheel carried in .dev/fla:
 #   PART=1 bash benchmarks/kernels_next_gpu.sh     correctness of v4 on the H100 (+ bf16 intermediates, fla beside)
 #   PART=2 bash benchmarks/kernels_next_gpu.sh     stage timings, v3 vs v4, fp32 vs bf16 intermediates

@@ -29,8 +29,8 @@ def _packed(x):
     return x.contiguous().reshape(1, x.shape[0] * x.shape[1], *x.shape[2:])
 
 
-def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=False):
-    G, w, u, Aqk, T, kg = chunk_prep(q, k, v, g, beta, scale, layout, store_t=store_for_bwd)
+def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=False, inter=None):
+    G, w, u, Aqk, T, kg = chunk_prep(q, k, v, g, beta, scale, layout, store_t=store_for_bwd, inter_dtype=inter)
     if store_for_bwd:  # the backward's states and vn keep the intermediates' precision
         o, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
                                   output_final_state=want_final, store_h=True, kg=kg)
@@ -46,7 +46,8 @@ def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=Fals
 
 class ChunkGatedDeltaRule(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens, use_qk_l2norm):
+    def forward(ctx, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens, use_qk_l2norm,
+                inter):
         B, T = q.shape[:2]
         layout = make_layout(B, T, cu_seqlens, q.device)
         qp, kp, vp, gp, bp = (_packed(x) for x in (q, k, v, g, beta))
@@ -57,9 +58,9 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
         else:
             qn, kn = qp, kp
         h0 = initial_state.contiguous().float() if initial_state is not None else None
-        o, ht, _ = _forward(qn, kn, vp, gp, bp, scale, h0, output_final_state, layout)
+        o, ht, _ = _forward(qn, kn, vp, gp, bp, scale, h0, output_final_state, layout, inter=inter)
         ctx.save_for_backward(qp, kp, vp, gp, bp, h0, rq, rk)
-        ctx.layout, ctx.scale, ctx.l2 = layout, scale, use_qk_l2norm
+        ctx.layout, ctx.scale, ctx.l2, ctx.inter = layout, scale, use_qk_l2norm, inter
         ctx.shapes = (q.shape, g.shape, beta.shape)
         ctx.dtypes = (q.dtype, k.dtype, v.dtype, g.dtype, beta.dtype)
         ctx.h0_dtype = initial_state.dtype if initial_state is not None else None
@@ -75,7 +76,8 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
             kn, _ = l2norm_fwd(kp)
         else:
             qn, kn = qp, kp
-        _, _, (G, w, Aqk, T, h, vn) = _forward(qn, kn, vp, gp, bp, scale, h0, False, layout, store_for_bwd=True)
+        _, _, (G, w, Aqk, T, h, vn) = _forward(qn, kn, vp, gp, bp, scale, h0, False, layout, store_for_bwd=True,
+                                             inter=ctx.inter)
         do = _packed(do.to(vp.dtype))
         dht = dht.contiguous().float() if dht is not None else None
         dq, dk, dv, dg, db, dh0 = chunk_bwd(qn, kn, vp, gp, bp, scale, layout, G, w, Aqk, T, h, vn, do, dht,
@@ -87,7 +89,7 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
         qd, kd, vd, gd, bd = ctx.dtypes
         dh0 = dh0.to(ctx.h0_dtype) if dh0 is not None else None
         return (dq.reshape(qs).to(qd), dk.reshape(qs).to(kd), dv.reshape(qs[:3] + vp.shape[-1:]).to(vd),
-                dg.reshape(gs).to(gd), db.reshape(bs).to(bd), None, dh0, None, None, None)
+                dg.reshape(gs).to(gd), db.reshape(bs).to(bd), None, dh0, None, None, None, None)
 
 
 def _check(q, k, v, g, beta, initial_state, cu_seqlens):
@@ -109,14 +111,24 @@ def _check(q, k, v, g, beta, initial_state, cu_seqlens):
 
 
 def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
-                     cu_seqlens=None, use_qk_l2norm=False):
+                     cu_seqlens=None, use_qk_l2norm=False, intermediates: str | None = None):
     """The gated delta rule on hybridize's Triton kernels (contract: hybridize.modeling.gated_delta).
 
     q, k [B,T,H,K]; v [B,T,H,V]; g [B,T,H] (GDN) or [B,T,H,K] (KDA, per-step gates >= about -10);
     beta [B,T,H]; initial_state [N,H,K,V]; cu_seqlens [N+1] with B == 1 for packed documents.
     Returns (o [B,T,H,V] in v's dtype, final state [N,H,K,V] fp32 or None). Differentiable in
-    q, k, v, g, beta and initial_state; a few new tokens without gradients take the decoding kernel."""
+    q, k, v, g, beta and initial_state; a few new tokens without gradients take the decoding kernel.
+
+    intermediates: the dtype of the chunk intermediates (w, u, Aqk, vn) between the kernels. "fp32"
+    (the default, unless HYBRIDIZE_GDR_INTER=bf16) or "input" (the inputs' own dtype, as fla keeps
+    them). On the H100, "input" made GDN fwd+bwd at (1, 32768, 16, 128) 1.6x faster (13.25 -> 8.24
+    ms). With bf16 inputs on random keys its errors stay near fla's (o 3.4e-3 vs fla's 3.7e-3). On
+    nearly parallel keys the output error rises from 2.7e-3 to 1.5e-2 (fla: 1.6e-2).
+    benchmarks/RESULTS.md, "Kernels, round 6"."""
     _check(q, k, v, g, beta, initial_state, cu_seqlens)
+    if intermediates not in (None, "fp32", "input"):
+        raise ValueError(f"intermediates must be 'fp32' or 'input', got {intermediates!r}")
+    inter = {None: None, "fp32": torch.float32, "input": q.dtype}[intermediates]
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
     grad = torch.is_grad_enabled() and any(
         x is not None and x.requires_grad for x in (q, k, v, g, beta, initial_state))
@@ -126,4 +138,4 @@ def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_fi
         return recurrent_update(q, k, v, g, beta, state=h0, scale=scale, cu_seqlens=cu_seqlens,
                                 use_qk_l2norm=use_qk_l2norm, output_final_state=output_final_state)
     return ChunkGatedDeltaRule.apply(q, k, v, g, beta, scale, initial_state, output_final_state,
-                                     cu_seqlens, use_qk_l2norm)
+                                     cu_seqlens, use_qk_l2norm, inter)

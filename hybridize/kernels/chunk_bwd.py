@@ -218,7 +218,7 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
             K=K, V=V, BK=BKf, BV=BVs, C=CHUNK, CHANNEL=channel, HAS_DHT=dht is not None,
             STORE_DH0=need_dh0, PREC=prec, DT=dot_dtype(w.dtype),
             # by the tiles' dtype: fp32 intermediates at BV=64 need 238 KB with 2 stages (KDA, H100)
-            **launch_options(K, BVs, w.dtype))
+            **launch_options(K, BVs, w.dtype, channel))
     BK = min(BWD_CONFIG["BK"], BKf)
     BV = min(BWD_CONFIG["BV"], triton.next_power_of_2(V))
     NK = triton.cdiv(K, BK)

@@ -28,9 +28,9 @@ from .chunk_prep_blocks import _prep_blocks_kernel
 # either way (chunk_scan's state_dtype); vn follows this setting (see chunk_scan).
 INTER_DTYPE = None if os.environ.get("HYBRIDIZE_GDR_INTER") == "bf16" else torch.float32
 # design: "full" (v3: whole [64, 64] tiles, the default) or "blocks" (v4, chunk_prep_blocks.py:
-# 16-row blocks; exact under the CPU interpreter and compiled for sm_90 without spills, but not yet
-# run on a GPU: it becomes the default once benchmarks/kernels_correctness.py passes it on the H100
-# and it is timed; HYBRIDIZE_GDR_PREP=blocks selects it). inverse (v3 only): "blocked" (tensor-core
+# 16-row blocks; exact on the H100 where checked, but its GDN prep took 0.740 ms against v3's 0.387
+# at (1, 8192, 16, 128) and it compiles for minutes, so it stays opt-in: HYBRIDIZE_GDR_PREP=blocks,
+# benchmarks/RESULTS.md "Kernels, round 6"). inverse (v3 only): "blocked" (tensor-core
 # products) or "rows" (row at a time). BK, BV: key and value columns per step of the loops over the
 # head dims (v3); blocks_BK / blocks_BV / blocks_warps: the same for v4, by gate kind. 8 warps and
 # 32 key columns: the settings that compile without register spills at head dim 128 (GDN; KDA
@@ -117,16 +117,17 @@ def blocks_unroll(K: int, bk: int) -> int:
     return steps if steps <= 4 else 1
 
 
-def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = False):
+def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = False,
+               inter_dtype: torch.dtype | None = None):
     """q, k [1, L, H, K], v [1, L, H, V] (packed, contiguous), g [1, L, H] or [1, L, H, K], beta [1, L, H].
 
     Returns G (fp32, g's shape), w ([1,L,H,K]), u ([1,L,H,V]), Aqk ([1,L,H,C]) in the intermediates'
-    dtype (INTER_DTYPE), T (fp32 [1,L,H,C], only when store_t: the backward needs it) and kg
+    dtype (inter_dtype, else INTER_DTYPE), T (fp32 [1,L,H,C], only when store_t: the backward needs it) and kg
     (k e^{G_last - G} in w's dtype, per-channel gates with the v4 design only, else None)."""
     _, L, H, K = k.shape
     V = v.shape[-1]
     channel = g.dim() == 4
-    inter = INTER_DTYPE or k.dtype  # see INTER_DTYPE
+    inter = inter_dtype or INTER_DTYPE or k.dtype  # see INTER_DTYPE
     G = torch.empty(g.shape, device=g.device, dtype=torch.float32)
     w = torch.empty_like(k, dtype=inter)
     u = torch.empty_like(v, dtype=inter)

@@ -19,6 +19,11 @@ KDA also gets kg = k e^{G_last - G} here (written in w's dtype), so the sequenti
 per-channel exponentials on its critical path. The loops over key and value columns are unrolled
 (UNROLL) up to head dim 128 only: rolled, they spill more (GDN D128: 0 -> 400 B), and unrolled at head
 dim 256 the kernel took over 15 minutes to compile for sm_90 (benchmarks/kernel_resources.py).
+
+Outcome on the H100 (benchmarks/RESULTS.md, "Kernels, round 6"): correct, but slower than v3. The
+GDN prep took 0.740 ms against v3's 0.387 at (1, 8192, 16, 128). The [16, 16] products run as
+mma.sync, not wgmma, and the block substitution is a chain of dependent products. Kept opt-in, as a
+measured design and a reference.
 """
 from __future__ import annotations
 

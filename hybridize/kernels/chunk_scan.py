@@ -13,6 +13,8 @@ The backward re-runs the scan with STORE_H to get each chunk's starting state an
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -24,14 +26,20 @@ from ._common import CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision
 # Head dims over 128 use wide_warps / wide_stages. Measured on the H100 (triton 3.6) at head dim 256:
 # 8 warps with 1 stage compiles to code that faults (illegal memory access), 2 stages overflow shared
 # memory (238-271 KB); 4 warps with 1 stage is correct (benchmarks/kernels_correctness.py --wide).
-SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": 2, "fuse_o": False, "wide_warps": 4, "wide_stages": 1}
+# num_stages (scalar gates) and channel_stages (per-channel gates): the pipeline depth at head dims
+# <= 128. Measured on the H100 (1,8192,16,128), bf16, same run: 3 stages took the GDN forward from
+# 0.849 to 0.778 ms and fwd+bwd from 3.539 to 3.387 ms, but the KDA forward from 2.387 to 2.495 ms
+# (benchmarks/RESULTS.md, "Kernels, round 6"). HYBRIDIZE_GDR_SCAN_STAGES overrides both, for A/B runs.
+_STAGES = os.environ.get("HYBRIDIZE_GDR_SCAN_STAGES")
+SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": int(_STAGES or 3), "channel_stages": int(_STAGES or 2),
+               "fuse_o": False, "wide_warps": 4, "wide_stages": 1}
 
 
-def launch_options(K: int, BV: int, dtype: torch.dtype) -> dict:
+def launch_options(K: int, BV: int, dtype: torch.dtype, channel: bool = False) -> dict:
     """num_warps / num_stages of the sequential kernels (this scan and the backward's dh scan);
     fp32 tiles need a single stage to fit in shared memory."""
     if K <= 128:
-        nw, ns = SCAN_CONFIG["num_warps"], SCAN_CONFIG["num_stages"]
+        nw, ns = SCAN_CONFIG["num_warps"], SCAN_CONFIG["channel_stages" if channel else "num_stages"]
     else:
         nw, ns = SCAN_CONFIG["wide_warps"], SCAN_CONFIG["wide_stages"]
     return {"num_warps": nw, "num_stages": 1 if dtype == torch.float32 else ns}
@@ -143,5 +151,5 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
             K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4, KG=kg is not None,
             HAS_H0=initial_state is not None, STORE_FINAL=output_final_state, STORE_H=store_h,
             STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(w.dtype),
-            **launch_options(K, BV, k.dtype))
+            **launch_options(K, BV, k.dtype, G.dim() == 4))
     return o, ht, h_out, vn

@@ -81,7 +81,8 @@ def make_inputs(seed, B, T, H, K, V, channel, dtype, n_seq, l2, aligned=False):
     return [x.to(dtype) for x in (q, k, v)] + [g, beta.to(dtype), h0]
 
 
-def check(seed, B, T, H, K, V, channel, dtype=torch.float32, cu=None, l2=False, aligned=False):
+def check(seed, B, T, H, K, V, channel, dtype=torch.float32, cu=None, l2=False, aligned=False, intermediates=None):
+    """Asserts every error is within BOUND[dtype]; returns our output (detached)."""
     n_seq = B if cu is None else len(cu) - 1
     cu_t = None if cu is None else torch.tensor(cu, dtype=torch.int32)
     ins = make_inputs(seed, B, T, H, K, V, channel, dtype, n_seq, l2, aligned)
@@ -91,7 +92,7 @@ def check(seed, B, T, H, K, V, channel, dtype=torch.float32, cu=None, l2=False, 
 
     xs = [x.clone().requires_grad_() for x in ins]
     o, ht = gated_delta_rule(*xs[:5], initial_state=xs[5], output_final_state=True, cu_seqlens=cu_t,
-                             use_qk_l2norm=l2)
+                             use_qk_l2norm=l2, intermediates=intermediates)
     assert o.shape == (B, T, H, V) and o.dtype == dtype and ht.shape == (n_seq, H, K, V) and ht.dtype == torch.float32
     ((o.float() * do).sum() + (ht * dht).sum()).backward()
 
@@ -103,6 +104,7 @@ def check(seed, B, T, H, K, V, channel, dtype=torch.float32, cu=None, l2=False, 
     errs = dict(zip(NAMES, [rel(a, b) for a, b in zip([o, ht] + [x.grad for x in xs], [ro, rht] + [x.grad for x in rs])]))
     bad = {n: e for n, e in errs.items() if not e <= BOUND[dtype]}
     assert not bad, f"errors over {BOUND[dtype]:.0e}: {bad} (all: {errs})"
+    return o.detach()
 
 
 @inproc
@@ -210,6 +212,18 @@ def test_other_head_dims(K, V, channel):
 @pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
 def test_bf16(channel):
     check(7, 1, 100, 2, 64, 64, channel, dtype=torch.bfloat16, l2=True)
+
+
+@inproc
+@pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
+def test_bf16_intermediates(channel):
+    """intermediates="input" keeps w, u, Aqk, vn in bf16: still within the bf16 bound of float64, and
+    a different rounding from the fp32 default (so the option reaches the kernels)."""
+    fp32 = check(7, 1, 100, 2, 64, 64, channel, dtype=torch.bfloat16, l2=True, intermediates="fp32")
+    bf16 = check(7, 1, 100, 2, 64, 64, channel, dtype=torch.bfloat16, l2=True, intermediates="input")
+    assert not torch.equal(fp32, bf16)
+    with pytest.raises(ValueError, match="intermediates"):
+        gated_delta_rule(*make_inputs(7, 1, 100, 2, 64, 64, channel, torch.bfloat16, 1, True)[:5], intermediates="fp16")
 
 
 @inproc
