@@ -12,6 +12,7 @@ time is spent; it says nothing about speed.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import subprocess
@@ -75,17 +76,17 @@ def rows(dims):
             sig = prep_sig("fp32")
             sig.pop("kg_out")
             out.append((f"prep v3 full {gate} D{D}", chunk_prep._prep_kernel, sig, consts, 4 if D <= 64 else 8, 1))
-            for inter in ("fp32", "bf16"):
+            for inter, kg in itertools.product(("fp32", "bf16"), (False, True) if channel else (False,)):
                 bv = 16 if D <= 128 else 32
                 sig = ptrs(["q", "k", "o"], "*bf16")
                 sig.update(ptrs(["w", "u", "Aqk", "vn_out"], f"*{inter}"))
                 sig.update(ptrs(["G", "h0", "ht"], "*fp32"))
                 sig.update(h_out="*bf16", cu="*i32", chunk_offsets="*i32", scale="fp32", H="i32")
-                consts = dict(K=D, V=D, BK=D, BV=bv, C=64, CHANNEL=channel, KG=channel, HAS_H0=False,
+                consts = dict(K=D, V=D, BK=D, BV=bv, C=64, CHANNEL=channel, KG=kg, HAS_H0=False,
                               STORE_FINAL=False, STORE_H=True, STORE_VN=True, FUSE_O=False, PREC="tf32",
                               DT=tl.float32 if inter == "fp32" else tl.bfloat16)
                 opts = chunk_scan.launch_options(D, bv, None, channel)
-                out.append((f"scan {gate} D{D} BV{bv} {inter}", chunk_scan._scan_kernel, sig, consts,
+                out.append((f"scan {gate} D{D} BV{bv} {inter}{' kg' if kg else ''}", chunk_scan._scan_kernel, sig, consts,
                             opts["num_warps"], opts["num_stages"]))
             sig = ptrs(["q", "h", "o"], "*bf16")
             sig.update(ptrs(["G", "Aqk", "vn"], "*fp32"))
@@ -93,6 +94,8 @@ def rows(dims):
             consts = dict(K=D, V=D, BK=min(64, D), BV=min(64, D), C=64, CHANNEL=channel, PREC="tf32", DT=tl.float32)
             out.append((f"output {gate} D{D}", chunk_output._output_kernel, sig, consts,
                         chunk_output.OUTPUT_CONFIG["num_warps"], 1))
+        sig = dict(k="*bf16", G="*fp32", kg_out="*fp32", cu="*i32", chunks="*i32", H="i32")
+        out.append((f"kg KDA D{D}", chunk_prep._kg_kernel, sig, dict(K=D, BK=min(64, D), C=64), 4, 1))
     return out
 
 

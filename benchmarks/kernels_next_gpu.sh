@@ -1,26 +1,29 @@
 #!/usr/bin/env bash
-# The GPU run that decided whether the v4 prep (16-row blocks) becomes the default (issue 3). Round 6
-# ran PART=1 (cut at 420 s: v4 compiles slowly) and part of PART=2: v4 was slower, it stays opt-in.
-# On the device, from the repo root, with the fla wheel carried in .dev/fla:
-#   PART=1 bash benchmarks/kernels_next_gpu.sh     correctness of v4 on the H100 (+ bf16 intermediates, fla beside)
-#   PART=2 bash benchmarks/kernels_next_gpu.sh     stage timings, v3 vs v4, fp32 vs bf16 intermediates
-#   PART=3 bash benchmarks/kernels_next_gpu.sh     v4 prep and scan launch-option sweeps
-# (three calls, each under the 600 s limit; make them back to back so the compile cache stays warm).
-# Logs go to $OUT; each part prints its table last.
+# The next GPU run for issue 3 (written in round 6). Two questions, one call each (each under 600 s):
+#   PART=1 bash benchmarks/kernels_next_gpu.sh   kg by its own kernel (HYBRIDIZE_GDR_KG=kernel): KDA
+#                                                correctness on the H100, then stage timings with kg
+#                                                formed in the scan (default) and by the kernel
+#   PART=2 bash benchmarks/kernels_next_gpu.sh   the issue's table with fla beside (bench_kernels.py,
+#                                                shapes 0 and 4; SHAPES=1,2 or 3 for the others)
+# From the repo root on the device, with the fla wheel carried in .dev/fla. Logs go to $OUT.
+# Round 6 ran the previous version of this script (v4 prep): v4 was slower and stays opt-in.
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
 export PYTHONPATH=/tmp/site:.:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 if [ "${PART:-1}" = 1 ]; then
-  timeout 420 python3 benchmarks/kernels_correctness.py --jobs 16 --design blocks --fla --inter-variants input \
-    > "$OUT/correctness_blocks.log" 2>&1
-  echo "correctness rc=$?"
-  grep -A40 "^| case" "$OUT/correctness_blocks.log" | cut -c1-180
-elif [ "$PART" = 2 ]; then
-  timeout 540 python3 benchmarks/kernel_stages.py --shapes 0,2,4 --designs full,blocks --inter fp32,bf16 --no-fla \
-    --out "$OUT" 2>&1 | grep -v Warn
+  HYBRIDIZE_GDR_KG=kernel timeout 240 python3 benchmarks/kernels_correctness.py --jobs 16 --no-ref-check --only kda \
+    > "$OUT/correctness_kg.log" 2>&1
+  echo "correctness (kg kernel) rc=$?"
+  for kg in scan kernel; do
+    HYBRIDIZE_GDR_KG=$kg timeout 150 python3 benchmarks/kernel_stages.py --shapes 0,2 --designs full \
+      --inter fp32,bf16 --no-fla --out "$OUT/stages_$kg" 2>&1 | grep KDA | sed "s/^/kg=$kg /"
+  done
+  grep "\[ours\]" "$OUT/correctness_kg.log" | cut -c1-150
 else
-  timeout 540 python3 benchmarks/kernel_stages.py --shapes 0 --designs blocks --inter bf16 --no-fla \
-    --prep-sweep 0 --sweep 0 --sweep-inter bf16 --out "$OUT" 2>&1 | grep -v Warn
+  timeout 560 python3 benchmarks/bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --out "$OUT" \
+    > "$OUT/bench.log" 2>&1
+  echo "bench rc=$?"
+  grep "^|" "$OUT/bench.log"
 fi

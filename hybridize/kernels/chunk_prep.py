@@ -35,8 +35,33 @@ INTER_DTYPE = None if os.environ.get("HYBRIDIZE_GDR_INTER") == "bf16" else torch
 # head dims (v3); blocks_BK / blocks_BV / blocks_warps: the same for v4, by gate kind. 8 warps and
 # 32 key columns: the settings that compile without register spills at head dim 128 (GDN; KDA
 # spills 200 B) where 4 warps spill 1-4 KB (benchmarks/kernel_resources.py, triton 3.6, sm_90).
+# kg (v3 design, per-channel gates): where k e^{G_last - G} is formed for the scan's state update.
+# "scan" (default): inside the sequential scan, two exp'd [C, K] tiles per serial step. "kernel": by
+# _kg_kernel below, all chunks in parallel, so the scan reads kg and exponentiates only a [K] vector
+# (HYBRIDIZE_GDR_KG=kernel). Why it might pay: the same scan took 0.34 ms for GDN and 0.93 ms for KDA
+# at (1, 8192, 16, 128) on the H100 (round 5), and the gates are the only difference. It stays opt-in
+# until it has been timed.
 PREP_CONFIG = {"design": os.environ.get("HYBRIDIZE_GDR_PREP", "full"), "inverse": "blocked", "BK": 64, "BV": 64,
-               "blocks_BK": {"scalar": 32, "channel": 32}, "blocks_BV": 32, "blocks_warps": 8}
+               "blocks_BK": {"scalar": 32, "channel": 32}, "blocks_BV": 32, "blocks_warps": 8,
+               "kg": os.environ.get("HYBRIDIZE_GDR_KG", "scan")}
+
+
+@triton.jit
+def _kg_kernel(k, G, kg_out, cu, chunks, H, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr):
+    """kg = k e^{G_last - G} for one (chunk, head, BK key columns). G_last - G <= 0 inside a chunk
+    (gates are log-decays), so the factor is in (0, 1]: no overflow."""
+    i_c = tl.program_id(0)
+    i_h = tl.program_id(1)
+    kk = tl.program_id(2) * BK + tl.arange(0, BK)
+    bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
+    valid, tok, last_tok = chunk_tokens(bos, eos, i_t, tl.arange(0, C), C)
+    km = kk < K
+    m = valid[:, None] & km[None, :]
+    p = (tok[:, None] * H + i_h) * K + kk[None, :]
+    Gc = tl.load(G + p, mask=m, other=0.0)
+    Gl = tl.load(G + (last_tok * H + i_h) * K + kk, mask=km, other=0.0)
+    b_k = tl.load(k + p, mask=m, other=0.0).to(tl.float32)
+    tl.store(kg_out + p, (b_k * tl.exp(Gl[None, :] - Gc)).to(kg_out.dtype.element_ty), mask=m)
 
 
 @triton.jit
@@ -123,7 +148,8 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
 
     Returns G (fp32, g's shape), w ([1,L,H,K]), u ([1,L,H,V]), Aqk ([1,L,H,C]) in the intermediates'
     dtype (inter_dtype, else INTER_DTYPE), T (fp32 [1,L,H,C], only when store_t: the backward needs it) and kg
-    (k e^{G_last - G} in w's dtype, per-channel gates with the v4 design only, else None)."""
+    (k e^{G_last - G} in w's dtype, per-channel gates with the v4 design or PREP_CONFIG["kg"] ==
+    "kernel" only, else None)."""
     _, L, H, K = k.shape
     V = v.shape[-1]
     channel = g.dim() == 4
@@ -154,4 +180,11 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
             # 3xTF32 on the per-channel products of [C, BK] tiles fits in shared memory (164 KB) now
             # that key columns come BK at a time; plain tf32 there left fp32 KDA at 8e-4 on the H100.
             PAIR_PREC=dot_precision(k.dtype), num_warps=4 if K <= 64 else 8, num_stages=1)
-    return G, w, u, Aqk, (T if store_t else None), None
+    kg = None
+    if channel and PREP_CONFIG["kg"] == "kernel":
+        kg = torch.empty_like(k, dtype=inter)
+        if layout.num_chunks:
+            BK = min(64, triton.next_power_of_2(K))
+            _kg_kernel[(layout.num_chunks, H, triton.cdiv(K, BK))](k, G, kg, layout.cu, layout.chunks, H,
+                                                                   K=K, BK=BK, C=CHUNK, num_warps=4)
+    return G, w, u, Aqk, (T if store_t else None), kg

@@ -164,7 +164,7 @@ def test_earlier_versions(version, monkeypatch):
 @pytest.mark.parametrize("case", ["T150", "aligned", "packed", "K32V128", "K128V64", "K256V32", "bf16"])
 @pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
 def test_blocks_prep(case, channel, monkeypatch):
-    """The v4 prep (16-row blocks, chunk_prep_blocks.py; opt-in until timed on a GPU) over the same
+    """The v4 prep (16-row blocks, chunk_prep_blocks.py; opt-in, slower on the H100) over the same
     ground as the default: T not a multiple of the chunk, aligned keys, packed documents (an empty
     one, a one-token one), other head dims, bf16 inputs."""
     from hybridize.kernels import chunk_prep
@@ -180,6 +180,23 @@ def test_blocks_prep(case, channel, monkeypatch):
     else:
         K, V = (int(x) for x in case[1:].split("V"))
         check(45 + K, 1, 80, 1 if K == 256 else 2, K, V, channel)
+
+
+@inproc
+@pytest.mark.parametrize("case", ["T150", "packed", "K128V64", "bf16"])
+def test_kg_kernel(case, monkeypatch):
+    """KDA with kg = k e^{G_last - G} formed by its own kernel (PREP_CONFIG["kg"] = "kernel") instead
+    of inside the scan: partial last chunks, packed documents (empty, one token), two key blocks."""
+    from hybridize.kernels import chunk_prep
+    monkeypatch.setitem(chunk_prep.PREP_CONFIG, "kg", "kernel")
+    if case == "T150":
+        check(51, 2, 150, 2, 64, 64, True)
+    elif case == "packed":
+        check(52, 1, 150, 2, 64, 64, True, cu=[0, 10, 10, 11, 90, 150], l2=True)
+    elif case == "K128V64":
+        check(53, 1, 80, 2, 128, 64, True)
+    else:
+        check(54, 1, 100, 2, 64, 64, True, dtype=torch.bfloat16, l2=True)
 
 
 def test_fixed_layouts_are_reused():
