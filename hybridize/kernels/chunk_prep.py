@@ -19,6 +19,7 @@ from ._common import (CHUNK, SUB, Layout, channel_pairwise, chunk_bounds, chunk_
                       unit_lower_inverse, unit_lower_inverse_rows)
 from .chunk_prep_blocks import BC as BLOCK_ROWS
 from .chunk_prep_blocks import _prep_blocks_kernel
+from .chunk_scan import load_gates
 
 # dtype of the intermediates w, u, Aqk (and, in the backward, h, vn, dh) and of the scan's products.
 # torch.float32 (default): fp32 intermediates and tf32 products. On SmolLM2's real activations (bf16)
@@ -48,8 +49,8 @@ PREP_CONFIG = {"design": os.environ.get("HYBRIDIZE_GDR_PREP", "full"), "inverse"
 
 @triton.jit
 def _kg_kernel(k, G, kg_out, cu, chunks, H, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr):
-    """kg = k e^{G_last - G} for one (chunk, head, BK key columns). G_last - G <= 0 inside a chunk
-    (gates are log-decays), so the factor is in (0, 1]: no overflow."""
+    """kg = k e^{G_last - G} for one (chunk, head, BK key columns): the factor the scan would form
+    itself (load_gates'), in (0, 1] since gates are log-decays."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     kk = tl.program_id(2) * BK + tl.arange(0, BK)
@@ -58,10 +59,9 @@ def _kg_kernel(k, G, kg_out, cu, chunks, H, K: tl.constexpr, BK: tl.constexpr, C
     km = kk < K
     m = valid[:, None] & km[None, :]
     p = (tok[:, None] * H + i_h) * K + kk[None, :]
-    Gc = tl.load(G + p, mask=m, other=0.0)
-    Gl = tl.load(G + (last_tok * H + i_h) * K + kk, mask=km, other=0.0)
+    _, eGlG, _ = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, True)
     b_k = tl.load(k + p, mask=m, other=0.0).to(tl.float32)
-    tl.store(kg_out + p, (b_k * tl.exp(Gl[None, :] - Gc)).to(kg_out.dtype.element_ty), mask=m)
+    tl.store(kg_out + p, (b_k * eGlG).to(kg_out.dtype.element_ty), mask=m)
 
 
 @triton.jit

@@ -228,14 +228,9 @@ def test_other_head_dims(K, V, channel):
 @inproc
 @pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
 def test_bf16(channel):
-    check(7, 1, 100, 2, 64, 64, channel, dtype=torch.bfloat16, l2=True)
-
-
-@inproc
-@pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
-def test_bf16_intermediates(channel):
-    """intermediates="input" keeps w, u, Aqk, vn in bf16: still within the bf16 bound of float64, and
-    a different rounding from the fp32 default (so the option reaches the kernels)."""
+    """bf16 inputs with fp32 intermediates (the default), then with intermediates="input" (w, u, Aqk,
+    vn in bf16): both within the bf16 bound of float64, and differently rounded (the option reaches
+    the kernels)."""
     fp32 = check(7, 1, 100, 2, 64, 64, channel, dtype=torch.bfloat16, l2=True, intermediates="fp32")
     bf16 = check(7, 1, 100, 2, 64, 64, channel, dtype=torch.bfloat16, l2=True, intermediates="input")
     assert not torch.equal(fp32, bf16)
