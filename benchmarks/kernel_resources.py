@@ -23,7 +23,7 @@ import triton.language as tl
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from hybridize.kernels import chunk_output, chunk_prep, chunk_prep_blocks, chunk_scan
+from hybridize.kernels import chunk_output, chunk_prep, chunk_prep_blocks, chunk_prep_split, chunk_scan
 
 TARGET = GPUTarget("cuda", 90, 32)
 PTXAS = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
@@ -94,8 +94,35 @@ def rows(dims):
             consts = dict(K=D, V=D, BK=min(64, D), BV=min(64, D), C=64, CHANNEL=channel, PREC="tf32", DT=tl.float32)
             out.append((f"output {gate} D{D}", chunk_output._output_kernel, sig, consts,
                         chunk_output.OUTPUT_CONFIG["num_warps"], 1))
-        sig = dict(k="*bf16", G="*fp32", kg_out="*fp32", cu="*i32", chunks="*i32", H="i32")
-        out.append((f"kg KDA D{D}", chunk_prep._kg_kernel, sig, dict(K=D, BK=min(64, D), C=64), 4, 1))
+        sig = dict(x="*bf16", G="*fp32", out="*fp32", cu="*i32", chunks="*i32", H="i32")
+        out.append((f"kg KDA D{D}", chunk_prep._decayed_kernel, sig, dict(K=D, BK=min(64, D), C=64, FROM_START=False),
+                    4, 1))
+        out.extend(split_rows(D))
+    return out
+
+
+def split_rows(D: int) -> list:
+    """The v5 prep's three kernels (chunk_prep_split.py) at their configured warps."""
+    cfg = chunk_prep_split.SPLIT_CONFIG
+    out = []
+    for channel in (False, True):
+        gate = "KDA" if channel else "GDN"
+        sig = ptrs(["q", "k", "beta"], "*bf16")
+        sig.update(ptrs(["g", "G_out", "A_out", "Aqk_out"], "*fp32"))
+        sig.update(cu="*i32", chunks="*i32", scale="fp32", H="i32")
+        consts = dict(K=D, BK=min(cfg["pairs_BK"], D), C=64, SB=16, CHANNEL=channel, PREC="tf32", PAIR_PREC="tf32",
+                      DT=tl.bfloat16)
+        out.append((f"split pairs {gate} D{D}", chunk_prep_split._pairs_kernel, sig, consts, cfg["pairs_warps"], 1))
+        sig = ptrs(["k", "v", "beta"], "*bf16")
+        sig.update(ptrs(["G", "T_buf", "w_out", "u_out", "kg_out"], "*fp32"))
+        sig.update(cu="*i32", chunks="*i32", H="i32")
+        consts = dict(K=D, V=D, BK=min(cfg["solve_BK"], D), BV=min(cfg["solve_BK"], D), C=64, CHANNEL=channel, STORE_KG=channel,
+                      PREC="tf32", DT=tl.bfloat16)
+        out.append((f"split solve {gate} D{D}", chunk_prep_split._solve_kernel, sig, consts, cfg["solve_warps"], 1))
+    for blocks16 in (False, True):
+        sig = dict(T_buf="*fp32", cu="*i32", chunks="*i32", H="i32")
+        out.append((f"split inverse {'blocks16' if blocks16 else 'blocked'} D{D}", chunk_prep_split._inverse_kernel,
+                    sig, dict(C=64, SB=16, BLOCKS16=blocks16, PREC="tf32"), cfg["inverse_warps"], 1))
     return out
 
 

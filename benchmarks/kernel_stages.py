@@ -110,19 +110,53 @@ def sweep(B, T, H, D, channel):
     return rows
 
 
+def split_sweep(B, T, H, D, channel):
+    """The v5 prep's three kernels (chunk_prep_split.py) timed one at a time over their knobs. The
+    inverse runs in place, so repeats invert their own output: the values drift (even to inf), the
+    work per call does not."""
+    from hybridize.kernels import chunk_prep_split as sp
+    q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel, False))
+    layout = make_layout(B, T, None, q.device)
+    inter = prep_mod.INTER_DTYPE or q.dtype
+    G, w, u, Aqk, Tm, kg = sp.chunk_prep_split(q, k, v, g, beta, D ** -0.5, layout, inter)
+    scale = D ** -0.5
+    pairs = lambda: sp.launch_pairs(q, k, g, beta, scale, layout, G, Tm, Aqk)  # noqa: E731
+    inverse = lambda: sp.launch_inverse(Tm, layout, q.dtype)  # noqa: E731
+    solve = lambda: sp.launch_solve(k, v, G, beta, Tm, layout, w, u, kg)  # noqa: E731
+    runs = [(f"pairs BK{bk} w{nw}", dict(pairs_BK=bk, pairs_warps=nw), pairs)
+            for bk, nw in itertools.product((32, 64), (4, 8))]
+    runs += [(f"inverse {inv} w{nw}", dict(inverse=inv, inverse_warps=nw), inverse)
+             for inv, nw in itertools.product(("blocked", "blocks16"), (4, 8))]
+    runs += [(f"solve BK{bk} w{nw}", dict(solve_BK=bk, solve_warps=nw), solve)
+             for bk, nw in itertools.product((16, 32, 64), (4, 8))]
+    saved = dict(sp.SPLIT_CONFIG)
+    out = []
+    for label, knobs, fn in runs:
+        sp.SPLIT_CONFIG.update(saved, **knobs)
+        try:
+            t = bench(fn)
+        except Exception as err:  # noqa: BLE001 - recorded, not fatal
+            t = f"{type(err).__name__}"
+        out.append((label, t))
+    sp.SPLIT_CONFIG.update(saved)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shapes", default="0,2,4")
     ap.add_argument("--sweep", default="", help="shape indices whose scan to sweep, e.g. 0,2")
     ap.add_argument("--inter", default="fp32,bf16", help="our intermediates' dtypes to time")
-    ap.add_argument("--designs", default="blocks", help="prep designs to time: blocks (v4), full (v3)")
+    ap.add_argument("--designs", default="full", help="prep designs to time: full (v3), blocks (v4), split (v5)")
     ap.add_argument("--prep-sweep", default="", help="shape indices whose v4 prep to sweep")
+    ap.add_argument("--split-sweep", default="", help="shape indices whose v5 (split) prep kernels to sweep")
     ap.add_argument("--sweep-inter", default="fp32", help="intermediates' dtype during the sweeps")
     ap.add_argument("--no-fla", action="store_true")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     lines = []
+    default_design = prep_mod.PREP_CONFIG["design"]
     for i in (int(s) for s in args.shapes.split(",") if s):
         B, T, H, D = SHAPES[i]
         for channel in (False, True):
@@ -137,7 +171,7 @@ def main():
                 print(line, flush=True)
                 lines.append(line)
             prep_mod.INTER_DTYPE = torch.float32
-            prep_mod.PREP_CONFIG["design"] = "blocks"
+            prep_mod.PREP_CONFIG["design"] = default_design
             if not args.no_fla:
                 try:
                     r = fla_stages(B, T, H, D, channel)
@@ -159,6 +193,14 @@ def main():
                 best = min(timed, key=lambda r: r[-1]) if timed else None
                 desc = (" ".join(f"{n} {x}" for n, x in zip(knobs, best)) + f": {best[-1]:.3f}") if best else "none ran"
                 line = f"| {label} {'KDA' if channel else 'GDN'} ({B},{T},{H},{D}) | best {desc} | " + json.dumps(rows)
+                print(line, flush=True)
+                lines.append(line)
+    for i in (int(s) for s in args.split_sweep.split(",") if s):
+        B, T, H, D = SHAPES[i]
+        for channel in (False, True):
+            for label, t in split_sweep(B, T, H, D, channel):
+                line = f"| split {'KDA' if channel else 'GDN'} ({B},{T},{H},{D}) | {label} | " + (
+                    f"{t:.3f} |" if isinstance(t, float) else f"{t} |")
                 print(line, flush=True)
                 lines.append(line)
     with open(os.path.join(args.out, "kernel_stages.md"), "w") as fh:

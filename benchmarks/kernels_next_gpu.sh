@@ -1,28 +1,40 @@
 #!/usr/bin/env bash
-# The next GPU run for issue 3 (written in round 6). Two questions, one call each (each under 600 s):
-#   PART=1 bash benchmarks/kernels_next_gpu.sh   kg by its own kernel (HYBRIDIZE_GDR_KG=kernel): KDA
-#                                                correctness on the H100, then stage timings with kg
-#                                                formed in the scan (default) and by the kernel
+# The next GPU run for issue 3 (written in round 7). Two calls, each under 600 s:
+#   PART=1 bash benchmarks/kernels_next_gpu.sh   (1) the dh scan fed q e^G and kg (HYBRIDIZE_GDR_DH=kernel,
+#                                                opt-in): KDA correctness, then fwd+bwd with and without;
+#                                                (2) KDA at head dim 64, v3 vs v5 prep side by side;
+#                                                (3) fla's forward stage by stage, to see whether its
+#                                                2x slower forward in round 7 repeats
 #   PART=2 bash benchmarks/kernels_next_gpu.sh   the issue's table with fla beside (bench_kernels.py,
 #                                                shapes 0 and 4; SHAPES=1,2 or 3 for the others)
 # From the repo root on the device, with the fla wheel carried in .dev/fla. Logs go to $OUT.
-# Round 6 ran the previous version of this script (v4 prep): v4 was slower and stays opt-in.
+# Round 7 ran the previous version (v5 prep sweep and defaults): benchmarks/RESULTS.md, "Kernels, round 7".
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
 export PYTHONPATH=/tmp/site:.:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 if [ "${PART:-1}" = 1 ]; then
-  HYBRIDIZE_GDR_KG=kernel timeout 240 python3 benchmarks/kernels_correctness.py --jobs 16 --no-ref-check --only kda \
-    > "$OUT/correctness_kg.log" 2>&1
-  echo "correctness (kg kernel) rc=$?"
-  for kg in scan kernel; do
-    HYBRIDIZE_GDR_KG=$kg timeout 150 python3 benchmarks/kernel_stages.py --shapes 0,2 --designs full \
-      --inter fp32,bf16 --no-fla --out "$OUT/stages_$kg" 2>&1 | grep KDA | sed "s/^/kg=$kg /"
+  HYBRIDIZE_GDR_DH=kernel timeout 150 python3 benchmarks/kernels_correctness.py --jobs 16 --no-ref-check --only kda \
+    > "$OUT/correctness_dh.log" 2>&1
+  echo "correctness (dh decayed operands) rc=$?"
+  for dh in scan kernel; do
+    HYBRIDIZE_GDR_DH=$dh timeout 120 python3 benchmarks/bench_kernels.py --ours-only --shapes 0,4 --skip-versions \
+      --no-fla-decode --warm 8 --out "$OUT/bench_dh_$dh" > "$OUT/bench_dh_$dh.log" 2>&1
+    echo "bench dh=$dh rc=$?"
+    grep "^| [GK]DA f" "$OUT/bench_dh_$dh.log" | sed "s/^/dh=$dh /"
   done
-  grep "\[ours\]" "$OUT/correctness_kg.log" | cut -c1-150
+  HYBRIDIZE_GDR_PREP=full timeout 80 python3 benchmarks/bench_kernels.py --ours-only --shapes 4 --skip-versions \
+    --no-fla-decode --warm 8 --out "$OUT/bench_v3_d64" > "$OUT/bench_v3_d64.log" 2>&1
+  echo "bench v3 prep at head dim 64 rc=$?"
+  grep "^| [GK]DA f" "$OUT/bench_v3_d64.log" | sed "s/^/v3 prep /"
+  timeout 150 python3 benchmarks/kernel_stages.py --shapes 0 --designs split --inter fp32 --out "$OUT/stages" \
+    > "$OUT/stages.log" 2>&1
+  echo "stages with fla rc=$?"
+  grep "^| " "$OUT/stages.log" | cut -c1-170
+  grep "\[ours\]" "$OUT"/correctness_dh.log | cut -c1-170
 else
-  timeout 560 python3 benchmarks/bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --out "$OUT" \
+  timeout 560 python3 benchmarks/bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --skip-versions --out "$OUT" \
     > "$OUT/bench.log" 2>&1
   echo "bench rc=$?"
   grep "^|" "$OUT/bench.log"

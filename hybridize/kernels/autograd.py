@@ -41,7 +41,7 @@ def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=Fals
         _, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
                                   output_final_state=want_final, store_h=True, state_dtype=q.dtype, kg=kg)
         o = chunk_output(q, G, Aqk, h, vn, scale, layout)
-    return o, ht, (G, w, Aqk, T, h, vn)
+    return o, ht, (G, w, Aqk, T, h, vn, kg)
 
 
 class ChunkGatedDeltaRule(torch.autograd.Function):
@@ -76,12 +76,12 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
             kn, _ = l2norm_fwd(kp)
         else:
             qn, kn = qp, kp
-        _, _, (G, w, Aqk, T, h, vn) = _forward(qn, kn, vp, gp, bp, scale, h0, False, layout, store_for_bwd=True,
+        _, _, (G, w, Aqk, T, h, vn, kg) = _forward(qn, kn, vp, gp, bp, scale, h0, False, layout, store_for_bwd=True,
                                              inter=ctx.inter)
         do = _packed(do.to(vp.dtype))
         dht = dht.contiguous().float() if dht is not None else None
         dq, dk, dv, dg, db, dh0 = chunk_bwd(qn, kn, vp, gp, bp, scale, layout, G, w, Aqk, T, h, vn, do, dht,
-                                            need_dh0=h0 is not None and ctx.needs_input_grad[6])
+                                            need_dh0=h0 is not None and ctx.needs_input_grad[6], kg=kg)
         if ctx.l2:
             dq = l2norm_bwd(qp, rq, dq)
             dk = l2norm_bwd(kp, rk, dk)
@@ -121,10 +121,10 @@ def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_fi
 
     intermediates: the dtype of the chunk intermediates (w, u, Aqk, vn) between the kernels. "fp32"
     (the default, unless HYBRIDIZE_GDR_INTER=bf16) or "input" (the inputs' own dtype, as fla keeps
-    them). On the H100, "input" made GDN fwd+bwd at (1, 32768, 16, 128) 1.6x faster (13.25 -> 8.24
-    ms). With bf16 inputs on random keys its errors stay near fla's (o 3.4e-3 vs fla's 3.7e-3). On
-    nearly parallel keys the output error rises from 2.7e-3 to 1.5e-2 (fla: 1.6e-2).
-    benchmarks/RESULTS.md, "Kernels, round 6"."""
+    them). On the H100, "input" made fwd+bwd at (1, 32768, 16, 128) 1.7x faster for GDN (12.41 ->
+    7.28 ms) and 1.6x for KDA (24.40 -> 15.35). With bf16 inputs on random keys its errors stay near
+    fla's (o 3.4e-3 vs fla's 3.7e-3). On nearly parallel keys the output error rises from 2.7e-3 to
+    1.5e-2 (fla: 1.6e-2). benchmarks/RESULTS.md, "Kernels, round 6" and "round 7"."""
     _check(q, k, v, g, beta, initial_state, cu_seqlens)
     if intermediates not in (None, "fp32", "input"):
         raise ValueError(f"intermediates must be 'fp32' or 'input', got {intermediates!r}")

@@ -15,21 +15,30 @@ scalar gates) is written per key block and summed on the host.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
 
 from ._common import (CHUNK, SUB, Layout, channel_colside, channel_rowside, chunk_bounds, chunk_tokens, dot_dtype,
                       dot_precision)
+from .chunk_prep import decayed
 from .chunk_scan import _pick_bv, launch_options, load_gates
 
-BWD_CONFIG = {"BK": 64, "BV": 64, "num_warps": 8}
+# decayed (per-channel gates): "kernel" hands the dh scan q e^G and k e^{G_last - G} formed in parallel
+# (chunk_prep.decayed; kg is the forward's own), as the forward's scan gets kg, which took the KDA
+# scan from 0.913 to 0.554 ms on the H100 (round 7). Opt-in (HYBRIDIZE_GDR_DH=kernel) until timed.
+BWD_CONFIG = {"BK": 64, "BV": 64, "num_warps": 8, "decayed": os.environ.get("HYBRIDIZE_GDR_DH", "scan")}
 
 
 @triton.jit
 def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, cu, chunk_offsets, scale, H,
                K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
-               CHANNEL: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
+               CHANNEL: tl.constexpr, DECAYED: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr,
+               PREC: tl.constexpr, DT: tl.constexpr):
+    """DECAYED: q arrives as q e^G and k as k e^{G_last - G} (chunk_prep.decayed), so the serial step
+    exponentiates only the [K] vector e^{G_last}."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -59,6 +68,9 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, cu, chunk_offsets
         p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
         tl.store(dh_out + ((c0 + i_t) * H + i_h) * K * V + p_s, dh.to(dh_out.dtype.element_ty), mask=m_s)
         eG, eGlG, eGl = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
+        if DECAYED:  # the unused factors above are dead code: only e^{G_last} is computed
+            eG = 1.0
+            eGlG = 1.0
         b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(tl.float32) * scale
         b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
         b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(DT)
@@ -197,9 +209,11 @@ def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, db
     tl.store(dbeta_part + i_k * L * H + tok * H + i_h, db, mask=valid)
 
 
-def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool):
+def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool, kg=None):
     """Gradients of the chunked rule (inputs packed [1, L, H, ...], q and k already normalised).
-    Returns dq, dk, dv (input dtypes), dg (fp32, g's shape), dbeta (fp32), dh0 (fp32 or None)."""
+    kg: the forward's k e^{G_last - G} (per-channel gates), used by the dh scan when
+    BWD_CONFIG["decayed"] is "kernel". Returns dq, dk, dv (input dtypes), dg (fp32, g's shape),
+    dbeta (fp32), dh0 (fp32 or None)."""
     _, L, H, K = k.shape
     V = v.shape[-1]
     N = layout.num_seqs
@@ -211,11 +225,15 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
     dvn = torch.empty_like(vn)
     dh0 = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if need_dh0 else None
     BVs = _pick_bv(V, N * H, K)
+    pre = channel and BWD_CONFIG["decayed"] == "kernel"
+    if pre and kg is None:
+        kg = decayed(k, G, layout, w.dtype)
     if N:
         _dh_kernel[(triton.cdiv(V, BVs), N * H)](
-            q, k, w, G, Aqk, do, dht if dht is not None else do, dh_all, dvn,
+            decayed(q, G, layout, w.dtype, from_start=True) if pre else q, kg if pre else k, w, G, Aqk, do,
+            dht if dht is not None else do, dh_all, dvn,
             dh0 if need_dh0 else do, layout.cu, layout.chunk_offsets, scale, H,
-            K=K, V=V, BK=BKf, BV=BVs, C=CHUNK, CHANNEL=channel, HAS_DHT=dht is not None,
+            K=K, V=V, BK=BKf, BV=BVs, C=CHUNK, CHANNEL=channel, DECAYED=pre, HAS_DHT=dht is not None,
             STORE_DH0=need_dh0, PREC=prec, DT=dot_dtype(w.dtype),
             # by the tiles' dtype: fp32 intermediates at BV=64 need 238 KB with 2 stages (KDA, H100)
             **launch_options(K, BVs, w.dtype, channel))

@@ -19,6 +19,7 @@ from ._common import (CHUNK, SUB, Layout, channel_pairwise, chunk_bounds, chunk_
                       unit_lower_inverse, unit_lower_inverse_rows)
 from .chunk_prep_blocks import BC as BLOCK_ROWS
 from .chunk_prep_blocks import _prep_blocks_kernel
+from .chunk_prep_split import chunk_prep_split
 from .chunk_scan import load_gates
 
 # dtype of the intermediates w, u, Aqk (and, in the backward, h, vn, dh) and of the scan's products.
@@ -28,29 +29,37 @@ from .chunk_scan import load_gates
 # (less memory traffic). The forward's per-chunk state snapshots are stored in the inputs' dtype
 # either way (chunk_scan's state_dtype); vn follows this setting (see chunk_scan).
 INTER_DTYPE = None if os.environ.get("HYBRIDIZE_GDR_INTER") == "bf16" else torch.float32
-# design: "full" (v3: whole [64, 64] tiles, the default) or "blocks" (v4, chunk_prep_blocks.py:
-# 16-row blocks; exact on the H100 where checked, but its GDN prep took 0.740 ms against v3's 0.387
-# at (1, 8192, 16, 128) and it compiles for minutes, so it stays opt-in: HYBRIDIZE_GDR_PREP=blocks,
-# benchmarks/RESULTS.md "Kernels, round 6"). inverse (v3 only): "blocked" (tensor-core
+# design: "split" (v5: chunk_prep_split.py, three kernels: pairs, inverse, solve), "full" (v3, this
+# file's single kernel on whole [64, 64] tiles), "blocks" (v4, chunk_prep_blocks.py: 16-row blocks),
+# or "auto" (the default): v3 for scalar gates up to head dim 64, v5 otherwise. Timed alone on the
+# H100, bf16, fp32 intermediates (benchmarks/RESULTS.md, "Kernels, round 5" to "round 7"), the prep
+# took, GDN / KDA:
+#   (1, 8192, 16, 128)  v3 0.388 / 1.366 ms, v4 0.740 (GDN; compiles for minutes), v5 0.29 / 0.49
+#   (8, 2048, 9, 64)    v3 0.173 / 0.310, v5 0.235 / 0.343 (its inverse alone costs ~0.1 at any head dim)
+# KDA at head dim 64 still takes v5: its whole forward with v3 and the kg kernel took 0.667 ms there,
+# against a v5 stage sum of 0.560 (two calls of round 7; not yet timed side by side).
+# HYBRIDIZE_GDR_PREP=split, full or blocks fixes one. inverse (v3 only): "blocked" (tensor-core
 # products) or "rows" (row at a time). BK, BV: key and value columns per step of the loops over the
 # head dims (v3); blocks_BK / blocks_BV / blocks_warps: the same for v4, by gate kind. 8 warps and
 # 32 key columns: the settings that compile without register spills at head dim 128 (GDN; KDA
 # spills 200 B) where 4 warps spill 1-4 KB (benchmarks/kernel_resources.py, triton 3.6, sm_90).
 # kg (v3 design, per-channel gates): where k e^{G_last - G} is formed for the scan's state update.
-# "scan" (default): inside the sequential scan, two exp'd [C, K] tiles per serial step. "kernel": by
-# _kg_kernel below, all chunks in parallel, so the scan reads kg and exponentiates only a [K] vector
-# (HYBRIDIZE_GDR_KG=kernel). Why it might pay: the same scan took 0.34 ms for GDN and 0.93 ms for KDA
-# at (1, 8192, 16, 128) on the H100 (round 5), and the gates are the only difference. It stays opt-in
-# until it has been timed.
-PREP_CONFIG = {"design": os.environ.get("HYBRIDIZE_GDR_PREP", "full"), "inverse": "blocked", "BK": 64, "BV": 64,
+# "kernel" (default): by _decayed_kernel below, all chunks in parallel, so the scan reads kg and
+# exponentiates only a [K] vector per serial step. "scan" (HYBRIDIZE_GDR_KG=scan): inside the
+# sequential scan, two exp'd [C, K] tiles per serial step. Measured on the H100 at (1, 8192, 16, 128)
+# (benchmarks/RESULTS.md, "Kernels, round 7"): the KDA scan went from 0.913 to 0.554 ms (fp32
+# intermediates) and 0.703 to 0.254 (bf16); the kg kernel adds 0.07 to the prep.
+PREP_CONFIG = {"design": os.environ.get("HYBRIDIZE_GDR_PREP", "auto"), "inverse": "blocked", "BK": 64, "BV": 64,
                "blocks_BK": {"scalar": 32, "channel": 32}, "blocks_BV": 32, "blocks_warps": 8,
-               "kg": os.environ.get("HYBRIDIZE_GDR_KG", "scan")}
+               "kg": os.environ.get("HYBRIDIZE_GDR_KG", "kernel")}
 
 
 @triton.jit
-def _kg_kernel(k, G, kg_out, cu, chunks, H, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr):
-    """kg = k e^{G_last - G} for one (chunk, head, BK key columns): the factor the scan would form
-    itself (load_gates'), in (0, 1] since gates are log-decays."""
+def _decayed_kernel(x, G, out, cu, chunks, H, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
+                    FROM_START: tl.constexpr):
+    """x e^{G_last - G} (kg, the scan's state-update operand), or x e^G with FROM_START (q e^G, the
+    backward's dh operand), for one (chunk, head, BK key columns) of per-channel gates: the factors
+    the sequential kernels would form themselves (load_gates'), in (0, 1] since gates are log-decays."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     kk = tl.program_id(2) * BK + tl.arange(0, BK)
@@ -59,9 +68,24 @@ def _kg_kernel(k, G, kg_out, cu, chunks, H, K: tl.constexpr, BK: tl.constexpr, C
     km = kk < K
     m = valid[:, None] & km[None, :]
     p = (tok[:, None] * H + i_h) * K + kk[None, :]
-    _, eGlG, _ = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, True)
-    b_k = tl.load(k + p, mask=m, other=0.0).to(tl.float32)
-    tl.store(kg_out + p, (b_k * eGlG).to(kg_out.dtype.element_ty), mask=m)
+    eG, eGlG, _ = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, True)
+    b_x = tl.load(x + p, mask=m, other=0.0).to(tl.float32)
+    if FROM_START:
+        tl.store(out + p, (b_x * eG).to(out.dtype.element_ty), mask=m)
+    else:
+        tl.store(out + p, (b_x * eGlG).to(out.dtype.element_ty), mask=m)
+
+
+def decayed(x, G, layout: Layout, dtype: torch.dtype, from_start: bool = False):
+    """x [1, L, H, K] times e^{G_last - G} (or e^G, from_start) per chunk, G [1, L, H, K] fp32: one
+    parallel pass that takes per-channel exponentials off the sequential kernels' serial path."""
+    out = torch.empty_like(x, dtype=dtype)
+    K, H = x.shape[-1], x.shape[2]
+    if layout.num_chunks:
+        BK = min(64, triton.next_power_of_2(K))
+        _decayed_kernel[(layout.num_chunks, H, triton.cdiv(K, BK))](
+            x, G, out, layout.cu, layout.chunks, H, K=K, BK=BK, C=CHUNK, FROM_START=from_start, num_warps=4)
+    return out
 
 
 @triton.jit
@@ -159,7 +183,13 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
     u = torch.empty_like(v, dtype=inter)
     Aqk = torch.empty(1, L, H, CHUNK, device=k.device, dtype=inter)
     T = torch.empty(1, L, H, CHUNK, device=k.device, dtype=torch.float32) if store_t else Aqk
-    if PREP_CONFIG["design"] == "blocks":
+    design = PREP_CONFIG["design"]
+    if design == "auto":
+        design = "full" if K <= 64 and not channel else "split"
+    if design == "split":
+        G, w, u, Aqk, T, kg = chunk_prep_split(q, k, v, g, beta, scale, layout, inter)
+        return G, w, u, Aqk, (T if store_t else None), kg
+    if design == "blocks":
         kg = torch.empty_like(k, dtype=inter) if channel else None
         if layout.num_chunks:
             bk = PREP_CONFIG["blocks_BK"]["channel" if channel else "scalar"]
@@ -180,11 +210,5 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
             # 3xTF32 on the per-channel products of [C, BK] tiles fits in shared memory (164 KB) now
             # that key columns come BK at a time; plain tf32 there left fp32 KDA at 8e-4 on the H100.
             PAIR_PREC=dot_precision(k.dtype), num_warps=4 if K <= 64 else 8, num_stages=1)
-    kg = None
-    if channel and PREP_CONFIG["kg"] == "kernel":
-        kg = torch.empty_like(k, dtype=inter)
-        if layout.num_chunks:
-            BK = min(64, triton.next_power_of_2(K))
-            _kg_kernel[(layout.num_chunks, H, triton.cdiv(K, BK))](k, G, kg, layout.cu, layout.chunks, H,
-                                                                   K=K, BK=BK, C=CHUNK, num_warps=4)
+    kg = decayed(k, G, layout, inter) if channel and PREP_CONFIG["kg"] == "kernel" else None
     return G, w, u, Aqk, (T if store_t else None), kg

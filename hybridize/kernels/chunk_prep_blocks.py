@@ -122,6 +122,27 @@ def _scalar_decay(Gt, Gs, r, DIAG: tl.constexpr, STRICT: tl.constexpr):
 
 
 @triton.jit
+def block_inverse(A00, A11, A22, A33, A10, A20, A21, A30, A31, A32, r, PREC: tl.constexpr):
+    """T = (I + A)^-1 from the 10 lower [16, 16] blocks of a strictly lower-triangular A: diagonal
+    blocks D_i = (I + A_ii)^-1 by forward substitution, the rest by block forward substitution
+    T_ij = -D_i sum_{m=j}^{i-1} A_im T_mj (16 small products). Returns D0..D3, T10, T20, T21, T30, T31, T32."""
+    D0 = _unit_lower_inverse16(A00, r)
+    D1 = _unit_lower_inverse16(A11, r)
+    D2 = _unit_lower_inverse16(A22, r)
+    D3 = _unit_lower_inverse16(A33, r)
+    T10 = -tl.dot(D1, tl.dot(A10, D0, input_precision=PREC), input_precision=PREC)
+    T21 = -tl.dot(D2, tl.dot(A21, D1, input_precision=PREC), input_precision=PREC)
+    T32 = -tl.dot(D3, tl.dot(A32, D2, input_precision=PREC), input_precision=PREC)
+    T20 = -tl.dot(D2, tl.dot(A20, D0, input_precision=PREC) + tl.dot(A21, T10, input_precision=PREC),
+                  input_precision=PREC)
+    T31 = -tl.dot(D3, tl.dot(A31, D1, input_precision=PREC) + tl.dot(A32, T21, input_precision=PREC),
+                  input_precision=PREC)
+    T30 = -tl.dot(D3, tl.dot(A30, D0, input_precision=PREC) + tl.dot(A31, T10, input_precision=PREC)
+                  + tl.dot(A32, T20, input_precision=PREC), input_precision=PREC)
+    return D0, D1, D2, D3, T10, T20, T21, T30, T31, T32
+
+
+@triton.jit
 def _store_row_block(ptr, tok, valid, i_h, H, r, X0, X1, X2, X3, C: tl.constexpr, BC: tl.constexpr):
     """One 16-row block of a [tokens, H, 64] matrix, from its four [16, 16] column blocks."""
     base = ptr + (tok[:, None] * H + i_h) * C + r[None, :]
@@ -317,19 +338,8 @@ def _prep_blocks_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, k
     _store_row_block(Aqk_out, t_3, m3, i_h, H, r, M30 * scale, M31 * scale, M32 * scale, M33 * scale, C, BC)
 
     # --- T = (I + A)^-1: diagonal blocks by forward substitution, the rest by block substitution ---
-    D0 = _unit_lower_inverse16(A00, r)
-    D1 = _unit_lower_inverse16(A11, r)
-    D2 = _unit_lower_inverse16(A22, r)
-    D3 = _unit_lower_inverse16(A33, r)
-    T10 = -tl.dot(D1, tl.dot(A10, D0, input_precision=PREC), input_precision=PREC)
-    T21 = -tl.dot(D2, tl.dot(A21, D1, input_precision=PREC), input_precision=PREC)
-    T32 = -tl.dot(D3, tl.dot(A32, D2, input_precision=PREC), input_precision=PREC)
-    T20 = -tl.dot(D2, tl.dot(A20, D0, input_precision=PREC) + tl.dot(A21, T10, input_precision=PREC),
-                  input_precision=PREC)
-    T31 = -tl.dot(D3, tl.dot(A31, D1, input_precision=PREC) + tl.dot(A32, T21, input_precision=PREC),
-                  input_precision=PREC)
-    T30 = -tl.dot(D3, tl.dot(A30, D0, input_precision=PREC) + tl.dot(A31, T10, input_precision=PREC)
-                  + tl.dot(A32, T20, input_precision=PREC), input_precision=PREC)
+    D0, D1, D2, D3, T10, T20, T21, T30, T31, T32 = block_inverse(A00, A11, A22, A33, A10, A20, A21, A30, A31, A32,
+                                                                 r, PREC)
     if STORE_T:
         _store_row_block(T_out, t_0, m0, i_h, H, r, D0, z, z, z, C, BC)
         _store_row_block(T_out, t_1, m1, i_h, H, r, T10, D1, z, z, C, BC)

@@ -144,18 +144,30 @@ def test_aligned_keys_bf16_output():
 
 
 @inproc
-@pytest.mark.parametrize("version", ["fused_output", "full_tiles", "row_inverse"])
+@pytest.mark.parametrize("version", ["fused_output", "full_tiles", "row_inverse", "kg_in_scan", "inverse16",
+                                     "dh_decayed", "dh_decayed_kg_in_scan"])
 def test_earlier_versions(version, monkeypatch):
-    """The designs the benchmarks time beside the default: the output fused into the scan, the
-    v3 prep on whole [64, 64] tiles, and its row-by-row inverse. All must stay exact, or their
-    timings mean nothing."""
-    from hybridize.kernels import chunk_prep, chunk_scan
-    if version == "fused_output":
+    """The designs the benchmarks time beside the default: the output fused into the scan; the
+    v3 prep on whole [64, 64] tiles, with its row-by-row inverse, or with kg formed inside the scan;
+    the v5 prep with v4's [16, 16] block inverse; the backward's dh scan fed q e^G and k e^{G_last - G}
+    (kg from the prep, or formed by the backward when the prep made none). All must stay exact, or
+    their timings mean nothing."""
+    from hybridize.kernels import chunk_bwd, chunk_prep, chunk_prep_split, chunk_scan
+    if version.startswith("dh_decayed"):
+        monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "decayed", "kernel")
+    if version == "dh_decayed":
+        pass
+    elif version == "fused_output":
         monkeypatch.setitem(chunk_scan.SCAN_CONFIG, "fuse_o", True)
+    elif version == "inverse16":
+        monkeypatch.setitem(chunk_prep.PREP_CONFIG, "design", "split")
+        monkeypatch.setitem(chunk_prep_split.SPLIT_CONFIG, "inverse", "blocks16")
     else:
         monkeypatch.setitem(chunk_prep.PREP_CONFIG, "design", "full")
     if version == "row_inverse":
         monkeypatch.setitem(chunk_prep.PREP_CONFIG, "inverse", "rows")
+    if version.endswith("kg_in_scan"):
+        monkeypatch.setitem(chunk_prep.PREP_CONFIG, "kg", "scan")
     for channel in (False, True):
         check(31, 1, 150, 2, 64, 64, channel, l2=True, aligned=True)
 
@@ -163,12 +175,14 @@ def test_earlier_versions(version, monkeypatch):
 @inproc
 @pytest.mark.parametrize("case", ["T150", "aligned", "packed", "K32V128", "K128V64", "K256V32", "bf16"])
 @pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
-def test_blocks_prep(case, channel, monkeypatch):
-    """The v4 prep (16-row blocks, chunk_prep_blocks.py; opt-in, slower on the H100) over the same
+@pytest.mark.parametrize("design", ["split", "blocks"])
+def test_prep_designs(design, case, channel, monkeypatch):
+    """The v5 prep (three kernels, chunk_prep_split.py; the default above head dim 64) and the v4 prep
+    (16-row blocks, chunk_prep_blocks.py; opt-in, slower on the H100) at every head dim, over the same
     ground as the default: T not a multiple of the chunk, aligned keys, packed documents (an empty
     one, a one-token one), other head dims, bf16 inputs."""
     from hybridize.kernels import chunk_prep
-    monkeypatch.setitem(chunk_prep.PREP_CONFIG, "design", "blocks")
+    monkeypatch.setitem(chunk_prep.PREP_CONFIG, "design", design)
     if case == "T150":
         check(41, 2, 150, 2, 64, 64, channel)
     elif case == "aligned":
@@ -184,11 +198,11 @@ def test_blocks_prep(case, channel, monkeypatch):
 
 @inproc
 @pytest.mark.parametrize("case", ["T150", "packed", "K128V64", "bf16"])
-def test_kg_kernel(case, monkeypatch):
-    """KDA with kg = k e^{G_last - G} formed by its own kernel (PREP_CONFIG["kg"] = "kernel") instead
-    of inside the scan: partial last chunks, packed documents (empty, one token), two key blocks."""
+def test_full_tiles_kg_kernel(case, monkeypatch):
+    """The v3 prep (design "full") with kg = k e^{G_last - G} from its own kernel (_decayed_kernel, v3's
+    default) for KDA: partial last chunks, packed documents (empty, one token), two key blocks."""
     from hybridize.kernels import chunk_prep
-    monkeypatch.setitem(chunk_prep.PREP_CONFIG, "kg", "kernel")
+    monkeypatch.setitem(chunk_prep.PREP_CONFIG, "design", "full")
     if case == "T150":
         check(51, 2, 150, 2, 64, 64, True)
     elif case == "packed":

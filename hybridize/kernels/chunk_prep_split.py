@@ -1,0 +1,268 @@
+"""Stage 1 of the chunked forward, v5: chunk_prep.py's outputs (G, w, u, Aqk, T, kg) from three kernels
+instead of one, each all chunks in parallel.
+
+    pairs    G = cumsum(g); A = beta strict_tril(k k^T decay) (fp32, into T's buffer); Aqk
+    inverse  T = (I + A)^-1 in place
+    solve    w = T (beta k e^G) and u = T (beta v), one program per (chunk, head, column block);
+             for per-channel gates also kg = k e^{G_last - G}, the scan's state-update operand
+
+Why split. v3's single kernel holds ~6 [64, 64] fp32 tiles for its inverse, so one program fits on
+a multiprocessor at a time and its phases (load, 21 dependent products, store) never overlap: it
+took 0.39 ms (GDN) and 1.30 ms (KDA) at (1, 8192, 16, 128) on the H100 where the bytes it moves take
+about 0.09 ms, and fla's kkt + solve + w/u take 0.12 / 0.33 ms (benchmarks/RESULTS.md, round 5).
+Apart, the two parallel kernels are small enough for several programs per multiprocessor, and the
+serial inverse runs on its own, with few registers.
+
+Per-channel gates. The products sum_d a[t,d] b[j,d] e^{G[t,d] - G[j,d]} are formed one 16-column
+block j at a time, with the reference row r in that block's middle (as in _common.channel_pairwise,
+so every factor stays under e^{8 |g|}): the [64, BK] x [BK, 16] product per block costs a quarter of
+channel_pairwise's [64, 64] one, and the exp'd factor of the rows is shared between k k^T and q k^T.
+
+Outcome on the H100 at (1, 8192, 16, 128), bf16 (benchmarks/RESULTS.md, "Kernels, round 7"): the
+three kernels at their best settings take 0.29 ms (GDN) and 0.48 ms (KDA) against v3's 0.39 / 1.37.
+The KDA forward went from 2.10 to 1.22 ms. At head dim 64 v3 stays faster (0.17 vs 0.24 ms for GDN),
+so chunk_prep's "auto" design uses this one above head dim 64 only.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from ._common import (CHUNK, EXP_CLAMP, SUB, Layout, chunk_bounds, chunk_tokens, dot_dtype, dot_precision, pick_row,
+                      unit_lower_inverse)
+from .chunk_prep_blocks import _store_row_block, block_inverse
+from .chunk_scan import load_gates
+
+# Columns per step (pairs: key columns summed over; solve: key or value columns per program), warps
+# of each kernel, and "inverse": "blocked" ([64, 64] products, as v3) or "blocks16" (v4's [16, 16]
+# forward substitution, loaded block by block). Each kernel timed alone on the H100 at
+# (1, 8192, 16, 128), bf16 (benchmarks/RESULTS.md, "Kernels, round 7"), ms, GDN / KDA:
+#   pairs   BK 64, 4 warps 0.063 / 0.213 (BK 32, 8 warps: 0.089 / 1.642)
+#   inverse blocked, 4 warps 0.097 / 0.096 (8 warps 0.21; blocks16 0.11 at 4 warps, 0.34 at 8)
+#   solve   BK 64, 8 warps 0.131 / 0.172 (BK 32: 0.173 / 0.220; BK 16: 0.31 / 0.39)
+# 4 warps win for pairs although ptxas reports spills there (up to 1.5 KB for KDA at head dim 128).
+SPLIT_CONFIG = {"pairs_BK": 64, "pairs_warps": 4, "inverse": os.environ.get("HYBRIDIZE_GDR_INVERSE", "blocked"),
+                "inverse_warps": 4, "solve_BK": 64, "solve_warps": 8}
+
+
+@triton.jit
+def _column_block(kf, qf, G, k_s, G_s, rows, s: tl.constexpr, SB: tl.constexpr, PREC: tl.constexpr):
+    """Columns j of block s (SB of them) of k k^T and q k^T under per-channel decay, for all C rows:
+    sum_d x[t,d] k[j,d] e^{G[t,d] - G[j,d]} = (x e^{G - G_r}) (k_s e^{G_r - G_s})^T. Rows before the
+    block are zeroed (they are above the diagonal); the caller masks the diagonal block's upper part."""
+    Gr = pick_row(G_s, tl.arange(0, SB), SB // 2)
+    f = tl.where((rows >= s * SB)[:, None], tl.exp(tl.minimum(G - Gr[None, :], EXP_CLAMP)), 0.0)
+    b = tl.trans(k_s * tl.exp(tl.minimum(Gr[None, :] - G_s, EXP_CLAMP)))
+    return tl.dot(kf * f, b, input_precision=PREC), tl.dot(qf * f, b, input_precision=PREC)
+
+
+@triton.jit
+def _store_columns(A_out, Aqk_out, A_s, M_s, b, tok, valid, rows, i_h, H, scale, s: tl.constexpr,
+                   C: tl.constexpr, SB: tl.constexpr):
+    cols = s * SB + tl.arange(0, SB)
+    p = (tok[:, None] * H + i_h) * C + cols[None, :]
+    A_s = tl.where(rows[:, None] > cols[None, :], A_s * b[:, None], 0.0)
+    M_s = tl.where(rows[:, None] >= cols[None, :], M_s * scale, 0.0)
+    tl.store(A_out + p, A_s, mask=valid[:, None])
+    tl.store(Aqk_out + p, M_s.to(Aqk_out.dtype.element_ty), mask=valid[:, None])
+
+
+@triton.jit
+def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, cu, chunks, scale, H,
+                  K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SB: tl.constexpr, CHANNEL: tl.constexpr,
+                  PREC: tl.constexpr, PAIR_PREC: tl.constexpr, DT: tl.constexpr):
+    i_c = tl.program_id(0)
+    i_h = tl.program_id(1)
+    bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
+    rows = tl.arange(0, C)
+    valid, tok, _ = chunk_tokens(bos, eos, i_t, rows, C)
+    # Rows past the document end load as zeros (k = q = beta = g = 0): they add nothing.
+    b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
+    if CHANNEL:
+        sel = tl.arange(0, C // SB)[:, None, None]  # the block index, axis 0 of the reshaped tiles
+        A0 = tl.zeros([C, SB], dtype=tl.float32)
+        A1 = tl.zeros([C, SB], dtype=tl.float32)
+        A2 = tl.zeros([C, SB], dtype=tl.float32)
+        A3 = tl.zeros([C, SB], dtype=tl.float32)
+        M0 = tl.zeros([C, SB], dtype=tl.float32)
+        M1 = tl.zeros([C, SB], dtype=tl.float32)
+        M2 = tl.zeros([C, SB], dtype=tl.float32)
+        M3 = tl.zeros([C, SB], dtype=tl.float32)
+        for k0 in tl.static_range(0, K, BK):
+            kk = k0 + tl.arange(0, BK)
+            m_k = valid[:, None] & (kk < K)[None, :]
+            p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
+            G = tl.cumsum(tl.load(g + p_k, mask=m_k, other=0.0).to(tl.float32), 0)
+            tl.store(G_out + p_k, G, mask=m_k)
+            kf = tl.load(k + p_k, mask=m_k, other=0.0).to(DT).to(tl.float32)
+            qf = tl.load(q + p_k, mask=m_k, other=0.0).to(DT).to(tl.float32)
+            # each block's rows of G and k, picked exactly (a sum of one value and zeros): the very
+            # G that is stored, so A and the later kernels see one rounding of the cumulative sum
+            G3 = tl.reshape(G, [C // SB, SB, BK])
+            k3 = tl.reshape(kf, [C // SB, SB, BK])
+            a, m = _column_block(kf, qf, G, tl.sum(tl.where(sel == 0, k3, 0.0), 0), tl.sum(tl.where(sel == 0, G3, 0.0), 0),
+                                 rows, 0, SB, PAIR_PREC)
+            A0 += a
+            M0 += m
+            a, m = _column_block(kf, qf, G, tl.sum(tl.where(sel == 1, k3, 0.0), 0), tl.sum(tl.where(sel == 1, G3, 0.0), 0),
+                                 rows, 1, SB, PAIR_PREC)
+            A1 += a
+            M1 += m
+            a, m = _column_block(kf, qf, G, tl.sum(tl.where(sel == 2, k3, 0.0), 0), tl.sum(tl.where(sel == 2, G3, 0.0), 0),
+                                 rows, 2, SB, PAIR_PREC)
+            A2 += a
+            M2 += m
+            a, m = _column_block(kf, qf, G, tl.sum(tl.where(sel == 3, k3, 0.0), 0), tl.sum(tl.where(sel == 3, G3, 0.0), 0),
+                                 rows, 3, SB, PAIR_PREC)
+            A3 += a
+            M3 += m
+        _store_columns(A_out, Aqk_out, A0, M0, b, tok, valid, rows, i_h, H, scale, 0, C, SB)
+        _store_columns(A_out, Aqk_out, A1, M1, b, tok, valid, rows, i_h, H, scale, 1, C, SB)
+        _store_columns(A_out, Aqk_out, A2, M2, b, tok, valid, rows, i_h, H, scale, 2, C, SB)
+        _store_columns(A_out, Aqk_out, A3, M3, b, tok, valid, rows, i_h, H, scale, 3, C, SB)
+    else:
+        G = tl.cumsum(tl.load(g + tok * H + i_h, mask=valid, other=0.0).to(tl.float32), 0)
+        tl.store(G_out + tok * H + i_h, G, mask=valid)
+        A = tl.zeros([C, C], dtype=tl.float32)
+        M = tl.zeros([C, C], dtype=tl.float32)
+        for k0 in tl.static_range(0, K, BK):  # scalar gates factor out of the sum over columns
+            kk = k0 + tl.arange(0, BK)
+            m_k = valid[:, None] & (kk < K)[None, :]
+            p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
+            k_raw = tl.load(k + p_k, mask=m_k, other=0.0).to(DT)
+            q_raw = tl.load(q + p_k, mask=m_k, other=0.0).to(DT)
+            A = tl.dot(k_raw, tl.trans(k_raw), A, input_precision=PREC)
+            M = tl.dot(q_raw, tl.trans(k_raw), M, input_precision=PREC)
+        # exp of the masked difference: -inf above the diagonal gives exact zeros, no overflow
+        D = tl.exp(tl.where(rows[:, None] >= rows[None, :], G[:, None] - G[None, :], float("-inf")))
+        p_c = (tok[:, None] * H + i_h) * C + rows[None, :]
+        tl.store(A_out + p_c, tl.where(rows[:, None] > rows[None, :], A * D, 0.0) * b[:, None], mask=valid[:, None])
+        tl.store(Aqk_out + p_c, (M * D * scale).to(Aqk_out.dtype.element_ty), mask=valid[:, None])
+
+
+@triton.jit
+def _inverse_kernel(T_buf, cu, chunks, H, C: tl.constexpr, SB: tl.constexpr, BLOCKS16: tl.constexpr,
+                    PREC: tl.constexpr):
+    """Replaces A (strictly lower, fp32, as _pairs_kernel wrote it) by T = (I + A)^-1, one chunk."""
+    i_c = tl.program_id(0)
+    i_h = tl.program_id(1)
+    bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
+    if BLOCKS16:
+        r = tl.arange(0, SB)
+        t0 = bos + i_t * C
+        m0, t_0 = t0 + r < eos, (t0 + r).to(tl.int64)
+        m1, t_1 = t0 + SB + r < eos, (t0 + SB + r).to(tl.int64)
+        m2, t_2 = t0 + 2 * SB + r < eos, (t0 + 2 * SB + r).to(tl.int64)
+        m3, t_3 = t0 + 3 * SB + r < eos, (t0 + 3 * SB + r).to(tl.int64)
+        p0 = T_buf + (t_0[:, None] * H + i_h) * C + r[None, :]
+        p1 = T_buf + (t_1[:, None] * H + i_h) * C + r[None, :]
+        p2 = T_buf + (t_2[:, None] * H + i_h) * C + r[None, :]
+        p3 = T_buf + (t_3[:, None] * H + i_h) * C + r[None, :]
+        A00 = tl.load(p0, mask=m0[:, None], other=0.0)
+        A10 = tl.load(p1, mask=m1[:, None], other=0.0)
+        A11 = tl.load(p1 + SB, mask=m1[:, None], other=0.0)
+        A20 = tl.load(p2, mask=m2[:, None], other=0.0)
+        A21 = tl.load(p2 + SB, mask=m2[:, None], other=0.0)
+        A22 = tl.load(p2 + 2 * SB, mask=m2[:, None], other=0.0)
+        A30 = tl.load(p3, mask=m3[:, None], other=0.0)
+        A31 = tl.load(p3 + SB, mask=m3[:, None], other=0.0)
+        A32 = tl.load(p3 + 2 * SB, mask=m3[:, None], other=0.0)
+        A33 = tl.load(p3 + 3 * SB, mask=m3[:, None], other=0.0)
+        D0, D1, D2, D3, T10, T20, T21, T30, T31, T32 = block_inverse(A00, A11, A22, A33, A10, A20, A21, A30, A31,
+                                                                     A32, r, PREC)
+        tl.debug_barrier()  # in place: every thread's loads before any store
+        z = tl.zeros([SB, SB], dtype=tl.float32)
+        _store_row_block(T_buf, t_0, m0, i_h, H, r, D0, z, z, z, C, SB)
+        _store_row_block(T_buf, t_1, m1, i_h, H, r, T10, D1, z, z, C, SB)
+        _store_row_block(T_buf, t_2, m2, i_h, H, r, T20, T21, D2, z, C, SB)
+        _store_row_block(T_buf, t_3, m3, i_h, H, r, T30, T31, T32, D3, C, SB)
+    else:
+        rows = tl.arange(0, C)
+        valid, tok, _ = chunk_tokens(bos, eos, i_t, rows, C)
+        p_c = T_buf + (tok[:, None] * H + i_h) * C + rows[None, :]
+        Tm = unit_lower_inverse(tl.load(p_c, mask=valid[:, None], other=0.0), C, SB, PREC)
+        tl.debug_barrier()  # in place: every thread's loads before any store
+        tl.store(p_c, Tm, mask=valid[:, None])
+
+
+@triton.jit
+def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, cu, chunks, H, K: tl.constexpr, V: tl.constexpr,
+                  BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr, CHANNEL: tl.constexpr,
+                  STORE_KG: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
+    """Program (chunk, head, j): for j < cdiv(K, BK) key columns j*BK.. of w (and kg), else value
+    columns of u."""
+    i_c = tl.program_id(0)
+    i_h = tl.program_id(1)
+    i_j = tl.program_id(2)
+    bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
+    rows = tl.arange(0, C)
+    valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
+    b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
+    Tm = tl.load(T_buf + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0)
+    NK: tl.constexpr = (K + BK - 1) // BK
+    if i_j < NK:
+        kk = i_j * BK + tl.arange(0, BK)
+        km = kk < K
+        m_k = valid[:, None] & km[None, :]
+        p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
+        kf = tl.load(k + p_k, mask=m_k, other=0.0).to(DT).to(tl.float32)
+        eG, eGlG, _ = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
+        w = tl.dot(Tm, kf * eG * b[:, None], input_precision=PREC)
+        tl.store(w_out + p_k, w.to(w_out.dtype.element_ty), mask=m_k)
+        if STORE_KG:
+            tl.store(kg_out + p_k, (kf * eGlG).to(kg_out.dtype.element_ty), mask=m_k)
+    else:
+        vv = (i_j - NK) * BV + tl.arange(0, BV)
+        m_v = valid[:, None] & (vv < V)[None, :]
+        p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
+        vb = tl.load(v + p_v, mask=m_v, other=0.0).to(tl.float32) * b[:, None]
+        u = tl.dot(Tm, vb, input_precision=PREC)
+        tl.store(u_out + p_v, u.to(u_out.dtype.element_ty), mask=m_v)
+
+
+def launch_pairs(q, k, g, beta, scale: float, layout: Layout, G, A, Aqk) -> None:
+    H, K = k.shape[2], k.shape[3]
+    if layout.num_chunks:
+        _pairs_kernel[(layout.num_chunks, H)](
+            q, k, g, beta, G, A, Aqk, layout.cu, layout.chunks, scale, H, K=K,
+            BK=min(SPLIT_CONFIG["pairs_BK"], triton.next_power_of_2(K)), C=CHUNK, SB=SUB, CHANNEL=g.dim() == 4,
+            PREC=dot_precision(k.dtype), PAIR_PREC=dot_precision(k.dtype), DT=dot_dtype(k.dtype),
+            num_warps=SPLIT_CONFIG["pairs_warps"])
+
+
+def launch_inverse(T, layout: Layout, dtype: torch.dtype) -> None:
+    if layout.num_chunks:
+        _inverse_kernel[(layout.num_chunks, T.shape[2])](
+            T, layout.cu, layout.chunks, T.shape[2], C=CHUNK, SB=SUB, BLOCKS16=SPLIT_CONFIG["inverse"] == "blocks16",
+            PREC=dot_precision(dtype), num_warps=SPLIT_CONFIG["inverse_warps"])
+
+
+def launch_solve(k, v, G, beta, T, layout: Layout, w, u, kg) -> None:
+    _, _, H, K = k.shape
+    V = v.shape[-1]
+    BK = min(SPLIT_CONFIG["solve_BK"], triton.next_power_of_2(K))
+    BV = min(SPLIT_CONFIG["solve_BK"], triton.next_power_of_2(V))
+    if layout.num_chunks:
+        _solve_kernel[(layout.num_chunks, H, triton.cdiv(K, BK) + triton.cdiv(V, BV))](
+            k, v, G, beta, T, w, u, kg if kg is not None else w, layout.cu, layout.chunks, H, K=K, V=V, BK=BK, BV=BV,
+            C=CHUNK, CHANNEL=G.dim() == 4, STORE_KG=kg is not None, PREC=dot_precision(k.dtype),
+            DT=dot_dtype(k.dtype), num_warps=SPLIT_CONFIG["solve_warps"])
+
+
+def chunk_prep_split(q, k, v, g, beta, scale: float, layout: Layout, inter: torch.dtype):
+    """chunk_prep's outputs (G, w, u, Aqk, T, kg) by the three kernels above; T is always made (it is
+    where A is formed), kg for per-channel gates only."""
+    _, L, H, K = k.shape
+    G = torch.empty(g.shape, device=g.device, dtype=torch.float32)
+    T = torch.empty(1, L, H, CHUNK, device=k.device, dtype=torch.float32)
+    Aqk = torch.empty(1, L, H, CHUNK, device=k.device, dtype=inter)
+    w = torch.empty_like(k, dtype=inter)
+    u = torch.empty_like(v, dtype=inter)
+    kg = torch.empty_like(k, dtype=inter) if g.dim() == 4 else None
+    launch_pairs(q, k, g, beta, scale, layout, G, T, Aqk)
+    launch_inverse(T, layout, k.dtype)
+    launch_solve(k, v, G, beta, T, layout, w, u, kg)
+    return G, w, u, Aqk, T, kg
