@@ -19,7 +19,7 @@ from ._common import (CHUNK, SUB, Layout, channel_pairwise, chunk_bounds, chunk_
                       unit_lower_inverse, unit_lower_inverse_rows)
 from .chunk_prep_blocks import BC as BLOCK_ROWS
 from .chunk_prep_blocks import _prep_blocks_kernel
-from .chunk_prep_split import chunk_prep_split
+from .chunk_prep_split import channel_tiles, chunk_prep_split, scalar_pairs
 from .chunk_scan import load_gates
 
 # dtype of the intermediates w, u, Aqk (and, in the backward, h, vn, dh) and of the scan's products.
@@ -108,23 +108,15 @@ def _prep_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, cu, chun
         D = tl.exp(tl.where(rows[:, None] >= rows[None, :], G[:, None] - G[None, :], float("-inf")))
     # The pairwise products sum over key columns: accumulate them BK columns at a time, which keeps
     # the tiles (and shared memory) bounded for head dims up to 256.
-    A = tl.zeros([C, C], dtype=tl.float32)
-    M = tl.zeros([C, C], dtype=tl.float32)
-    for k0 in tl.static_range(0, K, BK):
-        kk = k0 + tl.arange(0, BK)
-        m_k = valid[:, None] & (kk < K)[None, :]
-        p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
-        k_raw = tl.load(k + p_k, mask=m_k, other=0.0).to(DT)
-        q_raw = tl.load(q + p_k, mask=m_k, other=0.0).to(DT)
-        if CHANNEL:
-            Gk = tl.cumsum(tl.load(g + p_k, mask=m_k, other=0.0).to(tl.float32), 0)
-            tl.store(G_out + p_k, Gk, mask=m_k)
-            kf = k_raw.to(tl.float32)
+    if CHANNEL:
+        A = tl.zeros([C, C], dtype=tl.float32)
+        M = tl.zeros([C, C], dtype=tl.float32)
+        for k0 in tl.static_range(0, K, BK):
+            Gk, kf, qf = channel_tiles(q, k, g, G_out, tok, valid, i_h, H, k0, K, BK, DT)
             A += channel_pairwise(kf, kf, Gk, rows, C, SB, False, PAIR_PREC)
-            M += channel_pairwise(q_raw.to(tl.float32) * scale, kf, Gk, rows, C, SB, True, PAIR_PREC)
-        else:
-            A += tl.dot(k_raw, tl.trans(k_raw), input_precision=PREC)
-            M += tl.dot(q_raw, tl.trans(k_raw), input_precision=PREC)
+            M += channel_pairwise(qf * scale, kf, Gk, rows, C, SB, True, PAIR_PREC)
+    else:
+        A, M = scalar_pairs(q, k, tok, valid, i_h, H, K, BK, C, PREC, DT)
     if CHANNEL:
         A = A * b[:, None]
     else:

@@ -21,7 +21,7 @@ channel_pairwise's [64, 64] one, and the exp'd factor of the rows is shared betw
 Outcome on the H100 at (1, 8192, 16, 128), bf16 (benchmarks/RESULTS.md, "Kernels, round 7"): the
 three kernels at their best settings take 0.29 ms (GDN) and 0.48 ms (KDA) against v3's 0.39 / 1.37.
 The KDA forward went from 2.10 to 1.22 ms. At head dim 64 v3 stays faster (0.17 vs 0.24 ms for GDN),
-so chunk_prep's "auto" design uses this one above head dim 64 only.
+so chunk_prep's "auto" design uses v3 for scalar gates at head dim <= 64 and this one elsewhere.
 """
 from __future__ import annotations
 
@@ -49,14 +49,50 @@ SPLIT_CONFIG = {"pairs_BK": 64, "pairs_warps": 4, "inverse": os.environ.get("HYB
 
 
 @triton.jit
-def _column_block(kf, qf, G, k_s, G_s, rows, s: tl.constexpr, SB: tl.constexpr, PREC: tl.constexpr):
+def _column_block(kf, qf, G, k3, G3, sel, rows, s: tl.constexpr, SB: tl.constexpr, PREC: tl.constexpr):
     """Columns j of block s (SB of them) of k k^T and q k^T under per-channel decay, for all C rows:
-    sum_d x[t,d] k[j,d] e^{G[t,d] - G[j,d]} = (x e^{G - G_r}) (k_s e^{G_r - G_s})^T. Rows before the
-    block are zeroed (they are above the diagonal); the caller masks the diagonal block's upper part."""
+    sum_d x[t,d] k[j,d] e^{G[t,d] - G[j,d]} = (x e^{G - G_r}) (k_s e^{G_r - G_s})^T. k3, G3: k and G
+    reshaped to [C // SB, SB, BK], whose block s is picked exactly (one value plus zeros), so A is
+    formed from the very G that is stored. Rows before the block are zeroed (they are above the
+    diagonal); the caller masks the diagonal block's upper part."""
+    k_s = tl.sum(tl.where(sel == s, k3, 0.0), 0)
+    G_s = tl.sum(tl.where(sel == s, G3, 0.0), 0)
     Gr = pick_row(G_s, tl.arange(0, SB), SB // 2)
     f = tl.where((rows >= s * SB)[:, None], tl.exp(tl.minimum(G - Gr[None, :], EXP_CLAMP)), 0.0)
     b = tl.trans(k_s * tl.exp(tl.minimum(Gr[None, :] - G_s, EXP_CLAMP)))
     return tl.dot(kf * f, b, input_precision=PREC), tl.dot(qf * f, b, input_precision=PREC)
+
+
+@triton.jit
+def channel_tiles(q, k, g, G_out, tok, valid, i_h, H, k0, K: tl.constexpr, BK: tl.constexpr, DT: tl.constexpr):
+    """Key columns k0.. of one chunk with per-channel gates: stores G = cumsum(g) and returns it with
+    k and q as fp32 (rounded through the products' operand type first)."""
+    kk = k0 + tl.arange(0, BK)
+    m_k = valid[:, None] & (kk < K)[None, :]
+    p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
+    G = tl.cumsum(tl.load(g + p_k, mask=m_k, other=0.0).to(tl.float32), 0)
+    tl.store(G_out + p_k, G, mask=m_k)
+    kf = tl.load(k + p_k, mask=m_k, other=0.0).to(DT).to(tl.float32)
+    qf = tl.load(q + p_k, mask=m_k, other=0.0).to(DT).to(tl.float32)
+    return G, kf, qf
+
+
+@triton.jit
+def scalar_pairs(q, k, tok, valid, i_h, H, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
+                 PREC: tl.constexpr, DT: tl.constexpr):
+    """k k^T and q k^T of one chunk before any decay (scalar gates factor out of the sum over key
+    columns), accumulated BK columns at a time: bounded tiles up to head dim 256."""
+    A = tl.zeros([C, C], dtype=tl.float32)
+    M = tl.zeros([C, C], dtype=tl.float32)
+    for k0 in tl.static_range(0, K, BK):
+        kk = k0 + tl.arange(0, BK)
+        m_k = valid[:, None] & (kk < K)[None, :]
+        p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
+        k_raw = tl.load(k + p_k, mask=m_k, other=0.0).to(DT)
+        q_raw = tl.load(q + p_k, mask=m_k, other=0.0).to(DT)
+        A = tl.dot(k_raw, tl.trans(k_raw), A, input_precision=PREC)
+        M = tl.dot(q_raw, tl.trans(k_raw), M, input_precision=PREC)
+    return A, M
 
 
 @triton.jit
@@ -92,31 +128,19 @@ def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, cu, chunks, scale, H,
         M2 = tl.zeros([C, SB], dtype=tl.float32)
         M3 = tl.zeros([C, SB], dtype=tl.float32)
         for k0 in tl.static_range(0, K, BK):
-            kk = k0 + tl.arange(0, BK)
-            m_k = valid[:, None] & (kk < K)[None, :]
-            p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
-            G = tl.cumsum(tl.load(g + p_k, mask=m_k, other=0.0).to(tl.float32), 0)
-            tl.store(G_out + p_k, G, mask=m_k)
-            kf = tl.load(k + p_k, mask=m_k, other=0.0).to(DT).to(tl.float32)
-            qf = tl.load(q + p_k, mask=m_k, other=0.0).to(DT).to(tl.float32)
-            # each block's rows of G and k, picked exactly (a sum of one value and zeros): the very
-            # G that is stored, so A and the later kernels see one rounding of the cumulative sum
+            G, kf, qf = channel_tiles(q, k, g, G_out, tok, valid, i_h, H, k0, K, BK, DT)
             G3 = tl.reshape(G, [C // SB, SB, BK])
             k3 = tl.reshape(kf, [C // SB, SB, BK])
-            a, m = _column_block(kf, qf, G, tl.sum(tl.where(sel == 0, k3, 0.0), 0), tl.sum(tl.where(sel == 0, G3, 0.0), 0),
-                                 rows, 0, SB, PAIR_PREC)
+            a, m = _column_block(kf, qf, G, k3, G3, sel, rows, 0, SB, PAIR_PREC)
             A0 += a
             M0 += m
-            a, m = _column_block(kf, qf, G, tl.sum(tl.where(sel == 1, k3, 0.0), 0), tl.sum(tl.where(sel == 1, G3, 0.0), 0),
-                                 rows, 1, SB, PAIR_PREC)
+            a, m = _column_block(kf, qf, G, k3, G3, sel, rows, 1, SB, PAIR_PREC)
             A1 += a
             M1 += m
-            a, m = _column_block(kf, qf, G, tl.sum(tl.where(sel == 2, k3, 0.0), 0), tl.sum(tl.where(sel == 2, G3, 0.0), 0),
-                                 rows, 2, SB, PAIR_PREC)
+            a, m = _column_block(kf, qf, G, k3, G3, sel, rows, 2, SB, PAIR_PREC)
             A2 += a
             M2 += m
-            a, m = _column_block(kf, qf, G, tl.sum(tl.where(sel == 3, k3, 0.0), 0), tl.sum(tl.where(sel == 3, G3, 0.0), 0),
-                                 rows, 3, SB, PAIR_PREC)
+            a, m = _column_block(kf, qf, G, k3, G3, sel, rows, 3, SB, PAIR_PREC)
             A3 += a
             M3 += m
         _store_columns(A_out, Aqk_out, A0, M0, b, tok, valid, rows, i_h, H, scale, 0, C, SB)
@@ -126,16 +150,7 @@ def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, cu, chunks, scale, H,
     else:
         G = tl.cumsum(tl.load(g + tok * H + i_h, mask=valid, other=0.0).to(tl.float32), 0)
         tl.store(G_out + tok * H + i_h, G, mask=valid)
-        A = tl.zeros([C, C], dtype=tl.float32)
-        M = tl.zeros([C, C], dtype=tl.float32)
-        for k0 in tl.static_range(0, K, BK):  # scalar gates factor out of the sum over columns
-            kk = k0 + tl.arange(0, BK)
-            m_k = valid[:, None] & (kk < K)[None, :]
-            p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
-            k_raw = tl.load(k + p_k, mask=m_k, other=0.0).to(DT)
-            q_raw = tl.load(q + p_k, mask=m_k, other=0.0).to(DT)
-            A = tl.dot(k_raw, tl.trans(k_raw), A, input_precision=PREC)
-            M = tl.dot(q_raw, tl.trans(k_raw), M, input_precision=PREC)
+        A, M = scalar_pairs(q, k, tok, valid, i_h, H, K, BK, C, PREC, DT)
         # exp of the masked difference: -inf above the diagonal gives exact zeros, no overflow
         D = tl.exp(tl.where(rows[:, None] >= rows[None, :], G[:, None] - G[None, :], float("-inf")))
         p_c = (tok[:, None] * H + i_h) * C + rows[None, :]
