@@ -23,7 +23,7 @@ import triton.language as tl
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from hybridize.kernels import chunk_output, chunk_prep, chunk_prep_blocks, chunk_prep_split, chunk_scan
+from hybridize.kernels import chunk_bwd, chunk_output, chunk_prep, chunk_prep_blocks, chunk_prep_split, chunk_scan
 
 TARGET = GPUTarget("cuda", 90, 32)
 PTXAS = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
@@ -98,6 +98,33 @@ def rows(dims):
         out.append((f"kg KDA D{D}", chunk_prep._decayed_kernel, sig, dict(K=D, BK=min(64, D), C=64, FROM_START=False),
                     4, 1))
         out.extend(split_rows(D))
+        out.extend(bwd_rows(D))
+    return out
+
+
+def bwd_rows(D: int) -> list:
+    """The backward's two kernels for KDA at fp32 intermediates, with and without the round-7 opt-ins:
+    the dh scan fed q e^G and kg (DECAYED), and the shared decay factors (SHARED_FACTORS)."""
+    out = []
+    bv = 16 if D <= 128 else 32
+    for dec in (False, True):
+        sig = ptrs(["q", "k", "do"], "*bf16")
+        sig.update(ptrs(["w", "Aqk", "dh_out", "dvn_out", "G", "dht", "dh0"], "*fp32"))
+        sig.update(cu="*i32", chunk_offsets="*i32", scale="fp32", H="i32")
+        consts = dict(K=D, V=D, BK=D, BV=bv, C=64, CHANNEL=True, DECAYED=dec, HAS_DHT=False, STORE_DH0=False,
+                      PREC="tf32", DT=tl.float32)
+        opts = chunk_scan.launch_options(D, bv, None, True)
+        out.append((f"bwd dh KDA D{D} BV{bv}{' decayed' if dec else ''}", chunk_bwd._dh_kernel, sig, consts,
+                    opts["num_warps"], 1))
+    for shared in (False, True):
+        sig = ptrs(["q", "k", "v", "beta", "do", "dq", "dk", "dv"], "*bf16")
+        sig.update(ptrs(["G", "T", "h", "dh", "vn", "dvn", "dg_part", "dbeta_part"], "*fp32"))
+        sig.update(cu="*i32", chunks="*i32", scale="fp32", H="i32", L="i32")
+        cfg = chunk_bwd.BWD_CONFIG
+        consts = dict(K=D, V=D, BK=min(cfg["BK"], D), BV=min(cfg["BV"], D), C=64, SB=16, CHANNEL=True,
+                      SHARED_FACTORS=shared, PREC="tf32", DT=tl.float32)
+        out.append((f"bwd chunks KDA D{D}{' shared factors' if shared else ''}", chunk_bwd._bwd_kernel, sig, consts,
+                    cfg["num_warps"], 1))
     return out
 
 

@@ -21,15 +21,19 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import (CHUNK, SUB, Layout, channel_colside, channel_rowside, chunk_bounds, chunk_tokens, dot_dtype,
-                      dot_precision)
+from ._common import (CHUNK, SUB, Layout, channel_colside, channel_grads, channel_rowside, chunk_bounds, chunk_tokens,
+                      dot_dtype, dot_precision)
 from .chunk_prep import decayed
 from .chunk_scan import _pick_bv, launch_options, load_gates
 
 # decayed (per-channel gates): "kernel" hands the dh scan q e^G and k e^{G_last - G} formed in parallel
 # (chunk_prep.decayed; kg is the forward's own), as the forward's scan gets kg, which took the KDA
 # scan from 0.913 to 0.554 ms on the H100 (round 7). Opt-in (HYBRIDIZE_GDR_DH=kernel) until timed.
-BWD_CONFIG = {"BK": 64, "BV": 64, "num_warps": 8, "decayed": os.environ.get("HYBRIDIZE_GDR_DH", "scan")}
+# factors (per-channel gates): "shared" forms the split decay factors of the four pairwise-gradient
+# products once per column block (_common.channel_grads: 8 exp'd [C, BK] tiles per program instead
+# of 32). Opt-in (HYBRIDIZE_GDR_BWD_FACTORS=shared) until timed.
+BWD_CONFIG = {"BK": 64, "BV": 64, "num_warps": 8, "decayed": os.environ.get("HYBRIDIZE_GDR_DH", "scan"),
+              "factors": os.environ.get("HYBRIDIZE_GDR_BWD_FACTORS", "per_product")}
 
 
 @triton.jit
@@ -91,7 +95,8 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, cu, chunk_offsets
 def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, dbeta_part,
                 cu, chunks, scale, H, L,
                 K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
-                SB: tl.constexpr, CHANNEL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
+                SB: tl.constexpr, CHANNEL: tl.constexpr, SHARED_FACTORS: tl.constexpr, PREC: tl.constexpr,
+                DT: tl.constexpr):
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     i_k = tl.program_id(2)
@@ -176,11 +181,14 @@ def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, db
     # Through the pairwise matrices A = beta_t (k_t . k_j decayed) and Aqk = q'_t . k_j decayed.
     P = dA * b_b[:, None]
     if CHANNEL:
-        Xa0 = channel_rowside(dA, b_k, Gc, rows, C, SB, PREC)  # rows not yet scaled by beta
+        if SHARED_FACTORS:
+            Xa0, Ya, Xm, Ym = channel_grads(dA, P, dM, b_k, b_q, Gc, rows, C, SB, PREC)
+        else:
+            Xa0 = channel_rowside(dA, b_k, Gc, rows, C, SB, PREC)  # rows not yet scaled by beta
+            Ya = channel_colside(P, b_k, Gc, rows, C, SB, PREC)
+            Xm = channel_rowside(dM, b_k, Gc, rows, C, SB, PREC)
+            Ym = channel_colside(dM, b_q, Gc, rows, C, SB, PREC)
         Xa = Xa0 * b_b[:, None]
-        Ya = channel_colside(P, b_k, Gc, rows, C, SB, PREC)
-        Xm = channel_rowside(dM, b_k, Gc, rows, C, SB, PREC)
-        Ym = channel_colside(dM, b_q, Gc, rows, C, SB, PREC)
         dk_acc += Xa + Ya + Ym
         dq_acc += Xm
         dG += b_k * (Xa - Ya) + b_q * Xm - b_k * Ym
@@ -249,7 +257,8 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
         _bwd_kernel[(layout.num_chunks, H, NK)](
             q, k, v, beta, G, T, h, dh_all, vn, dvn, do, dq, dk, dv, dg_part, db_part,
             layout.cu, layout.chunks, scale, H, L,
-            K=K, V=V, BK=BK, BV=BV, C=CHUNK, SB=SUB, CHANNEL=channel, PREC=prec, DT=dot_dtype(w.dtype),
+            K=K, V=V, BK=BK, BV=BV, C=CHUNK, SB=SUB, CHANNEL=channel,
+            SHARED_FACTORS=BWD_CONFIG["factors"] == "shared", PREC=prec, DT=dot_dtype(w.dtype),
             num_warps=BWD_CONFIG["num_warps"], num_stages=1)
     dg = dg_part[0] if channel else dg_part.sum(0)
     return dq, dk, dv, dg, db_part.sum(0), dh0

@@ -145,17 +145,19 @@ def test_aligned_keys_bf16_output():
 
 @inproc
 @pytest.mark.parametrize("version", ["fused_output", "full_tiles", "row_inverse", "kg_in_scan", "inverse16",
-                                     "dh_decayed", "dh_decayed_kg_in_scan"])
+                                     "dh_decayed", "dh_decayed_kg_in_scan", "bwd_shared_factors"])
 def test_earlier_versions(version, monkeypatch):
     """The designs the benchmarks time beside the default: the output fused into the scan; the
     v3 prep on whole [64, 64] tiles, with its row-by-row inverse, or with kg formed inside the scan;
     the v5 prep with v4's [16, 16] block inverse; the backward's dh scan fed q e^G and k e^{G_last - G}
-    (kg from the prep, or formed by the backward when the prep made none). All must stay exact, or
-    their timings mean nothing."""
+    (kg from the prep, or formed by the backward when the prep made none); the KDA backward's decay
+    factors shared by its four pairwise products. All must stay exact, or their timings mean nothing."""
     from hybridize.kernels import chunk_bwd, chunk_prep, chunk_prep_split, chunk_scan
     if version.startswith("dh_decayed"):
         monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "decayed", "kernel")
-    if version == "dh_decayed":
+    if version == "bwd_shared_factors":
+        monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "factors", "shared")
+    elif version == "dh_decayed":
         pass
     elif version == "fused_output":
         monkeypatch.setitem(chunk_scan.SCAN_CONFIG, "fuse_o", True)
