@@ -12,8 +12,10 @@ autotuner times its candidates in the timing process whatever the cache holds.) 
 sequential, in this process. --shapes picks rows of SHAPES (e.g. 0,1,2), to split the run across calls.
 The "versions" rows time our forward in its earlier designs, in the same run (see
 benchmarks/results/kernels-notes.md): v1 = output fused into the scan, v2 = separate output kernel
-with the row-by-row inverse, v3 (the default) = v2 with the blocked tensor-core inverse, v4 = v3 with
-the prep on 16-row blocks (chunk_prep_blocks.py; HYBRIDIZE_GDR_PREP=blocks makes it the default).
+with the row-by-row inverse, v3 = v2 with the blocked tensor-core inverse, v4 = v3 with the prep on
+16-row blocks (chunk_prep_blocks.py), v5 = the prep as three kernels (chunk_prep_split.py). The
+default ("auto") is v3 for scalar gates at head dim <= 64 and v5 otherwise; HYBRIDIZE_GDR_PREP=full,
+blocks or split fixes one.
 
 Counts used for TFLOP/s and the floor (per token and head, K = V = D, chunk C = 64):
   FLOP, forward: 2C(3K + 2V) [k k^T, w, u, Aqk, Aqk vn] + 6KV [w h, q h, k^T vn]   (the triangular
@@ -182,7 +184,8 @@ def chunk_rows(results, sweep):
 VERSIONS = {"v1 fused output": dict(fuse_o=True, inverse="rows", design="full"),
             "v2 split output": dict(fuse_o=False, inverse="rows", design="full"),
             "v3 +blocked inverse": dict(fuse_o=False, inverse="blocked", design="full"),
-            "v4 16-row-block prep": dict(fuse_o=False, inverse="blocked", design="blocks")}
+            "v4 16-row-block prep": dict(fuse_o=False, inverse="blocked", design="blocks"),
+            "v5 three-kernel prep": dict(fuse_o=False, inverse="blocked", design="split")}
 DEFAULT_DESIGN = prep_mod.PREP_CONFIG["design"]
 
 
