@@ -118,8 +118,8 @@ def split_sweep(B, T, H, D, channel):
     q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel, False))
     layout = make_layout(B, T, None, q.device)
     inter = prep_mod.INTER_DTYPE or q.dtype
-    G, w, u, Aqk, Tm, kg = sp.chunk_prep_split(q, k, v, g, beta, D ** -0.5, layout, inter)
     scale = D ** -0.5
+    G, w, u, Aqk, Tm, kg = sp.chunk_prep_split(q, k, v, g, beta, scale, layout, inter)
     pairs = lambda: sp.launch_pairs(q, k, g, beta, scale, layout, G, Tm, Aqk)  # noqa: E731
     inverse = lambda: sp.launch_inverse(Tm, layout, q.dtype)  # noqa: E731
     solve = lambda: sp.launch_solve(k, v, G, beta, Tm, layout, w, u, kg)  # noqa: E731

@@ -164,23 +164,23 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
 
     Returns G (fp32, g's shape), w ([1,L,H,K]), u ([1,L,H,V]), Aqk ([1,L,H,C]) in the intermediates'
     dtype (inter_dtype, else INTER_DTYPE), T (fp32 [1,L,H,C], only when store_t: the backward needs it) and kg
-    (k e^{G_last - G} in w's dtype, per-channel gates with the v4 design or PREP_CONFIG["kg"] ==
-    "kernel" only, else None)."""
+    (k e^{G_last - G} in w's dtype, per-channel gates only: v4 and v5 always, v3 when
+    PREP_CONFIG["kg"] == "kernel"; else None)."""
     _, L, H, K = k.shape
     V = v.shape[-1]
     channel = g.dim() == 4
     inter = inter_dtype or INTER_DTYPE or k.dtype  # see INTER_DTYPE
+    design = PREP_CONFIG["design"]
+    if design == "auto":
+        design = "full" if K <= 64 and not channel else "split"
+    if design == "split":  # allocates its own outputs (T always: A is formed in its buffer)
+        G, w, u, Aqk, T, kg = chunk_prep_split(q, k, v, g, beta, scale, layout, inter)
+        return G, w, u, Aqk, (T if store_t else None), kg
     G = torch.empty(g.shape, device=g.device, dtype=torch.float32)
     w = torch.empty_like(k, dtype=inter)
     u = torch.empty_like(v, dtype=inter)
     Aqk = torch.empty(1, L, H, CHUNK, device=k.device, dtype=inter)
     T = torch.empty(1, L, H, CHUNK, device=k.device, dtype=torch.float32) if store_t else Aqk
-    design = PREP_CONFIG["design"]
-    if design == "auto":
-        design = "full" if K <= 64 and not channel else "split"
-    if design == "split":
-        G, w, u, Aqk, T, kg = chunk_prep_split(q, k, v, g, beta, scale, layout, inter)
-        return G, w, u, Aqk, (T if store_t else None), kg
     if design == "blocks":
         kg = torch.empty_like(k, dtype=inter) if channel else None
         if layout.num_chunks:
