@@ -1,11 +1,12 @@
 """Where the forward's time goes: each stage of ours and of fla 0.6.0 timed alone, same inputs.
 
-    PYTHONPATH=. python benchmarks/kernel_stages.py [--shapes 0,2,4] [--sweep] [--out DIR]
+    PYTHONPATH=. python benchmarks/kernel_stages.py [--shapes 0,2,4] [--sweep 0] [--dh-sweep 0] [--out DIR]
 
 Ours: layout (host-side chunk table), prep (cumsum, A, inverse, w, u, Aqk), scan (states per chunk,
 vn), output. fla: cumsum, intra (kkt + inverse + w, u), h (its scan), o. Medians of
 triton.testing.do_bench, ms, bf16 q/k/v/beta and fp32 gates as in bench_kernels.py. --sweep times our
-scan alone over (BV, num_warps, num_stages), the knobs of the one sequential kernel.
+scan alone over (BV, num_warps, num_stages), the knobs of the one sequential kernel; --dh-sweep the
+backward's dh scan over the same knobs and where its Aqk^T do term is formed (with chunk_bwd's total).
 """
 from __future__ import annotations
 
@@ -110,6 +111,41 @@ def sweep(B, T, H, D, channel):
     return rows
 
 
+def dh_sweep(B, T, H, D, channel):
+    """The backward's dh scan (chunk_bwd.launch_dh) alone over (BV, warps, stages, where Aqk^T do is
+    formed: "scan" in the serial loop or "kernel" in parallel before it), and the whole chunk_bwd at
+    each setting. Inputs: the forward's own intermediates (autograd._forward with store_for_bwd)."""
+    from hybridize.kernels import autograd
+    from hybridize.kernels import chunk_bwd as bwd_mod
+    q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel, False))
+    do = torch.randn_like(v)
+    scale = D ** -0.5
+    layout = make_layout(B, T, None, q.device)
+    _, _, (G, w, Aqk, Tm, h, vn, kg) = autograd._forward(q, k, v, g, beta, scale, None, False, layout,
+                                                        store_for_bwd=True)
+    pre = channel and bwd_mod.BWD_CONFIG["decayed"] == "kernel"
+    qd = prep_mod.decayed(q, G, layout, w.dtype, from_start=True) if pre else q
+    kd = kg if pre else k
+    dh_all = torch.empty(layout.num_chunks, H, D, D, device=q.device, dtype=w.dtype)
+    dvn = torch.empty_like(vn)
+    saved = dict(bwd_mod.BWD_CONFIG)
+    rows = []
+    # 8 warps are left out: at BV 16 they ended round 8's sweep with an illegal memory access (the
+    # shipped launch uses 4; the crash was not investigated further)
+    for bv, nw, ns, local in itertools.product((16, 32, 64), (2, 4), (1, 2), ("scan", "kernel")):
+        bwd_mod.BWD_CONFIG.update(dh_BV=bv, dh_warps=nw, dh_stages=ns, dvn_local=local)
+        try:
+            t = bench(lambda: bwd_mod.launch_dh(qd, kd, w, G, Aqk, do, None, dh_all, dvn, None, layout, scale, pre))
+            t_all = bench(lambda: bwd_mod.chunk_bwd(q, k, v, g, beta, scale, layout, G, w, Aqk, Tm, h, vn, do, None,
+                                                    False, kg=kg))
+        except Exception as err:  # noqa: BLE001 - out of shared memory etc.: recorded, not fatal
+            t, t_all = f"{type(err).__name__}", None
+        rows.append((bv, nw, ns, local, t, t_all))
+    bwd_mod.BWD_CONFIG.clear()
+    bwd_mod.BWD_CONFIG.update(saved)
+    return rows
+
+
 def split_sweep(B, T, H, D, channel):
     """The v5 prep's three kernels (chunk_prep_split.py) timed one at a time over their knobs. The
     inverse runs in place, so repeats invert their own output: the values drift (even to inf), the
@@ -150,6 +186,7 @@ def main():
     ap.add_argument("--designs", default="full", help="prep designs to time: full (v3), blocks (v4), split (v5)")
     ap.add_argument("--prep-sweep", default="", help="shape indices whose v4 prep to sweep")
     ap.add_argument("--split-sweep", default="", help="shape indices whose v5 (split) prep kernels to sweep")
+    ap.add_argument("--dh-sweep", default="", help="shape indices whose backward dh scan to sweep")
     ap.add_argument("--sweep-inter", default="fp32", help="intermediates' dtype during the sweeps")
     ap.add_argument("--no-fla", action="store_true")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
@@ -195,6 +232,18 @@ def main():
                 line = f"| {label} {'KDA' if channel else 'GDN'} ({B},{T},{H},{D}) | best {desc} | " + json.dumps(rows)
                 print(line, flush=True)
                 lines.append(line)
+    for i in (int(s) for s in args.dh_sweep.split(",") if s):
+        B, T, H, D = SHAPES[i]
+        for channel in (False, True):
+            rows = dh_sweep(B, T, H, D, channel)  # (BV, warps, stages, dvn_local, dh ms, chunk_bwd ms)
+            timed = [r for r in rows if isinstance(r[4], float)]
+            for r in sorted(timed, key=lambda r: r[4])[:4] + [r for r in rows if not isinstance(r[4], float)][:2]:
+                line = (f"| dh sweep {'KDA' if channel else 'GDN'} ({B},{T},{H},{D}) | BV {r[0]} warps {r[1]} "
+                        f"stages {r[2]} dvn {r[3]} | dh {r[4] if isinstance(r[4], str) else f'{r[4]:.3f}'} | "
+                        f"chunk_bwd {'—' if r[5] is None else f'{r[5]:.3f}'} |")
+                print(line, flush=True)
+                lines.append(line)
+            lines.append(f"dh sweep {'KDA' if channel else 'GDN'} ({B},{T},{H},{D}) all: " + json.dumps(rows))
     for i in (int(s) for s in args.split_sweep.split(",") if s):
         B, T, H, D = SHAPES[i]
         for channel in (False, True):

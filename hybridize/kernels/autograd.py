@@ -1,20 +1,23 @@
 """The public entry point: an autograd.Function over the chunk kernels, and the switch to the
 decoding kernel for a few new tokens when no gradient is needed.
 
-Forward:  [l2norm] -> chunk_prep -> chunk_scan (states per chunk) -> chunk_output. Nothing but the
-          inputs is saved:
-Backward: [l2norm] -> chunk_prep (again, keeping T) -> chunk_scan (keeping h, vn) -> chunk_bwd
-          -> [l2norm backward].  Recomputing costs one forward and saves the [chunks, H, K, V] states
-          between the two passes (fla's choice too).
+Forward:  [l2norm] -> chunk_prep -> chunk_scan (states per chunk) -> chunk_output. Saved: the
+          inputs and the prep's G, T, Aqk (RECOMPUTE "solve", default), or the inputs only ("all").
+Backward: [l2norm] -> chunk_prep (again, keeping T; or only its solve, from the kept G and T) ->
+          chunk_scan (keeping h, vn) -> chunk_bwd -> [l2norm backward]. Recomputing saves the
+          [chunks, H, K, V] states between the two passes (fla's choice too; fla keeps its A).
 """
 from __future__ import annotations
+
+import os
 
 import torch
 
 from ._common import make_layout
 from .chunk_bwd import chunk_bwd
 from .chunk_output import chunk_output
-from .chunk_prep import chunk_prep
+from .chunk_prep import chunk_prep, inter_dtype_for, prep_design
+from .chunk_prep_split import chunk_solve
 from .chunk_scan import SCAN_CONFIG, chunk_scan
 from .decode import recurrent_update
 from .l2norm import l2norm_bwd, l2norm_fwd
@@ -22,6 +25,14 @@ from .l2norm import l2norm_bwd, l2norm_fwd
 # Up to this many new tokens per sequence (and no gradient), the token-by-token kernel is used.
 DECODE_MAX_T = 16
 _FLOAT = (torch.float16, torch.bfloat16, torch.float32)
+# What the backward recomputes of the forward. "solve" (default): the forward keeps the prep's G (fp32,
+# g's shape), T (fp32 [L, H, 64]) and Aqk ([L, H, 64]) when the prep is the split design, and the
+# backward re-runs only its solve kernel (w, u, kg) before the scan: the pairs and inverse kernels run
+# once (fla keeps its A the same way). That memory is held per layer until the backward: at
+# 4096 tokens x 32 heads, 67 MB (scalar gates) or 134 MB (per-channel). "all"
+# (HYBRIDIZE_GDR_RECOMPUTE=all): only the inputs are saved and the whole prep runs again. H100, round 8,
+# (1,8192,16,128) fwd+bwd: pairs + inverse 0.307 ms (KDA) and 0.153 (GDN) not run a second time.
+RECOMPUTE = os.environ.get("HYBRIDIZE_GDR_RECOMPUTE", "solve")
 
 
 def _packed(x):
@@ -29,8 +40,9 @@ def _packed(x):
     return x.contiguous().reshape(1, x.shape[0] * x.shape[1], *x.shape[2:])
 
 
-def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=False, inter=None):
-    G, w, u, Aqk, T, kg = chunk_prep(q, k, v, g, beta, scale, layout, store_t=store_for_bwd, inter_dtype=inter)
+def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=False, inter=None, keep_t=False):
+    G, w, u, Aqk, T, kg = chunk_prep(q, k, v, g, beta, scale, layout, store_t=store_for_bwd or keep_t,
+                                     inter_dtype=inter)
     if store_for_bwd:  # the backward's states and vn keep the intermediates' precision
         o, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
                                   output_final_state=want_final, store_h=True, kg=kg)
@@ -58,8 +70,12 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
         else:
             qn, kn = qp, kp
         h0 = initial_state.contiguous().float() if initial_state is not None else None
-        o, ht, _ = _forward(qn, kn, vp, gp, bp, scale, h0, output_final_state, layout, inter=inter)
-        ctx.save_for_backward(qp, kp, vp, gp, bp, h0, rq, rk)
+        keep = (RECOMPUTE == "solve" and any(ctx.needs_input_grad[:5])
+                and prep_design(k.shape[-1], g.dim() == 4) == "split")
+        o, ht, (G, _, Aqk, Tm, _, _, _) = _forward(qn, kn, vp, gp, bp, scale, h0, output_final_state, layout,
+                                                   inter=inter, keep_t=keep)
+        kept = (G, Tm, Aqk) if keep else (None, None, None)
+        ctx.save_for_backward(qp, kp, vp, gp, bp, h0, rq, rk, *kept)
         ctx.layout, ctx.scale, ctx.l2, ctx.inter = layout, scale, use_qk_l2norm, inter
         ctx.shapes = (q.shape, g.shape, beta.shape)
         ctx.dtypes = (q.dtype, k.dtype, v.dtype, g.dtype, beta.dtype)
@@ -68,7 +84,7 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do, dht):
-        qp, kp, vp, gp, bp, h0, rq, rk = ctx.saved_tensors
+        qp, kp, vp, gp, bp, h0, rq, rk, G, T, Aqk = ctx.saved_tensors
         layout, scale = ctx.layout, ctx.scale
         if ctx.l2:
             # recompute exactly as the forward did (same rounding); rq, rk serve the l2 backward
@@ -76,8 +92,12 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
             kn, _ = l2norm_fwd(kp)
         else:
             qn, kn = qp, kp
-        _, _, (G, w, Aqk, T, h, vn, kg) = _forward(qn, kn, vp, gp, bp, scale, h0, False, layout, store_for_bwd=True,
-                                             inter=ctx.inter)
+        if G is not None:  # RECOMPUTE "solve": the prep's pairs and inverse are not run again
+            w, u, kg = chunk_solve(kn, vp, G, bp, T, layout, inter_dtype_for(kn, ctx.inter))
+            _, _, h, vn = chunk_scan(qn, kn, w, u, G, Aqk, scale, layout, initial_state=h0, store_h=True, kg=kg)
+        else:
+            _, _, (G, w, Aqk, T, h, vn, kg) = _forward(qn, kn, vp, gp, bp, scale, h0, False, layout,
+                                                       store_for_bwd=True, inter=ctx.inter)
         do = _packed(do.to(vp.dtype))
         dht = dht.contiguous().float() if dht is not None else None
         dq, dk, dv, dg, db, dh0 = chunk_bwd(qn, kn, vp, gp, bp, scale, layout, G, w, Aqk, T, h, vn, do, dht,

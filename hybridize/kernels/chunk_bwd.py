@@ -26,23 +26,52 @@ from ._common import (CHUNK, SUB, Layout, channel_colside, channel_grads, channe
 from .chunk_prep import decayed
 from .chunk_scan import _pick_bv, launch_options, load_gates
 
-# decayed (per-channel gates): "kernel" hands the dh scan q e^G and k e^{G_last - G} formed in parallel
-# (chunk_prep.decayed; kg is the forward's own), as the forward's scan gets kg, which took the KDA
-# scan from 0.913 to 0.554 ms on the H100 (round 7). Opt-in (HYBRIDIZE_GDR_DH=kernel) until timed.
-# factors (per-channel gates): "shared" forms the split decay factors of the four pairwise-gradient
-# products once per column block (_common.channel_grads: 8 exp'd [C, BK] tiles per program instead
-# of 32). Opt-in (HYBRIDIZE_GDR_BWD_FACTORS=shared) until timed.
-BWD_CONFIG = {"BK": 64, "BV": 64, "num_warps": 8, "decayed": os.environ.get("HYBRIDIZE_GDR_DH", "scan"),
-              "factors": os.environ.get("HYBRIDIZE_GDR_BWD_FACTORS", "per_product")}
+# decayed (per-channel gates): "kernel" (default) hands the dh scan q e^G and k e^{G_last - G} formed
+# in parallel (chunk_prep.decayed; kg is the forward's own), as the forward's scan gets kg; "scan"
+# exponentiates them inside the serial loop (HYBRIDIZE_GDR_DH=scan).
+# factors (per-channel gates): "shared" (default) forms the split decay factors of the four
+# pairwise-gradient products once per column block (_common.channel_grads: 8 exp'd [C, BK] tiles per
+# program instead of 32); "per_product" forms them per product (HYBRIDIZE_GDR_BWD_FACTORS=per_product).
+# Timed on the H100 (round 8, KDA fwd+bwd at (1,8192,16,128)): 6.210 ms with neither, 5.766 with
+# decayed, 6.001 with shared, 5.543 with both.
+# dvn_local: where the dh scan's dvn = Aqk^T do + kg dh' gets its first term, which does not depend on
+# the state. "kernel" (default): by _local_dvn_kernel, all chunks in parallel, into an fp32 buffer the
+# scan adds to (fla 0.6.0 does the same, chunk_kda_bwd_kernel_dAv); "scan" (HYBRIDIZE_GDR_DVN=scan):
+# inside the serial loop, one [C, C] x [C, BV] product and the Aqk tile per step. H100, round 8, at
+# (1,8192,16,128) under torch.profiler: the dh scan 0.901 -> 0.813 ms (GDN), 1.172 -> 0.833 (KDA),
+# plus 0.07 for the parallel kernel.
+# dh_BV / dh_warps / dh_stages: the dh scan's launch, None = as the forward scan's (_pick_bv,
+# launch_options). Set by benchmarks/kernel_stages.py --dh-sweep.
+BWD_CONFIG = {"BK": 64, "BV": 64, "num_warps": 8, "decayed": os.environ.get("HYBRIDIZE_GDR_DH", "kernel"),
+              "factors": os.environ.get("HYBRIDIZE_GDR_BWD_FACTORS", "shared"),
+              "dvn_local": os.environ.get("HYBRIDIZE_GDR_DVN", "kernel"), "dh_BV": None, "dh_warps": None,
+              "dh_stages": None}
 
 
 @triton.jit
-def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, cu, chunk_offsets, scale, H,
+def _local_dvn_kernel(Aqk, do, out, cu, chunks, H, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
+                      PREC: tl.constexpr, DT: tl.constexpr):
+    """Aqk^T do of one (chunk, head, BV value columns): the part of dvn that needs no state."""
+    i_c = tl.program_id(0)
+    i_h = tl.program_id(1)
+    vv = tl.program_id(2) * BV + tl.arange(0, BV)
+    bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
+    rows = tl.arange(0, C)
+    valid, tok, _ = chunk_tokens(bos, eos, i_t, rows, C)
+    m_v = valid[:, None] & (vv < V)[None, :]
+    p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
+    b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
+    b_do = tl.load(do + p_v, mask=m_v, other=0.0).to(DT)
+    tl.store(out + p_v, tl.dot(tl.trans(b_A), b_do, input_precision=PREC), mask=m_v)
+
+
+@triton.jit
+def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_offsets, scale, H,
                K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
-               CHANNEL: tl.constexpr, DECAYED: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr,
-               PREC: tl.constexpr, DT: tl.constexpr):
+               CHANNEL: tl.constexpr, DECAYED: tl.constexpr, LOCAL: tl.constexpr, HAS_DHT: tl.constexpr,
+               STORE_DH0: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
     """DECAYED: q arrives as q e^G and k as k e^{G_last - G} (chunk_prep.decayed), so the serial step
-    exponentiates only the [K] vector e^{G_last}."""
+    exponentiates only the [K] vector e^{G_last}. LOCAL: dvl holds Aqk^T do (fp32, _local_dvn_kernel)."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -79,9 +108,12 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, cu, chunk_offsets
         b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
         b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(DT)
         b_do = tl.load(do + p_v, mask=m_v, other=0.0).to(DT)
-        b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
         dh_dt = dh.to(DT)
-        dvn = tl.dot(tl.trans(b_A), b_do, input_precision=PREC)
+        if LOCAL:
+            dvn = tl.load(dvl + p_v, mask=m_v, other=0.0)
+        else:
+            b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
+            dvn = tl.dot(tl.trans(b_A), b_do, input_precision=PREC)
         dvn += tl.dot((b_k * eGlG).to(DT), dh_dt, input_precision=PREC)
         dvn_dt = dvn.to(DT)
         tl.store(dvn_out + p_v, dvn_dt, mask=m_v)
@@ -217,6 +249,39 @@ def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, db
     tl.store(dbeta_part + i_k * L * H + tok * H + i_h, db, mask=valid)
 
 
+def launch_dh(q, k, w, G, Aqk, do, dht, dh_all, dvn, dh0, layout: Layout, scale: float, decayed_in: bool) -> None:
+    """The dh scan (stage 1) over all documents; with BWD_CONFIG["dvn_local"] == "kernel", preceded by
+    the parallel Aqk^T do. q, k: as the kernel takes them (q e^G and kg when decayed_in)."""
+    _, L, H, K = k.shape
+    V = do.shape[-1]
+    N = layout.num_seqs
+    channel = G.dim() == 4
+    prec, dt = dot_precision(do.dtype), dot_dtype(w.dtype)  # do is in the inputs' dtype
+    local = BWD_CONFIG["dvn_local"] == "kernel"
+    dvl = None
+    if local and layout.num_chunks:
+        dvl = torch.empty(1, L, H, V, device=do.device, dtype=torch.float32)
+        BVl = min(64, triton.next_power_of_2(V))
+        _local_dvn_kernel[(layout.num_chunks, H, triton.cdiv(V, BVl))](
+            Aqk, do, dvl, layout.cu, layout.chunks, H, V=V, BV=BVl, C=CHUNK, PREC=prec, DT=dt, num_warps=4)
+    BV = BWD_CONFIG["dh_BV"] or _pick_bv(V, N * H, K)
+    # by the tiles' dtype: fp32 intermediates at BV=64 need 238 KB with 2 stages (KDA, H100)
+    opts = launch_options(K, BV, w.dtype, channel)
+    if dvl is not None and channel and K <= 128 and BV <= 32 and w.dtype == torch.float32:
+        # without the Aqk tile, 2 stages fit for per-channel gates: KDA dh scan 0.907 -> 0.795 ms at
+        # (1,8192,16,128), BV 16 (H100, round 8, kernel_stages.py --dh-sweep 0); at BV 64 they do not fit
+        opts["num_stages"] = 2
+    if BWD_CONFIG["dh_warps"]:
+        opts["num_warps"] = BWD_CONFIG["dh_warps"]
+    if BWD_CONFIG["dh_stages"]:
+        opts["num_stages"] = BWD_CONFIG["dh_stages"]
+    _dh_kernel[(triton.cdiv(V, BV), N * H)](
+        q, k, w, G, Aqk, do, dht if dht is not None else do, dh_all, dvn, dh0 if dh0 is not None else do,
+        dvl if dvl is not None else do, layout.cu, layout.chunk_offsets, scale, H,
+        K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=channel, DECAYED=decayed_in, LOCAL=dvl is not None,
+        HAS_DHT=dht is not None, STORE_DH0=dh0 is not None, PREC=prec, DT=dt, **opts)
+
+
 def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool, kg=None):
     """Gradients of the chunked rule (inputs packed [1, L, H, ...], q and k already normalised).
     kg: the forward's k e^{G_last - G} (per-channel gates), used by the dh scan when
@@ -232,19 +297,12 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
     dh_all = torch.empty(layout.num_chunks, H, K, V, device=dev, dtype=w.dtype)
     dvn = torch.empty_like(vn)
     dh0 = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if need_dh0 else None
-    BVs = _pick_bv(V, N * H, K)
     pre = channel and BWD_CONFIG["decayed"] == "kernel"
     if pre and kg is None:
         kg = decayed(k, G, layout, w.dtype)
     if N:
-        _dh_kernel[(triton.cdiv(V, BVs), N * H)](
-            decayed(q, G, layout, w.dtype, from_start=True) if pre else q, kg if pre else k, w, G, Aqk, do,
-            dht if dht is not None else do, dh_all, dvn,
-            dh0 if need_dh0 else do, layout.cu, layout.chunk_offsets, scale, H,
-            K=K, V=V, BK=BKf, BV=BVs, C=CHUNK, CHANNEL=channel, DECAYED=pre, HAS_DHT=dht is not None,
-            STORE_DH0=need_dh0, PREC=prec, DT=dot_dtype(w.dtype),
-            # by the tiles' dtype: fp32 intermediates at BV=64 need 238 KB with 2 stages (KDA, H100)
-            **launch_options(K, BVs, w.dtype, channel))
+        launch_dh(decayed(q, G, layout, w.dtype, from_start=True) if pre else q, kg if pre else k, w, G, Aqk, do, dht,
+                  dh_all, dvn, dh0, layout, scale, pre)
     BK = min(BWD_CONFIG["BK"], BKf)
     BV = min(BWD_CONFIG["BV"], triton.next_power_of_2(V))
     NK = triton.cdiv(K, BK)

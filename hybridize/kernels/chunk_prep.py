@@ -158,6 +158,19 @@ def blocks_unroll(K: int, bk: int) -> int:
     return steps if steps <= 4 else 1
 
 
+def prep_design(K: int, channel: bool) -> str:
+    """The design chunk_prep runs for this head dim and gate kind (PREP_CONFIG["design"], "auto" resolved)."""
+    design = PREP_CONFIG["design"]
+    if design == "auto":
+        design = "full" if K <= 64 and not channel else "split"
+    return design
+
+
+def inter_dtype_for(k: torch.Tensor, inter_dtype: torch.dtype | None = None) -> torch.dtype:
+    """The intermediates' dtype chunk_prep uses for these inputs (see INTER_DTYPE)."""
+    return inter_dtype or INTER_DTYPE or k.dtype
+
+
 def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = False,
                inter_dtype: torch.dtype | None = None):
     """q, k [1, L, H, K], v [1, L, H, V] (packed, contiguous), g [1, L, H] or [1, L, H, K], beta [1, L, H].
@@ -169,10 +182,8 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
     _, L, H, K = k.shape
     V = v.shape[-1]
     channel = g.dim() == 4
-    inter = inter_dtype or INTER_DTYPE or k.dtype  # see INTER_DTYPE
-    design = PREP_CONFIG["design"]
-    if design == "auto":
-        design = "full" if K <= 64 and not channel else "split"
+    inter = inter_dtype_for(k, inter_dtype)
+    design = prep_design(K, channel)
     if design == "split":  # allocates its own outputs (T always: A is formed in its buffer)
         G, w, u, Aqk, T, kg = chunk_prep_split(q, k, v, g, beta, scale, layout, inter)
         return G, w, u, Aqk, (T if store_t else None), kg

@@ -274,10 +274,17 @@ def chunk_prep_split(q, k, v, g, beta, scale: float, layout: Layout, inter: torc
     G = torch.empty(g.shape, device=g.device, dtype=torch.float32)
     T = torch.empty(1, L, H, CHUNK, device=k.device, dtype=torch.float32)
     Aqk = torch.empty(1, L, H, CHUNK, device=k.device, dtype=inter)
-    w = torch.empty_like(k, dtype=inter)
-    u = torch.empty_like(v, dtype=inter)
-    kg = torch.empty_like(k, dtype=inter) if g.dim() == 4 else None
     launch_pairs(q, k, g, beta, scale, layout, G, T, Aqk)
     launch_inverse(T, layout, k.dtype)
-    launch_solve(k, v, G, beta, T, layout, w, u, kg)
+    w, u, kg = chunk_solve(k, v, G, beta, T, layout, inter)
     return G, w, u, Aqk, T, kg
+
+
+def chunk_solve(k, v, G, beta, T, layout: Layout, inter: torch.dtype):
+    """w, u (and kg for per-channel gates) from the prep's G and T: the part of the prep that the
+    backward re-runs when the forward kept G, T and Aqk (autograd.RECOMPUTE)."""
+    w = torch.empty_like(k, dtype=inter)
+    u = torch.empty_like(v, dtype=inter)
+    kg = torch.empty_like(k, dtype=inter) if G.dim() == 4 else None
+    launch_solve(k, v, G, beta, T, layout, w, u, kg)
+    return w, u, kg

@@ -145,20 +145,28 @@ def test_aligned_keys_bf16_output():
 
 @inproc
 @pytest.mark.parametrize("version", ["fused_output", "full_tiles", "row_inverse", "kg_in_scan", "inverse16",
-                                     "dh_decayed", "dh_decayed_kg_in_scan", "bwd_shared_factors"])
+                                     "dh_in_scan", "dh_kg_in_scan", "bwd_per_product", "dvn_in_scan",
+                                     "recompute_all", "recompute_solve"])
 def test_earlier_versions(version, monkeypatch):
     """The designs the benchmarks time beside the default: the output fused into the scan; the
     v3 prep on whole [64, 64] tiles, with its row-by-row inverse, or with kg formed inside the scan;
     the v5 prep with v4's [16, 16] block inverse; the backward's dh scan fed q e^G and k e^{G_last - G}
-    (kg from the prep, or formed by the backward when the prep made none); the KDA backward's decay
-    factors shared by its four pairwise products. All must stay exact, or their timings mean nothing."""
-    from hybridize.kernels import chunk_bwd, chunk_prep, chunk_prep_split, chunk_scan
-    if version.startswith("dh_decayed"):
-        monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "decayed", "kernel")
-    if version == "bwd_shared_factors":
-        monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "factors", "shared")
-    elif version == "dh_decayed":
-        pass
+    (the default) or exponentiating them itself; kg formed by the backward when the prep made none;
+    the KDA backward's decay factors formed per pairwise product instead of shared; the dh scan
+    forming Aqk^T do itself instead of adding to it formed in parallel; the backward re-running the
+    whole prep instead of only its solve from the G, T, Aqk the forward kept (and the default
+    "solve" again on the split design, which is what keeps them at head dim 64). All must stay
+    exact, or their timings mean nothing."""
+    from hybridize.kernels import autograd, chunk_bwd, chunk_prep, chunk_prep_split, chunk_scan
+    if version == "dvn_in_scan":
+        monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "dvn_local", "scan")
+    elif version.startswith("recompute"):  # split design: the one whose solve runs alone
+        monkeypatch.setattr(autograd, "RECOMPUTE", version[len("recompute_"):])
+        monkeypatch.setitem(chunk_prep.PREP_CONFIG, "design", "split")
+    elif version == "dh_in_scan":
+        monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "decayed", "scan")
+    elif version == "bwd_per_product":
+        monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "factors", "per_product")
     elif version == "fused_output":
         monkeypatch.setitem(chunk_scan.SCAN_CONFIG, "fuse_o", True)
     elif version == "inverse16":
@@ -168,7 +176,7 @@ def test_earlier_versions(version, monkeypatch):
         monkeypatch.setitem(chunk_prep.PREP_CONFIG, "design", "full")
     if version == "row_inverse":
         monkeypatch.setitem(chunk_prep.PREP_CONFIG, "inverse", "rows")
-    if version.endswith("kg_in_scan"):
+    if version in ("kg_in_scan", "dh_kg_in_scan"):
         monkeypatch.setitem(chunk_prep.PREP_CONFIG, "kg", "scan")
     for channel in (False, True):
         check(31, 1, 150, 2, 64, 64, channel, l2=True, aligned=True)
