@@ -103,28 +103,36 @@ def rows(dims):
 
 
 def bwd_rows(D: int) -> list:
-    """The backward's two kernels for KDA at fp32 intermediates, with and without the round-7 opt-ins:
-    the dh scan fed q e^G and kg (DECAYED), and the shared decay factors (SHARED_FACTORS)."""
+    """The backward's kernels for KDA at fp32 intermediates: the dh scan (DECAYED: fed q e^G and kg;
+    LOCAL: adding to Aqk^T do formed before it) and stage 2 (SHARED_FACTORS; SPLIT: its value side in
+    _bwd_values_kernel)."""
     out = []
     bv = 16 if D <= 128 else 32
-    for dec in (False, True):
+    for dec, local in ((False, False), (True, False), (True, True)):
         sig = ptrs(["q", "k", "do"], "*bf16")
-        sig.update(ptrs(["w", "Aqk", "dh_out", "dvn_out", "G", "dht", "dh0"], "*fp32"))
+        sig.update(ptrs(["w", "Aqk", "dh_out", "dvn_out", "G", "dht", "dh0", "dvl"], "*fp32"))
         sig.update(cu="*i32", chunk_offsets="*i32", scale="fp32", H="i32")
-        consts = dict(K=D, V=D, BK=D, BV=bv, C=64, CHANNEL=True, DECAYED=dec, HAS_DHT=False, STORE_DH0=False,
-                      PREC="tf32", DT=tl.float32)
+        consts = dict(K=D, V=D, BK=D, BV=bv, C=64, CHANNEL=True, DECAYED=dec, LOCAL=local, HAS_DHT=False,
+                      STORE_DH0=False, PREC="tf32", DT=tl.float32)
         opts = chunk_scan.launch_options(D, bv, None, True)
-        out.append((f"bwd dh KDA D{D} BV{bv}{' decayed' if dec else ''}", chunk_bwd._dh_kernel, sig, consts,
-                    opts["num_warps"], 1))
-    for shared in (False, True):
+        stages = 2 if local and D <= 128 else 1  # as chunk_bwd.launch_dh
+        out.append((f"bwd dh KDA D{D} BV{bv}{' decayed' if dec else ''}{' local dvn' if local else ''}",
+                    chunk_bwd._dh_kernel, sig, consts, opts["num_warps"], stages))
+    cfg = chunk_bwd.BWD_CONFIG
+    for shared, split in ((False, False), (True, False), (True, True)):
         sig = ptrs(["q", "k", "v", "beta", "do", "dq", "dk", "dv"], "*bf16")
-        sig.update(ptrs(["G", "T", "h", "dh", "vn", "dvn", "dg_part", "dbeta_part"], "*fp32"))
+        sig.update(ptrs(["G", "T", "h", "dh", "vn", "dvn", "dg_part", "dbeta_part", "dvb_buf", "dA_buf", "dM_buf"],
+                        "*fp32"))
         sig.update(cu="*i32", chunks="*i32", scale="fp32", H="i32", L="i32")
-        cfg = chunk_bwd.BWD_CONFIG
-        consts = dict(K=D, V=D, BK=min(cfg["BK"], D), BV=min(cfg["BV"], D), C=64, SB=16, CHANNEL=True,
-                      SHARED_FACTORS=shared, PREC="tf32", DT=tl.float32)
-        out.append((f"bwd chunks KDA D{D}{' shared factors' if shared else ''}", chunk_bwd._bwd_kernel, sig, consts,
-                    cfg["num_warps"], 1))
+        consts = dict(K=D, V=D, BK=min(cfg["split_BK" if split else "BK"], D), BV=min(cfg["BV"], D), C=64, SB=16,
+                      CHANNEL=True, SHARED_FACTORS=shared, SPLIT=split, PREC="tf32", DT=tl.float32)
+        out.append((f"bwd chunks KDA D{D}{' shared factors' if shared else ''}{' split' if split else ''}",
+                    chunk_bwd._bwd_kernel, sig, consts, cfg["num_warps"], 1))
+    sig = ptrs(["v", "beta", "do", "dv"], "*bf16")
+    sig.update(ptrs(["T", "vn", "dvn", "dvb_out", "dA_out", "dM_out", "dbeta_v"], "*fp32"))
+    sig.update(cu="*i32", chunks="*i32", H="i32")
+    out.append((f"bwd values D{D}", chunk_bwd._bwd_values_kernel, sig,
+                dict(V=D, BV=min(cfg["values_BV"], D), C=64, PREC="tf32", DT=tl.float32), cfg["values_warps"], 1))
     return out
 
 

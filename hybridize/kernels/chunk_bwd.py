@@ -40,12 +40,23 @@ from .chunk_scan import _pick_bv, launch_options, load_gates
 # inside the serial loop, one [C, C] x [C, BV] product and the Aqk tile per step. H100, round 8, at
 # (1,8192,16,128) under torch.profiler: the dh scan 0.901 -> 0.813 ms (GDN), 1.172 -> 0.833 (KDA),
 # plus 0.07 for the parallel kernel.
+# design: "fused": one stage-2 program per (chunk, head, key block) forms everything, so the value-side
+# products (dvb = T^T dvn, dA, dM, dv) are repeated in every key block and their [C, C] accumulators
+# share registers with the key side's. "split": _bwd_values_kernel forms them once per (chunk, head)
+# into fp32 buffers (values_BV columns at a time, values_warps warps), and the key-block kernel loads
+# them; with the value side gone, narrower key blocks cost no repeated work: split_BK 32 at 8 warps
+# spills 1.2 KB per program for KDA at head dim 128 where the fused kernel (BK 64) spills 3.5 KB
+# (kernel_resources.py, triton 3.6, sm_90). "auto" (default): split for per-channel gates at head dim
+# >= 128, fused otherwise, from the H100 (round 8, PART=3 of kernels_next_gpu.sh), fwd+bwd ms fused ->
+# split: KDA (1,8192,16,128) 4.858 -> 4.644; KDA (8,2048,9,64) 2.127 -> 2.322; GDN (1,8192,16,128)
+# 2.987 -> 3.387; GDN (8,2048,9,64) 1.914 -> 2.205. HYBRIDIZE_GDR_BWD=fused or split fixes one.
 # dh_BV / dh_warps / dh_stages: the dh scan's launch, None = as the forward scan's (_pick_bv,
 # launch_options). Set by benchmarks/kernel_stages.py --dh-sweep.
 BWD_CONFIG = {"BK": 64, "BV": 64, "num_warps": 8, "decayed": os.environ.get("HYBRIDIZE_GDR_DH", "kernel"),
               "factors": os.environ.get("HYBRIDIZE_GDR_BWD_FACTORS", "shared"),
               "dvn_local": os.environ.get("HYBRIDIZE_GDR_DVN", "kernel"), "dh_BV": None, "dh_warps": None,
-              "dh_stages": None}
+              "dh_stages": None, "design": os.environ.get("HYBRIDIZE_GDR_BWD", "auto"), "split_BK": 32, "values_BV": 32,
+              "values_warps": 8}
 
 
 @triton.jit
@@ -124,11 +135,49 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_of
 
 
 @triton.jit
-def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, dbeta_part,
+def _bwd_values_kernel(v, beta, T, vn, dvn, do, dv, dvb_out, dA_out, dM_out, dbeta_v, cu, chunks, H,
+                       V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
+    """The value side of stage 2, once per (chunk, head): dvb = T^T dvn (kept for the key side's
+    dvb h^T), dv = beta dvb, beta's v-part, dA = -strict_tril(dvb vn^T) and dM = tril(do vn^T)."""
+    i_c = tl.program_id(0)
+    i_h = tl.program_id(1)
+    bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
+    rows = tl.arange(0, C)
+    valid, tok, _ = chunk_tokens(bos, eos, i_t, rows, C)
+    b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
+    p_c = (tok[:, None] * H + i_h) * C + rows[None, :]
+    b_T = tl.load(T + p_c, mask=valid[:, None], other=0.0)
+    dA = tl.zeros([C, C], dtype=tl.float32)
+    dM = tl.zeros([C, C], dtype=tl.float32)
+    db = tl.zeros([C], dtype=tl.float32)
+    for v0 in range(0, V, BV):
+        vv = v0 + tl.arange(0, BV)
+        m_v = valid[:, None] & (vv < V)[None, :]
+        p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
+        b_vn = tl.load(vn + p_v, mask=m_v, other=0.0).to(DT)
+        b_dvn = tl.load(dvn + p_v, mask=m_v, other=0.0).to(tl.float32)
+        b_do = tl.load(do + p_v, mask=m_v, other=0.0).to(DT)
+        b_v = tl.load(v + p_v, mask=m_v, other=0.0).to(tl.float32)
+        dvb = tl.dot(tl.trans(b_T), b_dvn, input_precision=PREC)
+        tl.store(dv + p_v, (dvb * b_b[:, None]).to(dv.dtype.element_ty), mask=m_v)
+        tl.store(dvb_out + p_v, dvb, mask=m_v)
+        db += tl.sum(dvb * b_v, 1)
+        dvb_dt = dvb.to(DT)
+        dA += tl.dot(dvb_dt, tl.trans(b_vn), input_precision=PREC)
+        dM += tl.dot(b_do, tl.trans(b_vn), input_precision=PREC)
+    tl.store(dA_out + p_c, tl.where(rows[:, None] > rows[None, :], -dA, 0.0), mask=valid[:, None])
+    tl.store(dM_out + p_c, tl.where(rows[:, None] >= rows[None, :], dM, 0.0), mask=valid[:, None])
+    tl.store(dbeta_v + tok * H + i_h, db, mask=valid)
+
+
+@triton.jit
+def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, dbeta_part, dvb_buf, dA_buf, dM_buf,
                 cu, chunks, scale, H, L,
                 K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
-                SB: tl.constexpr, CHANNEL: tl.constexpr, SHARED_FACTORS: tl.constexpr, PREC: tl.constexpr,
-                DT: tl.constexpr):
+                SB: tl.constexpr, CHANNEL: tl.constexpr, SHARED_FACTORS: tl.constexpr, SPLIT: tl.constexpr,
+                PREC: tl.constexpr, DT: tl.constexpr):
+    """SPLIT: _bwd_values_kernel has already formed dvb, dv, beta's v-part, dA and dM (once per chunk
+    and head instead of once per key block); this kernel loads dvb, dA and dM."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     i_k = tl.program_id(2)
@@ -143,7 +192,8 @@ def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, db
     b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(tl.float32) * scale
     b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
     p_c = (tok[:, None] * H + i_h) * C + rows[None, :]
-    b_T = tl.load(T + p_c, mask=valid[:, None], other=0.0)
+    if not SPLIT:
+        b_T = tl.load(T + p_c, mask=valid[:, None], other=0.0)
     # G is the forward's own (loaded, not recomputed: the prep's block-wise cumulative sum rounds
     # differently from a 64-row one, and with |G| ~ 100 that difference alone put dk at 1e-5).
     # Past the document end it must stay at its last value (not 0), or the split decay factors
@@ -179,24 +229,31 @@ def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, db
         b_h = tl.load(h + state + vv[None, :], mask=m_s, other=0.0).to(DT)
         b_dh = tl.load(dh + state + vv[None, :], mask=m_s, other=0.0).to(DT)
         b_vn = tl.load(vn + p_v, mask=m_v, other=0.0).to(DT)
-        b_dvn = tl.load(dvn + p_v, mask=m_v, other=0.0).to(tl.float32)
         b_do = tl.load(do + p_v, mask=m_v, other=0.0).to(DT)
-        b_v = tl.load(v + p_v, mask=m_v, other=0.0).to(tl.float32)
-        dvb = tl.dot(tl.trans(b_T), b_dvn, input_precision=PREC)
-        # dv and the v-part of dbeta do not depend on the key block: only block 0 writes them.
-        if i_k == 0:
-            tl.store(dv + p_v, (dvb * b_b[:, None]).to(dv.dtype.element_ty), mask=m_v)
-            db += tl.sum(dvb * b_v, 1)
-        dvb_dt = dvb.to(DT)
-        dA += tl.dot(dvb_dt, tl.trans(b_vn), input_precision=PREC)
-        dM += tl.dot(b_do, tl.trans(b_vn), input_precision=PREC)
+        if SPLIT:
+            dvb_dt = tl.load(dvb_buf + p_v, mask=m_v, other=0.0).to(DT)
+        else:
+            b_dvn = tl.load(dvn + p_v, mask=m_v, other=0.0).to(tl.float32)
+            b_v = tl.load(v + p_v, mask=m_v, other=0.0).to(tl.float32)
+            dvb = tl.dot(tl.trans(b_T), b_dvn, input_precision=PREC)
+            # dv and the v-part of dbeta do not depend on the key block: only block 0 writes them.
+            if i_k == 0:
+                tl.store(dv + p_v, (dvb * b_b[:, None]).to(dv.dtype.element_ty), mask=m_v)
+                db += tl.sum(dvb * b_v, 1)
+            dvb_dt = dvb.to(DT)
+            dA += tl.dot(dvb_dt, tl.trans(b_vn), input_precision=PREC)
+            dM += tl.dot(b_do, tl.trans(b_vn), input_precision=PREC)
         dkb += tl.dot(dvb_dt, tl.trans(b_h), input_precision=PREC)
         dqg += tl.dot(b_do, tl.trans(b_h), input_precision=PREC)
         dkd += tl.dot(b_vn, tl.trans(b_dh), input_precision=PREC)
         dGl_h += tl.sum(b_h.to(tl.float32) * b_dh.to(tl.float32), 1)
 
-    dA = tl.where(rows[:, None] > rows[None, :], -dA, 0.0)
-    dM = tl.where(rows[:, None] >= rows[None, :], dM, 0.0)
+    if SPLIT:
+        dA = tl.load(dA_buf + p_c, mask=valid[:, None], other=0.0)
+        dM = tl.load(dM_buf + p_c, mask=valid[:, None], other=0.0)
+    else:
+        dA = tl.where(rows[:, None] > rows[None, :], -dA, 0.0)
+        dM = tl.where(rows[:, None] >= rows[None, :], dM, 0.0)
     # Through w's input kb = beta k e^G (dkb carries the minus sign of vn = u - w h):
     t_kb = -dkb * eG  # d(k)/beta from this path
     dk_acc = t_kb * b_b[:, None]
@@ -303,20 +360,32 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
     if N:
         launch_dh(decayed(q, G, layout, w.dtype, from_start=True) if pre else q, kg if pre else k, w, G, Aqk, do, dht,
                   dh_all, dvn, dh0, layout, scale, pre)
-    BK = min(BWD_CONFIG["BK"], BKf)
+    design = BWD_CONFIG["design"]
+    split = design == "split" or (design == "auto" and channel and K >= 128)
+    BK = min(BWD_CONFIG["split_BK" if split else "BK"], BKf)
     BV = min(BWD_CONFIG["BV"], triton.next_power_of_2(V))
     NK = triton.cdiv(K, BK)
     dq = torch.empty_like(q)
     dk = torch.empty_like(k)
     dv = torch.empty_like(v)
     dg_part = torch.empty((1 if channel else NK,) + tuple(g.shape), device=dev, dtype=torch.float32)
-    db_part = torch.empty((NK,) + tuple(beta.shape), device=dev, dtype=torch.float32)
+    # with the split design, slot NK holds beta's v-part (from _bwd_values_kernel)
+    db_part = torch.empty((NK + split,) + tuple(beta.shape), device=dev, dtype=torch.float32)
     if layout.num_chunks:
+        dvb = dA = dM = do  # unused pointers unless split
+        if split:
+            dvb = torch.empty(1, L, H, V, device=dev, dtype=torch.float32)
+            dA = torch.empty(1, L, H, CHUNK, device=dev, dtype=torch.float32)
+            dM = torch.empty_like(dA)
+            _bwd_values_kernel[(layout.num_chunks, H)](
+                v, beta, T, vn, dvn, do, dv, dvb, dA, dM, db_part[NK], layout.cu, layout.chunks, H,
+                V=V, BV=min(BWD_CONFIG["values_BV"], triton.next_power_of_2(V)), C=CHUNK, PREC=prec,
+                DT=dot_dtype(w.dtype), num_warps=BWD_CONFIG["values_warps"])
         _bwd_kernel[(layout.num_chunks, H, NK)](
-            q, k, v, beta, G, T, h, dh_all, vn, dvn, do, dq, dk, dv, dg_part, db_part,
+            q, k, v, beta, G, T, h, dh_all, vn, dvn, do, dq, dk, dv, dg_part, db_part, dvb, dA, dM,
             layout.cu, layout.chunks, scale, H, L,
             K=K, V=V, BK=BK, BV=BV, C=CHUNK, SB=SUB, CHANNEL=channel,
-            SHARED_FACTORS=BWD_CONFIG["factors"] == "shared", PREC=prec, DT=dot_dtype(w.dtype),
+            SHARED_FACTORS=BWD_CONFIG["factors"] == "shared", SPLIT=split, PREC=prec, DT=dot_dtype(w.dtype),
             num_warps=BWD_CONFIG["num_warps"], num_stages=1)
     dg = dg_part[0] if channel else dg_part.sum(0)
     return dq, dk, dv, dg, db_part.sum(0), dh0

@@ -146,7 +146,7 @@ def test_aligned_keys_bf16_output():
 @inproc
 @pytest.mark.parametrize("version", ["fused_output", "full_tiles", "row_inverse", "kg_in_scan", "inverse16",
                                      "dh_in_scan", "dh_kg_in_scan", "bwd_per_product", "dvn_in_scan",
-                                     "recompute_all", "recompute_solve"])
+                                     "recompute_all", "recompute_solve", "bwd_split"])
 def test_earlier_versions(version, monkeypatch):
     """The designs the benchmarks time beside the default: the output fused into the scan; the
     v3 prep on whole [64, 64] tiles, with its row-by-row inverse, or with kg formed inside the scan;
@@ -155,11 +155,14 @@ def test_earlier_versions(version, monkeypatch):
     the KDA backward's decay factors formed per pairwise product instead of shared; the dh scan
     forming Aqk^T do itself instead of adding to it formed in parallel; the backward re-running the
     whole prep instead of only its solve from the G, T, Aqk the forward kept (and the default
-    "solve" again on the split design, which is what keeps them at head dim 64). All must stay
+    "solve" again on the split design, which is what keeps them at head dim 64); stage 2 of the
+    backward split into a value-side and a key-side kernel. All must stay
     exact, or their timings mean nothing."""
     from hybridize.kernels import autograd, chunk_bwd, chunk_prep, chunk_prep_split, chunk_scan
     if version == "dvn_in_scan":
         monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "dvn_local", "scan")
+    elif version == "bwd_split":
+        monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "design", "split")
     elif version.startswith("recompute"):  # split design: the one whose solve runs alone
         monkeypatch.setattr(autograd, "RECOMPUTE", version[len("recompute_"):])
         monkeypatch.setitem(chunk_prep.PREP_CONFIG, "design", "split")
@@ -180,6 +183,23 @@ def test_earlier_versions(version, monkeypatch):
         monkeypatch.setitem(chunk_prep.PREP_CONFIG, "kg", "scan")
     for channel in (False, True):
         check(31, 1, 150, 2, 64, 64, channel, l2=True, aligned=True)
+
+
+@inproc
+@pytest.mark.parametrize("case", ["packed", "K32V128", "K128V64"])
+@pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
+def test_bwd_split(case, channel, monkeypatch):
+    """The split stage 2 of the backward (value side once per chunk and head, key side per key block)
+    where key blocks and value blocks differ in number, and over packed documents (an empty one, a
+    one-token one)."""
+    from hybridize.kernels import chunk_bwd
+    monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "design", "split")
+    monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "split_BK", 16)  # several key blocks at every head dim here
+    if case == "packed":
+        check(51, 1, 150, 2, 64, 64, channel, cu=[0, 10, 10, 11, 90, 150], l2=True)
+    else:
+        K, V = (int(x) for x in case[1:].split("V"))
+        check(52 + K, 1, 80, 2, K, V, channel)
 
 
 @inproc
