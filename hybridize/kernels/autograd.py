@@ -2,7 +2,8 @@
 decoding kernel for a few new tokens when no gradient is needed.
 
 Forward:  [l2norm] -> chunk_prep -> chunk_scan (states per chunk) -> chunk_output. Saved: the
-          inputs and the prep's G, T, Aqk (RECOMPUTE "solve", default), or the inputs only ("all").
+          inputs and the prep's G, T, Aqk (RECOMPUTE "solve", default), the inputs only ("all"), or
+          everything the backward reads ("none").
 Backward: [l2norm] -> chunk_prep (again, keeping T; or only its solve, from the kept G and T) ->
           chunk_scan (keeping h, vn) -> chunk_bwd -> [l2norm backward]. Recomputing saves the
           [chunks, H, K, V] states between the two passes (fla's choice too; fla keeps its A).
@@ -32,6 +33,11 @@ _FLOAT = (torch.float16, torch.bfloat16, torch.float32)
 # 4096 tokens x 32 heads, 67 MB (scalar gates) or 134 MB (per-channel). "all"
 # (HYBRIDIZE_GDR_RECOMPUTE=all): only the inputs are saved and the whole prep runs again. H100, round 8,
 # (1,8192,16,128) fwd+bwd: pairs + inverse 0.307 ms (KDA) and 0.153 (GDN) not run a second time.
+# "none" (opt-in, not yet timed): the forward runs as the backward needs it (states and vn in the
+# intermediates' dtype; the output kernel then reads fp32 states) and keeps everything the backward
+# reads, so the backward runs no forward kernel at all. It saves the solve and the scan (0.17 + 0.57 ms
+# for KDA at (1,8192,16,128)) for about 400 MB per layer at 4096 tokens x 32 heads (the per-chunk
+# states alone are [chunks, H, K, V] fp32, which is why fla recomputes them).
 RECOMPUTE = os.environ.get("HYBRIDIZE_GDR_RECOMPUTE", "solve")
 
 
@@ -40,12 +46,16 @@ def _packed(x):
     return x.contiguous().reshape(1, x.shape[0] * x.shape[1], *x.shape[2:])
 
 
-def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=False, inter=None, keep_t=False):
+def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=False, inter=None, keep_t=False,
+             want_o=False):
+    """o (None when store_for_bwd and not want_o), the final state, and (G, w, Aqk, T, h, vn, kg)."""
     G, w, u, Aqk, T, kg = chunk_prep(q, k, v, g, beta, scale, layout, store_t=store_for_bwd or keep_t,
                                      inter_dtype=inter)
     if store_for_bwd:  # the backward's states and vn keep the intermediates' precision
         o, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
                                   output_final_state=want_final, store_h=True, kg=kg)
+        if want_o:
+            o = chunk_output(q, G, Aqk, h, vn, scale, layout)
     elif SCAN_CONFIG["fuse_o"]:
         o, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
                                   output_final_state=want_final, fuse_o=True, kg=kg)
@@ -70,11 +80,18 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
         else:
             qn, kn = qp, kp
         h0 = initial_state.contiguous().float() if initial_state is not None else None
-        keep = (RECOMPUTE == "solve" and any(ctx.needs_input_grad[:5])
-                and prep_design(k.shape[-1], g.dim() == 4) == "split")
-        o, ht, (G, _, Aqk, Tm, _, _, _) = _forward(qn, kn, vp, gp, bp, scale, h0, output_final_state, layout,
-                                                   inter=inter, keep_t=keep)
-        kept = (G, Tm, Aqk) if keep else (None, None, None)
+        grad = any(ctx.needs_input_grad[:5])
+        keep_all = grad and RECOMPUTE == "none"
+        keep = grad and RECOMPUTE == "solve" and prep_design(k.shape[-1], g.dim() == 4) == "split"
+        o, ht, inter_out = _forward(qn, kn, vp, gp, bp, scale, h0, output_final_state, layout, inter=inter,
+                                    keep_t=keep, store_for_bwd=keep_all, want_o=True)
+        G, w, Aqk, Tm, h, vn, kg = inter_out
+        if keep_all:
+            kept = inter_out
+        elif keep:
+            kept = (G, None, Aqk, Tm, None, None, None)
+        else:
+            kept = (None,) * 7
         ctx.save_for_backward(qp, kp, vp, gp, bp, h0, rq, rk, *kept)
         ctx.layout, ctx.scale, ctx.l2, ctx.inter = layout, scale, use_qk_l2norm, inter
         ctx.shapes = (q.shape, g.shape, beta.shape)
@@ -84,7 +101,7 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do, dht):
-        qp, kp, vp, gp, bp, h0, rq, rk, G, T, Aqk = ctx.saved_tensors
+        qp, kp, vp, gp, bp, h0, rq, rk, G, w, Aqk, T, h, vn, kg = ctx.saved_tensors
         layout, scale = ctx.layout, ctx.scale
         if ctx.l2:
             # recompute exactly as the forward did (same rounding); rq, rk serve the l2 backward
@@ -92,7 +109,9 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
             kn, _ = l2norm_fwd(kp)
         else:
             qn, kn = qp, kp
-        if G is not None:  # RECOMPUTE "solve": the prep's pairs and inverse are not run again
+        if h is not None:  # RECOMPUTE "none": the forward kept everything
+            pass
+        elif G is not None:  # RECOMPUTE "solve": the prep's pairs and inverse are not run again
             w, u, kg = chunk_solve(kn, vp, G, bp, T, layout, inter_dtype_for(kn, ctx.inter))
             _, _, h, vn = chunk_scan(qn, kn, w, u, G, Aqk, scale, layout, initial_state=h0, store_h=True, kg=kg)
         else:

@@ -146,7 +146,7 @@ def test_aligned_keys_bf16_output():
 @inproc
 @pytest.mark.parametrize("version", ["fused_output", "full_tiles", "row_inverse", "kg_in_scan", "inverse16",
                                      "dh_in_scan", "dh_kg_in_scan", "bwd_per_product", "dvn_in_scan",
-                                     "recompute_all", "recompute_solve", "bwd_split"])
+                                     "recompute_all", "recompute_solve", "recompute_none", "bwd_split"])
 def test_earlier_versions(version, monkeypatch):
     """The designs the benchmarks time beside the default: the output fused into the scan; the
     v3 prep on whole [64, 64] tiles, with its row-by-row inverse, or with kg formed inside the scan;
@@ -155,7 +155,8 @@ def test_earlier_versions(version, monkeypatch):
     the KDA backward's decay factors formed per pairwise product instead of shared; the dh scan
     forming Aqk^T do itself instead of adding to it formed in parallel; the backward re-running the
     whole prep instead of only its solve from the G, T, Aqk the forward kept (and the default
-    "solve" again on the split design, which is what keeps them at head dim 64); stage 2 of the
+    "solve" again on the split design, which is what keeps them at head dim 64), or nothing
+    (the forward keeps everything the backward reads); stage 2 of the
     backward split into a value-side and a key-side kernel. All must stay
     exact, or their timings mean nothing."""
     from hybridize.kernels import autograd, chunk_bwd, chunk_prep, chunk_prep_split, chunk_scan
