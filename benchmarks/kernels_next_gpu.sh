@@ -18,40 +18,29 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .
 export PYTHONPATH=/tmp/site:.:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
+# compare VAR BASE NEW: correctness with VAR=NEW; fwd+bwd at shapes 0 and 4 with VAR=BASE and VAR=NEW in
+# the same call (ours only); then where NEW's fwd+bwd time goes, kernel by kernel
+compare() {
+  local var=$1 base=$2 new=$3 val
+  env "$var=$new" timeout 150 python3 benchmarks/kernels_correctness.py --jobs 16 --no-ref-check \
+    > "$OUT/correctness_$new.log" 2>&1
+  echo "correctness ($var=$new) rc=$?"
+  for val in "$base" "$new"; do
+    env "$var=$val" timeout 100 python3 benchmarks/bench_kernels.py --ours-only --shapes 0,4 --skip-versions \
+      --no-fla-decode --warm 16 --out "$OUT/bench_$val" > "$OUT/bench_$val.log" 2>&1
+    echo "bench $var=$val rc=$?"
+    grep "^| [GK]D[AN] f" "$OUT/bench_$val.log" | sed "s/^/$var=$val /"
+  done
+  env "$var=$new" timeout 80 python3 benchmarks/kernel_profile.py --shapes 0 --modes fwd+bwd --no-fla \
+    --out "$OUT/profile_$new" > "$OUT/profile_$new.log" 2>&1
+  echo "profile ($var=$new) rc=$?"
+  grep "sum of kernels\|_bwd" "$OUT/profile_$new.log"
+  grep "\[ours\]" "$OUT/correctness_$new.log" | cut -c1-170
+}
 if [ "${PART:-1}" = 1 ]; then
-  # (1) correctness with the forward keeping everything the backward reads (HYBRIDIZE_GDR_RECOMPUTE=none)
-  HYBRIDIZE_GDR_RECOMPUTE=none timeout 150 python3 benchmarks/kernels_correctness.py --jobs 16 --no-ref-check \
-    > "$OUT/correctness_none.log" 2>&1
-  echo "correctness (recompute none) rc=$?"
-  # (2) fwd+bwd with the default ("solve") and "none", same call; then where "none"'s time goes
-  for mode in solve none; do
-    HYBRIDIZE_GDR_RECOMPUTE=$mode timeout 100 python3 benchmarks/bench_kernels.py --ours-only --shapes 0,4 \
-      --skip-versions --no-fla-decode --warm 16 --out "$OUT/bench_$mode" > "$OUT/bench_$mode.log" 2>&1
-    echo "bench recompute $mode rc=$?"
-    grep "^| [GK]D[AN] f" "$OUT/bench_$mode.log" | sed "s/^/recompute=$mode /"
-  done
-  HYBRIDIZE_GDR_RECOMPUTE=none timeout 80 python3 benchmarks/kernel_profile.py --shapes 0 --no-fla \
-    --out "$OUT/profile_none" > "$OUT/profile_none.log" 2>&1
-  echo "profile (recompute none) rc=$?"
-  grep "sum of kernels" "$OUT/profile_none.log"
-  grep "\[ours\]" "$OUT"/correctness_none.log | cut -c1-170
+  compare HYBRIDIZE_GDR_RECOMPUTE solve none
 elif [ "${PART}" = 3 ]; then
-  # stage 2 of the backward split (HYBRIDIZE_GDR_BWD=split): correctness, then fwd+bwd beside the
-  # fused default in the same call, and where the split one's time goes
-  HYBRIDIZE_GDR_BWD=split timeout 150 python3 benchmarks/kernels_correctness.py --jobs 16 --no-ref-check \
-    > "$OUT/correctness_split.log" 2>&1
-  echo "correctness (split backward) rc=$?"
-  for design in fused split; do
-    HYBRIDIZE_GDR_BWD=$design timeout 100 python3 benchmarks/bench_kernels.py --ours-only --shapes 0,4 \
-      --skip-versions --no-fla-decode --warm 16 --out "$OUT/bench_$design" > "$OUT/bench_$design.log" 2>&1
-    echo "bench backward $design rc=$?"
-    grep "^| [GK]D[AN] f" "$OUT/bench_$design.log" | sed "s/^/bwd=$design /"
-  done
-  HYBRIDIZE_GDR_BWD=split timeout 80 python3 benchmarks/kernel_profile.py --shapes 0 --modes fwd+bwd --no-fla \
-    --out "$OUT/profile_split" > "$OUT/profile_split.log" 2>&1
-  echo "profile (split backward) rc=$?"
-  grep "sum of kernels\|_bwd" "$OUT/profile_split.log"
-  grep "\[ours\]" "$OUT"/correctness_split.log | cut -c1-170
+  compare HYBRIDIZE_GDR_BWD fused split
 else
   timeout 580 python3 benchmarks/bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --skip-versions --out "$OUT" \
     > "$OUT/bench.log" 2>&1
