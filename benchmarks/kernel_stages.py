@@ -123,9 +123,7 @@ def dh_sweep(B, T, H, D, channel):
     layout = make_layout(B, T, None, q.device)
     _, _, (G, w, Aqk, Tm, h, vn, kg) = autograd._forward(q, k, v, g, beta, scale, None, False, layout,
                                                         store_for_bwd=True)
-    pre = channel and bwd_mod.BWD_CONFIG["decayed"] == "kernel"
-    qd = prep_mod.decayed(q, G, layout, w.dtype, from_start=True) if pre else q
-    kd = kg if pre else k
+    ops = bwd_mod.dh_operands(q, k, G, layout, w.dtype, kg)
     dh_all = torch.empty(layout.num_chunks, H, D, D, device=q.device, dtype=w.dtype)
     dvn = torch.empty_like(vn)
     saved = dict(bwd_mod.BWD_CONFIG)
@@ -135,7 +133,7 @@ def dh_sweep(B, T, H, D, channel):
     for bv, nw, ns, local in itertools.product((16, 32, 64), (2, 4), (1, 2), ("scan", "kernel")):
         bwd_mod.BWD_CONFIG.update(dh_BV=bv, dh_warps=nw, dh_stages=ns, dvn_local=local)
         try:
-            t = bench(lambda: bwd_mod.launch_dh(qd, kd, w, G, Aqk, do, None, dh_all, dvn, None, layout, scale, pre))
+            t = bench(lambda: bwd_mod.launch_dh(*ops, w, G, Aqk, do, None, dh_all, dvn, None, layout, scale))
             t_all = bench(lambda: bwd_mod.chunk_bwd(q, k, v, g, beta, scale, layout, G, w, Aqk, Tm, h, vn, do, None,
                                                     False, kg=kg))
         except Exception as err:  # noqa: BLE001 - out of shared memory etc.: recorded, not fatal

@@ -109,14 +109,13 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
             kn, _ = l2norm_fwd(kp)
         else:
             qn, kn = qp, kp
-        if h is not None:  # RECOMPUTE "none": the forward kept everything
-            pass
-        elif G is not None:  # RECOMPUTE "solve": the prep's pairs and inverse are not run again
-            w, u, kg = chunk_solve(kn, vp, G, bp, T, layout, inter_dtype_for(kn, ctx.inter))
-            _, _, h, vn = chunk_scan(qn, kn, w, u, G, Aqk, scale, layout, initial_state=h0, store_h=True, kg=kg)
-        else:
+        if G is None:  # RECOMPUTE "all" (or a prep design without a separate solve)
             _, _, (G, w, Aqk, T, h, vn, kg) = _forward(qn, kn, vp, gp, bp, scale, h0, False, layout,
                                                        store_for_bwd=True, inter=ctx.inter)
+        elif h is None:  # RECOMPUTE "solve": the prep's pairs and inverse are not run again
+            w, u, kg = chunk_solve(kn, vp, G, bp, T, layout, inter_dtype_for(kn, ctx.inter))
+            _, _, h, vn = chunk_scan(qn, kn, w, u, G, Aqk, scale, layout, initial_state=h0, store_h=True, kg=kg)
+        # RECOMPUTE "none": the forward kept everything
         do = _packed(do.to(vp.dtype))
         dht = dht.contiguous().float() if dht is not None else None
         dq, dk, dv, dg, db, dh0 = chunk_bwd(qn, kn, vp, gp, bp, scale, layout, G, w, Aqk, T, h, vn, do, dht,

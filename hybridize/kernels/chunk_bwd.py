@@ -212,8 +212,9 @@ def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, db
         eGl = tl.exp(Gl)
 
     # Accumulate over value blocks every product that sums over the value dimension.
-    dA = tl.zeros([C, C], dtype=tl.float32)  # dvb vn^T (sign and mask applied after)
-    dM = tl.zeros([C, C], dtype=tl.float32)  # do vn^T
+    if not SPLIT:
+        dA = tl.zeros([C, C], dtype=tl.float32)  # dvb vn^T (sign and mask applied after)
+        dM = tl.zeros([C, C], dtype=tl.float32)  # do vn^T
     dkb = tl.zeros([C, BK], dtype=tl.float32)  # dvb h^T
     dqg = tl.zeros([C, BK], dtype=tl.float32)  # do h^T
     dkd = tl.zeros([C, BK], dtype=tl.float32)  # vn dh'^T
@@ -306,9 +307,19 @@ def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, db
     tl.store(dbeta_part + i_k * L * H + tok * H + i_h, db, mask=valid)
 
 
-def launch_dh(q, k, w, G, Aqk, do, dht, dh_all, dvn, dh0, layout: Layout, scale: float, decayed_in: bool) -> None:
+def dh_operands(q, k, G, layout: Layout, dtype: torch.dtype, kg=None):
+    """(q, k, decayed_in) as the dh scan takes them: q e^G and kg = k e^{G_last - G} in the
+    intermediates' dtype when BWD_CONFIG["decayed"] is "kernel" and the gates are per-channel (kg: the
+    forward's own when given), else q and k themselves."""
+    if G.dim() != 4 or BWD_CONFIG["decayed"] != "kernel":
+        return q, k, False
+    kd = kg if kg is not None else decayed(k, G, layout, dtype)
+    return decayed(q, G, layout, dtype, from_start=True), kd, True
+
+
+def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layout: Layout, scale: float) -> None:
     """The dh scan (stage 1) over all documents; with BWD_CONFIG["dvn_local"] == "kernel", preceded by
-    the parallel Aqk^T do. q, k: as the kernel takes them (q e^G and kg when decayed_in)."""
+    the parallel Aqk^T do. q, k, decayed_in: as dh_operands returns them."""
     _, L, H, K = k.shape
     V = do.shape[-1]
     N = layout.num_seqs
@@ -335,8 +346,8 @@ def launch_dh(q, k, w, G, Aqk, do, dht, dh_all, dvn, dh0, layout: Layout, scale:
     _dh_kernel[(triton.cdiv(V, BV), N * H)](
         q, k, w, G, Aqk, do, dht if dht is not None else do, dh_all, dvn, dh0 if dh0 is not None else do,
         dvl if dvl is not None else do, layout.cu, layout.chunk_offsets, scale, H,
-        K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=channel, DECAYED=decayed_in, LOCAL=dvl is not None,
-        HAS_DHT=dht is not None, STORE_DH0=dh0 is not None, PREC=prec, DT=dt, **opts)
+        K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=channel, DECAYED=decayed_in,
+        LOCAL=dvl is not None, HAS_DHT=dht is not None, STORE_DH0=dh0 is not None, PREC=prec, DT=dt, **opts)
 
 
 def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool, kg=None):
@@ -354,12 +365,8 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
     dh_all = torch.empty(layout.num_chunks, H, K, V, device=dev, dtype=w.dtype)
     dvn = torch.empty_like(vn)
     dh0 = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if need_dh0 else None
-    pre = channel and BWD_CONFIG["decayed"] == "kernel"
-    if pre and kg is None:
-        kg = decayed(k, G, layout, w.dtype)
     if N:
-        launch_dh(decayed(q, G, layout, w.dtype, from_start=True) if pre else q, kg if pre else k, w, G, Aqk, do, dht,
-                  dh_all, dvn, dh0, layout, scale, pre)
+        launch_dh(*dh_operands(q, k, G, layout, w.dtype, kg), w, G, Aqk, do, dht, dh_all, dvn, dh0, layout, scale)
     design = BWD_CONFIG["design"]
     split = design == "split" or (design == "auto" and channel and K >= 128)
     BK = min(BWD_CONFIG["split_BK" if split else "BK"], BKf)
