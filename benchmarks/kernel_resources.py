@@ -145,19 +145,23 @@ def split_rows(D: int) -> list:
         sig = ptrs(["q", "k", "beta"], "*bf16")
         sig.update(ptrs(["g", "G_out", "A_out", "Aqk_out"], "*fp32"))
         sig.update(cu="*i32", chunks="*i32", scale="fp32", H="i32")
-        consts = dict(K=D, BK=min(cfg["pairs_BK"], D), C=64, SB=16, CHANNEL=channel, PREC="tf32", PAIR_PREC="tf32",
-                      DT=tl.bfloat16)
-        out.append((f"split pairs {gate} D{D}", chunk_prep_split._pairs_kernel, sig, consts, cfg["pairs_warps"], 1))
+        for invert, doubling in ((False, False),) if channel else ((False, False), (True, False), (True, True)):
+            consts = dict(K=D, BK=min(cfg["pairs_BK"], D), C=64, SB=16, CHANNEL=channel, INVERT=invert,
+                          DOUBLING=doubling, PREC="tf32", PAIR_PREC="tf32", DT=tl.bfloat16)
+            what = f" + inverse {'doubling' if doubling else 'blocked'}" if invert else ""
+            for nw in (4, 8) if invert else (cfg["pairs_warps"],):
+                out.append((f"split pairs{what} {gate} D{D}", chunk_prep_split._pairs_kernel, sig, consts, nw, 1))
         sig = ptrs(["k", "v", "beta"], "*bf16")
         sig.update(ptrs(["G", "T_buf", "w_out", "u_out", "kg_out"], "*fp32"))
         sig.update(cu="*i32", chunks="*i32", H="i32")
         consts = dict(K=D, V=D, BK=min(cfg["solve_BK"], D), BV=min(cfg["solve_BK"], D), C=64, CHANNEL=channel, STORE_KG=channel,
                       PREC="tf32", DT=tl.bfloat16)
         out.append((f"split solve {gate} D{D}", chunk_prep_split._solve_kernel, sig, consts, cfg["solve_warps"], 1))
-    for blocks16 in (False, True):
+    for method in ("blocked", "doubling", "blocks16"):
         sig = dict(T_buf="*fp32", cu="*i32", chunks="*i32", H="i32")
-        out.append((f"split inverse {'blocks16' if blocks16 else 'blocked'} D{D}", chunk_prep_split._inverse_kernel,
-                    sig, dict(C=64, SB=16, BLOCKS16=blocks16, PREC="tf32"), cfg["inverse_warps"], 1))
+        out.append((f"split inverse {method} D{D}", chunk_prep_split._inverse_kernel, sig,
+                    dict(C=64, SB=16, BLOCKS16=method == "blocks16", DOUBLING=method == "doubling", PREC="tf32"),
+                    cfg["inverse_warps"], 1))
     return out
 
 

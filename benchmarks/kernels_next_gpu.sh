@@ -8,6 +8,10 @@
 #   PART=3 bash benchmarks/kernels_next_gpu.sh   the backward's stage 2 split in two kernels
 #                                                (HYBRIDIZE_GDR_BWD=split): correctness, timing beside
 #                                                the fused design, kernel profile (ran in round 8)
+#   PART=4 bash benchmarks/kernels_next_gpu.sh   round 9's prep opt-ins (the inverse by block doubling,
+#                                                the pairs kernel inverting A itself): correctness with
+#                                                both on, the v5 kernels' sweep (with solve BK 128), the
+#                                                forward's stages without and with them
 #   PART=2 bash benchmarks/kernels_next_gpu.sh   the issue's table with fla beside (bench_kernels.py,
 #                                                shapes 0 and 4; SHAPES=1,2 or 3 for the others)
 # From the repo root on the device, with the fla wheel carried in .dev/fla. Logs go to $OUT.
@@ -39,6 +43,20 @@ compare() {
 }
 if [ "${PART:-1}" = 1 ]; then
   compare HYBRIDIZE_GDR_RECOMPUTE solve none
+elif [ "${PART}" = 4 ]; then
+  NEW="HYBRIDIZE_GDR_INVERSE=doubling HYBRIDIZE_GDR_PAIRS_INVERSE=1"
+  env $NEW timeout 150 python3 benchmarks/kernels_correctness.py --jobs 16 --no-ref-check > "$OUT/correctness_prep.log" 2>&1
+  echo "correctness ($NEW) rc=$?"
+  timeout 240 python3 benchmarks/kernel_stages.py --shapes 0,4 --designs split,full --inter fp32,bf16 --no-fla \
+    --split-sweep 0,4 --out "$OUT/stages_base" > "$OUT/stages_base.log" 2>&1
+  echo "stages (base) rc=$?"
+  env $NEW timeout 120 python3 benchmarks/kernel_stages.py --shapes 0,4 --designs split,full --inter fp32,bf16 --no-fla \
+    --out "$OUT/stages_new" > "$OUT/stages_new.log" 2>&1
+  echo "stages ($NEW) rc=$?"
+  grep "^| [GK]D[AN]" "$OUT/stages_base.log" | sed "s/^/base /"
+  grep "^| [GK]D[AN]" "$OUT/stages_new.log" | sed "s/^/new /"
+  grep "^| split" "$OUT/stages_base.log"
+  grep "\[ours\]" "$OUT/correctness_prep.log" | cut -c1-170
 elif [ "${PART}" = 3 ]; then
   compare HYBRIDIZE_GDR_BWD fused split
 else

@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from ._common import (CHUNK, SUB, Layout, channel_pairwise, chunk_bounds, chunk_tokens, dot_dtype, dot_precision,
-                      unit_lower_inverse, unit_lower_inverse_rows)
+                      unit_lower_inverse, unit_lower_inverse_doubling, unit_lower_inverse_rows)
 from .chunk_prep_blocks import BC as BLOCK_ROWS
 from .chunk_prep_blocks import _prep_blocks_kernel
 from .chunk_prep_split import channel_tiles, chunk_prep_split, scalar_pairs
@@ -39,7 +39,7 @@ INTER_DTYPE = None if os.environ.get("HYBRIDIZE_GDR_INTER") == "bf16" else torch
 # KDA at head dim 64 still takes v5: its whole forward with v3 and the kg kernel took 0.667 ms there,
 # against a v5 stage sum of 0.560 (two calls of round 7; not yet timed side by side).
 # HYBRIDIZE_GDR_PREP=split, full or blocks fixes one. inverse (v3 only): "blocked" (tensor-core
-# products) or "rows" (row at a time). BK, BV: key and value columns per step of the loops over the
+# products), "doubling" (half the products; HYBRIDIZE_GDR_INVERSE=doubling, as for v5) or "rows" (row at a time). BK, BV: key and value columns per step of the loops over the
 # head dims (v3); blocks_BK / blocks_BV / blocks_warps: the same for v4, by gate kind. 8 warps and
 # 32 key columns: the settings that compile without register spills at head dim 128 (GDN; KDA
 # spills 200 B) where 4 warps spill 1-4 KB (benchmarks/kernel_resources.py, triton 3.6, sm_90).
@@ -49,7 +49,9 @@ INTER_DTYPE = None if os.environ.get("HYBRIDIZE_GDR_INTER") == "bf16" else torch
 # sequential scan, two exp'd [C, K] tiles per serial step. Measured on the H100 at (1, 8192, 16, 128)
 # (benchmarks/RESULTS.md, "Kernels, round 7"): the KDA scan went from 0.913 to 0.554 ms (fp32
 # intermediates) and 0.703 to 0.254 (bf16); the kg kernel adds 0.07 to the prep.
-PREP_CONFIG = {"design": os.environ.get("HYBRIDIZE_GDR_PREP", "auto"), "inverse": "blocked", "BK": 64, "BV": 64,
+PREP_CONFIG = {"design": os.environ.get("HYBRIDIZE_GDR_PREP", "auto"),
+               "inverse": "doubling" if os.environ.get("HYBRIDIZE_GDR_INVERSE") == "doubling" else "blocked",
+               "BK": 64, "BV": 64,
                "blocks_BK": {"scalar": 32, "channel": 32}, "blocks_BV": 32, "blocks_warps": 8,
                "kg": os.environ.get("HYBRIDIZE_GDR_KG", "kernel")}
 
@@ -91,7 +93,7 @@ def decayed(x, G, layout: Layout, dtype: torch.dtype, from_start: bool = False):
 @triton.jit
 def _prep_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, cu, chunks, scale, H,
                  K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                 C: tl.constexpr, SB: tl.constexpr, BLOCKED: tl.constexpr, CHANNEL: tl.constexpr,
+                 C: tl.constexpr, SB: tl.constexpr, BLOCKED: tl.constexpr, DOUBLING: tl.constexpr, CHANNEL: tl.constexpr,
                  STORE_T: tl.constexpr, PREC: tl.constexpr, PAIR_PREC: tl.constexpr, DT: tl.constexpr):
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
@@ -122,7 +124,9 @@ def _prep_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, cu, chun
     else:
         A = tl.where(rows[:, None] > rows[None, :], A * D, 0.0) * b[:, None]
         M = M * D * scale
-    if BLOCKED:
+    if DOUBLING:
+        Tm = unit_lower_inverse_doubling(A, C, PREC)
+    elif BLOCKED:
         Tm = unit_lower_inverse(A, C, SB, PREC)
     else:
         Tm = unit_lower_inverse_rows(A, C)
@@ -208,7 +212,8 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
         _prep_kernel[(layout.num_chunks, H)](
             q, k, v, g, beta, G, w, u, Aqk, T, layout.cu, layout.chunks, scale, H,
             K=K, V=V, BK=min(PREP_CONFIG["BK"], triton.next_power_of_2(K)), BV=min(PREP_CONFIG["BV"], triton.next_power_of_2(V)),
-            C=CHUNK, SB=SUB, BLOCKED=PREP_CONFIG["inverse"] == "blocked", CHANNEL=channel, STORE_T=store_t,
+            C=CHUNK, SB=SUB, BLOCKED=PREP_CONFIG["inverse"] == "blocked",
+            DOUBLING=PREP_CONFIG["inverse"] == "doubling", CHANNEL=channel, STORE_T=store_t,
             PREC=dot_precision(k.dtype), DT=dot_dtype(k.dtype),
             # 3xTF32 on the per-channel products of [C, BK] tiles fits in shared memory (164 KB) now
             # that key columns come BK at a time; plain tf32 there left fp32 KDA at 8e-4 on the H100.

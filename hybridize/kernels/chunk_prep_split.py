@@ -32,20 +32,24 @@ import triton
 import triton.language as tl
 
 from ._common import (CHUNK, EXP_CLAMP, SUB, Layout, chunk_bounds, chunk_tokens, dot_dtype, dot_precision, pick_row,
-                      unit_lower_inverse)
+                      unit_lower_inverse, unit_lower_inverse_doubling)
 from .chunk_prep_blocks import _store_row_block, block_inverse
 from .chunk_scan import load_gates
 
 # Columns per step (pairs: key columns summed over; solve: key or value columns per program), warps
-# of each kernel, and "inverse": "blocked" ([64, 64] products, as v3) or "blocks16" (v4's [16, 16]
-# forward substitution, loaded block by block). Each kernel timed alone on the H100 at
+# of each kernel, and "inverse": "blocked" ([64, 64] products, as v3: 21 of them), "doubling" (10
+# [64, 64] products, _common.unit_lower_inverse_doubling; round 9, not yet timed) or "blocks16" (v4's
+# [16, 16] forward substitution, loaded block by block). "pairs_inverse" (scalar gates only): the pairs
+# kernel inverts A itself and stores T, so A never goes to memory and the inverse kernel does not run
+# (HYBRIDIZE_GDR_PAIRS_INVERSE=1; round 9, not yet timed). Each kernel timed alone on the H100 at
 # (1, 8192, 16, 128), bf16 (benchmarks/RESULTS.md, "Kernels, round 7"), ms, GDN / KDA:
 #   pairs   BK 64, 4 warps 0.063 / 0.213 (BK 32, 8 warps: 0.089 / 1.642)
 #   inverse blocked, 4 warps 0.097 / 0.096 (8 warps 0.21; blocks16 0.11 at 4 warps, 0.34 at 8)
 #   solve   BK 64, 8 warps 0.131 / 0.172 (BK 32: 0.173 / 0.220; BK 16: 0.31 / 0.39)
 # 4 warps win for pairs although ptxas reports spills there (up to 1.5 KB for KDA at head dim 128).
 SPLIT_CONFIG = {"pairs_BK": 64, "pairs_warps": 4, "inverse": os.environ.get("HYBRIDIZE_GDR_INVERSE", "blocked"),
-                "inverse_warps": 4, "solve_BK": 64, "solve_warps": 8}
+                "inverse_warps": 4, "solve_BK": 64, "solve_warps": 8,
+                "pairs_inverse": os.environ.get("HYBRIDIZE_GDR_PAIRS_INVERSE", "0") == "1"}
 
 
 @triton.jit
@@ -107,9 +111,20 @@ def _store_columns(A_out, Aqk_out, A_s, M_s, b, tok, valid, rows, i_h, H, scale,
 
 
 @triton.jit
+def invert(A, C: tl.constexpr, SB: tl.constexpr, DOUBLING: tl.constexpr, PREC: tl.constexpr):
+    """(I + A)^-1 of one chunk's strictly lower A by the selected method (SPLIT_CONFIG["inverse"])."""
+    if DOUBLING:
+        return unit_lower_inverse_doubling(A, C, PREC)
+    else:
+        return unit_lower_inverse(A, C, SB, PREC)
+
+
+@triton.jit
 def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, cu, chunks, scale, H,
                   K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SB: tl.constexpr, CHANNEL: tl.constexpr,
-                  PREC: tl.constexpr, PAIR_PREC: tl.constexpr, DT: tl.constexpr):
+                  INVERT: tl.constexpr, DOUBLING: tl.constexpr, PREC: tl.constexpr, PAIR_PREC: tl.constexpr,
+                  DT: tl.constexpr):
+    """G, A (or T = (I + A)^-1 with INVERT, scalar gates only) and Aqk of one (chunk, head)."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
@@ -154,13 +169,16 @@ def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, cu, chunks, scale, H,
         # exp of the masked difference: -inf above the diagonal gives exact zeros, no overflow
         D = tl.exp(tl.where(rows[:, None] >= rows[None, :], G[:, None] - G[None, :], float("-inf")))
         p_c = (tok[:, None] * H + i_h) * C + rows[None, :]
-        tl.store(A_out + p_c, tl.where(rows[:, None] > rows[None, :], A * D, 0.0) * b[:, None], mask=valid[:, None])
         tl.store(Aqk_out + p_c, (M * D * scale).to(Aqk_out.dtype.element_ty), mask=valid[:, None])
+        A = tl.where(rows[:, None] > rows[None, :], A * D, 0.0) * b[:, None]
+        if INVERT:
+            A = invert(A, C, SB, DOUBLING, PREC)
+        tl.store(A_out + p_c, A, mask=valid[:, None])
 
 
 @triton.jit
 def _inverse_kernel(T_buf, cu, chunks, H, C: tl.constexpr, SB: tl.constexpr, BLOCKS16: tl.constexpr,
-                    PREC: tl.constexpr):
+                    DOUBLING: tl.constexpr, PREC: tl.constexpr):
     """Replaces A (strictly lower, fp32, as _pairs_kernel wrote it) by T = (I + A)^-1, one chunk."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
@@ -198,7 +216,7 @@ def _inverse_kernel(T_buf, cu, chunks, H, C: tl.constexpr, SB: tl.constexpr, BLO
         rows = tl.arange(0, C)
         valid, tok, _ = chunk_tokens(bos, eos, i_t, rows, C)
         p_c = T_buf + (tok[:, None] * H + i_h) * C + rows[None, :]
-        Tm = unit_lower_inverse(tl.load(p_c, mask=valid[:, None], other=0.0), C, SB, PREC)
+        Tm = invert(tl.load(p_c, mask=valid[:, None], other=0.0), C, SB, DOUBLING, PREC)
         tl.debug_barrier()  # in place: every thread's loads before any store
         tl.store(p_c, Tm, mask=valid[:, None])
 
@@ -238,12 +256,19 @@ def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, cu, chunks, H, K: 
         tl.store(u_out + p_v, u.to(u_out.dtype.element_ty), mask=m_v)
 
 
+def pairs_invert(channel: bool) -> bool:
+    """Whether the pairs kernel inverts A itself (scalar gates with SPLIT_CONFIG["pairs_inverse"]):
+    per-channel pairs form A one column block at a time, never as the whole tile the inverse needs."""
+    return SPLIT_CONFIG["pairs_inverse"] and not channel
+
+
 def launch_pairs(q, k, g, beta, scale: float, layout: Layout, G, A, Aqk) -> None:
     H, K = k.shape[2], k.shape[3]
     if layout.num_chunks:
         _pairs_kernel[(layout.num_chunks, H)](
             q, k, g, beta, G, A, Aqk, layout.cu, layout.chunks, scale, H, K=K,
             BK=min(SPLIT_CONFIG["pairs_BK"], triton.next_power_of_2(K)), C=CHUNK, SB=SUB, CHANNEL=g.dim() == 4,
+            INVERT=pairs_invert(g.dim() == 4), DOUBLING=SPLIT_CONFIG["inverse"] == "doubling",
             PREC=dot_precision(k.dtype), PAIR_PREC=dot_precision(k.dtype), DT=dot_dtype(k.dtype),
             num_warps=SPLIT_CONFIG["pairs_warps"])
 
@@ -252,7 +277,8 @@ def launch_inverse(T, layout: Layout, dtype: torch.dtype) -> None:
     if layout.num_chunks:
         _inverse_kernel[(layout.num_chunks, T.shape[2])](
             T, layout.cu, layout.chunks, T.shape[2], C=CHUNK, SB=SUB, BLOCKS16=SPLIT_CONFIG["inverse"] == "blocks16",
-            PREC=dot_precision(dtype), num_warps=SPLIT_CONFIG["inverse_warps"])
+            DOUBLING=SPLIT_CONFIG["inverse"] == "doubling", PREC=dot_precision(dtype),
+            num_warps=SPLIT_CONFIG["inverse_warps"])
 
 
 def launch_solve(k, v, G, beta, T, layout: Layout, w, u, kg) -> None:
@@ -275,7 +301,8 @@ def chunk_prep_split(q, k, v, g, beta, scale: float, layout: Layout, inter: torc
     T = torch.empty(1, L, H, CHUNK, device=k.device, dtype=torch.float32)
     Aqk = torch.empty(1, L, H, CHUNK, device=k.device, dtype=inter)
     launch_pairs(q, k, g, beta, scale, layout, G, T, Aqk)
-    launch_inverse(T, layout, k.dtype)
+    if not pairs_invert(g.dim() == 4):
+        launch_inverse(T, layout, k.dtype)
     w, u, kg = chunk_solve(k, v, G, beta, T, layout, inter)
     return G, w, u, Aqk, T, kg
 

@@ -146,7 +146,8 @@ def test_aligned_keys_bf16_output():
 @inproc
 @pytest.mark.parametrize("version", ["fused_output", "full_tiles", "row_inverse", "kg_in_scan", "inverse16",
                                      "dh_in_scan", "dh_kg_in_scan", "bwd_per_product", "dvn_in_scan",
-                                     "recompute_all", "recompute_solve", "recompute_none", "bwd_split"])
+                                     "recompute_all", "recompute_solve", "recompute_none", "bwd_split",
+                                     "inverse_doubling", "pairs_inverse", "full_doubling"])
 def test_earlier_versions(version, monkeypatch):
     """The designs the benchmarks time beside the default: the output fused into the scan; the
     v3 prep on whole [64, 64] tiles, with its row-by-row inverse, or with kg formed inside the scan;
@@ -157,8 +158,9 @@ def test_earlier_versions(version, monkeypatch):
     whole prep instead of only its solve from the G, T, Aqk the forward kept (and the default
     "solve" again on the split design, which is what keeps them at head dim 64), or nothing
     (the forward keeps everything the backward reads); stage 2 of the
-    backward split into a value-side and a key-side kernel. All must stay
-    exact, or their timings mean nothing."""
+    backward split into a value-side and a key-side kernel; the inverse by block doubling (v5, also
+    inside the pairs kernel for scalar gates, and v3). All must stay exact, or their timings mean
+    nothing."""
     from hybridize.kernels import autograd, chunk_bwd, chunk_prep, chunk_prep_split, chunk_scan
     if version == "dvn_in_scan":
         monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "dvn_local", "scan")
@@ -176,6 +178,13 @@ def test_earlier_versions(version, monkeypatch):
     elif version == "inverse16":
         monkeypatch.setitem(chunk_prep.PREP_CONFIG, "design", "split")
         monkeypatch.setitem(chunk_prep_split.SPLIT_CONFIG, "inverse", "blocks16")
+    elif version in ("inverse_doubling", "pairs_inverse"):
+        monkeypatch.setitem(chunk_prep.PREP_CONFIG, "design", "split")
+        monkeypatch.setitem(chunk_prep_split.SPLIT_CONFIG, "inverse", "doubling")
+        monkeypatch.setitem(chunk_prep_split.SPLIT_CONFIG, "pairs_inverse", version == "pairs_inverse")
+    elif version == "full_doubling":
+        monkeypatch.setitem(chunk_prep.PREP_CONFIG, "design", "full")
+        monkeypatch.setitem(chunk_prep.PREP_CONFIG, "inverse", "doubling")
     else:
         monkeypatch.setitem(chunk_prep.PREP_CONFIG, "design", "full")
     if version == "row_inverse":
@@ -184,6 +193,33 @@ def test_earlier_versions(version, monkeypatch):
         monkeypatch.setitem(chunk_prep.PREP_CONFIG, "kg", "scan")
     for channel in (False, True):
         check(31, 1, 150, 2, 64, 64, channel, l2=True, aligned=True)
+
+
+@inproc
+@pytest.mark.parametrize("method", ["blocked", "doubling", "blocks16"])
+def test_inverse_methods(method, monkeypatch):
+    """The v5 inverse kernel against float64 torch.linalg.inv, chunk by chunk, on the matrices aligned
+    keys give (A[i, j] ~ beta = 0.5, where a series-based inverse lost all precision), with a partial
+    last chunk (150 tokens: its rows past the end are zero and must stay so)."""
+    from hybridize.kernels import chunk_prep_split
+    from hybridize.kernels._common import CHUNK, make_layout
+    monkeypatch.setitem(chunk_prep_split.SPLIT_CONFIG, "inverse", method)
+    gen = torch.Generator().manual_seed(61)
+    L, H = 150, 2
+    k = F.normalize(4 * torch.randn(1, 1, H, 32, generator=gen) + 0.3 * torch.randn(1, L, H, 32, generator=gen), dim=-1)
+    A = torch.zeros(1, L, H, CHUNK)
+    for c0 in range(0, L, CHUNK):
+        kc = k[0, c0:c0 + CHUNK]  # [n, H, 32]
+        n = kc.shape[0]
+        A[0, c0:c0 + n, :, :n] = torch.tril(0.5 * torch.einsum("ihd,jhd->hij", kc, kc), -1).permute(1, 0, 2)
+    T = A.clone()
+    chunk_prep_split.launch_inverse(T, make_layout(1, L, None, "cpu"), torch.float32)
+    for c0 in range(0, L, CHUNK):
+        n = min(CHUNK, L - c0)
+        for h in range(H):
+            ref = torch.linalg.inv(torch.eye(n, dtype=torch.float64) + A[0, c0:c0 + n, h, :n].double())
+            assert rel(T[0, c0:c0 + n, h, :n], ref) < 1e-6, (method, c0, h, rel(T[0, c0:c0 + n, h, :n], ref))
+            assert not T[0, c0:c0 + n, h, n:].any()
 
 
 @inproc
