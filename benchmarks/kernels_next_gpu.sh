@@ -12,6 +12,11 @@
 #                                                the pairs kernel inverting A itself): correctness with
 #                                                both on, the v5 kernels' sweep (with solve BK 128), the
 #                                                forward's stages without and with them
+#   PART=5 bash benchmarks/kernels_next_gpu.sh   after round 9's new defaults: correctness of the GDN
+#                                                cases (head dim 64 now keeps the v3 prep's G, T, Aqk),
+#                                                every kernel's time beside fla's (kernel_profile.py),
+#                                                the same with bf16 intermediates and RECOMPUTE=none,
+#                                                and wall times with RECOMPUTE=none at 8K and 32K
 #   PART=2 bash benchmarks/kernels_next_gpu.sh   the issue's table with fla beside (bench_kernels.py,
 #                                                shapes 0 and 4; SHAPES=1,2 or 3 for the others)
 # From the repo root on the device, with the fla wheel carried in .dev/fla. Logs go to $OUT.
@@ -57,6 +62,23 @@ elif [ "${PART}" = 4 ]; then
   grep "^| [GK]D[AN]" "$OUT/stages_new.log" | sed "s/^/new /"
   grep "^| split" "$OUT/stages_base.log"
   grep "\[ours\]" "$OUT/correctness_prep.log" | cut -c1-170
+elif [ "${PART}" = 5 ]; then
+  timeout 100 python3 benchmarks/kernels_correctness.py --jobs 16 --no-ref-check --only gdn > "$OUT/correctness_gdn.log" 2>&1
+  echo "correctness (gdn cases) rc=$?"
+  timeout 150 python3 benchmarks/kernel_profile.py --shapes 0,4 --modes fwd,fwd+bwd --out "$OUT/profile_default" \
+    > "$OUT/profile_default.log" 2>&1
+  echo "profile (default, fla beside) rc=$?"
+  env HYBRIDIZE_GDR_INTER=bf16 HYBRIDIZE_GDR_RECOMPUTE=none timeout 80 python3 benchmarks/kernel_profile.py --shapes 0,4 \
+    --modes fwd,fwd+bwd --no-fla --out "$OUT/profile_bf16_none" > "$OUT/profile_bf16_none.log" 2>&1
+  echo "profile (bf16 intermediates, recompute none) rc=$?"
+  for inter in fp32 bf16; do
+    env HYBRIDIZE_GDR_INTER=$inter HYBRIDIZE_GDR_RECOMPUTE=none timeout 110 python3 benchmarks/bench_kernels.py --ours-only \
+      --shapes 0,2 --skip-versions --no-fla-decode --warm 16 --out "$OUT/bench_none_$inter" > "$OUT/bench_none_$inter.log" 2>&1
+    echo "bench (recompute none, $inter intermediates) rc=$?"
+    grep "^| [GK]D[AN] f" "$OUT/bench_none_$inter.log" | sed "s/^/none $inter /"
+  done
+  grep "sum of kernels" "$OUT/profile_default.log" "$OUT/profile_bf16_none.log"
+  grep "\[ours\]" "$OUT/correctness_gdn.log" | cut -c1-170
 elif [ "${PART}" = 3 ]; then
   compare HYBRIDIZE_GDR_BWD fused split
 else

@@ -17,7 +17,7 @@ import torch
 from ._common import make_layout
 from .chunk_bwd import chunk_bwd
 from .chunk_output import chunk_output
-from .chunk_prep import chunk_prep, inter_dtype_for, prep_design
+from .chunk_prep import chunk_prep, inter_dtype_for
 from .chunk_prep_split import chunk_solve
 from .chunk_scan import SCAN_CONFIG, chunk_scan
 from .decode import recurrent_update
@@ -27,17 +27,20 @@ from .l2norm import l2norm_bwd, l2norm_fwd
 DECODE_MAX_T = 16
 _FLOAT = (torch.float16, torch.bfloat16, torch.float32)
 # What the backward recomputes of the forward. "solve" (default): the forward keeps the prep's G (fp32,
-# g's shape), T (fp32 [L, H, 64]) and Aqk ([L, H, 64]) when the prep is the split design, and the
-# backward re-runs only its solve kernel (w, u, kg) before the scan: the pairs and inverse kernels run
-# once (fla keeps its A the same way). That memory is held per layer until the backward: at
+# g's shape), T (fp32 [L, H, 64]) and Aqk ([L, H, 64]), and the backward re-runs only the split
+# design's solve kernel (w, u, kg) before the scan: the pairs and inverse run once (fla keeps its A
+# the same way). Every prep design keeps them (round 8 kept them for the split design only, and the v3
+# prep of GDN at head dim <= 64 ran twice). That memory is held per layer until the backward: at
 # 4096 tokens x 32 heads, 67 MB (scalar gates) or 134 MB (per-channel). "all"
 # (HYBRIDIZE_GDR_RECOMPUTE=all): only the inputs are saved and the whole prep runs again. H100, round 8,
 # (1,8192,16,128) fwd+bwd: pairs + inverse 0.307 ms (KDA) and 0.153 (GDN) not run a second time.
-# "none" (opt-in, not yet timed): the forward runs as the backward needs it (states and vn in the
-# intermediates' dtype; the output kernel then reads fp32 states) and keeps everything the backward
-# reads, so the backward runs no forward kernel at all. It saves the solve and the scan (0.17 + 0.57 ms
-# for KDA at (1,8192,16,128)) for about 400 MB per layer at 4096 tokens x 32 heads (the per-chunk
-# states alone are [chunks, H, K, V] fp32, which is why fla recomputes them).
+# "none" (opt-in, HYBRIDIZE_GDR_RECOMPUTE=none): the forward runs as the backward needs it (states and
+# vn in the intermediates' dtype; the output kernel then reads fp32 states) and keeps everything the
+# backward reads, so the backward runs no forward kernel at all. H100, round 9, fwd+bwd against "solve"
+# in the same run: KDA (1,8192,16,128) 4.672 -> 3.955 ms, GDN 2.951 -> 2.544. The cost is memory:
+# about 400 MB per layer at 4096 tokens x 32 heads (the per-chunk states alone are [chunks, H, K, V]
+# fp32, which is why fla recomputes them), held from forward to backward. Under activation
+# checkpointing that memory lives only while one layer's backward runs.
 RECOMPUTE = os.environ.get("HYBRIDIZE_GDR_RECOMPUTE", "solve")
 
 
@@ -82,7 +85,7 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
         h0 = initial_state.contiguous().float() if initial_state is not None else None
         grad = any(ctx.needs_input_grad[:5])
         keep_all = grad and RECOMPUTE == "none"
-        keep = grad and RECOMPUTE == "solve" and prep_design(k.shape[-1], g.dim() == 4) == "split"
+        keep = grad and RECOMPUTE == "solve"
         o, ht, inter_out = _forward(qn, kn, vp, gp, bp, scale, h0, output_final_state, layout, inter=inter,
                                     keep_t=keep, store_for_bwd=keep_all, want_o=True)
         G, w, Aqk, Tm, h, vn, kg = inter_out
@@ -109,7 +112,7 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
             kn, _ = l2norm_fwd(kp)
         else:
             qn, kn = qp, kp
-        if G is None:  # RECOMPUTE "all" (or a prep design without a separate solve)
+        if G is None:  # RECOMPUTE "all"
             _, _, (G, w, Aqk, T, h, vn, kg) = _forward(qn, kn, vp, gp, bp, scale, h0, False, layout,
                                                        store_for_bwd=True, inter=ctx.inter)
         elif h is None:  # RECOMPUTE "solve": the prep's pairs and inverse are not run again

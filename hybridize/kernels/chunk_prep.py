@@ -38,8 +38,9 @@ INTER_DTYPE = None if os.environ.get("HYBRIDIZE_GDR_INTER") == "bf16" else torch
 #   (8, 2048, 9, 64)    v3 0.173 / 0.310, v5 0.235 / 0.343 (its inverse alone costs ~0.1 at any head dim)
 # KDA at head dim 64 still takes v5: its whole forward with v3 and the kg kernel took 0.667 ms there,
 # against a v5 stage sum of 0.560 (two calls of round 7; not yet timed side by side).
-# HYBRIDIZE_GDR_PREP=split, full or blocks fixes one. inverse (v3 only): "blocked" (tensor-core
-# products), "doubling" (half the products; HYBRIDIZE_GDR_INVERSE=doubling, as for v5) or "rows" (row at a time). BK, BV: key and value columns per step of the loops over the
+# HYBRIDIZE_GDR_PREP=split, full or blocks fixes one. inverse (v3 only): "doubling" (default;
+# 10 tensor-core products), "blocked" (21; HYBRIDIZE_GDR_INVERSE=blocked, as for v5) or "rows" (row at
+# a time). Round 9 (H100, (8,2048,9,64), GDN): the v3 prep 0.174 -> 0.135 ms with doubling. BK, BV: key and value columns per step of the loops over the
 # head dims (v3); blocks_BK / blocks_BV / blocks_warps: the same for v4, by gate kind. 8 warps and
 # 32 key columns: the settings that compile without register spills at head dim 128 (GDN; KDA
 # spills 200 B) where 4 warps spill 1-4 KB (benchmarks/kernel_resources.py, triton 3.6, sm_90).
@@ -50,7 +51,7 @@ INTER_DTYPE = None if os.environ.get("HYBRIDIZE_GDR_INTER") == "bf16" else torch
 # (benchmarks/RESULTS.md, "Kernels, round 7"): the KDA scan went from 0.913 to 0.554 ms (fp32
 # intermediates) and 0.703 to 0.254 (bf16); the kg kernel adds 0.07 to the prep.
 PREP_CONFIG = {"design": os.environ.get("HYBRIDIZE_GDR_PREP", "auto"),
-               "inverse": "doubling" if os.environ.get("HYBRIDIZE_GDR_INVERSE") == "doubling" else "blocked",
+               "inverse": "blocked" if os.environ.get("HYBRIDIZE_GDR_INVERSE") == "blocked" else "doubling",
                "BK": 64, "BV": 64,
                "blocks_BK": {"scalar": 32, "channel": 32}, "blocks_BV": 32, "blocks_warps": 8,
                "kg": os.environ.get("HYBRIDIZE_GDR_KG", "kernel")}

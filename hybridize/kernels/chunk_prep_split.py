@@ -37,19 +37,22 @@ from .chunk_prep_blocks import _store_row_block, block_inverse
 from .chunk_scan import load_gates
 
 # Columns per step (pairs: key columns summed over; solve: key or value columns per program), warps
-# of each kernel, and "inverse": "blocked" ([64, 64] products, as v3: 21 of them), "doubling" (10
-# [64, 64] products, _common.unit_lower_inverse_doubling; round 9, not yet timed) or "blocks16" (v4's
-# [16, 16] forward substitution, loaded block by block). "pairs_inverse" (scalar gates only): the pairs
-# kernel inverts A itself and stores T, so A never goes to memory and the inverse kernel does not run
-# (HYBRIDIZE_GDR_PAIRS_INVERSE=1; round 9, not yet timed). Each kernel timed alone on the H100 at
-# (1, 8192, 16, 128), bf16 (benchmarks/RESULTS.md, "Kernels, round 7"), ms, GDN / KDA:
+# of each kernel, and "inverse": "doubling" (default: 10 [64, 64] products,
+# _common.unit_lower_inverse_doubling), "blocked" (21 [64, 64] products, as v3 had) or "blocks16" (v4's
+# [16, 16] forward substitution, loaded block by block). "pairs_inverse" (scalar gates; default on):
+# the pairs kernel inverts A itself and stores T, so A never goes to memory and the inverse kernel does
+# not run. Round 9 (H100, (1,8192,16,128), bf16, fp32 intermediates, each kernel alone): inverse
+# doubling 0.088 ms vs blocked 0.097 (4 warps; 8 warps 0.159 / 0.209); GDN pairs + doubling inverse in
+# one kernel 0.099 vs 0.063 + 0.097 apart; the GDN prep 0.286 -> 0.227 ms (HYBRIDIZE_GDR_INVERSE=blocked
+# and HYBRIDIZE_GDR_PAIRS_INVERSE=0 restore the old path). Round 7, each kernel alone at the same shape
+# (benchmarks/RESULTS.md, "Kernels, round 7"), ms, GDN / KDA:
 #   pairs   BK 64, 4 warps 0.063 / 0.213 (BK 32, 8 warps: 0.089 / 1.642)
 #   inverse blocked, 4 warps 0.097 / 0.096 (8 warps 0.21; blocks16 0.11 at 4 warps, 0.34 at 8)
 #   solve   BK 64, 8 warps 0.131 / 0.172 (BK 32: 0.173 / 0.220; BK 16: 0.31 / 0.39)
 # 4 warps win for pairs although ptxas reports spills there (up to 1.5 KB for KDA at head dim 128).
-SPLIT_CONFIG = {"pairs_BK": 64, "pairs_warps": 4, "inverse": os.environ.get("HYBRIDIZE_GDR_INVERSE", "blocked"),
+SPLIT_CONFIG = {"pairs_BK": 64, "pairs_warps": 4, "inverse": os.environ.get("HYBRIDIZE_GDR_INVERSE", "doubling"),
                 "inverse_warps": 4, "solve_BK": 64, "solve_warps": 8,
-                "pairs_inverse": os.environ.get("HYBRIDIZE_GDR_PAIRS_INVERSE", "0") == "1"}
+                "pairs_inverse": os.environ.get("HYBRIDIZE_GDR_PAIRS_INVERSE", "1") == "1"}
 
 
 @triton.jit

@@ -147,7 +147,7 @@ def test_aligned_keys_bf16_output():
 @pytest.mark.parametrize("version", ["fused_output", "full_tiles", "row_inverse", "kg_in_scan", "inverse16",
                                      "dh_in_scan", "dh_kg_in_scan", "bwd_per_product", "dvn_in_scan",
                                      "recompute_all", "recompute_solve", "recompute_none", "bwd_split",
-                                     "inverse_doubling", "pairs_inverse", "full_doubling"])
+                                     "inverse_blocked", "inverse_apart", "pairs_inverse_blocked", "full_blocked"])
 def test_earlier_versions(version, monkeypatch):
     """The designs the benchmarks time beside the default: the output fused into the scan; the
     v3 prep on whole [64, 64] tiles, with its row-by-row inverse, or with kg formed inside the scan;
@@ -156,11 +156,11 @@ def test_earlier_versions(version, monkeypatch):
     the KDA backward's decay factors formed per pairwise product instead of shared; the dh scan
     forming Aqk^T do itself instead of adding to it formed in parallel; the backward re-running the
     whole prep instead of only its solve from the G, T, Aqk the forward kept (and the default
-    "solve" again on the split design, which is what keeps them at head dim 64), or nothing
+    "solve" again on the split design: at head dim 64 GDN's default prep is v3), or nothing
     (the forward keeps everything the backward reads); stage 2 of the
-    backward split into a value-side and a key-side kernel; the inverse by block doubling (v5, also
-    inside the pairs kernel for scalar gates, and v3). All must stay exact, or their timings mean
-    nothing."""
+    backward split into a value-side and a key-side kernel; the v5 inverse by 21 products instead of
+    block doubling, in its own kernel (either method) instead of inside the pairs kernel for scalar
+    gates, and v3's inverse by 21 products. All must stay exact, or their timings mean nothing."""
     from hybridize.kernels import autograd, chunk_bwd, chunk_prep, chunk_prep_split, chunk_scan
     if version == "dvn_in_scan":
         monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "dvn_local", "scan")
@@ -175,16 +175,14 @@ def test_earlier_versions(version, monkeypatch):
         monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "factors", "per_product")
     elif version == "fused_output":
         monkeypatch.setitem(chunk_scan.SCAN_CONFIG, "fuse_o", True)
-    elif version == "inverse16":
+    elif version in ("inverse16", "inverse_blocked", "inverse_apart", "pairs_inverse_blocked"):
         monkeypatch.setitem(chunk_prep.PREP_CONFIG, "design", "split")
-        monkeypatch.setitem(chunk_prep_split.SPLIT_CONFIG, "inverse", "blocks16")
-    elif version in ("inverse_doubling", "pairs_inverse"):
-        monkeypatch.setitem(chunk_prep.PREP_CONFIG, "design", "split")
-        monkeypatch.setitem(chunk_prep_split.SPLIT_CONFIG, "inverse", "doubling")
-        monkeypatch.setitem(chunk_prep_split.SPLIT_CONFIG, "pairs_inverse", version == "pairs_inverse")
-    elif version == "full_doubling":
+        method = {"inverse16": "blocks16", "inverse_apart": "doubling"}.get(version, "blocked")
+        monkeypatch.setitem(chunk_prep_split.SPLIT_CONFIG, "inverse", method)
+        monkeypatch.setitem(chunk_prep_split.SPLIT_CONFIG, "pairs_inverse", version == "pairs_inverse_blocked")
+    elif version == "full_blocked":
         monkeypatch.setitem(chunk_prep.PREP_CONFIG, "design", "full")
-        monkeypatch.setitem(chunk_prep.PREP_CONFIG, "inverse", "doubling")
+        monkeypatch.setitem(chunk_prep.PREP_CONFIG, "inverse", "blocked")
     else:
         monkeypatch.setitem(chunk_prep.PREP_CONFIG, "design", "full")
     if version == "row_inverse":
