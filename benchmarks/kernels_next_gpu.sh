@@ -17,6 +17,10 @@
 #                                                every kernel's time beside fla's (kernel_profile.py),
 #                                                the same with bf16 intermediates and RECOMPUTE=none,
 #                                                and wall times with RECOMPUTE=none at 8K and 32K
+#   PART=6 bash benchmarks/kernels_next_gpu.sh   round 9's closing run: every kernel beside fla's at
+#                                                (1,8192,16,128) with fla's precision (bf16
+#                                                intermediates) and recompute none; the defaults'
+#                                                kernels (shapes 0, 4) and wall times (shapes 0, 2, 4)
 #   PART=2 bash benchmarks/kernels_next_gpu.sh   the issue's table with fla beside (bench_kernels.py,
 #                                                shapes 0 and 4; SHAPES=1,2 or 3 for the others)
 # From the repo root on the device, with the fla wheel carried in .dev/fla. Logs go to $OUT.
@@ -79,6 +83,18 @@ elif [ "${PART}" = 5 ]; then
   done
   grep "sum of kernels" "$OUT/profile_default.log" "$OUT/profile_bf16_none.log"
   grep "\[ours\]" "$OUT/correctness_gdn.log" | cut -c1-170
+elif [ "${PART}" = 6 ]; then
+  env HYBRIDIZE_GDR_INTER=bf16 HYBRIDIZE_GDR_RECOMPUTE=none timeout 280 python3 benchmarks/kernel_profile.py --shapes 0 \
+    --modes fwd,fwd+bwd --out "$OUT/profile_bf16_none_fla" > "$OUT/profile_bf16_none_fla.log" 2>&1
+  echo "profile (bf16 intermediates, recompute none, fla beside) rc=$?"
+  timeout 80 python3 benchmarks/kernel_profile.py --shapes 0,4 --modes fwd,fwd+bwd --no-fla --out "$OUT/profile_default" \
+    > "$OUT/profile_default.log" 2>&1
+  echo "profile (defaults) rc=$?"
+  timeout 130 python3 benchmarks/bench_kernels.py --ours-only --shapes 0,2,4 --skip-versions --no-fla-decode --warm 16 \
+    --out "$OUT/bench_default" > "$OUT/bench_default.log" 2>&1
+  echo "bench (defaults) rc=$?"
+  grep "^| [GK]D[AN] f\|^| decode" "$OUT/bench_default.log"
+  grep "sum of kernels" "$OUT/profile_bf16_none_fla.log" "$OUT/profile_default.log"
 elif [ "${PART}" = 3 ]; then
   compare HYBRIDIZE_GDR_BWD fused split
 else

@@ -72,7 +72,7 @@ def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=Fals
 class ChunkGatedDeltaRule(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens, use_qk_l2norm,
-                inter):
+                inter, recompute):
         B, T = q.shape[:2]
         layout = make_layout(B, T, cu_seqlens, q.device)
         qp, kp, vp, gp, bp = (_packed(x) for x in (q, k, v, g, beta))
@@ -84,8 +84,8 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
             qn, kn = qp, kp
         h0 = initial_state.contiguous().float() if initial_state is not None else None
         grad = any(ctx.needs_input_grad[:5])
-        keep_all = grad and RECOMPUTE == "none"
-        keep = grad and RECOMPUTE == "solve"
+        keep_all = grad and recompute == "none"
+        keep = grad and recompute == "solve"
         o, ht, inter_out = _forward(qn, kn, vp, gp, bp, scale, h0, output_final_state, layout, inter=inter,
                                     keep_t=keep, store_for_bwd=keep_all, want_o=True)
         G, w, Aqk, Tm, h, vn, kg = inter_out
@@ -130,7 +130,7 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
         qd, kd, vd, gd, bd = ctx.dtypes
         dh0 = dh0.to(ctx.h0_dtype) if dh0 is not None else None
         return (dq.reshape(qs).to(qd), dk.reshape(qs).to(kd), dv.reshape(qs[:3] + vp.shape[-1:]).to(vd),
-                dg.reshape(gs).to(gd), db.reshape(bs).to(bd), None, dh0, None, None, None, None)
+                dg.reshape(gs).to(gd), db.reshape(bs).to(bd), None, dh0, None, None, None, None, None)
 
 
 def _check(q, k, v, g, beta, initial_state, cu_seqlens):
@@ -152,7 +152,8 @@ def _check(q, k, v, g, beta, initial_state, cu_seqlens):
 
 
 def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
-                     cu_seqlens=None, use_qk_l2norm=False, intermediates: str | None = None):
+                     cu_seqlens=None, use_qk_l2norm=False, intermediates: str | None = None,
+                     recompute: str | None = None):
     """The gated delta rule on hybridize's Triton kernels (contract: hybridize.modeling.gated_delta).
 
     q, k [B,T,H,K]; v [B,T,H,V]; g [B,T,H] (GDN) or [B,T,H,K] (KDA, per-step gates >= about -10);
@@ -165,11 +166,19 @@ def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_fi
     them). On the H100, "input" made fwd+bwd at (1, 32768, 16, 128) 1.7x faster for GDN (12.41 ->
     7.28 ms) and 1.6x for KDA (24.40 -> 15.35). With bf16 inputs on random keys its errors stay near
     fla's (o 3.4e-3 vs fla's 3.7e-3). On nearly parallel keys the output error rises from 2.7e-3 to
-    1.5e-2 (fla: 1.6e-2). benchmarks/RESULTS.md, "Kernels, round 6" and "round 7"."""
+    1.5e-2 (fla: 1.6e-2). benchmarks/RESULTS.md, "Kernels, round 6" and "round 7".
+
+    recompute: what the backward recomputes of the forward (see RECOMPUTE): "solve" (the default,
+    unless HYBRIDIZE_GDR_RECOMPUTE says otherwise), "all", or "none" (fastest: the forward keeps
+    the per-chunk states, about 400 MB per layer at 4096 tokens x 32 heads with fp32 intermediates,
+    until the backward)."""
     _check(q, k, v, g, beta, initial_state, cu_seqlens)
     if intermediates not in (None, "fp32", "input"):
         raise ValueError(f"intermediates must be 'fp32' or 'input', got {intermediates!r}")
     inter = {None: None, "fp32": torch.float32, "input": q.dtype}[intermediates]
+    recompute = RECOMPUTE if recompute is None else recompute
+    if recompute not in ("solve", "all", "none"):
+        raise ValueError(f"recompute must be 'solve', 'all' or 'none', got {recompute!r}")
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
     grad = torch.is_grad_enabled() and any(
         x is not None and x.requires_grad for x in (q, k, v, g, beta, initial_state))
@@ -179,4 +188,4 @@ def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_fi
         return recurrent_update(q, k, v, g, beta, state=h0, scale=scale, cu_seqlens=cu_seqlens,
                                 use_qk_l2norm=use_qk_l2norm, output_final_state=output_final_state)
     return ChunkGatedDeltaRule.apply(q, k, v, g, beta, scale, initial_state, output_final_state,
-                                     cu_seqlens, use_qk_l2norm, inter)
+                                     cu_seqlens, use_qk_l2norm, inter, recompute)

@@ -81,7 +81,8 @@ def make_inputs(seed, B, T, H, K, V, channel, dtype, n_seq, l2, aligned=False):
     return [x.to(dtype) for x in (q, k, v)] + [g, beta.to(dtype), h0]
 
 
-def check(seed, B, T, H, K, V, channel, dtype=torch.float32, cu=None, l2=False, aligned=False, intermediates=None):
+def check(seed, B, T, H, K, V, channel, dtype=torch.float32, cu=None, l2=False, aligned=False, intermediates=None,
+          recompute=None):
     """Asserts every error is within BOUND[dtype]; returns our output (detached)."""
     n_seq = B if cu is None else len(cu) - 1
     cu_t = None if cu is None else torch.tensor(cu, dtype=torch.int32)
@@ -92,7 +93,7 @@ def check(seed, B, T, H, K, V, channel, dtype=torch.float32, cu=None, l2=False, 
 
     xs = [x.clone().requires_grad_() for x in ins]
     o, ht = gated_delta_rule(*xs[:5], initial_state=xs[5], output_final_state=True, cu_seqlens=cu_t,
-                             use_qk_l2norm=l2, intermediates=intermediates)
+                             use_qk_l2norm=l2, intermediates=intermediates, recompute=recompute)
     assert o.shape == (B, T, H, V) and o.dtype == dtype and ht.shape == (n_seq, H, K, V) and ht.dtype == torch.float32
     ((o.float() * do).sum() + (ht * dht).sum()).backward()
 
@@ -191,6 +192,22 @@ def test_earlier_versions(version, monkeypatch):
         monkeypatch.setitem(chunk_prep.PREP_CONFIG, "kg", "scan")
     for channel in (False, True):
         check(31, 1, 150, 2, 64, 64, channel, l2=True, aligned=True)
+
+
+@inproc
+def test_recompute_argument():
+    """gated_delta_rule(recompute=...) picks what the forward keeps for the backward (more kept, less
+    recomputed), every choice exact; a wrong value is a one-line ValueError."""
+    kept = {}
+    for mode in ("all", "solve", "none"):
+        check(71, 1, 100, 2, 64, 64, True, recompute=mode, l2=True)
+        q, k, v, g, beta, h0 = (x.requires_grad_() for x in make_inputs(71, 1, 100, 2, 64, 64, True, torch.float32,
+                                                                         1, False))
+        o, _ = gated_delta_rule(q, k, v, g, beta, initial_state=h0, recompute=mode)
+        kept[mode] = sum(t is not None for t in o.grad_fn.saved_tensors)
+    assert kept["all"] < kept["solve"] < kept["none"], kept
+    with pytest.raises(ValueError, match="recompute must be"):
+        gated_delta_rule(q, k, v, g, beta, recompute="some")
 
 
 @inproc
