@@ -58,13 +58,14 @@ def main():
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--modes", default="fwd,fwd+bwd")
     ap.add_argument("--no-fla", action="store_true")
+    ap.add_argument("--gates", default="gdn,kda", help="gdn, kda or both (fla's KDA backward autotunes for minutes)")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     rows = []
     for i in (int(s) for s in args.shapes.split(",")):
         B, T, H, D = SHAPES[i]
-        for channel in (False, True):
+        for channel in [c for c, n in ((False, "gdn"), (True, "kda")) if n in args.gates.split(",")]:
             impls = [("ours", ours)] + ([] if args.no_fla or fla(channel) is None else [("fla", fla(channel))])
             for mode, name, fn in ((m, n, f) for m in args.modes.split(",") for n, f in impls):
                 case = f"{'KDA' if channel else 'GDN'} {mode} ({B},{T},{H},{D}) {name}"
@@ -74,6 +75,8 @@ def main():
                     print(f"| {case} | {type(err).__name__}: {str(err)[:100]} |", flush=True)
                     continue
                 rows.append(dict(case=case, kernels=times))
+                with open(os.path.join(args.out, "kernel_profile.json"), "w") as fh:  # kept if a later case times out
+                    json.dump(rows, fh, indent=1)
                 print(f"\n{case}: sum of kernels {sum(times.values()):.3f} ms", flush=True)
                 for k, t in times.items():
                     if t >= 0.005:

@@ -95,6 +95,11 @@ elif [ "${PART}" = 6 ]; then
   echo "bench (defaults) rc=$?"
   grep "^| [GK]D[AN] f\|^| decode" "$OUT/bench_default.log"
   grep "sum of kernels" "$OUT/profile_bf16_none_fla.log" "$OUT/profile_default.log"
+elif [ "${PART}" = 7 ]; then  # PART=6's first profile timed out in fla's KDA backward: that case alone
+  env HYBRIDIZE_GDR_INTER=bf16 HYBRIDIZE_GDR_RECOMPUTE=none timeout 500 python3 benchmarks/kernel_profile.py --shapes 0 \
+    --modes fwd+bwd --gates kda --out "$OUT/profile_kda_bwd_fla" > "$OUT/profile_kda_bwd_fla.log" 2>&1
+  echo "profile (KDA fwd+bwd, bf16 intermediates, recompute none, fla beside) rc=$?"
+  grep "sum of kernels" "$OUT/profile_kda_bwd_fla.log"
 elif [ "${PART}" = 3 ]; then
   compare HYBRIDIZE_GDR_BWD fused split
 else
