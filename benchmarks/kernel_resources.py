@@ -154,9 +154,11 @@ def split_rows(D: int) -> list:
         sig = ptrs(["k", "v", "beta"], "*bf16")
         sig.update(ptrs(["G", "T_buf", "w_out", "u_out", "kg_out"], "*fp32"))
         sig.update(cu="*i32", chunks="*i32", H="i32")
-        consts = dict(K=D, V=D, BK=min(cfg["solve_BK"], D), BV=min(cfg["solve_BK"], D), C=64, CHANNEL=channel, STORE_KG=channel,
-                      PREC="tf32", DT=tl.bfloat16)
-        out.append((f"split solve {gate} D{D}", chunk_prep_split._solve_kernel, sig, consts, cfg["solve_warps"], 1))
+        for together in (False, True):
+            consts = dict(K=D, V=D, BK=min(cfg["solve_BK"], D), BV=min(cfg["solve_BK"], D), C=64, CHANNEL=channel,
+                          STORE_KG=channel, ALL=together, PREC="tf32", DT=tl.bfloat16)
+            out.append((f"split solve {gate} D{D}{' all' if together else ''}", chunk_prep_split._solve_kernel, sig,
+                        consts, cfg["solve_warps"], 1))
     for method in ("blocked", "doubling", "blocks16"):
         sig = dict(T_buf="*fp32", cu="*i32", chunks="*i32", H="i32")
         out.append((f"split inverse {method} D{D}", chunk_prep_split._inverse_kernel, sig,

@@ -5,7 +5,8 @@
 Ours: layout (host-side chunk table), prep (cumsum, A, inverse, w, u, Aqk), scan (states per chunk,
 vn), output. fla: cumsum, intra (kkt + inverse + w, u), h (its scan), o. Medians of
 triton.testing.do_bench, ms, bf16 q/k/v/beta and fp32 gates as in bench_kernels.py. --sweep times our
-scan alone over (BV, num_warps, num_stages), the knobs of the one sequential kernel; --dh-sweep the
+scan alone over (BV, num_warps, num_stages), the knobs of the one sequential kernel; --output-sweep
+the output kernel over (BK, BV, num_warps); --split-sweep the v5 prep's kernels; --dh-sweep the
 backward's dh scan over the same knobs and where its Aqk^T do term is formed (with chunk_bwd's total).
 """
 from __future__ import annotations
@@ -164,8 +165,8 @@ def split_sweep(B, T, H, D, channel):
                   pairs) for inv, nw in itertools.product(("blocked", "doubling"), (4, 8))]
     runs += [(f"inverse {inv} w{nw}", dict(inverse=inv, inverse_warps=nw), inverse)
              for inv, nw in itertools.product(("blocked", "doubling", "blocks16"), (4, 8))]
-    runs += [(f"solve BK{bk} w{nw}", dict(solve_BK=bk, solve_warps=nw), solve)
-             for bk, nw in itertools.product((32, 64, 128), (4, 8))]
+    runs += [(f"solve BK{bk} w{nw}{' all' if together else ''}", dict(solve_BK=bk, solve_warps=nw, solve_all=together),
+              solve) for together, bk, nw in itertools.product((False, True), (32, 64, 128), (4, 8))]
     saved = dict(sp.SPLIT_CONFIG)
     out = []
     for label, knobs, fn in runs:
@@ -179,6 +180,27 @@ def split_sweep(B, T, H, D, channel):
     return out
 
 
+def output_sweep(B, T, H, D, channel):
+    """The output kernel (chunk_output.py) alone over (BK, BV, warps)."""
+    from hybridize.kernels import chunk_output as out_mod
+    q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel, False))
+    scale = D ** -0.5
+    layout = make_layout(B, T, None, q.device)
+    G, w, u, Aqk, _, kg = prep_mod.chunk_prep(q, k, v, g, beta, scale, layout)
+    _, _, h, vn = scan_mod.chunk_scan(q, k, w, u, G, Aqk, scale, layout, store_h=True, state_dtype=q.dtype, kg=kg)
+    saved = dict(out_mod.OUTPUT_CONFIG)
+    rows = []
+    for bk, bv, nw in itertools.product((64, 128), (32, 64, 128), (4, 8)):
+        out_mod.OUTPUT_CONFIG.update(BK=bk, BV=bv, num_warps=nw)
+        try:
+            t = bench(lambda: chunk_output(q, G, Aqk, h, vn, scale, layout))
+        except Exception as err:  # noqa: BLE001 - recorded, not fatal
+            t = f"{type(err).__name__}"
+        rows.append((bk, bv, nw, t))
+    out_mod.OUTPUT_CONFIG.update(saved)
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shapes", default="0,2,4")
@@ -188,6 +210,7 @@ def main():
     ap.add_argument("--prep-sweep", default="", help="shape indices whose v4 prep to sweep")
     ap.add_argument("--split-sweep", default="", help="shape indices whose v5 (split) prep kernels to sweep")
     ap.add_argument("--dh-sweep", default="", help="shape indices whose backward dh scan to sweep")
+    ap.add_argument("--output-sweep", default="", help="shape indices whose output kernel to sweep")
     ap.add_argument("--sweep-inter", default="fp32", help="intermediates' dtype during the sweeps")
     ap.add_argument("--no-fla", action="store_true")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
@@ -221,7 +244,8 @@ def main():
                 lines.append(line)
     prep_mod.INTER_DTYPE = torch.float32 if args.sweep_inter == "fp32" else None
     sweeps = (("prep sweep", args.prep_sweep, prep_sweep, ("BK", "warps"), (False, True)),
-              ("scan sweep", args.sweep, sweep, ("BV", "warps", "stages"), (False,)))
+              ("scan sweep", args.sweep, sweep, ("BV", "warps", "stages"), (False,)),
+              ("output sweep", args.output_sweep, output_sweep, ("BK", "BV", "warps"), (False, True)))
     for label, which, fn, knobs, gates in sweeps:
         for i in (int(s) for s in which.split(",") if s):
             B, T, H, D = SHAPES[i]

@@ -21,6 +21,8 @@
 #                                                (1,8192,16,128) with fla's precision (bf16
 #                                                intermediates) and recompute none; the defaults'
 #                                                kernels (shapes 0, 4) and wall times (shapes 0, 2, 4)
+#   PART=8 bash benchmarks/kernels_next_gpu.sh   the solve in one program per chunk (HYBRIDIZE_GDR_SOLVE_ALL=1):
+#                                                correctness, the v5 sweep with it, the output kernel's sweep
 #   PART=2 bash benchmarks/kernels_next_gpu.sh   the issue's table with fla beside (bench_kernels.py,
 #                                                shapes 0 and 4; SHAPES=1,2 or 3 for the others)
 # From the repo root on the device, with the fla wheel carried in .dev/fla. Logs go to $OUT.
@@ -100,6 +102,15 @@ elif [ "${PART}" = 7 ]; then  # PART=6's first profile timed out in fla's KDA ba
     --modes fwd+bwd --gates kda --out "$OUT/profile_kda_bwd_fla" > "$OUT/profile_kda_bwd_fla.log" 2>&1
   echo "profile (KDA fwd+bwd, bf16 intermediates, recompute none, fla beside) rc=$?"
   grep "sum of kernels" "$OUT/profile_kda_bwd_fla.log"
+elif [ "${PART}" = 8 ]; then
+  env HYBRIDIZE_GDR_SOLVE_ALL=1 timeout 120 python3 benchmarks/kernels_correctness.py --jobs 16 --no-ref-check \
+    > "$OUT/correctness_solve_all.log" 2>&1
+  echo "correctness (HYBRIDIZE_GDR_SOLVE_ALL=1) rc=$?"
+  timeout 300 python3 benchmarks/kernel_stages.py --shapes 0 --designs split --inter fp32,bf16 --no-fla \
+    --split-sweep 0 --output-sweep 0 --out "$OUT/stages" > "$OUT/stages.log" 2>&1
+  echo "stages rc=$?"
+  grep "^| [GK]D[AN]\|solve\|output sweep" "$OUT/stages.log"
+  grep "\[ours\]" "$OUT/correctness_solve_all.log" | cut -c1-170
 elif [ "${PART}" = 3 ]; then
   compare HYBRIDIZE_GDR_BWD fused split
 else

@@ -44,7 +44,10 @@ from .chunk_scan import load_gates
 # not run. Round 9 (H100, (1,8192,16,128), bf16, fp32 intermediates, each kernel alone): inverse
 # doubling 0.088 ms vs blocked 0.097 (4 warps; 8 warps 0.159 / 0.209); GDN pairs + doubling inverse in
 # one kernel 0.099 vs 0.063 + 0.097 apart; the GDN prep 0.286 -> 0.227 ms (HYBRIDIZE_GDR_INVERSE=blocked
-# and HYBRIDIZE_GDR_PAIRS_INVERSE=0 restore the old path). Round 7, each kernel alone at the same shape
+# and HYBRIDIZE_GDR_PAIRS_INVERSE=0 restore the old path). "solve_all" (HYBRIDIZE_GDR_SOLVE_ALL=1; round 9,
+# not yet timed): one solve program per (chunk, head) over every column block, T read once, as fla's
+# recompute_w_u does (solve BK 128, T read twice, was no faster than BK 64: 0.135 vs 0.133 ms, GDN, round 9).
+# Round 7, each kernel alone at the same shape
 # (benchmarks/RESULTS.md, "Kernels, round 7"), ms, GDN / KDA:
 #   pairs   BK 64, 4 warps 0.063 / 0.213 (BK 32, 8 warps: 0.089 / 1.642)
 #   inverse blocked, 4 warps 0.097 / 0.096 (8 warps 0.21; blocks16 0.11 at 4 warps, 0.34 at 8)
@@ -52,7 +55,8 @@ from .chunk_scan import load_gates
 # 4 warps win for pairs although ptxas reports spills there (up to 1.5 KB for KDA at head dim 128).
 SPLIT_CONFIG = {"pairs_BK": 64, "pairs_warps": 4, "inverse": os.environ.get("HYBRIDIZE_GDR_INVERSE", "doubling"),
                 "inverse_warps": 4, "solve_BK": 64, "solve_warps": 8,
-                "pairs_inverse": os.environ.get("HYBRIDIZE_GDR_PAIRS_INVERSE", "1") == "1"}
+                "pairs_inverse": os.environ.get("HYBRIDIZE_GDR_PAIRS_INVERSE", "1") == "1",
+                "solve_all": os.environ.get("HYBRIDIZE_GDR_SOLVE_ALL", "0") == "1"}
 
 
 @triton.jit
@@ -225,19 +229,11 @@ def _inverse_kernel(T_buf, cu, chunks, H, C: tl.constexpr, SB: tl.constexpr, BLO
 
 
 @triton.jit
-def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, cu, chunks, H, K: tl.constexpr, V: tl.constexpr,
-                  BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr, CHANNEL: tl.constexpr,
-                  STORE_KG: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
-    """Program (chunk, head, j): for j < cdiv(K, BK) key columns j*BK.. of w (and kg), else value
-    columns of u."""
-    i_c = tl.program_id(0)
-    i_h = tl.program_id(1)
-    i_j = tl.program_id(2)
-    bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
-    rows = tl.arange(0, C)
-    valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
-    b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
-    Tm = tl.load(T_buf + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0)
+def _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, tok, valid, last_tok, i_h, H, i_j, K: tl.constexpr,
+                   V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CHANNEL: tl.constexpr, STORE_KG: tl.constexpr,
+                   PREC: tl.constexpr, DT: tl.constexpr):
+    """Column block i_j of one chunk: for i_j < cdiv(K, BK) key columns i_j*BK.. of w (and kg), else
+    value columns of u."""
     NK: tl.constexpr = (K + BK - 1) // BK
     if i_j < NK:
         kk = i_j * BK + tl.arange(0, BK)
@@ -257,6 +253,28 @@ def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, cu, chunks, H, K: 
         vb = tl.load(v + p_v, mask=m_v, other=0.0).to(tl.float32) * b[:, None]
         u = tl.dot(Tm, vb, input_precision=PREC)
         tl.store(u_out + p_v, u.to(u_out.dtype.element_ty), mask=m_v)
+
+
+@triton.jit
+def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, cu, chunks, H, K: tl.constexpr, V: tl.constexpr,
+                  BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr, CHANNEL: tl.constexpr,
+                  STORE_KG: tl.constexpr, ALL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
+    """Program (chunk, head, j): column block j (_solve_columns); with ALL, program (chunk, head) does
+    every column block, reading T once instead of once per block."""
+    i_c = tl.program_id(0)
+    i_h = tl.program_id(1)
+    bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
+    rows = tl.arange(0, C)
+    valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
+    b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
+    Tm = tl.load(T_buf + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0)
+    if ALL:
+        for i_j in tl.static_range((K + BK - 1) // BK + (V + BV - 1) // BV):
+            _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, tok, valid, last_tok, i_h, H, i_j, K, V, BK, BV,
+                           CHANNEL, STORE_KG, PREC, DT)
+    else:
+        _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, tok, valid, last_tok, i_h, H, tl.program_id(2), K, V,
+                       BK, BV, CHANNEL, STORE_KG, PREC, DT)
 
 
 def pairs_invert(channel: bool) -> bool:
@@ -289,10 +307,11 @@ def launch_solve(k, v, G, beta, T, layout: Layout, w, u, kg) -> None:
     V = v.shape[-1]
     BK = min(SPLIT_CONFIG["solve_BK"], triton.next_power_of_2(K))
     BV = min(SPLIT_CONFIG["solve_BK"], triton.next_power_of_2(V))
+    together = SPLIT_CONFIG["solve_all"]
     if layout.num_chunks:
-        _solve_kernel[(layout.num_chunks, H, triton.cdiv(K, BK) + triton.cdiv(V, BV))](
+        _solve_kernel[(layout.num_chunks, H, 1 if together else triton.cdiv(K, BK) + triton.cdiv(V, BV))](
             k, v, G, beta, T, w, u, kg if kg is not None else w, layout.cu, layout.chunks, H, K=K, V=V, BK=BK, BV=BV,
-            C=CHUNK, CHANNEL=G.dim() == 4, STORE_KG=kg is not None, PREC=dot_precision(k.dtype),
+            C=CHUNK, CHANNEL=G.dim() == 4, STORE_KG=kg is not None, ALL=together, PREC=dot_precision(k.dtype),
             DT=dot_dtype(k.dtype), num_warps=SPLIT_CONFIG["solve_warps"])
 
 
