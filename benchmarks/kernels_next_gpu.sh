@@ -111,6 +111,19 @@ elif [ "${PART}" = 8 ]; then
   echo "stages rc=$?"
   grep "^| [GK]D[AN]\|solve\|output sweep" "$OUT/stages.log"
   grep "\[ours\]" "$OUT/correctness_solve_all.log" | cut -c1-170
+elif [ "${PART}" = 9 ]; then  # round 9's last call: the final defaults, and fla's precision with recompute none
+  timeout 140 python3 benchmarks/bench_kernels.py --ours-only --shapes 0,2,4 --skip-versions --no-fla-decode --warm 16 \
+    --out "$OUT/bench_default" > "$OUT/bench_default.log" 2>&1
+  echo "bench (defaults) rc=$?"
+  env HYBRIDIZE_GDR_INTER=bf16 HYBRIDIZE_GDR_RECOMPUTE=none timeout 120 python3 benchmarks/bench_kernels.py --ours-only \
+    --shapes 0,2 --skip-versions --no-fla-decode --warm 16 --out "$OUT/bench_bf16_none" > "$OUT/bench_bf16_none.log" 2>&1
+  echo "bench (bf16 intermediates, recompute none) rc=$?"
+  timeout 80 python3 benchmarks/kernel_profile.py --shapes 0 --modes fwd,fwd+bwd --no-fla --out "$OUT/profile_default" \
+    > "$OUT/profile_default.log" 2>&1
+  echo "profile (defaults) rc=$?"
+  grep "^| [GK]D[AN] f" "$OUT/bench_default.log" | sed "s/^/default /"
+  grep "^| [GK]D[AN] f" "$OUT/bench_bf16_none.log" | sed "s/^/bf16+none /"
+  grep "sum of kernels" "$OUT/profile_default.log"
 elif [ "${PART}" = 3 ]; then
   compare HYBRIDIZE_GDR_BWD fused split
 else

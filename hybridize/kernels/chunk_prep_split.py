@@ -44,9 +44,10 @@ from .chunk_scan import load_gates
 # not run. Round 9 (H100, (1,8192,16,128), bf16, fp32 intermediates, each kernel alone): inverse
 # doubling 0.088 ms vs blocked 0.097 (4 warps; 8 warps 0.159 / 0.209); GDN pairs + doubling inverse in
 # one kernel 0.099 vs 0.063 + 0.097 apart; the GDN prep 0.286 -> 0.227 ms (HYBRIDIZE_GDR_INVERSE=blocked
-# and HYBRIDIZE_GDR_PAIRS_INVERSE=0 restore the old path). "solve_all" (HYBRIDIZE_GDR_SOLVE_ALL=1; round 9,
-# not yet timed): one solve program per (chunk, head) over every column block, T read once, as fla's
-# recompute_w_u does (solve BK 128, T read twice, was no faster than BK 64: 0.135 vs 0.133 ms, GDN, round 9).
+# and HYBRIDIZE_GDR_PAIRS_INVERSE=0 restore the old path). "solve_all" (default on;
+# HYBRIDIZE_GDR_SOLVE_ALL=0 restores one program per column block): one solve program per (chunk, head)
+# over every column block, T read once, as fla's recompute_w_u does. Round 9, same shape, 8 warps: GDN
+# 0.133 -> 0.105 ms, KDA 0.176 -> 0.159 (BK 128 with a program per block, T read twice: 0.134 / 0.195).
 # Round 7, each kernel alone at the same shape
 # (benchmarks/RESULTS.md, "Kernels, round 7"), ms, GDN / KDA:
 #   pairs   BK 64, 4 warps 0.063 / 0.213 (BK 32, 8 warps: 0.089 / 1.642)
@@ -56,7 +57,7 @@ from .chunk_scan import load_gates
 SPLIT_CONFIG = {"pairs_BK": 64, "pairs_warps": 4, "inverse": os.environ.get("HYBRIDIZE_GDR_INVERSE", "doubling"),
                 "inverse_warps": 4, "solve_BK": 64, "solve_warps": 8,
                 "pairs_inverse": os.environ.get("HYBRIDIZE_GDR_PAIRS_INVERSE", "1") == "1",
-                "solve_all": os.environ.get("HYBRIDIZE_GDR_SOLVE_ALL", "0") == "1"}
+                "solve_all": os.environ.get("HYBRIDIZE_GDR_SOLVE_ALL", "1") == "1"}
 
 
 @triton.jit
