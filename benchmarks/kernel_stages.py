@@ -31,12 +31,18 @@ def packed(x):
     return x.reshape(1, x.shape[0] * x.shape[1], *x.shape[2:])
 
 
-def ours_stages(B, T, H, D, channel):
+def forward_operands(B, T, H, D, channel):
+    """Inputs (packed), scale, layout and every stage's output of one forward, as the forward runs it."""
     q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel, False))
     scale = D ** -0.5
     layout = make_layout(B, T, None, q.device)
     G, w, u, Aqk, _, kg = prep_mod.chunk_prep(q, k, v, g, beta, scale, layout)
     _, _, h, vn = scan_mod.chunk_scan(q, k, w, u, G, Aqk, scale, layout, store_h=True, state_dtype=q.dtype, kg=kg)
+    return (q, k, v, g, beta), scale, layout, (G, w, u, Aqk, kg, h, vn)
+
+
+def ours_stages(B, T, H, D, channel):
+    (q, k, v, g, beta), scale, layout, (G, w, u, Aqk, kg, h, vn) = forward_operands(B, T, H, D, channel)
     return {
         "layout": bench(lambda: make_layout(B, T, None, q.device)),
         "prep": bench(lambda: prep_mod.chunk_prep(q, k, v, g, beta, scale, layout)),
@@ -183,11 +189,7 @@ def split_sweep(B, T, H, D, channel):
 def output_sweep(B, T, H, D, channel):
     """The output kernel (chunk_output.py) alone over (BK, BV, warps)."""
     from hybridize.kernels import chunk_output as out_mod
-    q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel, False))
-    scale = D ** -0.5
-    layout = make_layout(B, T, None, q.device)
-    G, w, u, Aqk, _, kg = prep_mod.chunk_prep(q, k, v, g, beta, scale, layout)
-    _, _, h, vn = scan_mod.chunk_scan(q, k, w, u, G, Aqk, scale, layout, store_h=True, state_dtype=q.dtype, kg=kg)
+    (q, *_), scale, layout, (G, _, _, Aqk, _, h, vn) = forward_operands(B, T, H, D, channel)
     saved = dict(out_mod.OUTPUT_CONFIG)
     rows = []
     for bk, bv, nw in itertools.product((64, 128), (32, 64, 128), (4, 8)):
