@@ -145,7 +145,7 @@ def split_rows(D: int) -> list:
         sig = ptrs(["q", "k", "beta"], "*bf16")
         sig.update(ptrs(["g", "G_out", "A_out", "Aqk_out"], "*fp32"))
         sig.update(cu="*i32", chunks="*i32", scale="fp32", H="i32")
-        for invert, doubling in ((False, False),) if channel else ((False, False), (True, False), (True, True)):
+        for invert, doubling in ((False, False), (True, True)) if channel else ((False, False), (True, False), (True, True)):
             consts = dict(K=D, BK=min(cfg["pairs_BK"], D), C=64, SB=16, CHANNEL=channel, INVERT=invert,
                           DOUBLING=doubling, PREC="tf32", PAIR_PREC="tf32", DT=tl.bfloat16)
             what = f" + inverse {'doubling' if doubling else 'blocked'}" if invert else ""

@@ -166,9 +166,10 @@ def split_sweep(B, T, H, D, channel):
     solve = lambda: sp.launch_solve(k, v, G, beta, Tm, layout, w, u, kg)  # noqa: E731
     runs = [(f"pairs BK{bk} w{nw}", dict(pairs_BK=bk, pairs_warps=nw, pairs_inverse=False), pairs)
             for bk, nw in itertools.product((32, 64), (4, 8))]
-    if not channel:  # the pairs kernel inverting A itself (scalar gates only): pairs + inverse in one
-        runs += [(f"pairs + inverse {inv} BK64 w{nw}", dict(pairs_BK=64, pairs_warps=nw, pairs_inverse=True, inverse=inv),
-                  pairs) for inv, nw in itertools.product(("blocked", "doubling"), (4, 8))]
+    # the pairs kernel inverting A itself: pairs + inverse in one
+    runs += [(f"pairs + inverse {inv} BK64 w{nw}", dict(pairs_BK=64, pairs_warps=nw, pairs_inverse=True, inverse=inv,
+                                                         pairs_inverse_channel=True), pairs)
+             for inv, nw in itertools.product(("blocked", "doubling"), (4, 8))]
     runs += [(f"inverse {inv} w{nw}", dict(inverse=inv, inverse_warps=nw), inverse)
              for inv, nw in itertools.product(("blocked", "doubling", "blocks16"), (4, 8))]
     runs += [(f"solve BK{bk} w{nw}{' all' if together else ''}", dict(solve_BK=bk, solve_warps=nw, solve_all=together),

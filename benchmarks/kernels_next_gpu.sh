@@ -23,6 +23,8 @@
 #                                                kernels (shapes 0, 4) and wall times (shapes 0, 2, 4)
 #   PART=8 bash benchmarks/kernels_next_gpu.sh   the solve in one program per chunk (HYBRIDIZE_GDR_SOLVE_ALL=1):
 #                                                correctness, the v5 sweep with it, the output kernel's sweep
+#   PART=10 bash benchmarks/kernels_next_gpu.sh  the per-channel pairs kernel inverting A itself: KDA
+#                                                correctness, forward stages without and with it, sweep
 #   PART=2 bash benchmarks/kernels_next_gpu.sh   the issue's table with fla beside (bench_kernels.py,
 #                                                shapes 0 and 4; SHAPES=1,2 or 3 for the others)
 # From the repo root on the device, with the fla wheel carried in .dev/fla. Logs go to $OUT.
@@ -124,6 +126,21 @@ elif [ "${PART}" = 9 ]; then  # round 9's last call: the final defaults, and fla
   grep "^| [GK]D[AN] f" "$OUT/bench_default.log" | sed "s/^/default /"
   grep "^| [GK]D[AN] f" "$OUT/bench_bf16_none.log" | sed "s/^/bf16+none /"
   grep "sum of kernels" "$OUT/profile_default.log"
+elif [ "${PART}" = 10 ]; then  # the per-channel pairs kernel inverting A itself (HYBRIDIZE_GDR_PAIRS_INVERSE_KDA=1)
+  env HYBRIDIZE_GDR_PAIRS_INVERSE_KDA=1 timeout 100 python3 benchmarks/kernels_correctness.py --jobs 16 --no-ref-check \
+    --only kda > "$OUT/correctness_kda.log" 2>&1
+  echo "correctness (kda cases, HYBRIDIZE_GDR_PAIRS_INVERSE_KDA=1) rc=$?"
+  for val in 0 1; do
+    env HYBRIDIZE_GDR_PAIRS_INVERSE_KDA=$val timeout 100 python3 benchmarks/kernel_stages.py --shapes 0,4 --designs split \
+      --inter fp32,bf16 --no-fla --out "$OUT/stages_$val" > "$OUT/stages_$val.log" 2>&1
+    echo "stages (HYBRIDIZE_GDR_PAIRS_INVERSE_KDA=$val) rc=$?"
+    grep "^| KDA" "$OUT/stages_$val.log" | sed "s/^/PAIRS_INVERSE_KDA=$val /"
+  done
+  timeout 150 python3 benchmarks/kernel_stages.py --shapes 0 --designs split --inter bf16 --no-fla --split-sweep 0 \
+    --out "$OUT/sweep" > "$OUT/sweep.log" 2>&1
+  echo "sweep rc=$?"
+  grep "pairs" "$OUT/sweep.log"
+  grep "\[ours\]" "$OUT/correctness_kda.log" | cut -c1-170
 elif [ "${PART}" = 3 ]; then
   compare HYBRIDIZE_GDR_BWD fused split
 else

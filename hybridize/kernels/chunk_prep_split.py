@@ -41,7 +41,8 @@ from .chunk_scan import load_gates
 # _common.unit_lower_inverse_doubling), "blocked" (21 [64, 64] products, as v3 had) or "blocks16" (v4's
 # [16, 16] forward substitution, loaded block by block). "pairs_inverse" (scalar gates; default on):
 # the pairs kernel inverts A itself and stores T, so A never goes to memory and the inverse kernel does
-# not run. Round 9 (H100, (1,8192,16,128), bf16, fp32 intermediates, each kernel alone): inverse
+# not run; "pairs_inverse_channel" (HYBRIDIZE_GDR_PAIRS_INVERSE_KDA=1; round 9, not yet timed) does
+# the same for per-channel gates, joining the four column blocks into one tile. Round 9 (H100, (1,8192,16,128), bf16, fp32 intermediates, each kernel alone): inverse
 # doubling 0.088 ms vs blocked 0.097 (4 warps; 8 warps 0.159 / 0.209); GDN pairs + doubling inverse in
 # one kernel 0.099 vs 0.063 + 0.097 apart; the GDN prep 0.286 -> 0.227 ms (HYBRIDIZE_GDR_INVERSE=blocked
 # and HYBRIDIZE_GDR_PAIRS_INVERSE=0 restore the old path). "solve_all" (default on;
@@ -57,7 +58,8 @@ from .chunk_scan import load_gates
 SPLIT_CONFIG = {"pairs_BK": 64, "pairs_warps": 4, "inverse": os.environ.get("HYBRIDIZE_GDR_INVERSE", "doubling"),
                 "inverse_warps": 4, "solve_BK": 64, "solve_warps": 8,
                 "pairs_inverse": os.environ.get("HYBRIDIZE_GDR_PAIRS_INVERSE", "1") == "1",
-                "solve_all": os.environ.get("HYBRIDIZE_GDR_SOLVE_ALL", "1") == "1"}
+                "solve_all": os.environ.get("HYBRIDIZE_GDR_SOLVE_ALL", "1") == "1",
+                "pairs_inverse_channel": os.environ.get("HYBRIDIZE_GDR_PAIRS_INVERSE_KDA", "0") == "1"}
 
 
 @triton.jit
@@ -109,13 +111,19 @@ def scalar_pairs(q, k, tok, valid, i_h, H, K: tl.constexpr, BK: tl.constexpr, C:
 
 @triton.jit
 def _store_columns(A_out, Aqk_out, A_s, M_s, b, tok, valid, rows, i_h, H, scale, s: tl.constexpr,
-                   C: tl.constexpr, SB: tl.constexpr):
+                   C: tl.constexpr, SB: tl.constexpr, STORE_A: tl.constexpr):
     cols = s * SB + tl.arange(0, SB)
     p = (tok[:, None] * H + i_h) * C + cols[None, :]
-    A_s = tl.where(rows[:, None] > cols[None, :], A_s * b[:, None], 0.0)
+    if STORE_A:
+        tl.store(A_out + p, tl.where(rows[:, None] > cols[None, :], A_s * b[:, None], 0.0), mask=valid[:, None])
     M_s = tl.where(rows[:, None] >= cols[None, :], M_s * scale, 0.0)
-    tl.store(A_out + p, A_s, mask=valid[:, None])
     tl.store(Aqk_out + p, M_s.to(Aqk_out.dtype.element_ty), mask=valid[:, None])
+
+
+@triton.jit
+def _side_by_side(a, b):
+    """[R, N] and [R, N] -> [R, 2N], a's columns first."""
+    return tl.reshape(tl.permute(tl.join(a, b), (0, 2, 1)), [a.shape[0], 2 * a.shape[1]])
 
 
 @triton.jit
@@ -166,10 +174,14 @@ def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, cu, chunks, scale, H,
             a, m = _column_block(kf, qf, G, k3, G3, sel, rows, 3, SB, PAIR_PREC)
             A3 += a
             M3 += m
-        _store_columns(A_out, Aqk_out, A0, M0, b, tok, valid, rows, i_h, H, scale, 0, C, SB)
-        _store_columns(A_out, Aqk_out, A1, M1, b, tok, valid, rows, i_h, H, scale, 1, C, SB)
-        _store_columns(A_out, Aqk_out, A2, M2, b, tok, valid, rows, i_h, H, scale, 2, C, SB)
-        _store_columns(A_out, Aqk_out, A3, M3, b, tok, valid, rows, i_h, H, scale, 3, C, SB)
+        _store_columns(A_out, Aqk_out, A0, M0, b, tok, valid, rows, i_h, H, scale, 0, C, SB, not INVERT)
+        _store_columns(A_out, Aqk_out, A1, M1, b, tok, valid, rows, i_h, H, scale, 1, C, SB, not INVERT)
+        _store_columns(A_out, Aqk_out, A2, M2, b, tok, valid, rows, i_h, H, scale, 2, C, SB, not INVERT)
+        _store_columns(A_out, Aqk_out, A3, M3, b, tok, valid, rows, i_h, H, scale, 3, C, SB, not INVERT)
+        if INVERT:  # the four column blocks as one [C, C] tile (C == 4 SB), inverted here
+            A = _side_by_side(_side_by_side(A0, A1), _side_by_side(A2, A3))
+            A = invert(tl.where(rows[:, None] > rows[None, :], A * b[:, None], 0.0), C, SB, DOUBLING, PREC)
+            tl.store(A_out + (tok[:, None] * H + i_h) * C + rows[None, :], A, mask=valid[:, None])
     else:
         G = tl.cumsum(tl.load(g + tok * H + i_h, mask=valid, other=0.0).to(tl.float32), 0)
         tl.store(G_out + tok * H + i_h, G, mask=valid)
@@ -279,9 +291,9 @@ def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, cu, chunks, H, K: 
 
 
 def pairs_invert(channel: bool) -> bool:
-    """Whether the pairs kernel inverts A itself (scalar gates with SPLIT_CONFIG["pairs_inverse"]):
-    per-channel pairs form A one column block at a time, never as the whole tile the inverse needs."""
-    return SPLIT_CONFIG["pairs_inverse"] and not channel
+    """Whether the pairs kernel inverts A itself (SPLIT_CONFIG["pairs_inverse"]; for per-channel gates,
+    whose pairs form A one column block at a time, also "pairs_inverse_channel")."""
+    return SPLIT_CONFIG["pairs_inverse"] and (not channel or SPLIT_CONFIG["pairs_inverse_channel"])
 
 
 def launch_pairs(q, k, g, beta, scale: float, layout: Layout, G, A, Aqk) -> None:
