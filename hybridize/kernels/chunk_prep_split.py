@@ -41,8 +41,9 @@ from .chunk_scan import load_gates
 # _common.unit_lower_inverse_doubling), "blocked" (21 [64, 64] products, as v3 had) or "blocks16" (v4's
 # [16, 16] forward substitution, loaded block by block). "pairs_inverse" (scalar gates; default on):
 # the pairs kernel inverts A itself and stores T, so A never goes to memory and the inverse kernel does
-# not run; "pairs_inverse_channel" (HYBRIDIZE_GDR_PAIRS_INVERSE_KDA=1; round 9, not yet timed) does
-# the same for per-channel gates, joining the four column blocks into one tile. Round 9 (H100, (1,8192,16,128), bf16, fp32 intermediates, each kernel alone): inverse
+# not run; "pairs_inverse_channel" (default on; HYBRIDIZE_GDR_PAIRS_INVERSE_KDA=0 turns it off) does
+# the same for per-channel gates, joining the four column blocks into one tile: KDA pairs + inverse
+# 0.211 + 0.083 -> 0.253 ms, its prep 0.454 -> 0.417 (round 9, call 8). Round 9 (H100, (1,8192,16,128), bf16, fp32 intermediates, each kernel alone): inverse
 # doubling 0.088 ms vs blocked 0.097 (4 warps; 8 warps 0.159 / 0.209); GDN pairs + doubling inverse in
 # one kernel 0.099 vs 0.063 + 0.097 apart; the GDN prep 0.286 -> 0.227 ms (HYBRIDIZE_GDR_INVERSE=blocked
 # and HYBRIDIZE_GDR_PAIRS_INVERSE=0 restore the old path). "solve_all" (default on;
@@ -59,7 +60,7 @@ SPLIT_CONFIG = {"pairs_BK": 64, "pairs_warps": 4, "inverse": os.environ.get("HYB
                 "inverse_warps": 4, "solve_BK": 64, "solve_warps": 8,
                 "pairs_inverse": os.environ.get("HYBRIDIZE_GDR_PAIRS_INVERSE", "1") == "1",
                 "solve_all": os.environ.get("HYBRIDIZE_GDR_SOLVE_ALL", "1") == "1",
-                "pairs_inverse_channel": os.environ.get("HYBRIDIZE_GDR_PAIRS_INVERSE_KDA", "0") == "1"}
+                "pairs_inverse_channel": os.environ.get("HYBRIDIZE_GDR_PAIRS_INVERSE_KDA", "1") == "1"}
 
 
 @triton.jit

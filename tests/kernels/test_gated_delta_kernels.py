@@ -149,7 +149,7 @@ def test_aligned_keys_bf16_output():
                                      "dh_in_scan", "dh_kg_in_scan", "bwd_per_product", "dvn_in_scan",
                                      "recompute_all", "recompute_solve", "recompute_none", "bwd_split",
                                      "inverse_blocked", "inverse_apart", "pairs_inverse_blocked", "full_blocked",
-                                     "solve_apart", "pairs_inverse_kda"])
+                                     "solve_apart", "kda_inverse_apart"])
 def test_earlier_versions(version, monkeypatch):
     """The designs the benchmarks time beside the default: the output fused into the scan; the
     v3 prep on whole [64, 64] tiles, with its row-by-row inverse, or with kg formed inside the scan;
@@ -163,8 +163,8 @@ def test_earlier_versions(version, monkeypatch):
     backward split into a value-side and a key-side kernel; the v5 inverse by 21 products instead of
     block doubling, in its own kernel (either method) instead of inside the pairs kernel for scalar
     gates, and v3's inverse by 21 products; the solve's column blocks each in its own program instead of
-    all in one program per chunk; the per-channel pairs kernel inverting A itself (opt-in). All must
-    stay exact, or their timings mean nothing."""
+    all in one program per chunk; the per-channel inverse in its own kernel instead of the pairs
+    kernel's. All must stay exact, or their timings mean nothing."""
     from hybridize.kernels import autograd, chunk_bwd, chunk_prep, chunk_prep_split, chunk_scan
     if version == "dvn_in_scan":
         monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "dvn_local", "scan")
@@ -184,9 +184,9 @@ def test_earlier_versions(version, monkeypatch):
         method = {"inverse16": "blocks16", "inverse_apart": "doubling"}.get(version, "blocked")
         monkeypatch.setitem(chunk_prep_split.SPLIT_CONFIG, "inverse", method)
         monkeypatch.setitem(chunk_prep_split.SPLIT_CONFIG, "pairs_inverse", version == "pairs_inverse_blocked")
-    elif version == "pairs_inverse_kda":
+    elif version == "kda_inverse_apart":
         monkeypatch.setitem(chunk_prep.PREP_CONFIG, "design", "split")
-        monkeypatch.setitem(chunk_prep_split.SPLIT_CONFIG, "pairs_inverse_channel", True)
+        monkeypatch.setitem(chunk_prep_split.SPLIT_CONFIG, "pairs_inverse_channel", False)
     elif version == "solve_apart":
         monkeypatch.setitem(chunk_prep.PREP_CONFIG, "design", "split")
         monkeypatch.setitem(chunk_prep_split.SPLIT_CONFIG, "solve_all", False)
