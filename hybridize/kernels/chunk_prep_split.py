@@ -1,10 +1,12 @@
-"""Stage 1 of the chunked forward, v5: chunk_prep.py's outputs (G, w, u, Aqk, T, kg) from three kernels
-instead of one, each all chunks in parallel.
+"""Stage 1 of the chunked forward, v5: chunk_prep.py's outputs (G, w, u, Aqk, T, kg) from two or three
+kernels instead of one, each all chunks in parallel.
 
-    pairs    G = cumsum(g); A = beta strict_tril(k k^T decay) (fp32, into T's buffer); Aqk
-    inverse  T = (I + A)^-1 in place
-    solve    w = T (beta k e^G) and u = T (beta v), one program per (chunk, head, column block);
-             for per-channel gates also kg = k e^{G_last - G}, the scan's state-update operand
+    pairs    G = cumsum(g); A = beta strict_tril(k k^T decay) (fp32, into T's buffer); Aqk; and, by
+             default since round 9, T = (I + A)^-1 itself (SPLIT_CONFIG["pairs_inverse"])
+    inverse  T = (I + A)^-1 in place (only when the pairs kernel does not invert)
+    solve    w = T (beta k e^G) and u = T (beta v), one program per (chunk, head) over every column
+             block (or one per column block); for per-channel gates also kg = k e^{G_last - G}, the
+             scan's state-update operand
 
 Why split. v3's single kernel holds ~6 [64, 64] fp32 tiles for its inverse, so one program fits on
 a multiprocessor at a time and its phases (load, 21 dependent products, store) never overlap: it
@@ -22,6 +24,9 @@ Outcome on the H100 at (1, 8192, 16, 128), bf16 (benchmarks/RESULTS.md, "Kernels
 three kernels at their best settings take 0.29 ms (GDN) and 0.48 ms (KDA) against v3's 0.39 / 1.37.
 The KDA forward went from 2.10 to 1.22 ms. At head dim 64 v3 stays faster (0.17 vs 0.24 ms for GDN),
 so chunk_prep's "auto" design uses v3 for scalar gates at head dim <= 64 and this one elsewhere.
+Round 9 (inverse by block doubling, inside the pairs kernel; one solve program per chunk): 0.23 ms
+(GDN) and 0.42 ms (KDA) at the same shape with fp32 intermediates (benchmarks/RESULTS.md, "Kernels,
+round 9").
 """
 from __future__ import annotations
 
