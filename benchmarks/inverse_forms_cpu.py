@@ -8,7 +8,8 @@ direction, beta ~ 0.5, slow decay: the regime of converted layers).
     python benchmarks/inverse_forms_cpu.py
 
 Round 7 (kernels-notes.md): aligned keys with tf32 products: forward substitution 3.9e-4, the
-product form 6.4e-3, so the product form was not built.
+product form 6.4e-3, so the product form was not built. Round 9 adds the whole [64, 64] inverse:
+the blocked substitution (21 products) against block doubling (10 products, now the default).
 """
 import numpy as np
 
@@ -68,7 +69,36 @@ def product_form(A: np.ndarray, prec: str) -> np.ndarray:
     return X
 
 
+def blocked(A: np.ndarray, prec: str) -> np.ndarray:
+    """The whole [64, 64] inverse as _common.unit_lower_inverse forms it: forward substitution in the
+    diagonal blocks (15 products), then block forward substitution below them (6 products)."""
+    r = np.arange(A.shape[0])
+    eye = np.eye(A.shape[0], dtype=np.float32)
+    same = (r[:, None] // SB) == (r[None, :] // SB)
+    X = forward_substitution(A, prec)
+    D_inv, A_off = X, np.where(same, 0, A).astype(np.float32)
+    for i in range(1, A.shape[0] // SB):
+        R = eye - dot(A_off, X, prec)
+        X = np.where((r // SB == i)[:, None], dot(D_inv, R, prec), X)
+    return X
+
+
+def doubling(A: np.ndarray, prec: str) -> np.ndarray:
+    """The whole inverse as _common.unit_lower_inverse_doubling forms it (round 9): X <- X - X (A_n X)
+    for block sizes n = 4 .. 64, after X = I - A on the 2x2 blocks (10 products)."""
+    r = np.arange(A.shape[0])
+    R, Cc = r[:, None], r[None, :]
+    X = (np.eye(A.shape[0]) - np.where(R // 2 == Cc // 2, A, 0)).astype(np.float32)
+    n = 4
+    while n <= A.shape[0]:
+        A_n = np.where((R // n == Cc // n) & ((R // (n // 2)) % 2 == 1) & ((Cc // (n // 2)) % 2 == 0), A, 0)
+        X = X - dot(X, dot(A_n.astype(np.float32), X, prec), prec)
+        n *= 2
+    return X
+
+
 def main() -> None:
+    print("the 16x16 diagonal blocks:")
     for aligned in (False, True):
         for prec in ("fp32", "tf32"):
             errs = {"forward-sub": [], "product form": []}
@@ -77,6 +107,16 @@ def main() -> None:
                 ref = np.linalg.inv(np.eye(64) + block_diagonal(A).astype(np.float64))
                 for name, fn in (("forward-sub", forward_substitution), ("product form", product_form)):
                     errs[name].append(np.linalg.norm(fn(A, prec) - ref) / np.linalg.norm(ref))
+            print(f"aligned={aligned} {prec}: " + "  ".join(f"{n} max {max(e):.2e}" for n, e in errs.items()))
+    print("the whole [64, 64] inverse:")
+    for aligned in (False, True):
+        for prec in ("fp32", "tf32"):
+            errs = {"blocked (21 products)": [], "doubling (10 products)": []}
+            for _ in range(20):
+                A = make_A(aligned)
+                ref = np.linalg.inv(np.eye(64) + A.astype(np.float64))
+                for name, fn in zip(errs, (blocked, doubling)):
+                    errs[name].append(np.linalg.norm(fn(A.astype(np.float32), prec) - ref) / np.linalg.norm(ref))
             print(f"aligned={aligned} {prec}: " + "  ".join(f"{n} max {max(e):.2e}" for n, e in errs.items()))
 
 
