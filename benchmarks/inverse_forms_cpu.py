@@ -97,27 +97,25 @@ def doubling(A: np.ndarray, prec: str) -> np.ndarray:
     return X
 
 
-def main() -> None:
-    print("the 16x16 diagonal blocks:")
+def compare(title: str, forms: dict, part) -> None:
+    """Max relative error of each form of (I + part(A))^-1 against float64, over 20 draws per case."""
+    print(title)
     for aligned in (False, True):
         for prec in ("fp32", "tf32"):
-            errs = {"forward-sub": [], "product form": []}
+            errs = {name: [] for name in forms}
             for _ in range(20):
-                A = make_A(aligned)
-                ref = np.linalg.inv(np.eye(64) + block_diagonal(A).astype(np.float64))
-                for name, fn in (("forward-sub", forward_substitution), ("product form", product_form)):
+                A = part(make_A(aligned))
+                ref = np.linalg.inv(np.eye(64) + A.astype(np.float64))
+                for name, fn in forms.items():
                     errs[name].append(np.linalg.norm(fn(A, prec) - ref) / np.linalg.norm(ref))
             print(f"aligned={aligned} {prec}: " + "  ".join(f"{n} max {max(e):.2e}" for n, e in errs.items()))
-    print("the whole [64, 64] inverse:")
-    for aligned in (False, True):
-        for prec in ("fp32", "tf32"):
-            errs = {"blocked (21 products)": [], "doubling (10 products)": []}
-            for _ in range(20):
-                A = make_A(aligned)
-                ref = np.linalg.inv(np.eye(64) + A.astype(np.float64))
-                for name, fn in zip(errs, (blocked, doubling)):
-                    errs[name].append(np.linalg.norm(fn(A.astype(np.float32), prec) - ref) / np.linalg.norm(ref))
-            print(f"aligned={aligned} {prec}: " + "  ".join(f"{n} max {max(e):.2e}" for n, e in errs.items()))
+
+
+def main() -> None:
+    compare("the 16x16 diagonal blocks:", {"forward-sub": forward_substitution, "product form": product_form},
+            block_diagonal)
+    compare("the whole [64, 64] inverse:", {"blocked (21 products)": blocked, "doubling (10 products)": doubling},
+            lambda A: A.astype(np.float32))
 
 
 if __name__ == "__main__":
