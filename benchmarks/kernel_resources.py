@@ -72,10 +72,13 @@ def rows(dims):
                           UNROLL=chunk_prep.blocks_unroll(D, bk))
             out.append((f"prep v4 blocks {gate} D{D} BK{bk}", chunk_prep_blocks._prep_blocks_kernel, prep_sig("fp32"),
                         consts, cfg["blocks_warps"], 1))
-            consts = dict(base, BK=min(64, D), BV=min(64, D), SB=16, BLOCKED=True, STORE_T=False)
             sig = prep_sig("fp32")
             sig.pop("kg_out")
-            out.append((f"prep v3 full {gate} D{D}", chunk_prep._prep_kernel, sig, consts, 4 if D <= 64 else 8, 1))
+            for inverse in ("doubling", "blocked"):
+                consts = dict(base, BK=min(64, D), BV=min(64, D), SB=16, BLOCKED=inverse == "blocked",
+                              DOUBLING=inverse == "doubling", STORE_T=False)
+                out.append((f"prep v3 full {gate} D{D} {inverse}", chunk_prep._prep_kernel, sig, consts,
+                            4 if D <= 64 else 8, 1))
             for inter, kg in itertools.product(("fp32", "bf16"), (False, True) if channel else (False,)):
                 bv = 16 if D <= 128 else 32
                 sig = ptrs(["q", "k", "o"], "*bf16")

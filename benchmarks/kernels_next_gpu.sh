@@ -1,151 +1,130 @@
 #!/usr/bin/env bash
-# The next GPU run for issue 3 (written in round 8). Calls, each under 600 s:
-#   PART=1 bash benchmarks/kernels_next_gpu.sh   the forward keeping everything the backward reads
-#                                                (HYBRIDIZE_GDR_RECOMPUTE=none, opt-in): correctness,
-#                                                fwd+bwd beside the default "solve", kernel profile
-#                                                (round 8's PART=1 ran the dvn/recompute-solve opt-ins
-#                                                and the dh sweep: see git history and RESULTS.md)
-#   PART=3 bash benchmarks/kernels_next_gpu.sh   the backward's stage 2 split in two kernels
-#                                                (HYBRIDIZE_GDR_BWD=split): correctness, timing beside
-#                                                the fused design, kernel profile (ran in round 8)
-#   PART=4 bash benchmarks/kernels_next_gpu.sh   round 9's prep opt-ins (the inverse by block doubling,
-#                                                the pairs kernel inverting A itself): correctness with
-#                                                both on, the v5 kernels' sweep (with solve BK 128), the
-#                                                forward's stages without and with them
-#   PART=5 bash benchmarks/kernels_next_gpu.sh   after round 9's new defaults: correctness of the GDN
-#                                                cases (head dim 64 now keeps the v3 prep's G, T, Aqk),
-#                                                every kernel's time beside fla's (kernel_profile.py),
-#                                                the same with bf16 intermediates and RECOMPUTE=none,
-#                                                and wall times with RECOMPUTE=none at 8K and 32K
-#   PART=6 bash benchmarks/kernels_next_gpu.sh   round 9's closing run: every kernel beside fla's at
-#                                                (1,8192,16,128) with fla's precision (bf16
-#                                                intermediates) and recompute none; the defaults'
-#                                                kernels (shapes 0, 4) and wall times (shapes 0, 2, 4)
-#   PART=8 bash benchmarks/kernels_next_gpu.sh   the solve in one program per chunk (HYBRIDIZE_GDR_SOLVE_ALL=1):
-#                                                correctness, the v5 sweep with it, the output kernel's sweep
-#   PART=10 bash benchmarks/kernels_next_gpu.sh  the per-channel pairs kernel inverting A itself: KDA
-#                                                correctness, forward stages without and with it, sweep
-#   PART=2 bash benchmarks/kernels_next_gpu.sh   the issue's table with fla beside (bench_kernels.py,
-#                                                shapes 0 and 4; SHAPES=1,2 or 3 for the others)
-# From the repo root on the device, with the fla wheel carried in .dev/fla. Logs go to $OUT.
-# Round 8's first call ran the previous PART=1 (the dh scan fed q e^G and kg, shared decay factors; head
-# dim 64 auto vs v3; fla stage by stage): benchmarks/RESULTS.md, "Kernels, round 8".
+# The GPU runs of issue 3, one PART per device call (each under 600 s). From the repo root on the
+# device, with the fla wheel carried in .dev/fla; logs go to $OUT. Rounds 8 and 9 ran these (the
+# call each PART was is in benchmarks/RESULTS.md, "Kernels, round 8" and "round 9"):
+#   PART=1   the forward keeping everything the backward reads (HYBRIDIZE_GDR_RECOMPUTE=none) beside
+#            the default "solve": correctness, fwd+bwd, kernel profile
+#   PART=3   the backward's stage 2 split in two kernels (HYBRIDIZE_GDR_BWD=split) beside the fused one
+#   PART=4   the inverse by block doubling and the pairs kernel inverting A: correctness, the v5
+#            kernels' sweep, the forward's stages without and with them
+#   PART=5   correctness of the GDN cases; every kernel beside fla's (kernel_profile.py), the same with
+#            bf16 intermediates + recompute none; wall times with recompute none at 8K and 32K
+#   PART=6   every kernel beside fla's with bf16 intermediates + recompute none; the defaults' kernels
+#            and wall times
+#   PART=7   fla's KDA backward alone beside ours (it autotunes for minutes on a fresh machine)
+#   PART=8   the solve in one program per chunk: correctness, the v5 sweep, the output kernel's sweep
+#   PART=9   the final defaults' wall times and kernels, and bf16 intermediates + recompute none
+#   PART=10  the per-channel pairs kernel inverting A: KDA correctness, stages without and with it, sweep
+#   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
 export PYTHONPATH=/tmp/site:.:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
+
+# step LOG SECONDS [VAR=VALUE ...] SCRIPT [ARGS ...]: python3 benchmarks/SCRIPT ARGS with that environment
+# and time limit, its output in $OUT/LOG.log (and its files in $OUT/LOG, except for the correctness
+# script, which writes none); prints the exit code
+step() {
+  local log=$1 secs=$2 rc
+  shift 2
+  local envs=() out=()
+  while [[ "$1" == *=* ]]; do envs+=("$1"); shift; done
+  local script=$1
+  shift
+  [[ "$script" == kernels_correctness.py ]] || out=(--out "$OUT/$log")
+  env ${envs[@]+"${envs[@]}"} timeout "$secs" python3 "benchmarks/$script" "$@" ${out[@]+"${out[@]}"} \
+    > "$OUT/$log.log" 2>&1
+  rc=$?
+  echo "$log (${envs[*]:-defaults}) rc=$rc"
+}
+# rows LOG PATTERN [PREFIX]: the lines of $OUT/LOG.log that match, each after PREFIX
+rows() { grep "$2" "$OUT/$1.log" | sed "s/^/${3:-}/"; }
+ours_ok() { grep "\[ours\]" "$OUT/$1.log" | cut -c1-170; }
+BENCH=(bench_kernels.py --ours-only --skip-versions --no-fla-decode --warm 16)
+BF16_NONE=(HYBRIDIZE_GDR_INTER=bf16 HYBRIDIZE_GDR_RECOMPUTE=none)
+
 # compare VAR BASE NEW: correctness with VAR=NEW; fwd+bwd at shapes 0 and 4 with VAR=BASE and VAR=NEW in
 # the same call (ours only); then where NEW's fwd+bwd time goes, kernel by kernel
 compare() {
   local var=$1 base=$2 new=$3 val
-  env "$var=$new" timeout 150 python3 benchmarks/kernels_correctness.py --jobs 16 --no-ref-check \
-    > "$OUT/correctness_$new.log" 2>&1
-  echo "correctness ($var=$new) rc=$?"
+  step "correctness_$new" 150 "$var=$new" kernels_correctness.py --jobs 16 --no-ref-check
   for val in "$base" "$new"; do
-    env "$var=$val" timeout 100 python3 benchmarks/bench_kernels.py --ours-only --shapes 0,4 --skip-versions \
-      --no-fla-decode --warm 16 --out "$OUT/bench_$val" > "$OUT/bench_$val.log" 2>&1
-    echo "bench $var=$val rc=$?"
-    grep "^| [GK]D[AN] f" "$OUT/bench_$val.log" | sed "s/^/$var=$val /"
+    step "bench_$val" 100 "$var=$val" "${BENCH[@]}" --shapes 0,4
+    rows "bench_$val" "^| [GK]D[AN] f" "$var=$val "
   done
-  env "$var=$new" timeout 80 python3 benchmarks/kernel_profile.py --shapes 0 --modes fwd+bwd --no-fla \
-    --out "$OUT/profile_$new" > "$OUT/profile_$new.log" 2>&1
-  echo "profile ($var=$new) rc=$?"
-  grep "sum of kernels\|_bwd" "$OUT/profile_$new.log"
-  grep "\[ours\]" "$OUT/correctness_$new.log" | cut -c1-170
+  step "profile_$new" 80 "$var=$new" kernel_profile.py --shapes 0 --modes fwd+bwd --no-fla
+  rows "profile_$new" "sum of kernels\|_bwd"
+  ours_ok "correctness_$new"
 }
-if [ "${PART:-1}" = 1 ]; then
-  compare HYBRIDIZE_GDR_RECOMPUTE solve none
-elif [ "${PART}" = 4 ]; then
-  NEW="HYBRIDIZE_GDR_INVERSE=doubling HYBRIDIZE_GDR_PAIRS_INVERSE=1"
-  env $NEW timeout 150 python3 benchmarks/kernels_correctness.py --jobs 16 --no-ref-check > "$OUT/correctness_prep.log" 2>&1
-  echo "correctness ($NEW) rc=$?"
-  timeout 240 python3 benchmarks/kernel_stages.py --shapes 0,4 --designs split,full --inter fp32,bf16 --no-fla \
-    --split-sweep 0,4 --out "$OUT/stages_base" > "$OUT/stages_base.log" 2>&1
-  echo "stages (base) rc=$?"
-  env $NEW timeout 120 python3 benchmarks/kernel_stages.py --shapes 0,4 --designs split,full --inter fp32,bf16 --no-fla \
-    --out "$OUT/stages_new" > "$OUT/stages_new.log" 2>&1
-  echo "stages ($NEW) rc=$?"
-  grep "^| [GK]D[AN]" "$OUT/stages_base.log" | sed "s/^/base /"
-  grep "^| [GK]D[AN]" "$OUT/stages_new.log" | sed "s/^/new /"
-  grep "^| split" "$OUT/stages_base.log"
-  grep "\[ours\]" "$OUT/correctness_prep.log" | cut -c1-170
-elif [ "${PART}" = 5 ]; then
-  timeout 100 python3 benchmarks/kernels_correctness.py --jobs 16 --no-ref-check --only gdn > "$OUT/correctness_gdn.log" 2>&1
-  echo "correctness (gdn cases) rc=$?"
-  timeout 150 python3 benchmarks/kernel_profile.py --shapes 0,4 --modes fwd,fwd+bwd --out "$OUT/profile_default" \
-    > "$OUT/profile_default.log" 2>&1
-  echo "profile (default, fla beside) rc=$?"
-  env HYBRIDIZE_GDR_INTER=bf16 HYBRIDIZE_GDR_RECOMPUTE=none timeout 80 python3 benchmarks/kernel_profile.py --shapes 0,4 \
-    --modes fwd,fwd+bwd --no-fla --out "$OUT/profile_bf16_none" > "$OUT/profile_bf16_none.log" 2>&1
-  echo "profile (bf16 intermediates, recompute none) rc=$?"
+
+case "${PART:-1}" in
+1) compare HYBRIDIZE_GDR_RECOMPUTE solve none ;;
+3) compare HYBRIDIZE_GDR_BWD fused split ;;
+4)
+  NEW=(HYBRIDIZE_GDR_INVERSE=doubling HYBRIDIZE_GDR_PAIRS_INVERSE=1)
+  STAGES=(kernel_stages.py --shapes 0,4 --designs split,full --inter fp32,bf16 --no-fla)
+  step correctness_prep 150 "${NEW[@]}" kernels_correctness.py --jobs 16 --no-ref-check
+  step stages_base 240 "${STAGES[@]}" --split-sweep 0,4
+  step stages_new 120 "${NEW[@]}" "${STAGES[@]}"
+  rows stages_base "^| [GK]D[AN]" "base "
+  rows stages_new "^| [GK]D[AN]" "new "
+  rows stages_base "^| split"
+  ours_ok correctness_prep
+  ;;
+5)
+  step correctness_gdn 100 kernels_correctness.py --jobs 16 --no-ref-check --only gdn
+  step profile_default 150 kernel_profile.py --shapes 0,4 --modes fwd,fwd+bwd
+  step profile_bf16_none 80 "${BF16_NONE[@]}" kernel_profile.py --shapes 0,4 --modes fwd,fwd+bwd --no-fla
   for inter in fp32 bf16; do
-    env HYBRIDIZE_GDR_INTER=$inter HYBRIDIZE_GDR_RECOMPUTE=none timeout 110 python3 benchmarks/bench_kernels.py --ours-only \
-      --shapes 0,2 --skip-versions --no-fla-decode --warm 16 --out "$OUT/bench_none_$inter" > "$OUT/bench_none_$inter.log" 2>&1
-    echo "bench (recompute none, $inter intermediates) rc=$?"
-    grep "^| [GK]D[AN] f" "$OUT/bench_none_$inter.log" | sed "s/^/none $inter /"
+    step "bench_none_$inter" 110 HYBRIDIZE_GDR_INTER=$inter HYBRIDIZE_GDR_RECOMPUTE=none "${BENCH[@]}" --shapes 0,2
+    rows "bench_none_$inter" "^| [GK]D[AN] f" "none $inter "
   done
-  grep "sum of kernels" "$OUT/profile_default.log" "$OUT/profile_bf16_none.log"
-  grep "\[ours\]" "$OUT/correctness_gdn.log" | cut -c1-170
-elif [ "${PART}" = 6 ]; then
-  env HYBRIDIZE_GDR_INTER=bf16 HYBRIDIZE_GDR_RECOMPUTE=none timeout 280 python3 benchmarks/kernel_profile.py --shapes 0 \
-    --modes fwd,fwd+bwd --out "$OUT/profile_bf16_none_fla" > "$OUT/profile_bf16_none_fla.log" 2>&1
-  echo "profile (bf16 intermediates, recompute none, fla beside) rc=$?"
-  timeout 80 python3 benchmarks/kernel_profile.py --shapes 0,4 --modes fwd,fwd+bwd --no-fla --out "$OUT/profile_default" \
-    > "$OUT/profile_default.log" 2>&1
-  echo "profile (defaults) rc=$?"
-  timeout 130 python3 benchmarks/bench_kernels.py --ours-only --shapes 0,2,4 --skip-versions --no-fla-decode --warm 16 \
-    --out "$OUT/bench_default" > "$OUT/bench_default.log" 2>&1
-  echo "bench (defaults) rc=$?"
-  grep "^| [GK]D[AN] f\|^| decode" "$OUT/bench_default.log"
-  grep "sum of kernels" "$OUT/profile_bf16_none_fla.log" "$OUT/profile_default.log"
-elif [ "${PART}" = 7 ]; then  # PART=6's first profile timed out in fla's KDA backward: that case alone
-  env HYBRIDIZE_GDR_INTER=bf16 HYBRIDIZE_GDR_RECOMPUTE=none timeout 500 python3 benchmarks/kernel_profile.py --shapes 0 \
-    --modes fwd+bwd --gates kda --out "$OUT/profile_kda_bwd_fla" > "$OUT/profile_kda_bwd_fla.log" 2>&1
-  echo "profile (KDA fwd+bwd, bf16 intermediates, recompute none, fla beside) rc=$?"
-  grep "sum of kernels" "$OUT/profile_kda_bwd_fla.log"
-elif [ "${PART}" = 8 ]; then
-  env HYBRIDIZE_GDR_SOLVE_ALL=1 timeout 120 python3 benchmarks/kernels_correctness.py --jobs 16 --no-ref-check \
-    > "$OUT/correctness_solve_all.log" 2>&1
-  echo "correctness (HYBRIDIZE_GDR_SOLVE_ALL=1) rc=$?"
-  timeout 300 python3 benchmarks/kernel_stages.py --shapes 0 --designs split --inter fp32,bf16 --no-fla \
-    --split-sweep 0 --output-sweep 0 --out "$OUT/stages" > "$OUT/stages.log" 2>&1
-  echo "stages rc=$?"
-  grep "^| [GK]D[AN]\|solve\|output sweep" "$OUT/stages.log"
-  grep "\[ours\]" "$OUT/correctness_solve_all.log" | cut -c1-170
-elif [ "${PART}" = 9 ]; then  # round 9's last call: the final defaults, and fla's precision with recompute none
-  timeout 140 python3 benchmarks/bench_kernels.py --ours-only --shapes 0,2,4 --skip-versions --no-fla-decode --warm 16 \
-    --out "$OUT/bench_default" > "$OUT/bench_default.log" 2>&1
-  echo "bench (defaults) rc=$?"
-  env HYBRIDIZE_GDR_INTER=bf16 HYBRIDIZE_GDR_RECOMPUTE=none timeout 120 python3 benchmarks/bench_kernels.py --ours-only \
-    --shapes 0,2 --skip-versions --no-fla-decode --warm 16 --out "$OUT/bench_bf16_none" > "$OUT/bench_bf16_none.log" 2>&1
-  echo "bench (bf16 intermediates, recompute none) rc=$?"
-  timeout 80 python3 benchmarks/kernel_profile.py --shapes 0 --modes fwd,fwd+bwd --no-fla --out "$OUT/profile_default" \
-    > "$OUT/profile_default.log" 2>&1
-  echo "profile (defaults) rc=$?"
-  grep "^| [GK]D[AN] f" "$OUT/bench_default.log" | sed "s/^/default /"
-  grep "^| [GK]D[AN] f" "$OUT/bench_bf16_none.log" | sed "s/^/bf16+none /"
-  grep "sum of kernels" "$OUT/profile_default.log"
-elif [ "${PART}" = 10 ]; then  # the per-channel pairs kernel inverting A itself (HYBRIDIZE_GDR_PAIRS_INVERSE_KDA=1)
-  env HYBRIDIZE_GDR_PAIRS_INVERSE_KDA=1 timeout 100 python3 benchmarks/kernels_correctness.py --jobs 16 --no-ref-check \
-    --only kda > "$OUT/correctness_kda.log" 2>&1
-  echo "correctness (kda cases, HYBRIDIZE_GDR_PAIRS_INVERSE_KDA=1) rc=$?"
+  rows profile_default "sum of kernels"
+  rows profile_bf16_none "sum of kernels"
+  ours_ok correctness_gdn
+  ;;
+6)
+  step profile_bf16_none_fla 280 "${BF16_NONE[@]}" kernel_profile.py --shapes 0 --modes fwd,fwd+bwd
+  step profile_default 80 kernel_profile.py --shapes 0,4 --modes fwd,fwd+bwd --no-fla
+  step bench_default 130 "${BENCH[@]}" --shapes 0,2,4
+  rows bench_default "^| [GK]D[AN] f\|^| decode"
+  rows profile_bf16_none_fla "sum of kernels"
+  rows profile_default "sum of kernels"
+  ;;
+7)
+  step profile_kda_bwd_fla 500 "${BF16_NONE[@]}" kernel_profile.py --shapes 0 --modes fwd+bwd --gates kda
+  rows profile_kda_bwd_fla "sum of kernels"
+  ;;
+8)
+  step correctness_solve_all 120 HYBRIDIZE_GDR_SOLVE_ALL=1 kernels_correctness.py --jobs 16 --no-ref-check
+  step stages 300 kernel_stages.py --shapes 0 --designs split --inter fp32,bf16 --no-fla --split-sweep 0 \
+    --output-sweep 0
+  rows stages "^| [GK]D[AN]\|solve\|output sweep"
+  ours_ok correctness_solve_all
+  ;;
+9)
+  step bench_default 140 "${BENCH[@]}" --shapes 0,2,4
+  step bench_bf16_none 120 "${BF16_NONE[@]}" "${BENCH[@]}" --shapes 0,2
+  step profile_default 80 kernel_profile.py --shapes 0 --modes fwd,fwd+bwd --no-fla
+  rows bench_default "^| [GK]D[AN] f" "default "
+  rows bench_bf16_none "^| [GK]D[AN] f" "bf16+none "
+  rows profile_default "sum of kernels"
+  ;;
+10)
+  step correctness_kda 100 HYBRIDIZE_GDR_PAIRS_INVERSE_KDA=1 kernels_correctness.py --jobs 16 --no-ref-check \
+    --only kda
   for val in 0 1; do
-    env HYBRIDIZE_GDR_PAIRS_INVERSE_KDA=$val timeout 100 python3 benchmarks/kernel_stages.py --shapes 0,4 --designs split \
-      --inter fp32,bf16 --no-fla --out "$OUT/stages_$val" > "$OUT/stages_$val.log" 2>&1
-    echo "stages (HYBRIDIZE_GDR_PAIRS_INVERSE_KDA=$val) rc=$?"
-    grep "^| KDA" "$OUT/stages_$val.log" | sed "s/^/PAIRS_INVERSE_KDA=$val /"
+    step "stages_$val" 100 HYBRIDIZE_GDR_PAIRS_INVERSE_KDA=$val kernel_stages.py --shapes 0,4 --designs split \
+      --inter fp32,bf16 --no-fla
+    rows "stages_$val" "^| KDA" "PAIRS_INVERSE_KDA=$val "
   done
-  timeout 150 python3 benchmarks/kernel_stages.py --shapes 0 --designs split --inter bf16 --no-fla --split-sweep 0 \
-    --out "$OUT/sweep" > "$OUT/sweep.log" 2>&1
-  echo "sweep rc=$?"
-  grep "pairs" "$OUT/sweep.log"
-  grep "\[ours\]" "$OUT/correctness_kda.log" | cut -c1-170
-elif [ "${PART}" = 3 ]; then
-  compare HYBRIDIZE_GDR_BWD fused split
-else
-  timeout 580 python3 benchmarks/bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --skip-versions --out "$OUT" \
-    > "$OUT/bench.log" 2>&1
-  echo "bench rc=$?"
-  grep "^|" "$OUT/bench.log"
-fi
+  step sweep 150 kernel_stages.py --shapes 0 --designs split --inter bf16 --no-fla --split-sweep 0
+  rows sweep "pairs"
+  ours_ok correctness_kda
+  ;;
+*)
+  step bench 580 bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --skip-versions
+  rows bench "^|"
+  ;;
+esac

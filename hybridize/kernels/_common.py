@@ -179,6 +179,16 @@ def _doubling_level(X, A, r, c, N: tl.constexpr, PREC: tl.constexpr):
 
 
 @triton.jit
+def invert(A, C: tl.constexpr, SB: tl.constexpr, DOUBLING: tl.constexpr, PREC: tl.constexpr):
+    """(I + A)^-1 of one chunk's strictly lower A on the tensor cores: by block doubling (DOUBLING, the
+    default) or by blocked substitution."""
+    if DOUBLING:
+        return unit_lower_inverse_doubling(A, C, PREC)
+    else:
+        return unit_lower_inverse(A, C, SB, PREC)
+
+
+@triton.jit
 def unit_lower_inverse_rows(A, C: tl.constexpr):
     """The same inverse a row at a time with tile reductions (C - 1 dependent steps, exact fp32):
     the previous version, kept as a reference for benchmarks/kernels.py's comparison."""

@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from ._common import (CHUNK, SUB, Layout, channel_pairwise, chunk_bounds, chunk_tokens, dot_dtype, dot_precision,
-                      unit_lower_inverse, unit_lower_inverse_doubling, unit_lower_inverse_rows)
+                      invert, unit_lower_inverse_rows)
 from .chunk_prep_blocks import BC as BLOCK_ROWS
 from .chunk_prep_blocks import _prep_blocks_kernel
 from .chunk_prep_split import channel_tiles, chunk_prep_split, scalar_pairs
@@ -40,10 +40,11 @@ INTER_DTYPE = None if os.environ.get("HYBRIDIZE_GDR_INTER") == "bf16" else torch
 # against a v5 stage sum of 0.560 (two calls of round 7; not yet timed side by side).
 # HYBRIDIZE_GDR_PREP=split, full or blocks fixes one. inverse (v3 only): "doubling" (default;
 # 10 tensor-core products), "blocked" (21; HYBRIDIZE_GDR_INVERSE=blocked, as for v5) or "rows" (row at
-# a time). Round 9 (H100, (8,2048,9,64), GDN): the v3 prep 0.174 -> 0.135 ms with doubling. BK, BV: key and value columns per step of the loops over the
-# head dims (v3); blocks_BK / blocks_BV / blocks_warps: the same for v4, by gate kind. 8 warps and
-# 32 key columns: the settings that compile without register spills at head dim 128 (GDN; KDA
-# spills 200 B) where 4 warps spill 1-4 KB (benchmarks/kernel_resources.py, triton 3.6, sm_90).
+# a time). Round 9 (H100, (8,2048,9,64), GDN): the v3 prep 0.174 -> 0.135 ms with doubling. BK, BV:
+# key and value columns per step of the loops over the head dims (v3); blocks_BK / blocks_BV /
+# blocks_warps: the same for v4, by gate kind. 8 warps and 32 key columns: the settings that compile
+# without register spills at head dim 128 (GDN; KDA spills 200 B) where 4 warps spill 1-4 KB
+# (benchmarks/kernel_resources.py, triton 3.6, sm_90).
 # kg (v3 design, per-channel gates): where k e^{G_last - G} is formed for the scan's state update.
 # "kernel" (default): by _decayed_kernel below, all chunks in parallel, so the scan reads kg and
 # exponentiates only a [K] vector per serial step. "scan" (HYBRIDIZE_GDR_KG=scan): inside the
@@ -94,7 +95,8 @@ def decayed(x, G, layout: Layout, dtype: torch.dtype, from_start: bool = False):
 @triton.jit
 def _prep_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, cu, chunks, scale, H,
                  K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                 C: tl.constexpr, SB: tl.constexpr, BLOCKED: tl.constexpr, DOUBLING: tl.constexpr, CHANNEL: tl.constexpr,
+                 C: tl.constexpr, SB: tl.constexpr, BLOCKED: tl.constexpr, DOUBLING: tl.constexpr,
+                 CHANNEL: tl.constexpr,
                  STORE_T: tl.constexpr, PREC: tl.constexpr, PAIR_PREC: tl.constexpr, DT: tl.constexpr):
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
@@ -125,10 +127,8 @@ def _prep_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, cu, chun
     else:
         A = tl.where(rows[:, None] > rows[None, :], A * D, 0.0) * b[:, None]
         M = M * D * scale
-    if DOUBLING:
-        Tm = unit_lower_inverse_doubling(A, C, PREC)
-    elif BLOCKED:
-        Tm = unit_lower_inverse(A, C, SB, PREC)
+    if BLOCKED or DOUBLING:
+        Tm = invert(A, C, SB, DOUBLING, PREC)
     else:
         Tm = unit_lower_inverse_rows(A, C)
     m_c = valid[:, None]

@@ -36,27 +36,27 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import (CHUNK, EXP_CLAMP, SUB, Layout, chunk_bounds, chunk_tokens, dot_dtype, dot_precision, pick_row,
-                      unit_lower_inverse, unit_lower_inverse_doubling)
+from ._common import (CHUNK, EXP_CLAMP, SUB, Layout, chunk_bounds, chunk_tokens, dot_dtype, dot_precision, invert,
+                      pick_row)
 from .chunk_prep_blocks import _store_row_block, block_inverse
 from .chunk_scan import load_gates
 
 # Columns per step (pairs: key columns summed over; solve: key or value columns per program), warps
-# of each kernel, and "inverse": "doubling" (default: 10 [64, 64] products,
-# _common.unit_lower_inverse_doubling), "blocked" (21 [64, 64] products, as v3 had) or "blocks16" (v4's
-# [16, 16] forward substitution, loaded block by block). "pairs_inverse" (scalar gates; default on):
-# the pairs kernel inverts A itself and stores T, so A never goes to memory and the inverse kernel does
-# not run; "pairs_inverse_channel" (default on; HYBRIDIZE_GDR_PAIRS_INVERSE_KDA=0 turns it off) does
-# the same for per-channel gates, joining the four column blocks into one tile: KDA pairs + inverse
-# 0.211 + 0.083 -> 0.253 ms, its prep 0.454 -> 0.417 (round 9, call 8). Round 9 (H100, (1,8192,16,128), bf16, fp32 intermediates, each kernel alone): inverse
-# doubling 0.088 ms vs blocked 0.097 (4 warps; 8 warps 0.159 / 0.209); GDN pairs + doubling inverse in
-# one kernel 0.099 vs 0.063 + 0.097 apart; the GDN prep 0.286 -> 0.227 ms (HYBRIDIZE_GDR_INVERSE=blocked
-# and HYBRIDIZE_GDR_PAIRS_INVERSE=0 restore the old path). "solve_all" (default on;
-# HYBRIDIZE_GDR_SOLVE_ALL=0 restores one program per column block): one solve program per (chunk, head)
-# over every column block, T read once, as fla's recompute_w_u does. Round 9, same shape, 8 warps: GDN
-# 0.133 -> 0.105 ms, KDA 0.176 -> 0.159 (BK 128 with a program per block, T read twice: 0.134 / 0.195).
-# Round 7, each kernel alone at the same shape
-# (benchmarks/RESULTS.md, "Kernels, round 7"), ms, GDN / KDA:
+# of each kernel, and the round-9 choices, each timed on the H100 at (1, 8192, 16, 128), bf16, fp32
+# intermediates, kernel alone (benchmarks/RESULTS.md, "Kernels, round 9"):
+#   inverse         "doubling" (default, 10 [64, 64] products, _common.unit_lower_inverse_doubling)
+#                   0.088 ms; "blocked" (21 products, as v3 had) 0.097; "blocks16" (v4's [16, 16]
+#                   forward substitution) 0.114. HYBRIDIZE_GDR_INVERSE picks one.
+#   pairs_inverse   the pairs kernel inverts A itself and stores T: A never goes to memory and the
+#                   inverse kernel does not run. GDN pairs + inverse 0.160 -> 0.099 ms
+#                   (HYBRIDIZE_GDR_PAIRS_INVERSE=0 turns it off).
+#   pairs_inverse_channel   the same for per-channel gates, the four column blocks joined into one
+#                   tile: KDA 0.294 -> 0.253 ms (HYBRIDIZE_GDR_PAIRS_INVERSE_KDA=0 turns it off).
+#   solve_all       one solve program per (chunk, head) over every column block, T read once (as
+#                   fla's recompute_w_u): GDN 0.133 -> 0.105 ms, KDA 0.176 -> 0.159 (BK 128 with a
+#                   program per block, T read twice: 0.134 / 0.195). HYBRIDIZE_GDR_SOLVE_ALL=0 restores
+#                   one program per column block.
+# Round 7, each kernel alone at the same shape (benchmarks/RESULTS.md, "Kernels, round 7"), ms, GDN / KDA:
 #   pairs   BK 64, 4 warps 0.063 / 0.213 (BK 32, 8 warps: 0.089 / 1.642)
 #   inverse blocked, 4 warps 0.097 / 0.096 (8 warps 0.21; blocks16 0.11 at 4 warps, 0.34 at 8)
 #   solve   BK 64, 8 warps 0.131 / 0.172 (BK 32: 0.173 / 0.220; BK 16: 0.31 / 0.39)
@@ -133,20 +133,11 @@ def _side_by_side(a, b):
 
 
 @triton.jit
-def invert(A, C: tl.constexpr, SB: tl.constexpr, DOUBLING: tl.constexpr, PREC: tl.constexpr):
-    """(I + A)^-1 of one chunk's strictly lower A by the selected method (SPLIT_CONFIG["inverse"])."""
-    if DOUBLING:
-        return unit_lower_inverse_doubling(A, C, PREC)
-    else:
-        return unit_lower_inverse(A, C, SB, PREC)
-
-
-@triton.jit
 def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, cu, chunks, scale, H,
                   K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SB: tl.constexpr, CHANNEL: tl.constexpr,
                   INVERT: tl.constexpr, DOUBLING: tl.constexpr, PREC: tl.constexpr, PAIR_PREC: tl.constexpr,
                   DT: tl.constexpr):
-    """G, A (or T = (I + A)^-1 with INVERT, scalar gates only) and Aqk of one (chunk, head)."""
+    """G, A (or, with INVERT, T = (I + A)^-1) and Aqk of one (chunk, head)."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
