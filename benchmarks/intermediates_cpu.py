@@ -15,6 +15,13 @@ Settings, as (w, u, Aqk, vn) storage and the scan's product operands:
     w-bf16x   w in bf16 and bf16 products in the scan (h and vn rounded to bf16), the rest fp32
     wh-bf16   w in bf16 and a bf16 product for w h only; the state update k^T vn stays tf32
     u-bf16, Aqk-bf16, vn-bf16   only that one stored in bf16, tf32 products
+    mixed     wh-bf16, and the output's (scale q e^G) h as a bf16 product (h is stored in bf16
+              already): what intermediates="mixed" runs
+    mixed-kg  mixed, and kg = k e^{G_last - G} in bf16 (the state update's operand; the product stays
+              tf32), as per-channel gates would store it
+    mixed-solve-w   mixed, and w = T (beta k e^G) as a bf16 product in the solve (T rounded to bf16)
+    mixed-solve-u   mixed-solve-w, and u = T (beta v) as a bf16 product too (u still stored in fp32)
+Round 10 added the last four (chosen from them: mixed).
 """
 from __future__ import annotations
 
@@ -35,6 +42,10 @@ SETTINGS = {  # name: (w, u, Aqk, vn) storage, scan product operands for (w h, k
     "u-bf16": (("fp32", "bf16", "fp32", "fp32"), ("tf32", "tf32")),
     "Aqk-bf16": (("fp32", "fp32", "bf16", "fp32"), ("tf32", "tf32")),
     "vn-bf16": (("fp32", "fp32", "fp32", "bf16"), ("tf32", "tf32")),
+    "mixed": (("bf16", "fp32", "fp32", "fp32"), ("bf16", "tf32"), {"qh"}),
+    "mixed-kg": (("bf16", "fp32", "fp32", "fp32"), ("bf16", "tf32"), {"qh", "kg"}),
+    "mixed-solve-w": (("bf16", "fp32", "fp32", "fp32"), ("bf16", "tf32"), {"qh", "solve_w"}),
+    "mixed-solve-u": (("bf16", "fp32", "fp32", "fp32"), ("bf16", "tf32"), {"qh", "solve_w", "solve_u"}),
 }
 
 
@@ -70,7 +81,8 @@ def inverse_doubling(A: torch.Tensor, prec: str) -> torch.Tensor:
 
 def chunked_forward(q, k, v, g, beta, scale: float, setting: str):
     """One head: q, k [T, K], v [T, V], g, beta [T] (float64 holding bf16 values). Returns o, final state."""
-    (s_w, s_u, s_A, s_vn), (p_wh, p_kv) = SETTINGS[setting]
+    (s_w, s_u, s_A, s_vn), (p_wh, p_kv), *rest = SETTINGS[setting]
+    extra = rest[0] if rest else set()
     T_len, K = k.shape
     h = torch.zeros(K, v.shape[1], dtype=torch.float64)
     o = torch.empty_like(v)
@@ -82,15 +94,16 @@ def chunked_forward(q, k, v, g, beta, scale: float, setting: str):
         low = torch.tril(torch.ones(n, n, dtype=torch.bool), -1)
         A = rnd(torch.where(low, dot(kc, kc.T, "tf32") * D, 0.0) * bc[:, None], "fp32")
         Tm = inverse_doubling(A, "tf32")
-        w = rnd(dot(Tm, rnd(kc * (torch.exp(G) * bc)[:, None], "fp32"), "tf32"), s_w)
-        u = rnd(dot(Tm, rnd(vc * bc[:, None], "fp32"), "tf32"), s_u)
+        w = rnd(dot(Tm, rnd(kc * (torch.exp(G) * bc)[:, None], "fp32"), "bf16" if "solve_w" in extra else "tf32"), s_w)
+        u = rnd(dot(Tm, rnd(vc * bc[:, None], "fp32"), "bf16" if "solve_u" in extra else "tf32"), s_u)
         Aqk = rnd(torch.where(low | torch.eye(n, dtype=torch.bool), dot(qc, kc.T, "tf32") * D * scale, 0.0), s_A)
         h_snap = rnd(h, "bf16")  # the forward stores each chunk's starting state in the inputs' dtype
         vn = rnd(u - dot(w, h, p_wh), "fp32")
         vn_st = rnd(vn, s_vn)
         p_out = "tf32" if s_A == "fp32" else "bf16"  # the output kernel's products follow Aqk's dtype
-        o[c0:c0 + C] = dot(rnd(qc * (scale * torch.exp(G))[:, None], "fp32"), h_snap, p_out) + dot(Aqk, vn_st, p_out)
-        kg = rnd(kc * torch.exp(G[-1] - G)[:, None], "fp32")
+        p_qh = "bf16" if "qh" in extra else p_out
+        o[c0:c0 + C] = dot(rnd(qc * (scale * torch.exp(G))[:, None], "fp32"), h_snap, p_qh) + dot(Aqk, vn_st, p_out)
+        kg = rnd(kc * torch.exp(G[-1] - G)[:, None], "bf16" if "kg" in extra else "fp32")
         h = rnd(h * torch.exp(G[-1]) + dot(kg.T, vn, p_kv), "fp32")
     return o, h
 

@@ -79,24 +79,31 @@ def rows(dims):
                               DOUBLING=inverse == "doubling", STORE_T=False)
                 out.append((f"prep v3 full {gate} D{D} {inverse}", chunk_prep._prep_kernel, sig, consts,
                             4 if D <= 64 else 8, 1))
-            for inter, kg in itertools.product(("fp32", "bf16"), (False, True) if channel else (False,)):
+            for inter, kg in itertools.product(("fp32", "mixed", "bf16"), (False, True) if channel else (False,)):
                 bv = 16 if D <= 128 else 32
+                lo = "fp32" if inter == "fp32" else "bf16"  # w's dtype
+                hi = "bf16" if inter == "bf16" else "fp32"  # u's, vn's and Aqk's
                 sig = ptrs(["q", "k", "o"], "*bf16")
-                sig.update(ptrs(["w", "u", "Aqk", "vn_out"], f"*{inter}"))
+                if kg:  # k arrives as kg, stored like u
+                    sig["k"] = f"*{hi}"
+                sig.update(ptrs(["w"], f"*{lo}"))
+                sig.update(ptrs(["u", "Aqk", "vn_out"], f"*{hi}"))
                 sig.update(ptrs(["G", "h0", "ht"], "*fp32"))
                 sig.update(h_out="*bf16", cu="*i32", chunk_offsets="*i32", scale="fp32", H="i32")
                 consts = dict(K=D, V=D, BK=D, BV=bv, C=64, CHANNEL=channel, KG=kg, HAS_H0=False,
                               STORE_FINAL=False, STORE_H=True, STORE_VN=True, FUSE_O=False, PREC="tf32",
-                              DT=tl.float32 if inter == "fp32" else tl.bfloat16)
+                              DT=tl.float32 if hi == "fp32" else tl.bfloat16, WDT=tl.float32 if lo == "fp32" else tl.bfloat16)
                 opts = chunk_scan.launch_options(D, bv, None, channel)
                 out.append((f"scan {gate} D{D} BV{bv} {inter}{' kg' if kg else ''}", chunk_scan._scan_kernel, sig, consts,
                             opts["num_warps"], opts["num_stages"]))
             sig = ptrs(["q", "h", "o"], "*bf16")
             sig.update(ptrs(["G", "Aqk", "vn"], "*fp32"))
             sig.update(cu="*i32", chunks="*i32", scale="fp32", H="i32")
-            consts = dict(K=D, V=D, BK=min(64, D), BV=min(64, D), C=64, CHANNEL=channel, PREC="tf32", DT=tl.float32)
-            out.append((f"output {gate} D{D}", chunk_output._output_kernel, sig, consts,
-                        chunk_output.OUTPUT_CONFIG["num_warps"], 1))
+            for hdt in (tl.float32, tl.bfloat16):
+                consts = dict(K=D, V=D, BK=min(64, D), BV=min(64, D), C=64, CHANNEL=channel, PREC="tf32", DT=tl.float32,
+                              HDT=hdt)
+                out.append((f"output {gate} D{D} qh {'bf16' if hdt == tl.bfloat16 else 'tf32'}",
+                            chunk_output._output_kernel, sig, consts, chunk_output.OUTPUT_CONFIG["num_warps"], 1))
         sig = dict(x="*bf16", G="*fp32", out="*fp32", cu="*i32", chunks="*i32", H="i32")
         out.append((f"kg KDA D{D}", chunk_prep._decayed_kernel, sig, dict(K=D, BK=min(64, D), C=64, FROM_START=False),
                     4, 1))
@@ -111,16 +118,18 @@ def bwd_rows(D: int) -> list:
     _bwd_values_kernel)."""
     out = []
     bv = 16 if D <= 128 else 32
-    for dec, local in ((False, False), (True, False), (True, True)):
+    for dec, local, mixed in ((False, False, False), (True, False, False), (True, True, False), (True, True, True)):
         sig = ptrs(["q", "k", "do"], "*bf16")
         sig.update(ptrs(["w", "Aqk", "dh_out", "dvn_out", "G", "dht", "dh0", "dvl"], "*fp32"))
+        if mixed:  # intermediates "mixed": w in bf16, (k e^{G_last - G}) dh' a bf16 product
+            sig["w"] = "*bf16"
         sig.update(cu="*i32", chunk_offsets="*i32", scale="fp32", H="i32")
         consts = dict(K=D, V=D, BK=D, BV=bv, C=64, CHANNEL=True, DECAYED=dec, LOCAL=local, HAS_DHT=False,
-                      STORE_DH0=False, PREC="tf32", DT=tl.float32)
+                      STORE_DH0=False, PREC="tf32", DT=tl.float32, WDT=tl.bfloat16 if mixed else tl.float32)
         opts = chunk_scan.launch_options(D, bv, None, True)
         stages = 2 if local and D <= 128 else 1  # as chunk_bwd.launch_dh
-        out.append((f"bwd dh KDA D{D} BV{bv}{' decayed' if dec else ''}{' local dvn' if local else ''}",
-                    chunk_bwd._dh_kernel, sig, consts, opts["num_warps"], stages))
+        out.append((f"bwd dh KDA D{D} BV{bv}{' decayed' if dec else ''}{' local dvn' if local else ''}"
+                    f"{' mixed' if mixed else ''}", chunk_bwd._dh_kernel, sig, consts, opts["num_warps"], stages))
     cfg = chunk_bwd.BWD_CONFIG
     for shared, split in ((False, False), (True, False), (True, True)):
         sig = ptrs(["q", "k", "v", "beta", "do", "dq", "dk", "dv"], "*bf16")

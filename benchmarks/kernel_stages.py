@@ -48,7 +48,7 @@ def ours_stages(B, T, H, D, channel):
         "prep": bench(lambda: prep_mod.chunk_prep(q, k, v, g, beta, scale, layout)),
         "scan": bench(lambda: scan_mod.chunk_scan(q, k, w, u, G, Aqk, scale, layout, store_h=True,
                                                   state_dtype=q.dtype, kg=kg)),
-        "output": bench(lambda: chunk_output(q, G, Aqk, h, vn, scale, layout)),
+        "output": bench(lambda: chunk_output(q, G, Aqk, h, vn, scale, layout, qh_dtype=w.dtype)),
     }
 
 
@@ -106,7 +106,7 @@ def sweep(B, T, H, D, channel):
     rows = []
     saved = dict(scan_mod.SCAN_CONFIG)
     for bv, nw, ns in itertools.product((16, 32, 64), (2, 4), (2, 3)):
-        scan_mod.SCAN_CONFIG.update(BV=bv, num_warps=nw, num_stages=ns)
+        scan_mod.SCAN_CONFIG.update(BV=bv, num_warps=nw, num_stages=ns, channel_stages=ns)
         try:
             t = bench(lambda: scan_mod.chunk_scan(q, k, w, u, G, Aqk, scale, layout, store_h=True,
                                                   state_dtype=q.dtype, kg=kg))
@@ -158,9 +158,8 @@ def split_sweep(B, T, H, D, channel):
     from hybridize.kernels import chunk_prep_split as sp
     q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel, False))
     layout = make_layout(B, T, None, q.device)
-    inter = prep_mod.INTER_DTYPE or q.dtype
     scale = D ** -0.5
-    G, w, u, Aqk, Tm, kg = sp.chunk_prep_split(q, k, v, g, beta, scale, layout, inter)
+    G, w, u, Aqk, Tm, kg = sp.chunk_prep_split(q, k, v, g, beta, scale, layout, *prep_mod.inter_dtypes(k, channel=channel))
     pairs = lambda: sp.launch_pairs(q, k, g, beta, scale, layout, G, Tm, Aqk)  # noqa: E731
     inverse = lambda: sp.launch_inverse(Tm, layout, q.dtype)  # noqa: E731
     solve = lambda: sp.launch_solve(k, v, G, beta, Tm, layout, w, u, kg)  # noqa: E731
@@ -190,13 +189,13 @@ def split_sweep(B, T, H, D, channel):
 def output_sweep(B, T, H, D, channel):
     """The output kernel (chunk_output.py) alone over (BK, BV, warps)."""
     from hybridize.kernels import chunk_output as out_mod
-    (q, *_), scale, layout, (G, _, _, Aqk, _, h, vn) = forward_operands(B, T, H, D, channel)
+    (q, *_), scale, layout, (G, w, _, Aqk, _, h, vn) = forward_operands(B, T, H, D, channel)
     saved = dict(out_mod.OUTPUT_CONFIG)
     rows = []
     for bk, bv, nw in itertools.product((64, 128), (32, 64, 128), (4, 8)):
         out_mod.OUTPUT_CONFIG.update(BK=bk, BV=bv, num_warps=nw)
         try:
-            t = bench(lambda: chunk_output(q, G, Aqk, h, vn, scale, layout))
+            t = bench(lambda: chunk_output(q, G, Aqk, h, vn, scale, layout, qh_dtype=w.dtype))
         except Exception as err:  # noqa: BLE001 - recorded, not fatal
             t = f"{type(err).__name__}"
         rows.append((bk, bv, nw, t))
@@ -208,12 +207,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shapes", default="0,2,4")
     ap.add_argument("--sweep", default="", help="shape indices whose scan to sweep, e.g. 0,2")
-    ap.add_argument("--inter", default="fp32,bf16", help="our intermediates' dtypes to time")
+    ap.add_argument("--inter", default="fp32,bf16", help="our intermediates' settings to time (fp32, mixed, bf16)")
     ap.add_argument("--designs", default="full", help="prep designs to time: full (v3), blocks (v4), split (v5)")
     ap.add_argument("--prep-sweep", default="", help="shape indices whose v4 prep to sweep")
     ap.add_argument("--split-sweep", default="", help="shape indices whose v5 (split) prep kernels to sweep")
     ap.add_argument("--dh-sweep", default="", help="shape indices whose backward dh scan to sweep")
     ap.add_argument("--output-sweep", default="", help="shape indices whose output kernel to sweep")
+    ap.add_argument("--sweep-gates", default="gdn", help="gates of the scan sweep: gdn, kda or gdn,kda")
     ap.add_argument("--sweep-inter", default="fp32", help="intermediates' dtype during the sweeps")
     ap.add_argument("--no-fla", action="store_true")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
@@ -226,7 +226,7 @@ def main():
         for channel in (False, True):
             name = f"{'KDA' if channel else 'GDN'} ({B},{T},{H},{D})"
             for design, inter in itertools.product(args.designs.split(","), args.inter.split(",")):
-                prep_mod.INTER_DTYPE = torch.float32 if inter == "fp32" else None
+                prep_mod.INTERMEDIATES = inter
                 prep_mod.PREP_CONFIG["design"] = design
                 r = ours_stages(B, T, H, D, channel)
                 total = sum(r.values())
@@ -234,7 +234,7 @@ def main():
                         + f" | sum {total:.3f} |")
                 print(line, flush=True)
                 lines.append(line)
-            prep_mod.INTER_DTYPE = torch.float32
+            prep_mod.INTERMEDIATES = "fp32"
             prep_mod.PREP_CONFIG["design"] = default_design
             if not args.no_fla:
                 try:
@@ -245,9 +245,10 @@ def main():
                     line = f"| {name} | fla | {type(err).__name__}: {str(err)[:150]} |"
                 print(line, flush=True)
                 lines.append(line)
-    prep_mod.INTER_DTYPE = torch.float32 if args.sweep_inter == "fp32" else None
+    prep_mod.INTERMEDIATES = args.sweep_inter
     sweeps = (("prep sweep", args.prep_sweep, prep_sweep, ("BK", "warps"), (False, True)),
-              ("scan sweep", args.sweep, sweep, ("BV", "warps", "stages"), (False,)),
+              ("scan sweep", args.sweep, sweep, ("BV", "warps", "stages"),
+               tuple(g == "kda" for g in args.sweep_gates.split(","))),
               ("output sweep", args.output_sweep, output_sweep, ("BK", "BV", "warps"), (False, True)))
     for label, which, fn, knobs, gates in sweeps:
         for i in (int(s) for s in which.split(",") if s):

@@ -120,15 +120,15 @@ def check_case(task):
     global POISON_CAP
     POISON_CAP = 2 << 30 if shared else None
     name, B, T, H, K, V, channel, dtype, cu, l2 = CASES[seed]
-    if variant:  # an experiment: "precision" (16-bit inputs' products), "inter" (intermediates'
-        # dtype: "input" = the inputs' own), "design" (the prep's) or SCAN_CONFIG keys
+    if variant:  # an experiment: "precision" (16-bit inputs' products), "inter" (intermediates:
+        # fp32, mixed or input), "design" (the prep's) or SCAN_CONFIG keys
         from hybridize.kernels import _common, chunk_prep
         from hybridize.kernels.chunk_scan import SCAN_CONFIG
         for key, value in variant.items():
             if key == "precision":
                 _common.PRECISION_16BIT = value
             elif key == "inter":
-                chunk_prep.INTER_DTYPE = torch.float32 if value == "fp32" else None
+                chunk_prep.INTERMEDIATES = value
             elif key == "design":
                 chunk_prep.PREP_CONFIG["design"] = value
             else:
@@ -177,7 +177,7 @@ def main():
     ap.add_argument("--prec-variants", action="store_true", help="also run the 16-bit aligned cases with tf32x3")
     ap.add_argument("--design", default="", help="run every case with this prep design (full, blocks)")
     ap.add_argument("--inter-variants", default="", help="also run the 16-bit cases with these intermediates, "
-                    "e.g. fp32,input (reported, not counted)")
+                    "e.g. fp32,mixed,input (reported, not counted)")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     rows, failed = [], 0

@@ -15,6 +15,16 @@
 #   PART=8   the solve in one program per chunk: correctness, the v5 sweep, the output kernel's sweep
 #   PART=9   the final defaults' wall times and kernels, and bf16 intermediates + recompute none
 #   PART=10  the per-channel pairs kernel inverting A: KDA correctness, stages without and with it, sweep
+# Round 10:
+#   PART=11  the "mixed" intermediates (HYBRIDIZE_GDR_INTER=mixed: w in bf16 with bf16 w h and q h
+#            products): correctness counted under the bounds, fwd+bwd beside fp32 at shapes 0 and 4,
+#            its kernel profile
+#   PART=12  where "mixed" lost time: GDN at head dim 64 kernel by kernel (fp32, mixed, mixed with a tf32
+#            dh product), KDA with a tf32 w h in the scan; the KDA scan's sweep with either w h
+#   PART=13  "mixed" for GDN: correctness with a tf32 dh product, the dh scan with either, the forward's
+#            kernels beside fla's, wall times at 32K against fp32
+#   PART=14  the round-10 defaults ("mixed" for GDN): correctness of every case, wall times at shapes
+#            0, 2 and 4, kernel sums
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -122,6 +132,55 @@ case "${PART:-1}" in
   step sweep 150 kernel_stages.py --shapes 0 --designs split --inter bf16 --no-fla --split-sweep 0
   rows sweep "pairs"
   ours_ok correctness_kda
+  ;;
+11)
+  step correctness_mixed 150 HYBRIDIZE_GDR_INTER=mixed kernels_correctness.py --jobs 16 --no-ref-check
+  for val in fp32 mixed; do
+    step "bench_$val" 110 HYBRIDIZE_GDR_INTER=$val "${BENCH[@]}" --shapes 0,4
+  done
+  step profile_mixed 80 HYBRIDIZE_GDR_INTER=mixed kernel_profile.py --shapes 0 --modes fwd,fwd+bwd --no-fla
+  for val in fp32 mixed; do rows "bench_$val" "^| [GK]D[AN] f" "$val "; done
+  rows profile_mixed "sum of kernels"
+  ours_ok correctness_mixed
+  ;;
+12)
+  P=(kernel_profile.py --modes fwd+bwd --no-fla)
+  step prof_d64_fp32 60 HYBRIDIZE_GDR_INTER=fp32 "${P[@]}" --shapes 4 --gates gdn
+  step prof_d64_mixed 60 HYBRIDIZE_GDR_INTER=mixed "${P[@]}" --shapes 4 --gates gdn
+  step prof_d64_mixed_dh32 60 HYBRIDIZE_GDR_INTER=mixed HYBRIDIZE_GDR_DH16= "${P[@]}" --shapes 4 --gates gdn
+  step prof_kda_mixed_wh32 60 HYBRIDIZE_GDR_INTER=mixed HYBRIDIZE_GDR_WH16=gdn "${P[@]}" --shapes 0 --gates kda
+  for wh in gdn,kda gdn; do
+    step "sweep_kda_wh16_$wh" 150 HYBRIDIZE_GDR_WH16=$wh kernel_stages.py --shapes "" --sweep 0 --sweep-gates kda \
+      --sweep-inter mixed --no-fla
+    rows "sweep_kda_wh16_$wh" "scan sweep" "WH16=$wh " | cut -c1-400
+  done
+  for log in prof_d64_fp32 prof_d64_mixed prof_d64_mixed_dh32 prof_kda_mixed_wh32; do
+    rows $log "sum of kernels\|_scan_kernel\|_dh_kernel\|_bwd_kernel\|_prep_kernel\|_solve\|_output" "$log "
+  done
+  ;;
+13)
+  step correctness_gdn_dh32 100 HYBRIDIZE_GDR_INTER=mixed HYBRIDIZE_GDR_DH16= kernels_correctness.py --jobs 16 \
+    --no-ref-check --only gdn
+  P=(kernel_profile.py --modes fwd+bwd --no-fla --shapes 0 --gates gdn)
+  step prof_mixed 60 HYBRIDIZE_GDR_INTER=mixed "${P[@]}"
+  step prof_mixed_dh32 60 HYBRIDIZE_GDR_INTER=mixed HYBRIDIZE_GDR_DH16= "${P[@]}"
+  step prof_fwd_fla 150 HYBRIDIZE_GDR_INTER=mixed kernel_profile.py --modes fwd --shapes 0 --gates gdn
+  for val in fp32 mixed; do
+    step "bench32k_$val" 120 HYBRIDIZE_GDR_INTER=$val "${BENCH[@]}" --shapes 2
+    rows "bench32k_$val" "^| GDN f" "$val "
+  done
+  for log in prof_mixed prof_mixed_dh32 prof_fwd_fla; do
+    rows $log "sum of kernels\|_dh_kernel" "$log "
+  done
+  ours_ok correctness_gdn_dh32
+  ;;
+14)
+  step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
+  step bench_default 150 "${BENCH[@]}" --shapes 0,2,4
+  step profile_default 100 kernel_profile.py --shapes 0,4 --modes fwd,fwd+bwd --no-fla
+  rows bench_default "^| [GK]D[AN] f\|^| decode" "default "
+  rows profile_default "sum of kernels"
+  ours_ok correctness
   ;;
 *)
   step bench 580 bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --skip-versions

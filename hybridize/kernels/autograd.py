@@ -17,7 +17,7 @@ import torch
 from ._common import make_layout
 from .chunk_bwd import chunk_bwd
 from .chunk_output import chunk_output
-from .chunk_prep import chunk_prep, inter_dtype_for
+from .chunk_prep import chunk_prep, inter_dtypes
 from .chunk_prep_split import chunk_solve
 from .chunk_scan import SCAN_CONFIG, chunk_scan
 from .decode import recurrent_update
@@ -53,19 +53,19 @@ def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=Fals
              want_o=False):
     """o (None when store_for_bwd and not want_o), the final state, and (G, w, Aqk, T, h, vn, kg)."""
     G, w, u, Aqk, T, kg = chunk_prep(q, k, v, g, beta, scale, layout, store_t=store_for_bwd or keep_t,
-                                     inter_dtype=inter)
+                                     inter=inter)
     if store_for_bwd:  # the backward's states and vn keep the intermediates' precision
         o, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
                                   output_final_state=want_final, store_h=True, kg=kg)
         if want_o:
-            o = chunk_output(q, G, Aqk, h, vn, scale, layout)
+            o = chunk_output(q, G, Aqk, h, vn, scale, layout, qh_dtype=w.dtype)
     elif SCAN_CONFIG["fuse_o"]:
         o, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
                                   output_final_state=want_final, fuse_o=True, kg=kg)
     else:
         _, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
                                   output_final_state=want_final, store_h=True, state_dtype=q.dtype, kg=kg)
-        o = chunk_output(q, G, Aqk, h, vn, scale, layout)
+        o = chunk_output(q, G, Aqk, h, vn, scale, layout, qh_dtype=w.dtype)
     return o, ht, (G, w, Aqk, T, h, vn, kg)
 
 
@@ -116,7 +116,7 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
             _, _, (G, w, Aqk, T, h, vn, kg) = _forward(qn, kn, vp, gp, bp, scale, h0, False, layout,
                                                        store_for_bwd=True, inter=ctx.inter)
         elif h is None:  # RECOMPUTE "solve": the prep's pairs and inverse are not run again
-            w, u, kg = chunk_solve(kn, vp, G, bp, T, layout, inter_dtype_for(kn, ctx.inter))
+            w, u, kg = chunk_solve(kn, vp, G, bp, T, layout, *inter_dtypes(kn, ctx.inter, G.dim() == 4))
             _, _, h, vn = chunk_scan(qn, kn, w, u, G, Aqk, scale, layout, initial_state=h0, store_h=True, kg=kg)
         # RECOMPUTE "none": the forward kept everything
         do = _packed(do.to(vp.dtype))
@@ -161,21 +161,24 @@ def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_fi
     Returns (o [B,T,H,V] in v's dtype, final state [N,H,K,V] fp32 or None). Differentiable in
     q, k, v, g, beta and initial_state; a few new tokens without gradients take the decoding kernel.
 
-    intermediates: the dtype of the chunk intermediates (w, u, Aqk, vn) between the kernels. "fp32"
-    (the default, unless HYBRIDIZE_GDR_INTER=bf16) or "input" (the inputs' own dtype, as fla keeps
-    them). On the H100, "input" made fwd+bwd at (1, 32768, 16, 128) 1.7x faster for GDN (12.41 ->
-    7.28 ms) and 1.6x for KDA (24.40 -> 15.35). With bf16 inputs on random keys its errors stay near
-    fla's (o 3.4e-3 vs fla's 3.7e-3). On nearly parallel keys the output error rises from 2.7e-3 to
-    1.5e-2 (fla: 1.6e-2). benchmarks/RESULTS.md, "Kernels, round 6" and "round 7".
+    intermediates: the precision of the chunk intermediates (w, u, Aqk, vn) between the kernels
+    (chunk_prep.INTERMEDIATES). "mixed" (the default, unless HYBRIDIZE_GDR_INTER says otherwise): w
+    in the inputs' dtype with 16-bit w h and q h products, the rest fp32, for scalar gates (per-channel
+    gates run it as "fp32"); on the H100 it made GDN fwd+bwd at (1, 32768, 16, 128) 1.21x faster than
+    "fp32" (11.10 -> 9.17 ms) with fp32's output error on aligned keys. "fp32": everything fp32.
+    "input": all in the inputs' own dtype, as fla keeps them; against "fp32", fwd+bwd at
+    (1, 32768, 16, 128) 1.7x faster for GDN (12.41 -> 7.28 ms) and 1.6x for KDA (24.40 -> 15.35), but
+    on nearly parallel keys the output error rises from 2.7e-3 to 1.5e-2 (fla: 1.6e-2).
+    benchmarks/RESULTS.md, "Kernels, round 7" and "round 10".
 
     recompute: what the backward recomputes of the forward (see RECOMPUTE): "solve" (the default,
     unless HYBRIDIZE_GDR_RECOMPUTE says otherwise), "all", or "none" (fastest: the forward keeps
     the per-chunk states, about 400 MB per layer at 4096 tokens x 32 heads with fp32 intermediates,
     until the backward)."""
     _check(q, k, v, g, beta, initial_state, cu_seqlens)
-    if intermediates not in (None, "fp32", "input"):
-        raise ValueError(f"intermediates must be 'fp32' or 'input', got {intermediates!r}")
-    inter = {None: None, "fp32": torch.float32, "input": q.dtype}[intermediates]
+    if intermediates not in (None, "fp32", "mixed", "input"):
+        raise ValueError(f"intermediates must be 'fp32', 'mixed' or 'input', got {intermediates!r}")
+    inter = intermediates
     recompute = RECOMPUTE if recompute is None else recompute
     if recompute not in ("solve", "all", "none"):
         raise ValueError(f"recompute must be 'solve', 'all' or 'none', got {recompute!r}")

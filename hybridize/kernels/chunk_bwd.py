@@ -50,13 +50,19 @@ from .chunk_scan import _pick_bv, launch_options, load_gates
 # >= 128, fused otherwise, from the H100 (round 8, PART=3 of kernels_next_gpu.sh), fwd+bwd ms fused ->
 # split: KDA (1,8192,16,128) 4.858 -> 4.644; KDA (8,2048,9,64) 2.127 -> 2.322; GDN (1,8192,16,128)
 # 2.987 -> 3.387; GDN (8,2048,9,64) 1.914 -> 2.205. HYBRIDIZE_GDR_BWD=fused or split fixes one.
+# dh16: the gate kinds ("gdn", "kda") whose dh scan takes (k e^{G_last - G}) dh' as a 16-bit product
+# when w is stored in 16 bits but vn is not (intermediates "mixed"). None by default: on the H100
+# (round 10, GDN (1,8192,16,128)) it took the dh scan from 0.499 to 0.461 ms (0.8% of fwd+bwd) but
+# the aligned-key gradients up by a third (dv 5.5e-3 -> 7.3e-3, dg 1.9e-2 -> 2.5e-2).
+# HYBRIDIZE_GDR_DH16=gdn turns it on.
 # dh_BV / dh_warps / dh_stages: the dh scan's launch, None = as the forward scan's (_pick_bv,
 # launch_options). Set by benchmarks/kernel_stages.py --dh-sweep.
 BWD_CONFIG = {"BK": 64, "BV": 64, "num_warps": 8, "decayed": os.environ.get("HYBRIDIZE_GDR_DH", "kernel"),
               "factors": os.environ.get("HYBRIDIZE_GDR_BWD_FACTORS", "shared"),
               "dvn_local": os.environ.get("HYBRIDIZE_GDR_DVN", "kernel"), "dh_BV": None, "dh_warps": None,
               "dh_stages": None, "design": os.environ.get("HYBRIDIZE_GDR_BWD", "auto"), "split_BK": 32, "values_BV": 32,
-              "values_warps": 8}
+              "values_warps": 8,
+              "dh16": os.environ.get("HYBRIDIZE_GDR_DH16", "").split(",")}
 
 
 @triton.jit
@@ -80,9 +86,12 @@ def _local_dvn_kernel(Aqk, do, out, cu, chunks, H, V: tl.constexpr, BV: tl.const
 def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_offsets, scale, H,
                K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                CHANNEL: tl.constexpr, DECAYED: tl.constexpr, LOCAL: tl.constexpr, HAS_DHT: tl.constexpr,
-               STORE_DH0: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
+               STORE_DH0: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, WDT: tl.constexpr):
     """DECAYED: q arrives as q e^G and k as k e^{G_last - G} (chunk_prep.decayed), so the serial step
-    exponentiates only the [K] vector e^{G_last}. LOCAL: dvl holds Aqk^T do (fp32, _local_dvn_kernel)."""
+    exponentiates only the [K] vector e^{G_last}. LOCAL: dvl holds Aqk^T do (fp32, _local_dvn_kernel).
+    WDT: operand type of (k e^{G_last - G}) dh', the mirror of the forward's w h (16-bit with the
+    "mixed" intermediates); the two state-side products, (q e^G)^T do and w^T dvn, mirror the forward's
+    state update and stay in DT."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -119,13 +128,12 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_of
         b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
         b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(DT)
         b_do = tl.load(do + p_v, mask=m_v, other=0.0).to(DT)
-        dh_dt = dh.to(DT)
         if LOCAL:
             dvn = tl.load(dvl + p_v, mask=m_v, other=0.0)
         else:
             b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
             dvn = tl.dot(tl.trans(b_A), b_do, input_precision=PREC)
-        dvn += tl.dot((b_k * eGlG).to(DT), dh_dt, input_precision=PREC)
+        dvn += tl.dot((b_k * eGlG).to(WDT), dh.to(WDT), input_precision=PREC)
         dvn_dt = dvn.to(DT)
         tl.store(dvn_out + p_v, dvn_dt, mask=m_v)
         dh = dh * eGl + tl.dot(tl.trans((b_q * eG).to(DT)), b_do, input_precision=PREC)
@@ -324,7 +332,8 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
     V = do.shape[-1]
     N = layout.num_seqs
     channel = G.dim() == 4
-    prec, dt = dot_precision(do.dtype), dot_dtype(w.dtype)  # do is in the inputs' dtype
+    # do is in the inputs' dtype; the products follow vn's (w may be 16-bit where vn is fp32: "mixed")
+    prec, dt = dot_precision(do.dtype), dot_dtype(dvn.dtype)
     local = BWD_CONFIG["dvn_local"] == "kernel"
     dvl = None
     if local and layout.num_chunks:
@@ -334,8 +343,8 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
             Aqk, do, dvl, layout.cu, layout.chunks, H, V=V, BV=BVl, C=CHUNK, PREC=prec, DT=dt, num_warps=4)
     BV = BWD_CONFIG["dh_BV"] or _pick_bv(V, N * H, K)
     # by the tiles' dtype: fp32 intermediates at BV=64 need 238 KB with 2 stages (KDA, H100)
-    opts = launch_options(K, BV, w.dtype, channel)
-    if dvl is not None and channel and K <= 128 and BV <= 32 and w.dtype == torch.float32:
+    opts = launch_options(K, BV, dvn.dtype, channel)
+    if dvl is not None and channel and K <= 128 and BV <= 32 and dvn.dtype == torch.float32:
         # without the Aqk tile, 2 stages fit for per-channel gates: KDA dh scan 0.907 -> 0.795 ms at
         # (1,8192,16,128), BV 16 (H100, round 8, kernel_stages.py --dh-sweep 0); at BV 64 they do not fit
         opts["num_stages"] = 2
@@ -347,7 +356,8 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
         q, k, w, G, Aqk, do, dht if dht is not None else do, dh_all, dvn, dh0 if dh0 is not None else do,
         dvl if dvl is not None else do, layout.cu, layout.chunk_offsets, scale, H,
         K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=channel, DECAYED=decayed_in,
-        LOCAL=dvl is not None, HAS_DHT=dht is not None, STORE_DH0=dh0 is not None, PREC=prec, DT=dt, **opts)
+        LOCAL=dvl is not None, HAS_DHT=dht is not None, STORE_DH0=dh0 is not None, PREC=prec, DT=dt,
+        WDT=dot_dtype(w.dtype if ("kda" if channel else "gdn") in BWD_CONFIG["dh16"] else dvn.dtype), **opts)
 
 
 def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool, kg=None):
@@ -362,11 +372,11 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
     prec = dot_precision(k.dtype)
     channel = g.dim() == 4
     BKf = triton.next_power_of_2(K)
-    dh_all = torch.empty(layout.num_chunks, H, K, V, device=dev, dtype=w.dtype)
+    dh_all = torch.empty(layout.num_chunks, H, K, V, device=dev, dtype=vn.dtype)
     dvn = torch.empty_like(vn)
     dh0 = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if need_dh0 else None
     if N:
-        launch_dh(*dh_operands(q, k, G, layout, w.dtype, kg), w, G, Aqk, do, dht, dh_all, dvn, dh0, layout, scale)
+        launch_dh(*dh_operands(q, k, G, layout, vn.dtype, kg), w, G, Aqk, do, dht, dh_all, dvn, dh0, layout, scale)
     design = BWD_CONFIG["design"]
     split = design == "split" or (design == "auto" and channel and K >= 128)
     BK = min(BWD_CONFIG["split_BK" if split else "BK"], BKf)
@@ -387,12 +397,12 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
             _bwd_values_kernel[(layout.num_chunks, H)](
                 v, beta, T, vn, dvn, do, dv, dvb, dA, dM, db_part[NK], layout.cu, layout.chunks, H,
                 V=V, BV=min(BWD_CONFIG["values_BV"], triton.next_power_of_2(V)), C=CHUNK, PREC=prec,
-                DT=dot_dtype(w.dtype), num_warps=BWD_CONFIG["values_warps"])
+                DT=dot_dtype(vn.dtype), num_warps=BWD_CONFIG["values_warps"])
         _bwd_kernel[(layout.num_chunks, H, NK)](
             q, k, v, beta, G, T, h, dh_all, vn, dvn, do, dq, dk, dv, dg_part, db_part, dvb, dA, dM,
             layout.cu, layout.chunks, scale, H, L,
             K=K, V=V, BK=BK, BV=BV, C=CHUNK, SB=SUB, CHANNEL=channel,
-            SHARED_FACTORS=BWD_CONFIG["factors"] == "shared", SPLIT=split, PREC=prec, DT=dot_dtype(w.dtype),
+            SHARED_FACTORS=BWD_CONFIG["factors"] == "shared", SPLIT=split, PREC=prec, DT=dot_dtype(vn.dtype),
             num_warps=BWD_CONFIG["num_warps"], num_stages=1)
     dg = dg_part[0] if channel else dg_part.sum(0)
     return dq, dk, dv, dg, db_part.sum(0), dh0

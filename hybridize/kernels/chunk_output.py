@@ -20,7 +20,8 @@ OUTPUT_CONFIG = {"BK": 64, "BV": 64, "num_warps": 4}
 @triton.jit
 def _output_kernel(q, G, Aqk, h, vn, o, cu, chunks, scale, H,
                    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
-                   CHANNEL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
+                   CHANNEL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, HDT: tl.constexpr):
+    """DT: operand type of Aqk vn; HDT: of (scale q e^G) h."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     i_v = tl.program_id(2)
@@ -40,13 +41,15 @@ def _output_kernel(q, G, Aqk, h, vn, o, cu, chunks, scale, H,
         eG, _, _ = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
         b_q = tl.load(q + (tok[:, None] * H + i_h) * K + kk[None, :], mask=valid[:, None] & km[None, :], other=0.0)
         b_h = tl.load(h + ((i_c.to(tl.int64) * H + i_h) * K + kk[:, None]) * V + vv[None, :],
-                      mask=km[:, None] & vm[None, :], other=0.0).to(DT)
-        b_o += tl.dot((b_q.to(tl.float32) * scale * eG).to(DT), b_h, input_precision=PREC)
+                      mask=km[:, None] & vm[None, :], other=0.0).to(HDT)
+        b_o += tl.dot((b_q.to(tl.float32) * scale * eG).to(HDT), b_h, input_precision=PREC)
     tl.store(o + p_v, b_o.to(o.dtype.element_ty), mask=m_v)
 
 
-def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout):
-    """q [1,L,H,K]; G fp32 (g's shape); Aqk [1,L,H,C]; h [NC,H,K,V]; vn [1,L,H,V] -> o [1,L,H,V] (q's dtype)."""
+def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch.dtype | None = None):
+    """q [1,L,H,K]; G fp32 (g's shape); Aqk [1,L,H,C]; h [NC,H,K,V]; vn [1,L,H,V] -> o [1,L,H,V] (q's dtype).
+    qh_dtype: the precision of the (scale q e^G) h product (w's dtype: a 16-bit product with the
+    "mixed" intermediates, whose Aqk vn stays tf32); default: as Aqk vn."""
     _, L, H, K = q.shape
     V = vn.shape[-1]
     o = torch.empty(1, L, H, V, device=q.device, dtype=q.dtype)
@@ -57,5 +60,6 @@ def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout):
         _output_kernel[(layout.num_chunks, H, triton.cdiv(V, BV))](
             q, G, Aqk, h, vn, o, layout.cu, layout.chunks, scale, H,
             K=K, V=V, BK=min(OUTPUT_CONFIG["BK"], triton.next_power_of_2(K)), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4,
-            PREC=dot_precision(q.dtype), DT=dot_dtype(dt), num_warps=OUTPUT_CONFIG["num_warps"])
+            PREC=dot_precision(q.dtype), DT=dot_dtype(dt), HDT=dot_dtype(dt if qh_dtype is None else qh_dtype),
+            num_warps=OUTPUT_CONFIG["num_warps"])
     return o

@@ -22,13 +22,30 @@ from .chunk_prep_blocks import _prep_blocks_kernel
 from .chunk_prep_split import channel_tiles, chunk_prep_split, scalar_pairs
 from .chunk_scan import load_gates
 
-# dtype of the intermediates w, u, Aqk (and, in the backward, h, vn, dh) and of the scan's products.
-# torch.float32 (default): fp32 intermediates and tf32 products. On SmolLM2's real activations (bf16)
-# they keep the output within 0.8% of float64, where bf16 intermediates reach 1.2% (bf16 rounding of
-# u is amplified where vn = u - w h cancels). HYBRIDIZE_GDR_INTER=bf16 selects the inputs' own dtype
-# (less memory traffic). The forward's per-chunk state snapshots are stored in the inputs' dtype
-# either way (chunk_scan's state_dtype); vn follows this setting (see chunk_scan).
-INTER_DTYPE = None if os.environ.get("HYBRIDIZE_GDR_INTER") == "bf16" else torch.float32
+# Precision of the intermediates between the kernels (w, u, Aqk, kg, and in the backward h, vn, dh)
+# and of the products that read them. HYBRIDIZE_GDR_INTER picks the default of gated_delta_rule's
+# `intermediates` argument:
+#   "mixed" (default since round 10): w in the inputs' dtype, with the scan's w h and the output's
+#          (scale q e^G) h as 16-bit products; u, vn, Aqk and kg stay fp32, and the state update
+#          k^T vn a tf32 product. For the gate kinds in MIXED_GATES only (scalar gates); the others
+#          run as "fp32". The CPU emulation (benchmarks/intermediates_cpu.py, round 10) put it at
+#          fp32's error on aligned keys (o 1.6e-3, state 2.1e-3 at D128), where kg in bf16 would take
+#          the state to 1.2e-2 and a bf16 product for w in the solve the output to 2.4e-3, so neither
+#          is done. H100, round 10 (benchmarks/RESULTS.md, "Kernels, round 10"), against "fp32":
+#          - GDN (1,8192,16,128) fwd 0.596 -> 0.514 ms, fwd+bwd 2.870 -> 2.393; (1,32768,16,128)
+#            fwd+bwd 11.10 -> 9.17; the output and final state on aligned keys as fp32's (2.7e-3,
+#            1.6e-2), gradients within 15% of fp32's;
+#          - KDA with w in bf16: fwd 1.170 -> 1.374, its scan 0.56 -> 0.77 ms whatever the w h
+#            product's precision and launch settings (not explained), hence MIXED_GATES.
+#   "fp32": all fp32, tf32 products. On SmolLM2's real activations (bf16) they keep the output within
+#          0.8% of float64, where bf16 intermediates reach 1.2% (bf16 rounding of u is amplified where
+#          vn = u - w h cancels).
+#   "bf16" / "input": all in the inputs' dtype with 16-bit products (fla's choice; less traffic, and
+#          4-5x the output error of fp32 on aligned keys).
+# The forward's per-chunk state snapshots are stored in the inputs' dtype either way (chunk_scan's
+# state_dtype).
+INTERMEDIATES = os.environ.get("HYBRIDIZE_GDR_INTER", "mixed")
+MIXED_GATES = os.environ.get("HYBRIDIZE_GDR_MIXED_GATES", "gdn").split(",")
 # design: "split" (v5: chunk_prep_split.py, three kernels: pairs, inverse, solve), "full" (v3, this
 # file's single kernel on whole [64, 64] tiles), "blocks" (v4, chunk_prep_blocks.py: 16-row blocks),
 # or "auto" (the default): v3 for scalar gates up to head dim 64, v5 otherwise. Timed alone on the
@@ -171,34 +188,41 @@ def prep_design(K: int, channel: bool) -> str:
     return design
 
 
-def inter_dtype_for(k: torch.Tensor, inter_dtype: torch.dtype | None = None) -> torch.dtype:
-    """The intermediates' dtype chunk_prep uses for these inputs (see INTER_DTYPE)."""
-    return inter_dtype or INTER_DTYPE or k.dtype
+def inter_dtypes(k: torch.Tensor, inter: str | None = None, channel: bool = False) -> tuple[torch.dtype, torch.dtype]:
+    """(w's dtype, the other intermediates' dtype) for inputs like k and per-channel (channel) or scalar
+    gates under the setting `inter` ("fp32", "mixed", "input" / "bf16"; None: INTERMEDIATES)."""
+    inter = inter or INTERMEDIATES
+    if inter == "mixed":
+        return (k.dtype if ("kda" if channel else "gdn") in MIXED_GATES else torch.float32), torch.float32
+    if inter == "fp32":
+        return torch.float32, torch.float32
+    if inter in ("input", "bf16"):
+        return k.dtype, k.dtype
+    raise ValueError(f"intermediates must be 'fp32', 'mixed' or 'input', got {inter!r}")
 
 
-def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = False,
-               inter_dtype: torch.dtype | None = None):
+def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = False, inter: str | None = None):
     """q, k [1, L, H, K], v [1, L, H, V] (packed, contiguous), g [1, L, H] or [1, L, H, K], beta [1, L, H].
 
     Returns G (fp32, g's shape), w ([1,L,H,K]), u ([1,L,H,V]), Aqk ([1,L,H,C]) in the intermediates'
-    dtype (inter_dtype, else INTER_DTYPE), T (fp32 [1,L,H,C], only when store_t: the backward needs it) and kg
-    (k e^{G_last - G} in w's dtype, per-channel gates only: v4 and v5 always, v3 when
-    PREP_CONFIG["kg"] == "kernel"; else None)."""
+    dtypes (inter_dtypes: w's, then the others'), T (fp32 [1,L,H,C], only when store_t: the
+    backward needs it) and kg (k e^{G_last - G} in u's dtype, per-channel gates only: v4 and v5
+    always, v3 when PREP_CONFIG["kg"] == "kernel"; else None)."""
     _, L, H, K = k.shape
     V = v.shape[-1]
     channel = g.dim() == 4
-    inter = inter_dtype_for(k, inter_dtype)
+    w_dtype, inter_dtype = inter_dtypes(k, inter, channel)
     design = prep_design(K, channel)
     if design == "split":  # allocates its own outputs (T always: A is formed in its buffer)
-        G, w, u, Aqk, T, kg = chunk_prep_split(q, k, v, g, beta, scale, layout, inter)
+        G, w, u, Aqk, T, kg = chunk_prep_split(q, k, v, g, beta, scale, layout, w_dtype, inter_dtype)
         return G, w, u, Aqk, (T if store_t else None), kg
     G = torch.empty(g.shape, device=g.device, dtype=torch.float32)
-    w = torch.empty_like(k, dtype=inter)
-    u = torch.empty_like(v, dtype=inter)
-    Aqk = torch.empty(1, L, H, CHUNK, device=k.device, dtype=inter)
+    w = torch.empty_like(k, dtype=w_dtype)
+    u = torch.empty_like(v, dtype=inter_dtype)
+    Aqk = torch.empty(1, L, H, CHUNK, device=k.device, dtype=inter_dtype)
     T = torch.empty(1, L, H, CHUNK, device=k.device, dtype=torch.float32) if store_t else Aqk
     if design == "blocks":
-        kg = torch.empty_like(k, dtype=inter) if channel else None
+        kg = torch.empty_like(k, dtype=inter_dtype) if channel else None
         if layout.num_chunks:
             bk = PREP_CONFIG["blocks_BK"]["channel" if channel else "scalar"]
             _prep_blocks_kernel[(layout.num_chunks, H)](
@@ -219,5 +243,5 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
             # 3xTF32 on the per-channel products of [C, BK] tiles fits in shared memory (164 KB) now
             # that key columns come BK at a time; plain tf32 there left fp32 KDA at 8e-4 on the H100.
             PAIR_PREC=dot_precision(k.dtype), num_warps=4 if K <= 64 else 8, num_stages=1)
-    kg = decayed(k, G, layout, inter) if channel and PREP_CONFIG["kg"] == "kernel" else None
+    kg = decayed(k, G, layout, inter_dtype) if channel and PREP_CONFIG["kg"] == "kernel" else None
     return G, w, u, Aqk, (T if store_t else None), kg

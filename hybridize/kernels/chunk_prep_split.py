@@ -325,9 +325,9 @@ def launch_solve(k, v, G, beta, T, layout: Layout, w, u, kg) -> None:
             DT=dot_dtype(k.dtype), num_warps=SPLIT_CONFIG["solve_warps"])
 
 
-def chunk_prep_split(q, k, v, g, beta, scale: float, layout: Layout, inter: torch.dtype):
+def chunk_prep_split(q, k, v, g, beta, scale: float, layout: Layout, w_dtype: torch.dtype, inter: torch.dtype):
     """chunk_prep's outputs (G, w, u, Aqk, T, kg) by the three kernels above; T is always made (it is
-    where A is formed), kg for per-channel gates only."""
+    where A is formed), kg for per-channel gates only. w in w_dtype, u, Aqk and kg in inter."""
     _, L, H, K = k.shape
     G = torch.empty(g.shape, device=g.device, dtype=torch.float32)
     T = torch.empty(1, L, H, CHUNK, device=k.device, dtype=torch.float32)
@@ -335,14 +335,14 @@ def chunk_prep_split(q, k, v, g, beta, scale: float, layout: Layout, inter: torc
     launch_pairs(q, k, g, beta, scale, layout, G, T, Aqk)
     if not pairs_invert(g.dim() == 4):
         launch_inverse(T, layout, k.dtype)
-    w, u, kg = chunk_solve(k, v, G, beta, T, layout, inter)
+    w, u, kg = chunk_solve(k, v, G, beta, T, layout, w_dtype, inter)
     return G, w, u, Aqk, T, kg
 
 
-def chunk_solve(k, v, G, beta, T, layout: Layout, inter: torch.dtype):
-    """w, u (and kg for per-channel gates) from the prep's G and T: the part of the prep that the
-    backward re-runs when the forward kept G, T and Aqk (autograd.RECOMPUTE)."""
-    w = torch.empty_like(k, dtype=inter)
+def chunk_solve(k, v, G, beta, T, layout: Layout, w_dtype: torch.dtype, inter: torch.dtype):
+    """w (in w_dtype), u and kg (per-channel gates; both in inter) from the prep's G and T: the part of
+    the prep that the backward re-runs when the forward kept G, T and Aqk (autograd.RECOMPUTE)."""
+    w = torch.empty_like(k, dtype=w_dtype)
     u = torch.empty_like(v, dtype=inter)
     kg = torch.empty_like(k, dtype=inter) if G.dim() == 4 else None
     launch_solve(k, v, G, beta, T, layout, w, u, kg)

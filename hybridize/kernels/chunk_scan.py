@@ -63,7 +63,10 @@ def load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K: tl.constexpr, CHANNEL
 def _scan_kernel(q, k, w, u, G, Aqk, h0, o, ht, h_out, vn_out, cu, chunk_offsets, scale, H,
                  K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                  CHANNEL: tl.constexpr, KG: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
-                 STORE_H: tl.constexpr, STORE_VN: tl.constexpr, FUSE_O: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
+                 STORE_H: tl.constexpr, STORE_VN: tl.constexpr, FUSE_O: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr,
+                 WDT: tl.constexpr):
+    """DT: operand type of the products on u's side (the state update, the fused output); WDT: of w h,
+    which can be a 16-bit product where u is fp32 (intermediates "mixed": see chunk_prep.INTERMEDIATES)."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -91,19 +94,18 @@ def _scan_kernel(q, k, w, u, G, Aqk, h0, o, ht, h_out, vn_out, cu, chunk_offsets
         p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
         if STORE_H:
             tl.store(h_out + ((c0 + i_t) * H + i_h) * K * V + p_s, h.to(h_out.dtype.element_ty), mask=m_s)
-        b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(DT)
+        b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(WDT)
         b_u = tl.load(u + p_v, mask=m_v, other=0.0).to(tl.float32)
         b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
         eG, eGlG, eGl = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
-        h_dt = h.to(DT)
-        vn = b_u - tl.dot(b_w, h_dt, input_precision=PREC)
+        vn = b_u - tl.dot(b_w, h.to(WDT), input_precision=PREC)
         vn_dt = vn.to(DT)
         if STORE_VN:
             tl.store(vn_out + p_v, vn.to(vn_out.dtype.element_ty), mask=m_v)
         if FUSE_O:
             b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(tl.float32) * scale
             b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
-            b_o = tl.dot((b_q * eG).to(DT), h_dt, input_precision=PREC)
+            b_o = tl.dot((b_q * eG).to(DT), h.to(DT), input_precision=PREC)
             b_o += tl.dot(b_A, vn_dt, input_precision=PREC)
             tl.store(o + p_v, b_o.to(o.dtype.element_ty), mask=m_v)
         if KG:  # k arrives as kg = k e^{G_last - G}, from the prep (no exp on this serial path)
@@ -129,7 +131,7 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
                output_final_state: bool = False, store_h: bool = False, fuse_o: bool = False,
                state_dtype: torch.dtype | None = None, kg=None):
     """Runs the scan. Returns (o or None, final state or None, h [NC,H,K,V] or None, vn or None).
-    h is stored in state_dtype (default: w's dtype), vn in w's dtype. kg: k e^{G_last - G} from the
+    h is stored in state_dtype (default: u's dtype), vn in u's dtype. kg: k e^{G_last - G} from the
     prep, used in place of k in the state update when given."""
     _, L, H, K = k.shape
     V = u.shape[-1]
@@ -137,10 +139,10 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
     dev = k.device
     o = torch.empty(1, L, H, V, device=dev, dtype=q.dtype) if fuse_o else None
     ht = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if output_final_state else None
-    h_out = torch.empty(layout.num_chunks, H, K, V, device=dev, dtype=state_dtype or w.dtype) if store_h else None
+    h_out = torch.empty(layout.num_chunks, H, K, V, device=dev, dtype=state_dtype or u.dtype) if store_h else None
     # vn keeps the intermediates' precision: the output kernel's q h + Aqk vn cancels on aligned keys,
     # and vn rounded to bf16 tripled the output error there (1.1e-2 vs 3.9e-3; h in bf16 costs nothing).
-    vn = torch.empty(1, L, H, V, device=dev, dtype=w.dtype) if store_h else None
+    vn = torch.empty(1, L, H, V, device=dev, dtype=u.dtype) if store_h else None
     BV = _pick_bv(V, N * H, K)
     opts = launch_options(K, BV, k.dtype, G.dim() == 4)
     if fuse_o:  # the output's tiles too: 3 stages needed 261 KB of shared memory (H100, bf16, head dim 128)
@@ -153,6 +155,6 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
             vn if store_h else dummy, layout.cu, layout.chunk_offsets, scale, H,
             K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4, KG=kg is not None,
             HAS_H0=initial_state is not None, STORE_FINAL=output_final_state, STORE_H=store_h,
-            STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(w.dtype),
-            **opts)
+            STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(u.dtype),
+            WDT=dot_dtype(w.dtype), **opts)
     return o, ht, h_out, vn
