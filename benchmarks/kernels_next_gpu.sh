@@ -25,6 +25,10 @@
 #            kernels beside fla's, wall times at 32K against fp32
 #   PART=14  the round-10 defaults ("mixed" for GDN): correctness of every case, wall times at shapes
 #            0, 2 and 4, kernel sums
+#   PART=15  the KDA scan with kg passed through registers (HYBRIDIZE_GDR_KG_REGS=1), fp32 and mixed
+#   PART=16  "mixed" for KDA too, with kg through registers: correctness, fwd+bwd kernels
+#   PART=17  the final round-10 defaults: correctness, wall times at shapes 0, 2, 4, forward kernels
+#            beside fla's
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -180,6 +184,35 @@ case "${PART:-1}" in
   step profile_default 100 kernel_profile.py --shapes 0,4 --modes fwd,fwd+bwd --no-fla
   rows bench_default "^| [GK]D[AN] f\|^| decode" "default "
   rows profile_default "sum of kernels"
+  ours_ok correctness
+  ;;
+15)
+  S=(kernel_stages.py --shapes 0 --designs split --inter fp32,mixed --no-fla)
+  for regs in 0 1; do
+    step "stages_kda_regs$regs" 120 HYBRIDIZE_GDR_MIXED_GATES=gdn,kda HYBRIDIZE_GDR_KG_REGS=$regs "${S[@]}"
+    rows "stages_kda_regs$regs" "^| KDA" "KG_REGS=$regs "
+  done
+  ;;
+16)
+  # call 6 ran this with an experiment since removed: HYBRIDIZE_GDR_REGS=none|scan|all (all: w and kg
+  # in the dh scan and vn in the output kernel through registers too; none = KG_REGS=0, scan = 1)
+  step correctness 150 HYBRIDIZE_GDR_MIXED_GATES=gdn,kda kernels_correctness.py --jobs 16 --no-ref-check
+  P=(kernel_profile.py --shapes 0 --modes fwd+bwd --no-fla)
+  step prof_kda_fp32 70 "${P[@]}" --gates kda
+  for regs in 0 1; do
+    step "prof_mixed_$regs" 90 HYBRIDIZE_GDR_MIXED_GATES=gdn,kda HYBRIDIZE_GDR_KG_REGS=$regs "${P[@]}"
+  done
+  for log in prof_kda_fp32 prof_mixed_0 prof_mixed_1; do
+    rows $log "sum of kernels\|_scan_kernel\|_dh_kernel\|_output\|_bwd_kernel" "$log "
+  done
+  ours_ok correctness
+  ;;
+17)
+  step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
+  step bench_default 150 "${BENCH[@]}" --shapes 0,2,4
+  step profile_fla_fwd 200 kernel_profile.py --shapes 0 --modes fwd
+  rows bench_default "^| [GK]D[AN] f\|^| decode" "default "
+  rows profile_fla_fwd "sum of kernels"
   ours_ok correctness
   ;;
 *)

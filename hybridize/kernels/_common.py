@@ -97,6 +97,20 @@ def dot_precision(dtype: torch.dtype) -> str:
 
 
 @triton.jit
+def via_registers(x, one):
+    """x unchanged, `one` being exactly 1.0 at run time (s / s for a nonzero scalar argument s).
+
+    A tile that goes from tl.load straight into tl.dot is pipelined into shared memory in its global
+    order, and as an fp32 (tf32) operand that is not always an order Hopper's tensor cores read: the
+    KDA scan's state update kg^T vn took 0.553 ms at (1,8192,16,128) with kg fed so, and 0.372 ms once
+    kg passed through registers (H100, round 10, benchmarks/RESULTS.md). Elsewhere it did not help: w and
+    kg in the backward's dh scan and vn in the output kernel, passed the same way, made KDA fwd+bwd
+    slower (4.015 -> 4.085 ms), so only the scan uses it. A product with a run-time 1.0 is exact and
+    cannot be folded away at compile time, as a literal 1.0 would be."""
+    return x * one
+
+
+@triton.jit
 def chunk_bounds(chunks, cu, i_c):
     """(document start, document end, chunk index within the document) of packed chunk i_c."""
     i_n = tl.load(chunks + 2 * i_c)

@@ -163,9 +163,9 @@ def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_fi
 
     intermediates: the precision of the chunk intermediates (w, u, Aqk, vn) between the kernels
     (chunk_prep.INTERMEDIATES). "mixed" (the default, unless HYBRIDIZE_GDR_INTER says otherwise): w
-    in the inputs' dtype with 16-bit w h and q h products, the rest fp32, for scalar gates (per-channel
-    gates run it as "fp32"); on the H100 it made GDN fwd+bwd at (1, 32768, 16, 128) 1.21x faster than
-    "fp32" (11.10 -> 9.17 ms) with fp32's output error on aligned keys. "fp32": everything fp32.
+    in the inputs' dtype with 16-bit w h and q h products, the rest fp32; on the H100 it made GDN
+    fwd+bwd at (1, 32768, 16, 128) 1.21x faster than "fp32" (11.10 -> 9.17 ms) with fp32's output error
+    on aligned keys. "fp32": everything fp32.
     "input": all in the inputs' own dtype, as fla keeps them; against "fp32", fwd+bwd at
     (1, 32768, 16, 128) 1.7x faster for GDN (12.41 -> 7.28 ms) and 1.6x for KDA (24.40 -> 15.35), but
     on nearly parallel keys the output error rises from 2.7e-3 to 1.5e-2 (fla: 1.6e-2).

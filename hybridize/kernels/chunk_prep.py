@@ -27,16 +27,17 @@ from .chunk_scan import load_gates
 # `intermediates` argument:
 #   "mixed" (default since round 10): w in the inputs' dtype, with the scan's w h and the output's
 #          (scale q e^G) h as 16-bit products; u, vn, Aqk and kg stay fp32, and the state update
-#          k^T vn a tf32 product. For the gate kinds in MIXED_GATES only (scalar gates); the others
-#          run as "fp32". The CPU emulation (benchmarks/intermediates_cpu.py, round 10) put it at
-#          fp32's error on aligned keys (o 1.6e-3, state 2.1e-3 at D128), where kg in bf16 would take
-#          the state to 1.2e-2 and a bf16 product for w in the solve the output to 2.4e-3, so neither
-#          is done. H100, round 10 (benchmarks/RESULTS.md, "Kernels, round 10"), against "fp32":
+#          k^T vn a tf32 product. For the gate kinds in MIXED_GATES (both by default); the others run
+#          as "fp32". The CPU emulation (benchmarks/intermediates_cpu.py, round 10) put it at fp32's
+#          error on aligned keys (o 1.6e-3, state 2.1e-3 at D128), where kg in bf16 would take the
+#          state to 1.2e-2 and a bf16 product for w in the solve the output to 2.4e-3, so neither is
+#          done. H100, round 10 (benchmarks/RESULTS.md, "Kernels, round 10"), against "fp32":
 #          - GDN (1,8192,16,128) fwd 0.596 -> 0.514 ms, fwd+bwd 2.870 -> 2.393; (1,32768,16,128)
-#            fwd+bwd 11.10 -> 9.17; the output and final state on aligned keys as fp32's (2.7e-3,
-#            1.6e-2), gradients within 15% of fp32's;
-#          - KDA with w in bf16: fwd 1.170 -> 1.374, its scan 0.56 -> 0.77 ms whatever the w h
-#            product's precision and launch settings (not explained), hence MIXED_GATES.
+#            fwd+bwd 11.10 -> 9.17;
+#          - KDA (1,8192,16,128) fwd+bwd kernels 4.281 -> 4.015 ms (with the scan's kg through
+#            registers; before that, w in bf16 had made KDA's scan slower, 0.56 -> 0.77 ms);
+#          - on aligned keys the output and final state as fp32's (2.7e-3 / 1.6e-2 GDN, 2.8e-3 /
+#            8.9e-3 KDA), the gradients within 15% of fp32's.
 #   "fp32": all fp32, tf32 products. On SmolLM2's real activations (bf16) they keep the output within
 #          0.8% of float64, where bf16 intermediates reach 1.2% (bf16 rounding of u is amplified where
 #          vn = u - w h cancels).
@@ -45,7 +46,7 @@ from .chunk_scan import load_gates
 # The forward's per-chunk state snapshots are stored in the inputs' dtype either way (chunk_scan's
 # state_dtype).
 INTERMEDIATES = os.environ.get("HYBRIDIZE_GDR_INTER", "mixed")
-MIXED_GATES = os.environ.get("HYBRIDIZE_GDR_MIXED_GATES", "gdn").split(",")
+MIXED_GATES = os.environ.get("HYBRIDIZE_GDR_MIXED_GATES", "gdn,kda").split(",")
 # design: "split" (v5: chunk_prep_split.py, three kernels: pairs, inverse, solve), "full" (v3, this
 # file's single kernel on whole [64, 64] tiles), "blocks" (v4, chunk_prep_blocks.py: 16-row blocks),
 # or "auto" (the default): v3 for scalar gates up to head dim 64, v5 otherwise. Timed alone on the

@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision
+from ._common import CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision, via_registers
 
 # Value columns per program and warps: the tuning knobs of the latency-bound scan; fuse_o selects
 # the output inside the scan (the first version) instead of chunk_output.py.
@@ -30,9 +30,14 @@ from ._common import CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision
 # <= 128. Measured on the H100 (1,8192,16,128), bf16, same run: 3 stages took the GDN forward from
 # 0.849 to 0.778 ms and fwd+bwd from 3.539 to 3.387 ms, but the KDA forward from 2.387 to 2.495 ms
 # (benchmarks/RESULTS.md, "Kernels, round 6"). HYBRIDIZE_GDR_SCAN_STAGES overrides both, for A/B runs.
+# kg_via_registers: the per-channel state update's kg tile passes through registers on its way from
+# memory to the product (_common.via_registers). H100, round 10, (1,8192,16,128), the scan alone:
+# 0.553 -> 0.372 ms with fp32 intermediates, 0.759 -> 0.357 with "mixed" (HYBRIDIZE_GDR_KG_REGS=0
+# turns it off).
 _STAGES = os.environ.get("HYBRIDIZE_GDR_SCAN_STAGES")
 SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": int(_STAGES or 3), "channel_stages": int(_STAGES or 2),
-               "fuse_o": False, "wide_warps": 4, "wide_stages": 1}
+               "fuse_o": False, "wide_warps": 4, "wide_stages": 1,
+               "kg_via_registers": os.environ.get("HYBRIDIZE_GDR_KG_REGS", "1") == "1"}
 
 
 def launch_options(K: int, BV: int, dtype: torch.dtype, channel: bool = False) -> dict:
@@ -64,7 +69,7 @@ def _scan_kernel(q, k, w, u, G, Aqk, h0, o, ht, h_out, vn_out, cu, chunk_offsets
                  K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                  CHANNEL: tl.constexpr, KG: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
                  STORE_H: tl.constexpr, STORE_VN: tl.constexpr, FUSE_O: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr,
-                 WDT: tl.constexpr):
+                 WDT: tl.constexpr, KG_REGS: tl.constexpr):
     """DT: operand type of the products on u's side (the state update, the fused output); WDT: of w h,
     which can be a 16-bit product where u is fp32 (intermediates "mixed": see chunk_prep.INTERMEDIATES)."""
     i_v = tl.program_id(0)
@@ -97,6 +102,8 @@ def _scan_kernel(q, k, w, u, G, Aqk, h0, o, ht, h_out, vn_out, cu, chunk_offsets
         b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(WDT)
         b_u = tl.load(u + p_v, mask=m_v, other=0.0).to(tl.float32)
         b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
+        if KG_REGS:
+            b_k = via_registers(b_k, scale / scale)
         eG, eGlG, eGl = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
         vn = b_u - tl.dot(b_w, h.to(WDT), input_precision=PREC)
         vn_dt = vn.to(DT)
@@ -156,5 +163,5 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
             K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4, KG=kg is not None,
             HAS_H0=initial_state is not None, STORE_FINAL=output_final_state, STORE_H=store_h,
             STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(u.dtype),
-            WDT=dot_dtype(w.dtype), **opts)
+            WDT=dot_dtype(w.dtype), KG_REGS=SCAN_CONFIG["kg_via_registers"], **opts)
     return o, ht, h_out, vn
