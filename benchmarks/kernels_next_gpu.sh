@@ -29,6 +29,7 @@
 #   PART=16  "mixed" for KDA too, with kg through registers: correctness, fwd+bwd kernels
 #   PART=17  the final round-10 defaults: correctness, wall times at shapes 0, 2, 4, forward kernels
 #            beside fla's
+#   PART=18  the backward's stage-2 kernels with their loaded tiles through registers (HYBRIDIZE_GDR_BWD_REGS=1)
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -214,6 +215,15 @@ case "${PART:-1}" in
   rows bench_default "^| [GK]D[AN] f\|^| decode" "default "
   rows profile_fla_fwd "sum of kernels"
   ours_ok correctness
+  ;;
+18)
+  # an experiment since removed (not helpful): HYBRIDIZE_GDR_BWD_REGS=1 passed h, dh, vn (and dvb, and
+  # the value kernel's vn, dvn) through registers in the backward's stage 2
+  P=(kernel_profile.py --shapes 0,4 --modes fwd+bwd --no-fla)
+  for regs in 0 1; do
+    step "prof_bwd_regs$regs" 150 HYBRIDIZE_GDR_BWD_REGS=$regs "${P[@]}"
+    rows "prof_bwd_regs$regs" "sum of kernels\|_bwd_kernel\|_bwd_values" "BWD_REGS=$regs "
+  done
   ;;
 *)
   step bench 580 bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --skip-versions

@@ -105,7 +105,9 @@ def via_registers(x, one):
     KDA scan's state update kg^T vn took 0.553 ms at (1,8192,16,128) with kg fed so, and 0.372 ms once
     kg passed through registers (H100, round 10, benchmarks/RESULTS.md). Elsewhere it did not help: w and
     kg in the backward's dh scan and vn in the output kernel, passed the same way, made KDA fwd+bwd
-    slower (4.015 -> 4.085 ms), so only the scan uses it. A product with a run-time 1.0 is exact and
+    slower (4.015 -> 4.085 ms), and h, dh, vn in the backward's stage 2 (whose kernels run one pipeline
+    stage) made no difference at head dim 128 and GDN at 64 slower (bwd kernel 0.583 -> 0.667 ms), so
+    only the scan uses it. A product with a run-time 1.0 is exact and
     cannot be folded away at compile time, as a literal 1.0 would be."""
     return x * one
 
