@@ -159,7 +159,8 @@ def split_sweep(B, T, H, D, channel):
     q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel, False))
     layout = make_layout(B, T, None, q.device)
     scale = D ** -0.5
-    G, w, u, Aqk, Tm, kg = sp.chunk_prep_split(q, k, v, g, beta, scale, layout, *prep_mod.inter_dtypes(k, channel=channel))
+    dtypes = prep_mod.inter_dtypes(k, channel=channel)
+    G, w, u, Aqk, Tm, kg = sp.chunk_prep_split(q, k, v, g, beta, scale, layout, *dtypes)
     pairs = lambda: sp.launch_pairs(q, k, g, beta, scale, layout, G, Tm, Aqk)  # noqa: E731
     inverse = lambda: sp.launch_inverse(Tm, layout, q.dtype)  # noqa: E731
     solve = lambda: sp.launch_solve(k, v, G, beta, Tm, layout, w, u, kg)  # noqa: E731

@@ -30,6 +30,7 @@
 #   PART=17  the final round-10 defaults: correctness, wall times at shapes 0, 2, 4, forward kernels
 #            beside fla's
 #   PART=18  the backward's stage-2 kernels with their loaded tiles through registers (HYBRIDIZE_GDR_BWD_REGS=1)
+#   PART=19  the committed round-10 code (kg through registers for per-channel gates only): as PART=14
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -71,6 +72,19 @@ compare() {
   step "profile_$new" 80 "$var=$new" kernel_profile.py --shapes 0 --modes fwd+bwd --no-fla
   rows "profile_$new" "sum of kernels\|_bwd"
   ours_ok "correctness_$new"
+}
+
+# defaults LOG SECONDS ARGS...: with the defaults, correctness of every case, wall times at shapes 0, 2
+# and 4, then kernel_profile.py ARGS (its output in $OUT/LOG.log)
+defaults() {
+  local log=$1 secs=$2
+  shift 2
+  step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
+  step bench_default 150 "${BENCH[@]}" --shapes 0,2,4
+  step "$log" "$secs" kernel_profile.py "$@"
+  rows bench_default "^| [GK]D[AN] f\|^| decode" "default "
+  rows "$log" "sum of kernels"
+  ours_ok correctness
 }
 
 case "${PART:-1}" in
@@ -179,14 +193,7 @@ case "${PART:-1}" in
   done
   ours_ok correctness_gdn_dh32
   ;;
-14)
-  step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
-  step bench_default 150 "${BENCH[@]}" --shapes 0,2,4
-  step profile_default 100 kernel_profile.py --shapes 0,4 --modes fwd,fwd+bwd --no-fla
-  rows bench_default "^| [GK]D[AN] f\|^| decode" "default "
-  rows profile_default "sum of kernels"
-  ours_ok correctness
-  ;;
+14) defaults profile_default 100 --shapes 0,4 --modes fwd,fwd+bwd --no-fla ;;
 15)
   S=(kernel_stages.py --shapes 0 --designs split --inter fp32,mixed --no-fla)
   for regs in 0 1; do
@@ -208,14 +215,7 @@ case "${PART:-1}" in
   done
   ours_ok correctness
   ;;
-17)
-  step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
-  step bench_default 150 "${BENCH[@]}" --shapes 0,2,4
-  step profile_fla_fwd 200 kernel_profile.py --shapes 0 --modes fwd
-  rows bench_default "^| [GK]D[AN] f\|^| decode" "default "
-  rows profile_fla_fwd "sum of kernels"
-  ours_ok correctness
-  ;;
+17) defaults profile_fla_fwd 200 --shapes 0 --modes fwd ;;
 18)
   # an experiment since removed (not helpful): HYBRIDIZE_GDR_BWD_REGS=1 passed h, dh, vn (and dvb, and
   # the value kernel's vn, dvn) through registers in the backward's stage 2
@@ -225,6 +225,7 @@ case "${PART:-1}" in
     rows "prof_bwd_regs$regs" "sum of kernels\|_bwd_kernel\|_bwd_values" "BWD_REGS=$regs "
   done
   ;;
+19) defaults profile_default 100 --shapes 0 --modes fwd,fwd+bwd --no-fla ;;
 *)
   step bench 580 bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --skip-versions
   rows bench "^|"

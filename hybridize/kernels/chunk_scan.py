@@ -33,7 +33,8 @@ from ._common import CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision, via_
 # kg_via_registers: the per-channel state update's kg tile passes through registers on its way from
 # memory to the product (_common.via_registers). H100, round 10, (1,8192,16,128), the scan alone:
 # 0.553 -> 0.372 ms with fp32 intermediates, 0.759 -> 0.357 with "mixed" (HYBRIDIZE_GDR_KG_REGS=0
-# turns it off).
+# turns it off). GDN's k e^{G_last - G} is formed in registers anyway (round 10 timed GDN with the
+# same product on its k: no difference, 0.441 vs 0.442 ms).
 _STAGES = os.environ.get("HYBRIDIZE_GDR_SCAN_STAGES")
 SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": int(_STAGES or 3), "channel_stages": int(_STAGES or 2),
                "fuse_o": False, "wide_warps": 4, "wide_stages": 1,
@@ -68,8 +69,8 @@ def load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K: tl.constexpr, CHANNEL
 def _scan_kernel(q, k, w, u, G, Aqk, h0, o, ht, h_out, vn_out, cu, chunk_offsets, scale, H,
                  K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                  CHANNEL: tl.constexpr, KG: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
-                 STORE_H: tl.constexpr, STORE_VN: tl.constexpr, FUSE_O: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr,
-                 WDT: tl.constexpr, KG_REGS: tl.constexpr):
+                 STORE_H: tl.constexpr, STORE_VN: tl.constexpr, FUSE_O: tl.constexpr, PREC: tl.constexpr,
+                 DT: tl.constexpr, WDT: tl.constexpr, KG_REGS: tl.constexpr):
     """DT: operand type of the products on u's side (the state update, the fused output); WDT: of w h,
     which can be a 16-bit product where u is fp32 (intermediates "mixed": see chunk_prep.INTERMEDIATES)."""
     i_v = tl.program_id(0)
@@ -102,7 +103,7 @@ def _scan_kernel(q, k, w, u, G, Aqk, h0, o, ht, h_out, vn_out, cu, chunk_offsets
         b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(WDT)
         b_u = tl.load(u + p_v, mask=m_v, other=0.0).to(tl.float32)
         b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
-        if KG_REGS:
+        if KG and KG_REGS:
             b_k = via_registers(b_k, scale / scale)
         eG, eGlG, eGl = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
         vn = b_u - tl.dot(b_w, h.to(WDT), input_precision=PREC)
