@@ -130,8 +130,8 @@ def dh_sweep(B, T, H, D, channel):
     layout = make_layout(B, T, None, q.device)
     _, _, (G, w, Aqk, Tm, h, vn, kg) = autograd._forward(q, k, v, g, beta, scale, None, False, layout,
                                                         store_for_bwd=True)
-    ops = bwd_mod.dh_operands(q, k, G, layout, w.dtype, kg)
-    dh_all = torch.empty(layout.num_chunks, H, D, D, device=q.device, dtype=w.dtype)
+    ops = bwd_mod.dh_operands(q, k, G, layout, vn.dtype, kg)  # as chunk_bwd: vn's dtype, not w's ("mixed")
+    dh_all = torch.empty(layout.num_chunks, H, D, D, device=q.device, dtype=vn.dtype)
     dvn = torch.empty_like(vn)
     saved = dict(bwd_mod.BWD_CONFIG)
     rows = []
@@ -146,6 +146,32 @@ def dh_sweep(B, T, H, D, channel):
         except Exception as err:  # noqa: BLE001 - out of shared memory etc.: recorded, not fatal
             t, t_all = f"{type(err).__name__}", None
         rows.append((bv, nw, ns, local, t, t_all))
+    bwd_mod.BWD_CONFIG.clear()
+    bwd_mod.BWD_CONFIG.update(saved)
+    return rows
+
+
+def bwd_sweep(B, T, H, D, channel):
+    """The whole chunk_bwd over its stage-2 launch (key columns BK, value columns BV, warps) at the
+    design "auto" picks. Inputs: the forward's own intermediates (autograd._forward with store_for_bwd)."""
+    from hybridize.kernels import autograd
+    from hybridize.kernels import chunk_bwd as bwd_mod
+    q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel, False))
+    do = torch.randn_like(v)
+    scale = D ** -0.5
+    layout = make_layout(B, T, None, q.device)
+    _, _, (G, w, Aqk, Tm, h, vn, kg) = autograd._forward(q, k, v, g, beta, scale, None, False, layout,
+                                                        store_for_bwd=True)
+    saved = dict(bwd_mod.BWD_CONFIG)
+    rows = []
+    for bk, bv, nw in itertools.product((32, 64), (32, 64), (4, 8)):
+        bwd_mod.BWD_CONFIG.update(BK=bk, split_BK=bk, BV=bv, num_warps=nw)
+        try:
+            t = bench(lambda: bwd_mod.chunk_bwd(q, k, v, g, beta, scale, layout, G, w, Aqk, Tm, h, vn, do, None,
+                                                False, kg=kg))
+        except Exception as err:  # noqa: BLE001 - out of shared memory etc.: recorded, not fatal
+            t = f"{type(err).__name__}"
+        rows.append((bk, bv, nw, t))
     bwd_mod.BWD_CONFIG.clear()
     bwd_mod.BWD_CONFIG.update(saved)
     return rows
@@ -214,6 +240,7 @@ def main():
     ap.add_argument("--split-sweep", default="", help="shape indices whose v5 (split) prep kernels to sweep")
     ap.add_argument("--dh-sweep", default="", help="shape indices whose backward dh scan to sweep")
     ap.add_argument("--output-sweep", default="", help="shape indices whose output kernel to sweep")
+    ap.add_argument("--bwd-sweep", default="", help="shape indices whose backward (stage-2 launch) to sweep")
     ap.add_argument("--sweep-gates", default="gdn", help="gates of the scan sweep: gdn, kda or gdn,kda")
     ap.add_argument("--sweep-inter", default="fp32", help="intermediates' dtype during the sweeps")
     ap.add_argument("--no-fla", action="store_true")
@@ -250,7 +277,8 @@ def main():
     sweeps = (("prep sweep", args.prep_sweep, prep_sweep, ("BK", "warps"), (False, True)),
               ("scan sweep", args.sweep, sweep, ("BV", "warps", "stages"),
                tuple(g == "kda" for g in args.sweep_gates.split(","))),
-              ("output sweep", args.output_sweep, output_sweep, ("BK", "BV", "warps"), (False, True)))
+              ("output sweep", args.output_sweep, output_sweep, ("BK", "BV", "warps"), (False, True)),
+              ("bwd sweep", args.bwd_sweep, bwd_sweep, ("BK", "BV", "warps"), (False, True)))
     for label, which, fn, knobs, gates in sweeps:
         for i in (int(s) for s in which.split(",") if s):
             B, T, H, D = SHAPES[i]

@@ -31,6 +31,7 @@
 #            beside fla's
 #   PART=18  the backward's stage-2 kernels with their loaded tiles through registers (HYBRIDIZE_GDR_BWD_REGS=1)
 #   PART=19  the committed round-10 code (kg through registers for per-channel gates only): as PART=14
+#   PART=20  the backward's stage-2 launch (BK, BV, warps) swept at shape 0, both gate kinds
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -226,6 +227,10 @@ case "${PART:-1}" in
   done
   ;;
 19) defaults profile_default 100 --shapes 0 --modes fwd,fwd+bwd --no-fla ;;
+20)
+  step bwd_sweep 420 kernel_stages.py --shapes "" --bwd-sweep 0 --no-fla
+  rows bwd_sweep "bwd sweep" | cut -c1-600
+  ;;
 *)
   step bench 580 bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --skip-versions
   rows bench "^|"
