@@ -138,7 +138,8 @@ def bwd_rows(D: int) -> list:
         sig.update(ptrs(["G", "T", "h", "dh", "vn", "dvn", "dg_part", "dbeta_part", "dvb_buf", "dA_buf", "dM_buf"],
                         "*fp32"))
         sig.update(cu="*i32", chunks="*i32", scale="fp32", H="i32", L="i32")
-        consts = dict(K=D, V=D, BK=min(cfg["split_BK" if split else "BK"], D), BV=min(cfg["BV"], D), C=64, SB=16,
+        kind = "split" if split else "fused"
+        consts = dict(K=D, V=D, BK=min(cfg["BK"][kind]["kda"], D), BV=min(cfg["BV"][kind]["kda"], D), C=64, SB=16,
                       CHANNEL=True, SHARED_FACTORS=shared, SPLIT=split, PREC="tf32", DT=tl.float32)
         out.append((f"bwd chunks KDA D{D}{' shared factors' if shared else ''}{' split' if split else ''}",
                     chunk_bwd._bwd_kernel, sig, consts, cfg["num_warps"], 1))

@@ -152,8 +152,8 @@ def dh_sweep(B, T, H, D, channel):
 
 
 def bwd_sweep(B, T, H, D, channel):
-    """The whole chunk_bwd over its stage-2 launch (key columns BK, value columns BV, warps) at the
-    design "auto" picks. Inputs: the forward's own intermediates (autograd._forward with store_for_bwd)."""
+    """The whole chunk_bwd over its stage-2 launch (key columns BK, value columns BV, warps; the same for
+    every design and gate kind) at the design "auto" picks. Inputs: the forward's own intermediates (autograd._forward with store_for_bwd)."""
     from hybridize.kernels import autograd
     from hybridize.kernels import chunk_bwd as bwd_mod
     q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel, False))
@@ -165,7 +165,9 @@ def bwd_sweep(B, T, H, D, channel):
     saved = dict(bwd_mod.BWD_CONFIG)
     rows = []
     for bk, bv, nw in itertools.product((32, 64), (32, 64), (4, 8)):
-        bwd_mod.BWD_CONFIG.update(BK=bk, split_BK=bk, BV=bv, num_warps=nw)
+        every = {"fused": {"gdn": None, "kda": None}, "split": {"gdn": None, "kda": None}}
+        bwd_mod.BWD_CONFIG.update(BK={d: dict.fromkeys(g, bk) for d, g in every.items()},
+                                  BV={d: dict.fromkeys(g, bv) for d, g in every.items()}, num_warps=nw)
         try:
             t = bench(lambda: bwd_mod.chunk_bwd(q, k, v, g, beta, scale, layout, G, w, Aqk, Tm, h, vn, do, None,
                                                 False, kg=kg))

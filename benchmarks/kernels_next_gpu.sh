@@ -32,6 +32,8 @@
 #   PART=18  the backward's stage-2 kernels with their loaded tiles through registers (HYBRIDIZE_GDR_BWD_REGS=1)
 #   PART=19  the committed round-10 code (kg through registers for per-channel gates only): as PART=14
 #   PART=20  the backward's stage-2 launch (BK, BV, warps) swept at shape 0, both gate kinds
+#   PART=21  the fused backward at BV 32 for head dim >= 128: correctness, wall times, the sweep at shape 4
+#   PART=22  the final round-10 code (stage-2 launch per design and gate kind): as PART=14
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -231,6 +233,15 @@ case "${PART:-1}" in
   step bwd_sweep 420 kernel_stages.py --shapes "" --bwd-sweep 0 --no-fla
   rows bwd_sweep "bwd sweep" | cut -c1-600
   ;;
+21)
+  step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
+  step bench_default 150 "${BENCH[@]}" --shapes 0,2,4
+  step bwd_sweep 150 kernel_stages.py --shapes "" --bwd-sweep 4 --no-fla
+  rows bench_default "^| [GK]D[AN] f" "default "
+  rows bwd_sweep "bwd sweep" | cut -c1-600
+  ours_ok correctness
+  ;;
+22) defaults profile_default 100 --shapes 0,4 --modes fwd+bwd --no-fla ;;
 *)
   step bench 580 bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --skip-versions
   rows bench "^|"

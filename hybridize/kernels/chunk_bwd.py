@@ -55,12 +55,22 @@ from .chunk_scan import _pick_bv, launch_options, load_gates
 # (round 10, GDN (1,8192,16,128)) it took the dh scan from 0.499 to 0.461 ms (0.8% of fwd+bwd) but
 # the aligned-key gradients up by a third (dv 5.5e-3 -> 7.3e-3, dg 1.9e-2 -> 2.5e-2).
 # HYBRIDIZE_GDR_DH16=gdn turns it on.
-# dh_BV / dh_warps / dh_stages: the dh scan's launch, None = as the forward scan's (_pick_bv,
+# BK / BV: stage 2's key columns per program and value columns per step, by design and gate kind
+# ("gdn" scalar, "kda" per-channel). H100, round 10, the whole chunk_bwd swept over BK {32, 64} x
+# BV {32, 64} x warps {4, 8} (kernel_stages.py --bwd-sweep; 8 warps won everywhere), ms, the old
+# setting (BK 64, BV 64 fused; BK 32, BV 64 split) -> the chosen one:
+#   GDN (1,8192,16,128), fused   1.907 -> 1.823 (BV 32)
+#   GDN (8,2048,9,64), fused     0.835 -> 0.627 (BV 32)
+#   KDA (8,2048,9,64), fused     1.281 -> 1.189 (BK 32)
+#   KDA (1,8192,16,128), split   2.748, already the best
+# dh_BV / dh_warps / dh_stages:# dh_BV / dh_warps / dh_stages: the dh scan's launch, None = as the forward scan's (_pick_bv,
 # launch_options). Set by benchmarks/kernel_stages.py --dh-sweep.
-BWD_CONFIG = {"BK": 64, "BV": 64, "num_warps": 8, "decayed": os.environ.get("HYBRIDIZE_GDR_DH", "kernel"),
+BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda": 32}},
+              "BV": {"fused": {"gdn": 32, "kda": 64}, "split": {"gdn": 64, "kda": 64}}, "num_warps": 8,
+              "decayed": os.environ.get("HYBRIDIZE_GDR_DH", "kernel"),
               "factors": os.environ.get("HYBRIDIZE_GDR_BWD_FACTORS", "shared"),
               "dvn_local": os.environ.get("HYBRIDIZE_GDR_DVN", "kernel"), "dh_BV": None, "dh_warps": None,
-              "dh_stages": None, "design": os.environ.get("HYBRIDIZE_GDR_BWD", "auto"), "split_BK": 32, "values_BV": 32,
+              "dh_stages": None, "design": os.environ.get("HYBRIDIZE_GDR_BWD", "auto"), "values_BV": 32,
               "values_warps": 8,
               "dh16": os.environ.get("HYBRIDIZE_GDR_DH16", "").split(",")}
 
@@ -379,8 +389,9 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
         launch_dh(*dh_operands(q, k, G, layout, vn.dtype, kg), w, G, Aqk, do, dht, dh_all, dvn, dh0, layout, scale)
     design = BWD_CONFIG["design"]
     split = design == "split" or (design == "auto" and channel and K >= 128)
-    BK = min(BWD_CONFIG["split_BK" if split else "BK"], BKf)
-    BV = min(BWD_CONFIG["BV"], triton.next_power_of_2(V))
+    kind, gates = ("split" if split else "fused"), ("kda" if channel else "gdn")
+    BK = min(BWD_CONFIG["BK"][kind][gates], BKf)
+    BV = min(BWD_CONFIG["BV"][kind][gates], triton.next_power_of_2(V))
     NK = triton.cdiv(K, BK)
     dq = torch.empty_like(q)
     dk = torch.empty_like(k)

@@ -259,7 +259,8 @@ def test_bwd_split(case, channel, monkeypatch):
     one-token one)."""
     from hybridize.kernels import chunk_bwd
     monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "design", "split")
-    monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "split_BK", 16)  # several key blocks at every head dim here
+    # several key blocks at every head dim here
+    monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "BK", {**chunk_bwd.BWD_CONFIG["BK"], "split": {"gdn": 16, "kda": 16}})
     if case == "packed":
         check(51, 1, 150, 2, 64, 64, channel, cu=[0, 10, 10, 11, 90, 150], l2=True)
     else:
