@@ -244,7 +244,7 @@ def main():
     ap.add_argument("--output-sweep", default="", help="shape indices whose output kernel to sweep")
     ap.add_argument("--bwd-sweep", default="", help="shape indices whose backward (stage-2 launch) to sweep")
     ap.add_argument("--sweep-gates", default="gdn", help="gates of the scan sweep: gdn, kda or gdn,kda")
-    ap.add_argument("--sweep-inter", default="fp32", help="intermediates' dtype during the sweeps")
+    ap.add_argument("--sweep-inter", default="fp32", help="intermediates' setting during the sweeps (fp32, mixed, bf16)")
     ap.add_argument("--no-fla", action="store_true")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args()
