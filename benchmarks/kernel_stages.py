@@ -98,6 +98,14 @@ def fla_stages(B, T, H, D, channel):
     return out
 
 
+def timed(fn):
+    """bench(fn) in ms, or the exception's name where a setting fails (out of shared memory etc.)."""
+    try:
+        return bench(fn)
+    except Exception as err:  # noqa: BLE001 - recorded, not fatal
+        return type(err).__name__
+
+
 def sweep(B, T, H, D, channel):
     q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel, False))
     scale = D ** -0.5
@@ -107,29 +115,31 @@ def sweep(B, T, H, D, channel):
     saved = dict(scan_mod.SCAN_CONFIG)
     for bv, nw, ns in itertools.product((16, 32, 64), (2, 4), (2, 3)):
         scan_mod.SCAN_CONFIG.update(BV=bv, num_warps=nw, num_stages=ns, channel_stages=ns)
-        try:
-            t = bench(lambda: scan_mod.chunk_scan(q, k, w, u, G, Aqk, scale, layout, store_h=True,
-                                                  state_dtype=q.dtype, kg=kg))
-        except Exception as err:  # noqa: BLE001 - out of shared memory etc.: recorded, not fatal
-            t = f"{type(err).__name__}"
+        t = timed(lambda: scan_mod.chunk_scan(q, k, w, u, G, Aqk, scale, layout, store_h=True, state_dtype=q.dtype,
+                                              kg=kg))
         rows.append((bv, nw, ns, t))
     scan_mod.SCAN_CONFIG.clear()
     scan_mod.SCAN_CONFIG.update(saved)
     return rows
 
 
+def backward_operands(B, T, H, D, channel):
+    """Packed inputs, a random do, the scale, the layout and the forward's own intermediates (autograd._forward
+    with store_for_bwd): what chunk_bwd takes."""
+    from hybridize.kernels import autograd
+    q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel, False))
+    scale = D ** -0.5
+    layout = make_layout(B, T, None, q.device)
+    _, _, inter = autograd._forward(q, k, v, g, beta, scale, None, False, layout, store_for_bwd=True)
+    return (q, k, v, g, beta), torch.randn_like(v), scale, layout, inter
+
+
 def dh_sweep(B, T, H, D, channel):
     """The backward's dh scan (chunk_bwd.launch_dh) alone over (BV, warps, stages, where Aqk^T do is
     formed: "scan" in the serial loop or "kernel" in parallel before it), and the whole chunk_bwd at
-    each setting. Inputs: the forward's own intermediates (autograd._forward with store_for_bwd)."""
-    from hybridize.kernels import autograd
+    each setting. Inputs: backward_operands."""
     from hybridize.kernels import chunk_bwd as bwd_mod
-    q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel, False))
-    do = torch.randn_like(v)
-    scale = D ** -0.5
-    layout = make_layout(B, T, None, q.device)
-    _, _, (G, w, Aqk, Tm, h, vn, kg) = autograd._forward(q, k, v, g, beta, scale, None, False, layout,
-                                                        store_for_bwd=True)
+    (q, k, v, g, beta), do, scale, layout, (G, w, Aqk, Tm, h, vn, kg) = backward_operands(B, T, H, D, channel)
     ops = bwd_mod.dh_operands(q, k, G, layout, vn.dtype, kg)  # as chunk_bwd: vn's dtype, not w's ("mixed")
     dh_all = torch.empty(layout.num_chunks, H, D, D, device=q.device, dtype=vn.dtype)
     dvn = torch.empty_like(vn)
@@ -153,26 +163,17 @@ def dh_sweep(B, T, H, D, channel):
 
 def bwd_sweep(B, T, H, D, channel):
     """The whole chunk_bwd over its stage-2 launch (key columns BK, value columns BV, warps; the same for
-    every design and gate kind) at the design "auto" picks. Inputs: the forward's own intermediates (autograd._forward with store_for_bwd)."""
-    from hybridize.kernels import autograd
+    every design and gate kind) at the design "auto" picks. Inputs: backward_operands."""
     from hybridize.kernels import chunk_bwd as bwd_mod
-    q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel, False))
-    do = torch.randn_like(v)
-    scale = D ** -0.5
-    layout = make_layout(B, T, None, q.device)
-    _, _, (G, w, Aqk, Tm, h, vn, kg) = autograd._forward(q, k, v, g, beta, scale, None, False, layout,
-                                                        store_for_bwd=True)
+    (q, k, v, g, beta), do, scale, layout, (G, w, Aqk, Tm, h, vn, kg) = backward_operands(B, T, H, D, channel)
     saved = dict(bwd_mod.BWD_CONFIG)
     rows = []
     for bk, bv, nw in itertools.product((32, 64), (32, 64), (4, 8)):
         every = {"fused": {"gdn": None, "kda": None}, "split": {"gdn": None, "kda": None}}
         bwd_mod.BWD_CONFIG.update(BK={d: dict.fromkeys(g, bk) for d, g in every.items()},
                                   BV={d: dict.fromkeys(g, bv) for d, g in every.items()}, num_warps=nw)
-        try:
-            t = bench(lambda: bwd_mod.chunk_bwd(q, k, v, g, beta, scale, layout, G, w, Aqk, Tm, h, vn, do, None,
-                                                False, kg=kg))
-        except Exception as err:  # noqa: BLE001 - out of shared memory etc.: recorded, not fatal
-            t = f"{type(err).__name__}"
+        t = timed(lambda: bwd_mod.chunk_bwd(q, k, v, g, beta, scale, layout, G, w, Aqk, Tm, h, vn, do, None, False,
+                                            kg=kg))
         rows.append((bk, bv, nw, t))
     bwd_mod.BWD_CONFIG.clear()
     bwd_mod.BWD_CONFIG.update(saved)
@@ -244,7 +245,8 @@ def main():
     ap.add_argument("--output-sweep", default="", help="shape indices whose output kernel to sweep")
     ap.add_argument("--bwd-sweep", default="", help="shape indices whose backward (stage-2 launch) to sweep")
     ap.add_argument("--sweep-gates", default="gdn", help="gates of the scan sweep: gdn, kda or gdn,kda")
-    ap.add_argument("--sweep-inter", default="fp32", help="intermediates' setting during the sweeps (fp32, mixed, bf16)")
+    ap.add_argument("--sweep-inter", default="fp32",
+                    help="intermediates' setting during the sweeps (fp32, mixed, bf16)")
     ap.add_argument("--no-fla", action="store_true")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args()
