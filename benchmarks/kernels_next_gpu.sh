@@ -34,6 +34,7 @@
 #   PART=20  the backward's stage-2 launch (BK, BV, warps) swept at shape 0, both gate kinds
 #   PART=21  the fused backward at BV 32 for head dim >= 128: correctness, wall times, the sweep at shape 4
 #   PART=22  the final round-10 code (stage-2 launch per design and gate kind): as PART=14
+#   PART=23  the scan's and the dh scan's launch swept again with the "mixed" intermediates (shape 0)
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -242,6 +243,11 @@ case "${PART:-1}" in
   ours_ok correctness
   ;;
 22) defaults profile_default 100 --shapes 0,4 --modes fwd+bwd --no-fla ;;
+23)
+  step sweeps_mixed 500 kernel_stages.py --shapes "" --sweep 0 --sweep-gates gdn,kda --sweep-inter mixed \
+    --dh-sweep 0 --no-fla
+  rows sweeps_mixed "scan sweep\|dh sweep [GK]D[AN] (1,8192,16,128) |" | cut -c1-400
+  ;;
 *)
   step bench 580 bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --skip-versions
   rows bench "^|"
