@@ -358,9 +358,6 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
         # without the Aqk tile, 2 stages fit for per-channel gates: KDA dh scan 0.907 -> 0.795 ms at
         # (1,8192,16,128), BV 16 (H100, round 8, kernel_stages.py --dh-sweep 0); at BV 64 they do not fit
         opts["num_stages"] = 2
-    if channel and K <= 128 and dvn.dtype != torch.float32:
-        # the forward scan's per-channel depth went to 3 in round 10; the dh scan's was not re-timed
-        opts["num_stages"] = min(opts["num_stages"], 2)
     if BWD_CONFIG["dh_warps"]:
         opts["num_warps"] = BWD_CONFIG["dh_warps"]
     if BWD_CONFIG["dh_stages"]:
