@@ -35,6 +35,9 @@
 #   PART=21  the fused backward at BV 32 for head dim >= 128: correctness, wall times, the sweep at shape 4
 #   PART=22  the final round-10 code (stage-2 launch per design and gate kind): as PART=14
 #   PART=23  the scan's and the dh scan's launch swept again with the "mixed" intermediates (shape 0)
+#   PART=24  correctness and wall times at shapes 0 and 2 (and bf16 at 0): written for the KDA scan at 3
+#            stages (SCAN_CONFIG["channel_stages"] = 3, the dh scan kept at 2 for 16-bit per-channel
+#            tiles); not run in round 10 (no device time left), so that change is not in the code
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -247,6 +250,14 @@ case "${PART:-1}" in
   step sweeps_mixed 500 kernel_stages.py --shapes "" --sweep 0 --sweep-gates gdn,kda --sweep-inter mixed \
     --dh-sweep 0 --no-fla
   rows sweeps_mixed "scan sweep\|dh sweep [GK]D[AN] (1,8192,16,128) |" | cut -c1-400
+  ;;
+24)
+  step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
+  step bench_default 120 "${BENCH[@]}" --shapes 0,2
+  step bench_bf16 70 HYBRIDIZE_GDR_INTER=bf16 "${BENCH[@]}" --shapes 0
+  rows bench_default "^| [GK]D[AN] f" "default "
+  rows bench_bf16 "^| [GK]D[AN] f" "bf16 "
+  ours_ok correctness
   ;;
 *)
   step bench 580 bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --skip-versions
