@@ -53,7 +53,8 @@ from .chunk_scan import _pick_bv, launch_options, load_gates
 # dh16: the gate kinds ("gdn", "kda") whose dh scan takes (k e^{G_last - G}) dh' as a 16-bit product
 # when w is stored in 16 bits but vn is not (intermediates "mixed"). None by default: on the H100
 # (round 10, GDN (1,8192,16,128)) it took the dh scan from 0.499 to 0.461 ms (0.8% of fwd+bwd) but
-# the aligned-key gradients up by a third (dv 5.5e-3 -> 7.3e-3, dg 1.9e-2 -> 2.5e-2).
+# the aligned-key gradients up by a third (dv 5.5e-3 -> 7.3e-3, dbeta 5.6e-3 -> 7.4e-3; both read
+# 5.5-5.7e-3 in six calls without it, while dg moves between 1.8e-2 and 2.9e-2 from call to call).
 # HYBRIDIZE_GDR_DH16=gdn turns it on.
 # BK / BV: stage 2's key columns per program and value columns per step, by design and gate kind
 # ("gdn" scalar, "kda" per-channel). H100, round 10, the whole chunk_bwd swept over BK {32, 64} x
