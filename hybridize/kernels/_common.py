@@ -76,6 +76,11 @@ def _varlen_layout(cu_seqlens: torch.Tensor, device) -> Layout:
     return Layout(cu, torch.stack([doc, within], 1).contiguous(), offsets, len(lens), total, max_len)
 
 
+def gate_kind(channel: bool) -> str:
+    """The configuration key of a gate kind: "kda" for per-channel gates, "gdn" for scalar ones."""
+    return "kda" if channel else "gdn"
+
+
 def dot_dtype(dtype: torch.dtype):
     """Operand type of the products on 16-bit tiles: the input's own type on the GPU; fp32 under
     TRITON_INTERPRET, whose numpy matmul mishandles bfloat16 operands."""
@@ -107,8 +112,8 @@ def via_registers(x, one):
     kg in the backward's dh scan and vn in the output kernel, passed the same way, made KDA fwd+bwd
     slower (4.015 -> 4.085 ms), and h, dh, vn in the backward's stage 2 (whose kernels run one pipeline
     stage) made no difference at head dim 128 and GDN at 64 slower (bwd kernel 0.583 -> 0.667 ms), so
-    only the scan uses it. A product with a run-time 1.0 is exact and
-    cannot be folded away at compile time, as a literal 1.0 would be."""
+    only the scan uses it. A product with a run-time 1.0 is exact and cannot be folded away at compile
+    time, as a literal 1.0 would be."""
     return x * one
 
 

@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 
 from ._common import (CHUNK, SUB, Layout, channel_colside, channel_grads, channel_rowside, chunk_bounds, chunk_tokens,
-                      dot_dtype, dot_precision)
+                      dot_dtype, dot_precision, gate_kind)
 from .chunk_prep import decayed
 from .chunk_scan import _pick_bv, launch_options, load_gates
 
@@ -64,7 +64,7 @@ from .chunk_scan import _pick_bv, launch_options, load_gates
 #   GDN (8,2048,9,64), fused     0.835 -> 0.627 (BV 32)
 #   KDA (8,2048,9,64), fused     1.281 -> 1.189 (BK 32)
 #   KDA (1,8192,16,128), split   2.748, already the best
-# dh_BV / dh_warps / dh_stages:# dh_BV / dh_warps / dh_stages: the dh scan's launch, None = as the forward scan's (_pick_bv,
+# dh_BV / dh_warps / dh_stages: the dh scan's launch, None = as the forward scan's (_pick_bv,
 # launch_options). Set by benchmarks/kernel_stages.py --dh-sweep.
 BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda": 32}},
               "BV": {"fused": {"gdn": 32, "kda": 64}, "split": {"gdn": 64, "kda": 64}}, "num_warps": 8,
@@ -368,7 +368,7 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
         dvl if dvl is not None else do, layout.cu, layout.chunk_offsets, scale, H,
         K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=channel, DECAYED=decayed_in,
         LOCAL=dvl is not None, HAS_DHT=dht is not None, STORE_DH0=dh0 is not None, PREC=prec, DT=dt,
-        WDT=dot_dtype(w.dtype if ("kda" if channel else "gdn") in BWD_CONFIG["dh16"] else dvn.dtype), **opts)
+        WDT=dot_dtype(w.dtype if gate_kind(channel) in BWD_CONFIG["dh16"] else dvn.dtype), **opts)
 
 
 def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool, kg=None):
@@ -390,7 +390,7 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
         launch_dh(*dh_operands(q, k, G, layout, vn.dtype, kg), w, G, Aqk, do, dht, dh_all, dvn, dh0, layout, scale)
     design = BWD_CONFIG["design"]
     split = design == "split" or (design == "auto" and channel and K >= 128)
-    kind, gates = ("split" if split else "fused"), ("kda" if channel else "gdn")
+    kind, gates = ("split" if split else "fused"), gate_kind(channel)
     BK = min(BWD_CONFIG["BK"][kind][gates], BKf)
     BV = min(BWD_CONFIG["BV"][kind][gates], triton.next_power_of_2(V))
     NK = triton.cdiv(K, BK)

@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from ._common import (CHUNK, SUB, Layout, channel_pairwise, chunk_bounds, chunk_tokens, dot_dtype, dot_precision,
-                      invert, unit_lower_inverse_rows)
+                      gate_kind, invert, unit_lower_inverse_rows)
 from .chunk_prep_blocks import BC as BLOCK_ROWS
 from .chunk_prep_blocks import _prep_blocks_kernel
 from .chunk_prep_split import channel_tiles, chunk_prep_split, scalar_pairs
@@ -189,12 +189,13 @@ def prep_design(K: int, channel: bool) -> str:
     return design
 
 
-def inter_dtypes(k: torch.Tensor, inter: str | None = None, channel: bool = False) -> tuple[torch.dtype, torch.dtype]:
+def inter_dtypes(k: torch.Tensor, inter: str | None = None,
+                 channel: bool = False) -> tuple[torch.dtype, torch.dtype]:
     """(w's dtype, the other intermediates' dtype) for inputs like k and per-channel (channel) or scalar
     gates under the setting `inter` ("fp32", "mixed", "input" / "bf16"; None: INTERMEDIATES)."""
     inter = inter or INTERMEDIATES
     if inter == "mixed":
-        return (k.dtype if ("kda" if channel else "gdn") in MIXED_GATES else torch.float32), torch.float32
+        return (k.dtype if gate_kind(channel) in MIXED_GATES else torch.float32), torch.float32
     if inter == "fp32":
         return torch.float32, torch.float32
     if inter in ("input", "bf16"):

@@ -339,8 +339,8 @@ def test_other_head_dims(K, V, channel):
 @pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
 def test_bf16(channel):
     """bf16 inputs with fp32 intermediates, with intermediates="input" (w, u, Aqk, vn in bf16) and with
-    "mixed" (the default: only w in bf16, for scalar gates; through the backward after the solve is
-    re-run, and with everything kept by the forward): all within the bf16 bound of float64, each
+    "mixed" (the default: only w in bf16; through the backward after the solve is re-run, and with
+    everything kept by the forward): all within the bf16 bound of float64, each
     differently rounded (the option reaches the kernels), and "mixed" nearer to fp32 than "input" is
     (w's rounding is the cheap one: benchmarks/intermediates_cpu.py). Gate kinds outside
     chunk_prep.MIXED_GATES run "mixed" as "fp32": the very same output."""
@@ -349,8 +349,9 @@ def test_bf16(channel):
     mixed = check(7, 1, 100, 2, 64, 64, channel, dtype=torch.bfloat16, l2=True, intermediates="mixed")
     check(7, 1, 100, 2, 64, 64, channel, dtype=torch.bfloat16, l2=True, intermediates="mixed", recompute="none")
     assert not torch.equal(fp32, bf16)
+    from hybridize.kernels._common import gate_kind
     from hybridize.kernels.chunk_prep import MIXED_GATES
-    if ("kda" if channel else "gdn") not in MIXED_GATES:
+    if gate_kind(channel) not in MIXED_GATES:
         assert torch.equal(fp32, mixed)
     else:
         assert not torch.equal(fp32, mixed)
