@@ -128,8 +128,13 @@ def sdpa_time(B, T, H, D, bwd):
     return bench(run, grad_to_none=[q, k, v] if bwd else None)
 
 
+# --l2: q, k normalised inside (the mixers' call), for ours and fla alike (the environment carries it
+# to the --warm processes)
+FUSED_L2 = os.environ.get("HYBRIDIZE_BENCH_L2") == "1"
+
+
 def ours(q, k, v, g, beta):
-    return gated_delta_rule(q, k, v, g, beta)
+    return gated_delta_rule(q, k, v, g, beta, use_qk_l2norm=FUSED_L2)
 
 
 def torch_op(q, k, v, g, beta):
@@ -138,7 +143,7 @@ def torch_op(q, k, v, g, beta):
 
 def fla(channel):
     f = fla_kda if channel else fla_gdn
-    return (lambda q, k, v, g, beta: f(q, k, v, g, beta)) if f is not None else None
+    return (lambda q, k, v, g, beta: f(q, k, v, g, beta, use_qk_l2norm_in_kernel=FUSED_L2)) if f is not None else None
 
 
 def fmt(x):
@@ -295,9 +300,13 @@ def main():
     ap.add_argument("--skip-versions", action="store_true")
     ap.add_argument("--ours-only", action="store_true", help="time ours and SDPA only (no fla, no torch op)")
     ap.add_argument("--shapes", default=None, help="indices into SHAPES, e.g. 0,1,2 (default: all)")
+    ap.add_argument("--l2", action="store_true", help="with the fused q/k L2 norm (as the mixers call it)")
     args = ap.parse_args()
-    global OUT_DIR, OURS_ONLY
+    global OUT_DIR, OURS_ONLY, FUSED_L2
     OUT_DIR, OURS_ONLY = args.out, args.ours_only
+    if args.l2:
+        FUSED_L2 = True
+        os.environ["HYBRIDIZE_BENCH_L2"] = "1"
     os.makedirs(OUT_DIR, exist_ok=True)
     print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__,
           "fla", "yes" if fla_gdn is not None else "no", flush=True)

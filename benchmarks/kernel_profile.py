@@ -8,6 +8,7 @@ the profiler; every GPU kernel's total device time is divided by --iters (ms per
 forward or forward+backward). Inputs as in bench_kernels.py (bf16 q/k/v/beta, fp32 gates). The profiler adds
 no time to a kernel, but kernels shorter than a few microseconds are dominated by launch gaps that
 this table does not show: the sum of kernel times is a lower bound of bench_kernels' wall time.
+HYBRIDIZE_BENCH_L2=1 runs every case with the fused q/k L2 norm (bench_kernels.py --l2).
 """
 from __future__ import annotations
 

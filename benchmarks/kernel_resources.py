@@ -99,11 +99,11 @@ def rows(dims):
                 out.append((f"scan {gate} D{D} BV{bv} {inter}{' kg' if kg else ''}", chunk_scan._scan_kernel, sig, consts,
                             opts["num_warps"], opts["num_stages"]))
             sig = ptrs(["q", "h", "o"], "*bf16")
-            sig.update(ptrs(["G", "Aqk", "vn"], "*fp32"))
+            sig.update(ptrs(["G", "Aqk", "vn", "row_scale"], "*fp32"))
             sig.update(cu="*i32", chunks="*i32", scale="fp32", H="i32")
             for hdt in (tl.float32, tl.bfloat16):
                 consts = dict(K=D, V=D, BK=min(64, D), BV=min(64, D), C=64, CHANNEL=channel, PREC="tf32", DT=tl.float32,
-                              HDT=hdt)
+                              HDT=hdt, ROW_SCALE=True)
                 out.append((f"output {gate} D{D} qh {'bf16' if hdt == tl.bfloat16 else 'tf32'}",
                             chunk_output._output_kernel, sig, consts, chunk_output.OUTPUT_CONFIG["num_warps"], 1))
         sig = dict(x="*bf16", G="*fp32", out="*fp32", cu="*i32", chunks="*i32", H="i32")

@@ -38,6 +38,13 @@
 #   PART=24  correctness and wall times at shapes 0 and 2 (and bf16 at 0): written for the KDA scan at 3
 #            stages (SCAN_CONFIG["channel_stages"] = 3, the dh scan kept at 2 for 16-bit per-channel
 #            tiles); not run in round 10 (no device time left), so that change is not in the code
+#   PART=25  round 11: the fused L2 norm by exact power-of-two scaling and the KDA scan at 3 stages:
+#            correctness of every case (and the 16-bit ones with fp32 intermediates), wall times at
+#            shapes 0 and 2, the KDA scan at 2 stages beside (shape 0), and shape 0 with the fused norm
+#   PART=26  the final round-11 code: correctness of every case, wall times at all five shapes with
+#            decode, fla's forward kernels beside ours at shapes 0 and 3 (same run)
+#   PART=27  fla's KDA fwd+bwd kernels beside ours (shape 0; its autotuner takes minutes), and both
+#            forwards with the fused L2 norm (HYBRIDIZE_BENCH_L2=1)
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -258,6 +265,33 @@ case "${PART:-1}" in
   rows bench_default "^| [GK]D[AN] f" "default "
   rows bench_bf16 "^| [GK]D[AN] f" "bf16 "
   ours_ok correctness
+  ;;
+25)
+  step correctness 170 kernels_correctness.py --jobs 16 --no-ref-check --inter-variants fp32
+  step bench_default 120 "${BENCH[@]}" --shapes 0,2
+  step bench_stages2 80 HYBRIDIZE_GDR_SCAN_STAGES=2 "${BENCH[@]}" --shapes 0
+  step bench_l2 80 "${BENCH[@]}" --shapes 0 --l2
+  rows bench_default "^| [GK]D[AN] f" "default "
+  rows bench_stages2 "^| KDA f" "scan stages 2 "
+  rows bench_l2 "^| [GK]D[AN] f" "fused l2 "
+  grep "inter=fp32" "$OUT/correctness.log" | cut -c1-170
+  ours_ok correctness
+  ;;
+26)
+  step correctness 170 kernels_correctness.py --jobs 16 --no-ref-check
+  step bench_all 260 "${BENCH[@]}" --shapes 0,1,2,3,4
+  step profile_fla_fwd 150 kernel_profile.py --shapes 0,3 --modes fwd
+  rows bench_all "^| [GK]D[AN] f\|^| decode" "default "
+  rows profile_fla_fwd "sum of kernels"
+  ours_ok correctness
+  ;;
+27)
+  step profile_fla_kda 400 kernel_profile.py --shapes 0 --modes fwd+bwd --gates kda
+  step profile_l2_fwd 120 HYBRIDIZE_BENCH_L2=1 kernel_profile.py --shapes 0 --modes fwd
+  step profile_l2_bwd 120 HYBRIDIZE_BENCH_L2=1 kernel_profile.py --shapes 0 --modes fwd+bwd --no-fla
+  rows profile_fla_kda "sum of kernels"
+  rows profile_l2_fwd "sum of kernels" "fused l2 "
+  rows profile_l2_bwd "sum of kernels" "fused l2 "
   ;;
 *)
   step bench 580 bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --skip-versions

@@ -12,7 +12,7 @@ except ImportError as err:  # keep this an ImportError, which callers treat as "
 from ._common import CHUNK
 from .autograd import DECODE_MAX_T, ChunkGatedDeltaRule, gated_delta_rule
 from .decode import recurrent_update
-from .l2norm import l2norm_bwd, l2norm_fwd
+from .l2norm import keys_bwd, keys_fwd, unit_bwd, unit_fwd
 
-__all__ = ["gated_delta_rule", "recurrent_update", "ChunkGatedDeltaRule", "l2norm_fwd", "l2norm_bwd",
+__all__ = ["gated_delta_rule", "recurrent_update", "ChunkGatedDeltaRule", "unit_fwd", "unit_bwd", "keys_fwd", "keys_bwd",
            "CHUNK", "DECODE_MAX_T"]

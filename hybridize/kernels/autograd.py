@@ -3,7 +3,7 @@ decoding kernel for a few new tokens when no gradient is needed.
 
 Forward:  [l2norm] -> chunk_prep -> chunk_scan (states per chunk) -> chunk_output. Saved: the
           inputs and the prep's G, T, Aqk (RECOMPUTE "solve", default), the inputs only ("all"), or
-          everything the backward reads ("none").
+          everything the backward reads ("none"); with the fused L2 norm, the output too.
 Backward: [l2norm] -> chunk_prep (again, keeping T; or only its solve, from the kept G and T) ->
           chunk_scan (keeping h, vn) -> chunk_bwd -> [l2norm backward]. Recomputing saves the
           [chunks, H, K, V] states between the two passes (fla's choice too; fla keeps its A).
@@ -21,7 +21,7 @@ from .chunk_prep import chunk_prep, inter_dtypes
 from .chunk_prep_split import chunk_solve
 from .chunk_scan import SCAN_CONFIG, chunk_scan
 from .decode import recurrent_update
-from .l2norm import l2norm_bwd, l2norm_fwd
+from .l2norm import keys_bwd, keys_fwd, out_grad, unit_bwd, unit_fwd
 
 # Up to this many new tokens per sequence (and no gradient), the token-by-token kernel is used.
 DECODE_MAX_T = 16
@@ -50,23 +50,37 @@ def _packed(x):
 
 
 def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=False, inter=None, keep_t=False,
-             want_o=False):
-    """o (None when store_for_bwd and not want_o), the final state, and (G, w, Aqk, T, h, vn, kg)."""
+             want_o=False, row_scale=None):
+    """o (None when store_for_bwd and not want_o), the final state, and (G, w, Aqk, T, h, vn, kg).
+    row_scale: o's rows times this (fp32 [L*H]; the fused L2 norm's rho for q)."""
     G, w, u, Aqk, T, kg = chunk_prep(q, k, v, g, beta, scale, layout, store_t=store_for_bwd or keep_t,
                                      inter=inter)
     if store_for_bwd:  # the backward's states and vn keep the intermediates' precision
         o, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
                                   output_final_state=want_final, store_h=True, kg=kg)
         if want_o:
-            o = chunk_output(q, G, Aqk, h, vn, scale, layout, qh_dtype=w.dtype)
+            o = chunk_output(q, G, Aqk, h, vn, scale, layout, qh_dtype=w.dtype, row_scale=row_scale)
     elif SCAN_CONFIG["fuse_o"]:
         o, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
                                   output_final_state=want_final, fuse_o=True, kg=kg)
+        if row_scale is not None:  # an experimental path: the row scale as a second rounding of o
+            o = (o.float() * row_scale.view(o.shape[:-1] + (1,))).to(o.dtype)
     else:
         _, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
                                   output_final_state=want_final, store_h=True, state_dtype=q.dtype, kg=kg)
-        o = chunk_output(q, G, Aqk, h, vn, scale, layout, qh_dtype=w.dtype)
+        o = chunk_output(q, G, Aqk, h, vn, scale, layout, qh_dtype=w.dtype, row_scale=row_scale)
     return o, ht, (G, w, Aqk, T, h, vn, kg)
+
+
+def _normalised(q, k, v, beta, l2: bool):
+    """(q', k', v', beta', rho_q) as the kernels take them: with the fused L2 norm, q and k scaled
+    exactly by powers of two and the rest of their norms moved into v, beta and o's row scale rho_q
+    (l2norm.py says why); without it, the inputs and no row scale."""
+    if not l2:
+        return q, k, v, beta, None
+    qn, rho_q = unit_fwd(q)
+    kn, _, v_in, b_in = keys_fwd(k, v, beta)
+    return qn, kn, v_in, b_in, rho_q
 
 
 class ChunkGatedDeltaRule(torch.autograd.Function):
@@ -76,18 +90,13 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
         B, T = q.shape[:2]
         layout = make_layout(B, T, cu_seqlens, q.device)
         qp, kp, vp, gp, bp = (_packed(x) for x in (q, k, v, g, beta))
-        rq = rk = None
-        if use_qk_l2norm:
-            qn, rq = l2norm_fwd(qp)
-            kn, rk = l2norm_fwd(kp)
-        else:
-            qn, kn = qp, kp
+        qn, kn, v_in, b_in, rho_q = _normalised(qp, kp, vp, bp, use_qk_l2norm)
         h0 = initial_state.contiguous().float() if initial_state is not None else None
         grad = any(ctx.needs_input_grad[:5])
         keep_all = grad and recompute == "none"
         keep = grad and recompute == "solve"
-        o, ht, inter_out = _forward(qn, kn, vp, gp, bp, scale, h0, output_final_state, layout, inter=inter,
-                                    keep_t=keep, store_for_bwd=keep_all, want_o=True)
+        o, ht, inter_out = _forward(qn, kn, v_in, gp, b_in, scale, h0, output_final_state, layout, inter=inter,
+                                    keep_t=keep, store_for_bwd=keep_all, want_o=True, row_scale=rho_q)
         G, w, Aqk, Tm, h, vn, kg = inter_out
         if keep_all:
             kept = inter_out
@@ -95,7 +104,7 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
             kept = (G, None, Aqk, Tm, None, None, None)
         else:
             kept = (None,) * 7
-        ctx.save_for_backward(qp, kp, vp, gp, bp, h0, rq, rk, *kept)
+        ctx.save_for_backward(qp, kp, vp, gp, bp, h0, o if use_qk_l2norm else None, *kept)
         ctx.layout, ctx.scale, ctx.l2, ctx.inter = layout, scale, use_qk_l2norm, inter
         ctx.shapes = (q.shape, g.shape, beta.shape)
         ctx.dtypes = (q.dtype, k.dtype, v.dtype, g.dtype, beta.dtype)
@@ -104,28 +113,26 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do, dht):
-        qp, kp, vp, gp, bp, h0, rq, rk, G, w, Aqk, T, h, vn, kg = ctx.saved_tensors
+        qp, kp, vp, gp, bp, h0, o, G, w, Aqk, T, h, vn, kg = ctx.saved_tensors
         layout, scale = ctx.layout, ctx.scale
-        if ctx.l2:
-            # recompute exactly as the forward did (same rounding); rq, rk serve the l2 backward
-            qn, _ = l2norm_fwd(qp)
-            kn, _ = l2norm_fwd(kp)
-        else:
-            qn, kn = qp, kp
+        # the fused L2 norm's scaled q, k, v, beta again (the same kernel: the same values)
+        qn, kn, v_in, b_in, rho_q = _normalised(qp, kp, vp, bp, ctx.l2)
         if G is None:  # RECOMPUTE "all"
-            _, _, (G, w, Aqk, T, h, vn, kg) = _forward(qn, kn, vp, gp, bp, scale, h0, False, layout,
+            _, _, (G, w, Aqk, T, h, vn, kg) = _forward(qn, kn, v_in, gp, b_in, scale, h0, False, layout,
                                                        store_for_bwd=True, inter=ctx.inter)
         elif h is None:  # RECOMPUTE "solve": the prep's pairs and inverse are not run again
-            w, u, kg = chunk_solve(kn, vp, G, bp, T, layout, *inter_dtypes(kn, ctx.inter, G.dim() == 4))
+            w, u, kg = chunk_solve(kn, v_in, G, b_in, T, layout, *inter_dtypes(kn, ctx.inter, G.dim() == 4))
             _, _, h, vn = chunk_scan(qn, kn, w, u, G, Aqk, scale, layout, initial_state=h0, store_h=True, kg=kg)
         # RECOMPUTE "none": the forward kept everything
         do = _packed(do.to(vp.dtype))
+        if ctx.l2:
+            do, drho_q = out_grad(do, o, rho_q)
         dht = dht.contiguous().float() if dht is not None else None
-        dq, dk, dv, dg, db, dh0 = chunk_bwd(qn, kn, vp, gp, bp, scale, layout, G, w, Aqk, T, h, vn, do, dht,
+        dq, dk, dv, dg, db, dh0 = chunk_bwd(qn, kn, v_in, gp, b_in, scale, layout, G, w, Aqk, T, h, vn, do, dht,
                                             need_dh0=h0 is not None and ctx.needs_input_grad[6], kg=kg)
         if ctx.l2:
-            dq = l2norm_bwd(qp, rq, dq)
-            dk = l2norm_bwd(kp, rk, dk)
+            dq = unit_bwd(qp, dq, drho_q)
+            dk, dv, db = keys_bwd(kp, vp, bp, dk, dv, db)
         qs, gs, bs = ctx.shapes
         qd, kd, vd, gd, bd = ctx.dtypes
         dh0 = dh0.to(ctx.h0_dtype) if dh0 is not None else None

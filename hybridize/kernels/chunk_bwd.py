@@ -359,6 +359,10 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
         # without the Aqk tile, 2 stages fit for per-channel gates: KDA dh scan 0.907 -> 0.795 ms at
         # (1,8192,16,128), BV 16 (H100, round 8, kernel_stages.py --dh-sweep 0); at BV 64 they do not fit
         opts["num_stages"] = 2
+    if channel and K <= 128:
+        # per-channel 16-bit tiles stay at 2 stages here: the forward scan's 3 (SCAN_CONFIG
+        # "channel_stages") were measured for that scan only (H100, round 10, call 14)
+        opts["num_stages"] = min(opts["num_stages"], 2)
     if BWD_CONFIG["dh_warps"]:
         opts["num_warps"] = BWD_CONFIG["dh_warps"]
     if BWD_CONFIG["dh_stages"]:

@@ -18,10 +18,11 @@ OUTPUT_CONFIG = {"BK": 64, "BV": 64, "num_warps": 4}
 
 
 @triton.jit
-def _output_kernel(q, G, Aqk, h, vn, o, cu, chunks, scale, H,
+def _output_kernel(q, G, Aqk, h, vn, o, row_scale, cu, chunks, scale, H,
                    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
-                   CHANNEL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, HDT: tl.constexpr):
-    """DT: operand type of Aqk vn; HDT: of (scale q e^G) h."""
+                   CHANNEL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, HDT: tl.constexpr,
+                   ROW_SCALE: tl.constexpr):
+    """DT: operand type of Aqk vn; HDT: of (scale q e^G) h. ROW_SCALE: o's rows times row_scale."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     i_v = tl.program_id(2)
@@ -43,13 +44,17 @@ def _output_kernel(q, G, Aqk, h, vn, o, cu, chunks, scale, H,
         b_h = tl.load(h + ((i_c.to(tl.int64) * H + i_h) * K + kk[:, None]) * V + vv[None, :],
                       mask=km[:, None] & vm[None, :], other=0.0).to(HDT)
         b_o += tl.dot((b_q.to(tl.float32) * scale * eG).to(HDT), b_h, input_precision=PREC)
+    if ROW_SCALE:
+        b_o *= tl.load(row_scale + tok * H + i_h, mask=valid, other=0.0)[:, None]
     tl.store(o + p_v, b_o.to(o.dtype.element_ty), mask=m_v)
 
 
-def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch.dtype | None = None):
+def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch.dtype | None = None,
+                 row_scale: torch.Tensor | None = None):
     """q [1,L,H,K]; G fp32 (g's shape); Aqk [1,L,H,C]; h [NC,H,K,V]; vn [1,L,H,V] -> o [1,L,H,V] (q's dtype).
     qh_dtype: the precision of the (scale q e^G) h product (w's dtype: a 16-bit product with the
-    "mixed" intermediates, whose Aqk vn stays tf32); default: as Aqk vn."""
+    "mixed" intermediates, whose Aqk vn stays tf32); default: as Aqk vn. row_scale: fp32 [L*H], a
+    factor per (token, head) applied before o is rounded (the fused L2 norm's rho for q)."""
     _, L, H, K = q.shape
     V = vn.shape[-1]
     o = torch.empty(1, L, H, V, device=q.device, dtype=q.dtype)
@@ -58,8 +63,8 @@ def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch
         # Products in the stored tiles' precision: fp32 Aqk (the default intermediates) gets tf32.
         dt = Aqk.dtype if Aqk.dtype == torch.float32 else q.dtype
         _output_kernel[(layout.num_chunks, H, triton.cdiv(V, BV))](
-            q, G, Aqk, h, vn, o, layout.cu, layout.chunks, scale, H,
+            q, G, Aqk, h, vn, o, row_scale if row_scale is not None else G, layout.cu, layout.chunks, scale, H,
             K=K, V=V, BK=min(OUTPUT_CONFIG["BK"], triton.next_power_of_2(K)), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4,
             PREC=dot_precision(q.dtype), DT=dot_dtype(dt), HDT=dot_dtype(dt if qh_dtype is None else qh_dtype),
-            num_warps=OUTPUT_CONFIG["num_warps"])
+            ROW_SCALE=row_scale is not None, num_warps=OUTPUT_CONFIG["num_warps"])
     return o

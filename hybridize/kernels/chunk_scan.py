@@ -29,14 +29,17 @@ from ._common import CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision, via_
 # num_stages (scalar gates) and channel_stages (per-channel gates): the pipeline depth at head dims
 # <= 128. Measured on the H100 (1,8192,16,128), bf16, same run: 3 stages took the GDN forward from
 # 0.849 to 0.778 ms and fwd+bwd from 3.539 to 3.387 ms, but the KDA forward from 2.387 to 2.495 ms
-# (benchmarks/RESULTS.md, "Kernels, round 6"). HYBRIDIZE_GDR_SCAN_STAGES overrides both, for A/B runs.
+# (benchmarks/RESULTS.md, "Kernels, round 6"). Since then kg passes through registers and the
+# intermediates are "mixed": round 10's sweep (call 14) put the KDA scan alone at 0.363 ms with 2
+# stages and 0.319 with 3, so per-channel gates take 3 since round 11 (the backward's dh scan stays at
+# 2). HYBRIDIZE_GDR_SCAN_STAGES overrides both, for A/B runs.
 # kg_via_registers: the per-channel state update's kg tile passes through registers on its way from
 # memory to the product (_common.via_registers). H100, round 10, (1,8192,16,128), the scan alone:
 # 0.553 -> 0.372 ms with fp32 intermediates, 0.759 -> 0.357 with "mixed" (HYBRIDIZE_GDR_KG_REGS=0
 # turns it off). GDN's k e^{G_last - G} is formed in registers anyway (round 10 timed GDN with the
 # same product on its k: no difference, 0.441 vs 0.442 ms).
 _STAGES = os.environ.get("HYBRIDIZE_GDR_SCAN_STAGES")
-SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": int(_STAGES or 3), "channel_stages": int(_STAGES or 2),
+SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": int(_STAGES or 3), "channel_stages": int(_STAGES or 3),
                "fuse_o": False, "wide_warps": 4, "wide_stages": 1,
                "kg_via_registers": os.environ.get("HYBRIDIZE_GDR_KG_REGS", "1") == "1"}
 
