@@ -286,9 +286,9 @@ case "${PART:-1}" in
   ours_ok correctness
   ;;
 27)
-  step profile_fla_kda 400 kernel_profile.py --shapes 0 --modes fwd+bwd --gates kda
-  step profile_l2_fwd 120 HYBRIDIZE_BENCH_L2=1 kernel_profile.py --shapes 0 --modes fwd
-  step profile_l2_bwd 120 HYBRIDIZE_BENCH_L2=1 kernel_profile.py --shapes 0 --modes fwd+bwd --no-fla
+  step profile_fla_kda 360 kernel_profile.py --shapes 0 --modes fwd+bwd --gates kda
+  step profile_l2_fwd 100 HYBRIDIZE_BENCH_L2=1 kernel_profile.py --shapes 0 --modes fwd
+  step profile_l2_bwd 100 HYBRIDIZE_BENCH_L2=1 kernel_profile.py --shapes 0 --modes fwd+bwd --no-fla
   rows profile_fla_kda "sum of kernels"
   rows profile_l2_fwd "sum of kernels" "fused l2 "
   rows profile_l2_bwd "sum of kernels" "fused l2 "

@@ -175,8 +175,8 @@ def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_fi
     on aligned keys. "fp32": everything fp32.
     "input": all in the inputs' own dtype, as fla keeps them; against "fp32", fwd+bwd at
     (1, 32768, 16, 128) 1.7x faster for GDN (12.41 -> 7.28 ms) and 1.6x for KDA (24.40 -> 15.35), but
-    on nearly parallel keys the output error rises from 2.7e-3 to 1.5e-2 (fla: 1.6e-2).
-    benchmarks/RESULTS.md, "Kernels, round 7" and "round 10".
+    on nearly parallel keys the output error rises from 2.7e-3 to 1.5e-2 (fla: 1.6e-2; round 7, before
+    round 11 made the fused L2 norm exact). benchmarks/RESULTS.md, "Kernels, round 7", "10" and "11".
 
     recompute: what the backward recomputes of the forward (see RECOMPUTE): "solve" (the default,
     unless HYBRIDIZE_GDR_RECOMPUTE says otherwise), "all", or "none" (fastest: the forward keeps
