@@ -45,6 +45,9 @@
 #            decode, fla's forward kernels beside ours at shapes 0 and 3 (same run)
 #   PART=27  fla's KDA fwd+bwd kernels beside ours (shape 0; its autotuner takes minutes), and both
 #            forwards with the fused L2 norm (HYBRIDIZE_BENCH_L2=1)
+#   PART=28  an experiment since reverted (RESULTS.md, round 11, call 7): the fused norm with a values'
+#            beta instead of v' (u = T (beta rho v)): correctness of every case, wall times at shapes
+#            0 and 4, and both gate kinds' kernels with the fused norm (shape 0)
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -292,6 +295,14 @@ case "${PART:-1}" in
   rows profile_fla_kda "sum of kernels"
   rows profile_l2_fwd "sum of kernels" "fused l2 "
   rows profile_l2_bwd "sum of kernels" "fused l2 "
+  ;;
+28)
+  step correctness 170 kernels_correctness.py --jobs 16 --no-ref-check
+  step bench_default 120 "${BENCH[@]}" --shapes 0,4
+  step profile_l2 150 HYBRIDIZE_BENCH_L2=1 kernel_profile.py --shapes 0 --modes fwd,fwd+bwd --no-fla
+  rows bench_default "^| [GK]D[AN] f" "default "
+  rows profile_l2 "sum of kernels\|_unit\|_out_grad\|_bwd_kernel\|_solve" "fused l2 "
+  ours_ok correctness
   ;;
 *)
   step bench 580 bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --skip-versions
