@@ -48,6 +48,8 @@
 #   PART=28  an experiment since reverted (RESULTS.md, round 11, call 7): the fused norm with a values'
 #            beta instead of v' (u = T (beta rho v)): correctness of every case, wall times at shapes
 #            0 and 4, and both gate kinds' kernels with the fused norm (shape 0)
+#   PART=29  fla beside ours at the other shapes, sums of kernels: shape 4 (head dim 64) forward and
+#            forward+backward, shapes 1-3 forward
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -303,6 +305,12 @@ case "${PART:-1}" in
   rows bench_default "^| [GK]D[AN] f" "default "
   rows profile_l2 "sum of kernels\|_unit\|_out_grad\|_bwd_kernel\|_solve" "fused l2 "
   ours_ok correctness
+  ;;
+29)
+  step profile_fla_d64 290 kernel_profile.py --shapes 4 --modes fwd,fwd+bwd
+  step profile_fla_shapes 280 kernel_profile.py --shapes 1,2,3 --modes fwd
+  rows profile_fla_d64 "sum of kernels"
+  rows profile_fla_shapes "sum of kernels"
   ;;
 *)
   step bench 580 bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --skip-versions
