@@ -244,7 +244,7 @@ def main():
     ap.add_argument("--dh-sweep", default="", help="shape indices whose backward dh scan to sweep")
     ap.add_argument("--output-sweep", default="", help="shape indices whose output kernel to sweep")
     ap.add_argument("--bwd-sweep", default="", help="shape indices whose backward (stage-2 launch) to sweep")
-    ap.add_argument("--sweep-gates", default="gdn", help="gates of the scan sweep: gdn, kda or gdn,kda")
+    ap.add_argument("--sweep-gates", default="gdn", help="gates of the scan, split and output sweeps: gdn, kda or gdn,kda")
     ap.add_argument("--sweep-inter", default="fp32",
                     help="intermediates' setting during the sweeps (fp32, mixed, bf16)")
     ap.add_argument("--no-fla", action="store_true")
@@ -278,10 +278,10 @@ def main():
                 print(line, flush=True)
                 lines.append(line)
     prep_mod.INTERMEDIATES = args.sweep_inter
+    sweep_gates = tuple(g == "kda" for g in args.sweep_gates.split(","))
     sweeps = (("prep sweep", args.prep_sweep, prep_sweep, ("BK", "warps"), (False, True)),
-              ("scan sweep", args.sweep, sweep, ("BV", "warps", "stages"),
-               tuple(g == "kda" for g in args.sweep_gates.split(","))),
-              ("output sweep", args.output_sweep, output_sweep, ("BK", "BV", "warps"), (False, True)),
+              ("scan sweep", args.sweep, sweep, ("BV", "warps", "stages"), sweep_gates),
+              ("output sweep", args.output_sweep, output_sweep, ("BK", "BV", "warps"), sweep_gates),
               ("bwd sweep", args.bwd_sweep, bwd_sweep, ("BK", "BV", "warps"), (False, True)))
     for label, which, fn, knobs, gates in sweeps:
         for i in (int(s) for s in which.split(",") if s):
@@ -308,7 +308,7 @@ def main():
             lines.append(f"dh sweep {'KDA' if channel else 'GDN'} ({B},{T},{H},{D}) all: " + json.dumps(rows))
     for i in (int(s) for s in args.split_sweep.split(",") if s):
         B, T, H, D = SHAPES[i]
-        for channel in (False, True):
+        for channel in sweep_gates:
             for label, t in split_sweep(B, T, H, D, channel):
                 line = f"| split {'KDA' if channel else 'GDN'} ({B},{T},{H},{D}) | {label} | " + (
                     f"{t:.3f} |" if isinstance(t, float) else f"{t} |")

@@ -50,6 +50,8 @@
 #            0 and 4, and both gate kinds' kernels with the fused norm (shape 0)
 #   PART=29  fla beside ours at the other shapes, sums of kernels: shape 4 (head dim 64) forward and
 #            forward+backward, shapes 1-3 forward
+#   PART=30  head dim 64, KDA, "mixed": the scan, the split prep's kernels and the output kernel swept
+#            (shape 4; never swept there since the 3-stage scan and "mixed")
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -311,6 +313,12 @@ case "${PART:-1}" in
   step profile_fla_shapes 280 kernel_profile.py --shapes 1,2,3 --modes fwd
   rows profile_fla_d64 "sum of kernels"
   rows profile_fla_shapes "sum of kernels"
+  ;;
+30)
+  step sweeps_d64 540 kernel_stages.py --shapes "" --sweep 4 --sweep-gates kda --sweep-inter mixed --split-sweep 4 \
+    --output-sweep 4 --no-fla
+  rows sweeps_d64 "scan sweep\|output sweep" | cut -c1-300
+  rows sweeps_d64 "^| split"
   ;;
 *)
   step bench 580 bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --skip-versions
