@@ -114,7 +114,7 @@ def sweep(B, T, H, D, channel):
     rows = []
     saved = dict(scan_mod.SCAN_CONFIG)
     for bv, nw, ns in itertools.product((16, 32, 64), (2, 4), (2, 3)):
-        scan_mod.SCAN_CONFIG.update(BV=bv, num_warps=nw, num_stages=ns, channel_stages=ns)
+        scan_mod.SCAN_CONFIG.update(BV=bv, num_warps=nw, num_stages=ns, channel_stages=ns, wide_block_stages=ns)
         t = timed(lambda: scan_mod.chunk_scan(q, k, w, u, G, Aqk, scale, layout, store_h=True, state_dtype=q.dtype,
                                               kg=kg))
         rows.append((bv, nw, ns, t))

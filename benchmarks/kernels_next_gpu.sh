@@ -52,6 +52,9 @@
 #            forward+backward, shapes 1-3 forward
 #   PART=30  head dim 64, KDA, "mixed": the scan, the split prep's kernels and the output kernel swept
 #            (shape 4; never swept there since the 3-stage scan and "mixed")
+#   PART=31  the scan's launch per shape (2 stages for 32-column blocks at head dim 128, whole 64-column
+#            blocks at head dim 64): correctness, wall times at shapes 0, 1, 3, 4, and the forward's
+#            kernels beside fla's at shape 4
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -319,6 +322,14 @@ case "${PART:-1}" in
     --output-sweep 4 --no-fla
   rows sweeps_d64 "scan sweep\|output sweep" | cut -c1-300
   rows sweeps_d64 "^| split"
+  ;;
+31)
+  step correctness 170 kernels_correctness.py --jobs 16 --no-ref-check
+  step bench_shapes 200 "${BENCH[@]}" --shapes 0,1,3,4
+  step profile_fla_d64 150 kernel_profile.py --shapes 4 --modes fwd
+  rows bench_shapes "^| [GK]D[AN] f" "default "
+  rows profile_fla_d64 "sum of kernels\|_scan"
+  ours_ok correctness
   ;;
 *)
   step bench 580 bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --skip-versions

@@ -32,7 +32,13 @@ from ._common import CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision, via_
 # (benchmarks/RESULTS.md, "Kernels, round 6"). Since then kg passes through registers and the
 # intermediates are "mixed": round 10's sweep (call 14) put the KDA scan alone at 0.363 ms with 2
 # stages and 0.319 with 3, so per-channel gates take 3 since round 11 (the backward's dh scan stays at
-# 2). HYBRIDIZE_GDR_SCAN_STAGES overrides both, for A/B runs.
+# 2). HYBRIDIZE_GDR_SCAN_STAGES overrides all three depths below, for A/B runs.
+# Those were measured at (1,8192,16,128), where 16 heads split V into blocks of 16. With blocks of 32
+# at head dim 128 (32+ documents x heads, e.g. (4,4096,16,128), (2,16384,32,128)) 2 stages are
+# faster: the scan alone, round 11 (call 11, "mixed"), 3 -> 2 stages: GDN 0.270 -> 0.235 and 1.048 ->
+# 0.927 ms, KDA 0.394 -> 0.291 and 1.551 -> 1.127. wide_block_stages is that depth (BV >= 32 at
+# 64 < K <= 128). At head dim 64, blocks of 64 with 3 stages beat 32 (GDN 0.071 -> 0.063, KDA 0.091 ->
+# 0.080 at (8,2048,9,64)), so there the scan keeps V whole from 64 programs up (_pick_bv).
 # kg_via_registers: the per-channel state update's kg tile passes through registers on its way from
 # memory to the product (_common.via_registers). H100, round 10, (1,8192,16,128), the scan alone:
 # 0.553 -> 0.372 ms with fp32 intermediates, 0.759 -> 0.357 with "mixed" (HYBRIDIZE_GDR_KG_REGS=0
@@ -40,6 +46,7 @@ from ._common import CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision, via_
 # same product on its k: no difference, 0.441 vs 0.442 ms).
 _STAGES = os.environ.get("HYBRIDIZE_GDR_SCAN_STAGES")
 SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": int(_STAGES or 3), "channel_stages": int(_STAGES or 3),
+               "wide_block_stages": int(_STAGES or 2),
                "fuse_o": False, "wide_warps": 4, "wide_stages": 1,
                "kg_via_registers": os.environ.get("HYBRIDIZE_GDR_KG_REGS", "1") == "1"}
 
@@ -127,13 +134,14 @@ def _scan_kernel(q, k, w, u, G, Aqk, h0, o, ht, h_out, vn_out, cu, chunk_offsets
         tl.store(ht + state_base + p_s, h, mask=m_s)
 
 
-def _pick_bv(V: int, programs: int, K: int) -> int:
-    """Few documents x heads leave most multiprocessors idle: split V finer to fill them. Head dim
-    256 holds [256, BV] states and [C, 256] tiles: BV <= 32 keeps them within shared memory."""
+def _pick_bv(V: int, programs: int, K: int, enough: int = 128) -> int:
+    """Few documents x heads leave most multiprocessors idle: split V finer (down to 16) until there
+    are `enough` programs. Head dim 256 holds [256, BV] states and [C, 256] tiles: BV <= 32 keeps them
+    within shared memory."""
     if SCAN_CONFIG["BV"]:
         return min(SCAN_CONFIG["BV"], triton.next_power_of_2(V))
     bv = min(64 if K <= 128 else 32, triton.next_power_of_2(V))
-    while bv > 16 and programs * triton.cdiv(V, bv) < 128:
+    while bv > 16 and programs * triton.cdiv(V, bv) < enough:
         bv //= 2
     return bv
 
@@ -154,8 +162,10 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
     # vn keeps the intermediates' precision: the output kernel's q h + Aqk vn cancels on aligned keys,
     # and vn rounded to bf16 tripled the output error there (1.1e-2 vs 3.9e-3; h in bf16 costs nothing).
     vn = torch.empty(1, L, H, V, device=dev, dtype=u.dtype) if store_h else None
-    BV = _pick_bv(V, N * H, K)
+    BV = _pick_bv(V, N * H, K, enough=64 if K <= 64 else 128)
     opts = launch_options(K, BV, k.dtype, G.dim() == 4)
+    if 64 < K <= 128 and BV >= 32:
+        opts["num_stages"] = min(opts["num_stages"], SCAN_CONFIG["wide_block_stages"])
     if fuse_o:  # the output's tiles too: 3 stages needed 261 KB of shared memory (H100, bf16, head dim 128)
         opts["num_stages"] = min(opts["num_stages"], 2)
     dummy = u
