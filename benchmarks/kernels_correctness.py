@@ -179,6 +179,8 @@ def main():
     ap.add_argument("--wide", nargs="*", default=[], help="also run head dim > 128 with these WARPS,STAGES")
     ap.add_argument("--prec-variants", action="store_true", help="also run the 16-bit aligned cases with tf32x3")
     ap.add_argument("--design", default="", help="run every case with this prep design (full, blocks)")
+    ap.add_argument("--scan-bv", default="", help="also run the 16-bit cases at head dim <= 128 with the scan's "
+                    "value block forced to these sizes, e.g. 32,64 (reported, not counted)")
     ap.add_argument("--inter-variants", default="", help="also run the 16-bit cases with these intermediates, "
                     "e.g. fp32,mixed,input (reported, not counted)")
     args = ap.parse_args()
@@ -211,6 +213,9 @@ def main():
     for inter in (x for x in args.inter_variants.split(",") if x):
         todo += [(i, False, args.jobs > 1, {"inter": inter}) for i, case in enumerate(CASES)
                  if args.only in case[0] and case[7] != torch.float32]
+    for bv in (int(x) for x in args.scan_bv.split(",") if x):
+        todo += [(i, False, args.jobs > 1, {"BV": bv}) for i, case in enumerate(CASES)
+                 if args.only in case[0] and case[7] != torch.float32 and case[4] <= 128]
     for w in args.wide:
         warps, stages = (int(x) for x in w.split(","))
         todo += [(i, False, args.jobs > 1, {"wide_warps": warps, "wide_stages": stages})

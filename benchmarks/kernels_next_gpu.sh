@@ -55,6 +55,8 @@
 #   PART=31  the scan's launch per shape (2 stages for 32-column blocks at head dim 128, whole 64-column
 #            blocks at head dim 64): correctness, wall times at shapes 0, 1, 3, 4, and the forward's
 #            kernels beside fla's at shape 4
+#   PART=32  the scan's value blocks of 32 at head dim 128 with 64 documents x heads: correctness of the
+#            16-bit cases with the scan's block forced to 32 and 64, wall times at shapes 1 and 3
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -330,6 +332,12 @@ case "${PART:-1}" in
   rows bench_shapes "^| [GK]D[AN] f" "default "
   rows profile_fla_d64 "sum of kernels\|_scan"
   ours_ok correctness
+  ;;
+32)
+  step correctness_bv 200 kernels_correctness.py --jobs 16 --no-ref-check --only bf16 --scan-bv 32,64
+  step bench_shapes 150 "${BENCH[@]}" --shapes 1,3
+  rows bench_shapes "^| [GK]D[AN] f" "default "
+  ours_ok correctness_bv
   ;;
 *)
   step bench 580 bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --skip-versions

@@ -33,12 +33,13 @@ from ._common import CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision, via_
 # intermediates are "mixed": round 10's sweep (call 14) put the KDA scan alone at 0.363 ms with 2
 # stages and 0.319 with 3, so per-channel gates take 3 since round 11 (the backward's dh scan stays at
 # 2). HYBRIDIZE_GDR_SCAN_STAGES overrides all three depths below, for A/B runs.
-# Those were measured at (1,8192,16,128), where 16 heads split V into blocks of 16. With blocks of 32
-# at head dim 128 (32+ documents x heads, e.g. (4,4096,16,128), (2,16384,32,128)) 2 stages are
-# faster: the scan alone, round 11 (call 11, "mixed"), 3 -> 2 stages: GDN 0.270 -> 0.235 and 1.048 ->
-# 0.927 ms, KDA 0.394 -> 0.291 and 1.551 -> 1.127. wide_block_stages is that depth (BV >= 32 at
-# 64 < K <= 128). At head dim 64, blocks of 64 with 3 stages beat 32 (GDN 0.071 -> 0.063, KDA 0.091 ->
-# 0.080 at (8,2048,9,64)), so there the scan keeps V whole from 64 programs up (_pick_bv).
+# Those were measured at (1,8192,16,128), where 16 heads split V into blocks of 16. With 64 documents x
+# heads ((4,4096,16,128), (2,16384,32,128)), blocks of 32 with 2 stages are the fastest: the scan
+# alone, round 11 (call 11, "mixed"), against the 64-column blocks and 3 stages that ran there before:
+# GDN 0.242 -> 0.235 and 0.936 -> 0.927 ms, KDA 0.394 -> 0.291 and 1.534 -> 1.127. So at head dim 128
+# the scan splits V until there are 256 programs (_pick_bv), and wide_block_stages is the depth for
+# blocks of 32 or more. At head dim 64, blocks of 64 with 3 stages beat 32 (GDN 0.071 -> 0.063, KDA
+# 0.091 -> 0.080 at (8,2048,9,64)), so there the scan keeps V whole from 64 programs up.
 # kg_via_registers: the per-channel state update's kg tile passes through registers on its way from
 # memory to the product (_common.via_registers). H100, round 10, (1,8192,16,128), the scan alone:
 # 0.553 -> 0.372 ms with fp32 intermediates, 0.759 -> 0.357 with "mixed" (HYBRIDIZE_GDR_KG_REGS=0
@@ -162,7 +163,7 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
     # vn keeps the intermediates' precision: the output kernel's q h + Aqk vn cancels on aligned keys,
     # and vn rounded to bf16 tripled the output error there (1.1e-2 vs 3.9e-3; h in bf16 costs nothing).
     vn = torch.empty(1, L, H, V, device=dev, dtype=u.dtype) if store_h else None
-    BV = _pick_bv(V, N * H, K, enough=64 if K <= 64 else 128)
+    BV = _pick_bv(V, N * H, K, enough=64 if K <= 64 else 256 if K <= 128 else 128)
     opts = launch_options(K, BV, k.dtype, G.dim() == 4)
     if 64 < K <= 128 and BV >= 32:
         opts["num_stages"] = min(opts["num_stages"], SCAN_CONFIG["wide_block_stages"])
