@@ -104,13 +104,17 @@ def _launch(R: int, D: int, V: int):
     return (triton.cdiv(R, BR),), dict(D=D, BD=BD, V=V, BV=BV, BR=BR)
 
 
-def unit_fwd(x: torch.Tensor):
-    """x [..., D] -> (x 2^e in x's dtype, exact; rho fp32 [rows]) with 2^e rho = ||x||^-1 per row."""
+def _per_row(x: torch.Tensor):
+    """x made contiguous, its row length D, its number of rows R, an empty tensor like x and an fp32 [R]."""
     x = x.contiguous()
     D = x.shape[-1]
     R = x.numel() // D
-    y = torch.empty_like(x)
-    rho = torch.empty(R, device=x.device, dtype=torch.float32)
+    return x, D, R, torch.empty_like(x), torch.empty(R, device=x.device, dtype=torch.float32)
+
+
+def unit_fwd(x: torch.Tensor):
+    """x [..., D] -> (x 2^e in x's dtype, exact; rho fp32 [rows]) with 2^e rho = ||x||^-1 per row."""
+    x, D, R, y, rho = _per_row(x)
     if R:
         grid, meta = _launch(R, D, 1)
         _unit_fwd_kernel[grid](x, y, rho, x, y, rho, rho, R, EPS, **meta, KEYS=False)
@@ -119,12 +123,10 @@ def unit_fwd(x: torch.Tensor):
 
 def keys_fwd(k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor):
     """(k', rho, v', beta'): k' = k 2^e exact, v' = v / rho and beta' = beta rho^2 (each in its own dtype)."""
-    k, v, beta = k.contiguous(), v.contiguous(), beta.contiguous()
-    D, V = k.shape[-1], v.shape[-1]
-    R = k.numel() // D
-    k2, v2 = torch.empty_like(k), torch.empty_like(v)
-    rho = torch.empty(R, device=k.device, dtype=torch.float32)
-    beta2 = torch.empty_like(beta)
+    k, D, R, k2, rho = _per_row(k)
+    v, beta = v.contiguous(), beta.contiguous()
+    V = v.shape[-1]
+    v2, beta2 = torch.empty_like(v), torch.empty_like(beta)
     if R:
         grid, meta = _launch(R, D, V)
         _unit_fwd_kernel[grid](k, k2, rho, v, v2, beta, beta2, R, EPS, **meta, KEYS=True)
@@ -133,11 +135,8 @@ def keys_fwd(k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor):
 
 def out_grad(do: torch.Tensor, o: torch.Tensor, rho: torch.Tensor):
     """For o = rho o' (per row): (do' = rho do in do's dtype, drho fp32 [rows])."""
-    do, o = do.contiguous(), o.contiguous()
-    V = do.shape[-1]
-    R = do.numel() // V
-    do2 = torch.empty_like(do)
-    drho = torch.empty(R, device=do.device, dtype=torch.float32)
+    do, V, R, do2, drho = _per_row(do)
+    o = o.contiguous()
     if R:
         grid, meta = _launch(R, V, 1)
         _out_grad_kernel[grid](do, o, rho, do2, drho, R, V=V, BV=meta["BD"], BR=meta["BR"])
