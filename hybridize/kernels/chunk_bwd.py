@@ -355,14 +355,15 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
     BV = BWD_CONFIG["dh_BV"] or _pick_bv(V, N * H, K)
     # by the tiles' dtype: fp32 intermediates at BV=64 need 238 KB with 2 stages (KDA, H100)
     opts = launch_options(K, BV, dvn.dtype, channel)
-    if dvl is not None and channel and K <= 128 and BV <= 32 and dvn.dtype == torch.float32:
-        # without the Aqk tile, 2 stages fit for per-channel gates: KDA dh scan 0.907 -> 0.795 ms at
-        # (1,8192,16,128), BV 16 (H100, round 8, kernel_stages.py --dh-sweep 0); at BV 64 they do not fit
-        opts["num_stages"] = 2
     if channel and K <= 128:
-        # per-channel 16-bit tiles stay at 2 stages here: the forward scan's 3 (SCAN_CONFIG
-        # "channel_stages") were measured for that scan only (H100, round 10, call 14)
-        opts["num_stages"] = min(opts["num_stages"], 2)
+        if dvn.dtype == torch.float32:
+            # without the Aqk tile, 2 stages fit for per-channel gates: KDA dh scan 0.907 -> 0.795 ms at
+            # (1,8192,16,128), BV 16 (H100, round 8, kernel_stages.py --dh-sweep 0); at BV 64 they do not
+            opts["num_stages"] = 2 if dvl is not None and BV <= 32 else 1
+        else:
+            # 16-bit tiles: at most 2 stages, since the forward scan's 3 (SCAN_CONFIG["channel_stages"])
+            # were measured for that scan only (H100, round 10, call 14)
+            opts["num_stages"] = min(opts["num_stages"], 2)
     if BWD_CONFIG["dh_warps"]:
         opts["num_warps"] = BWD_CONFIG["dh_warps"]
     if BWD_CONFIG["dh_stages"]:

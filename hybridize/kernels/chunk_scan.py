@@ -147,6 +147,20 @@ def _pick_bv(V: int, programs: int, K: int, enough: int = 128) -> int:
     return bv
 
 
+def _scan_launch(V: int, programs: int, K: int, dtype: torch.dtype, channel: bool) -> tuple[int, dict]:
+    """(BV, launch options) of this scan; the round-11 rules in SCAN_CONFIG's comment. Only the
+    forward scan's: the backward's dh scan, timed separately, keeps _pick_bv and launch_options as
+    they are."""
+    if K <= 64:
+        bv = _pick_bv(V, programs, K, enough=64)
+    else:
+        bv = _pick_bv(V, programs, K, enough=256 if K <= 128 else 128)
+    opts = launch_options(K, bv, dtype, channel)
+    if 64 < K <= 128 and bv >= 32:
+        opts["num_stages"] = min(opts["num_stages"], SCAN_CONFIG["wide_block_stages"])
+    return bv, opts
+
+
 def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=None,
                output_final_state: bool = False, store_h: bool = False, fuse_o: bool = False,
                state_dtype: torch.dtype | None = None, kg=None):
@@ -163,10 +177,7 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
     # vn keeps the intermediates' precision: the output kernel's q h + Aqk vn cancels on aligned keys,
     # and vn rounded to bf16 tripled the output error there (1.1e-2 vs 3.9e-3; h in bf16 costs nothing).
     vn = torch.empty(1, L, H, V, device=dev, dtype=u.dtype) if store_h else None
-    BV = _pick_bv(V, N * H, K, enough=64 if K <= 64 else 256 if K <= 128 else 128)
-    opts = launch_options(K, BV, k.dtype, G.dim() == 4)
-    if 64 < K <= 128 and BV >= 32:
-        opts["num_stages"] = min(opts["num_stages"], SCAN_CONFIG["wide_block_stages"])
+    BV, opts = _scan_launch(V, N * H, K, k.dtype, G.dim() == 4)
     if fuse_o:  # the output's tiles too: 3 stages needed 261 KB of shared memory (H100, bf16, head dim 128)
         opts["num_stages"] = min(opts["num_stages"], 2)
     dummy = u

@@ -182,8 +182,7 @@ def test_aligned_keys_bf16_fused_norm(channel):
     rounds to nearest, which doubles the other errors (o 6e-3, dq 1.1-1.4e-2); and beta is fp32
     here because a truncated bf16 beta' = beta rho^2 is a bias of one sign that the GPU's rounding
     does not have (it would put the state at 7e-3). The H100's figures: benchmarks/RESULTS.md, round 11."""
-    n_seq, cu_t = 1, None
-    ins = make_inputs(21, 1, 256, 2, 64, 64, channel, torch.bfloat16, n_seq, True, aligned=True)
+    ins = make_inputs(21, 1, 256, 2, 64, 64, channel, torch.bfloat16, 1, True, aligned=True)
     ins[4] = ins[4].float()
     gen = torch.Generator().manual_seed(22)
     do, dht = torch.randn(1, 256, 2, 64, generator=gen), torch.randn(1, 2, 64, 64, generator=gen)
