@@ -57,6 +57,17 @@
 #            kernels beside fla's at shape 4
 #   PART=32  the scan's value blocks of 32 at head dim 128 with 64 documents x heads: correctness of the
 #            16-bit cases with the scan's block forced to 32 and 64, wall times at shapes 1 and 3
+# Round 12:
+#   PART=33  the GDN scan's state update as two bf16 products (k^T hi + k^T lo; HYBRIDIZE_GDR_SPLIT=1):
+#            correctness of every case, the GDN kernels with and without it (shapes 0 and 4), fla beside
+#   PART=34  the dh scan's three products split the same way (GDN): correctness of every case, GDN fwd+bwd
+#            kernels with and without the split (shapes 0 and 4)
+#   PART=35  the KDA scan's state update as three bf16 products of split kg and vn
+#            (HYBRIDIZE_GDR_SPLIT_KG=1): KDA correctness, KDA kernels with and without (shapes 0 and 4)
+#   PART=36  the dh scan's split faulted on the H100 (PART=34): the GDN bf16 cases under other launches
+#            and with the split products summed instead of chained (HYBRIDIZE_GDR_DH_STAGES / _WARPS / _CHAIN)
+#   PART=37  the dh split at 2 stages: correctness of every case, GDN fwd+bwd kernels with and without
+#            the split (shapes 0 and 4)
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -338,6 +349,48 @@ case "${PART:-1}" in
   step bench_shapes 150 "${BENCH[@]}" --shapes 1,3
   rows bench_shapes "^| [GK]D[AN] f" "default "
   ours_ok correctness_bv
+  ;;
+33)
+  step correctness 170 kernels_correctness.py --jobs 16 --no-ref-check
+  step profile_split 150 kernel_profile.py --shapes 0,4 --modes fwd --gates gdn
+  step profile_split_bwd 100 kernel_profile.py --shapes 0,4 --modes fwd+bwd --gates gdn --no-fla
+  step profile_nosplit 120 HYBRIDIZE_GDR_SPLIT=0 kernel_profile.py --shapes 0,4 --modes fwd,fwd+bwd --gates gdn --no-fla
+  rows profile_split "sum of kernels\|_scan" "split "
+  rows profile_split_bwd "sum of kernels\|_scan" "split "
+  rows profile_nosplit "sum of kernels\|_scan" "nosplit "
+  ours_ok correctness
+  ;;
+34)
+  step correctness 170 kernels_correctness.py --jobs 16 --no-ref-check
+  step profile_split 120 kernel_profile.py --shapes 0,4 --modes fwd,fwd+bwd --gates gdn --no-fla
+  step profile_nosplit 120 HYBRIDIZE_GDR_SPLIT=0 kernel_profile.py --shapes 0,4 --modes fwd,fwd+bwd --gates gdn --no-fla
+  rows profile_split "sum of kernels\|_scan\|_dh" "split "
+  rows profile_nosplit "sum of kernels\|_scan\|_dh" "nosplit "
+  ours_ok correctness
+  ;;
+35)
+  step correctness 150 HYBRIDIZE_GDR_SPLIT_KG=1 kernels_correctness.py --jobs 16 --no-ref-check --only kda
+  step profile_kg 150 HYBRIDIZE_GDR_SPLIT_KG=1 kernel_profile.py --shapes 0,4 --modes fwd,fwd+bwd --gates kda --no-fla
+  step profile_base 150 kernel_profile.py --shapes 0,4 --modes fwd,fwd+bwd --gates kda --no-fla
+  rows profile_kg "sum of kernels\|_scan" "split kg "
+  rows profile_base "sum of kernels\|_scan" "base "
+  ours_ok correctness
+  ;;
+36)
+  for v in "HYBRIDIZE_GDR_DH_STAGES=2" "HYBRIDIZE_GDR_DH_CHAIN=0" "HYBRIDIZE_GDR_DH_WARPS=8" \
+           "HYBRIDIZE_GDR_DH_CHAIN=0 HYBRIDIZE_GDR_DH_STAGES=2"; do
+    name=$(echo "$v" | tr ' =' '__')
+    step "correctness_$name" 100 $v kernels_correctness.py --jobs 16 --no-ref-check --only "gdn bf16"
+    echo "== $v"; ours_ok "correctness_$name"
+  done
+  ;;
+37)
+  step correctness 170 kernels_correctness.py --jobs 16 --no-ref-check
+  step profile_split 110 kernel_profile.py --shapes 0,4 --modes fwd+bwd --gates gdn --no-fla
+  step profile_nosplit 110 HYBRIDIZE_GDR_SPLIT=0 kernel_profile.py --shapes 0,4 --modes fwd+bwd --gates gdn --no-fla
+  rows profile_split "sum of kernels\|_scan\|_dh" "split "
+  rows profile_nosplit "sum of kernels\|_scan\|_dh" "nosplit "
+  ours_ok correctness
   ;;
 *)
   step bench 580 bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --skip-versions

@@ -102,6 +102,16 @@ def dot_precision(dtype: torch.dtype) -> str:
 
 
 @triton.jit
+def split16(x, DT16: tl.constexpr, KDT: tl.constexpr):
+    """An fp32 tile as hi + lo, both 16-bit (DT16), hi + lo equal to x within 16 bits of mantissa (bf16
+    keeps 8): a product with a 16-bit operand taken as two 16-bit products is then as exact as tf32's
+    one or better, and the 16-bit operand needs no fp32 copy. KDT: the operand type the products take."""
+    hi = x.to(DT16)
+    lo = (x - hi.to(tl.float32)).to(DT16)
+    return hi.to(KDT), lo.to(KDT)
+
+
+@triton.jit
 def via_registers(x, one):
     """x unchanged, `one` being exactly 1.0 at run time (s / s for a nonzero scalar argument s).
 

@@ -22,9 +22,9 @@ import triton
 import triton.language as tl
 
 from ._common import (CHUNK, SUB, Layout, channel_colside, channel_grads, channel_rowside, chunk_bounds, chunk_tokens,
-                      dot_dtype, dot_precision, gate_kind)
+                      dot_dtype, dot_precision, gate_kind, split16)
 from .chunk_prep import decayed
-from .chunk_scan import _pick_bv, launch_options, load_gates
+from .chunk_scan import _pick_bv, launch_options, load_gates, split_update
 
 # decayed (per-channel gates): "kernel" (default) hands the dh scan q e^G and k e^{G_last - G} formed
 # in parallel (chunk_prep.decayed; kg is the forward's own), as the forward's scan gets kg; "scan"
@@ -70,8 +70,10 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "BV": {"fused": {"gdn": 32, "kda": 64}, "split": {"gdn": 64, "kda": 64}}, "num_warps": 8,
               "decayed": os.environ.get("HYBRIDIZE_GDR_DH", "kernel"),
               "factors": os.environ.get("HYBRIDIZE_GDR_BWD_FACTORS", "shared"),
-              "dvn_local": os.environ.get("HYBRIDIZE_GDR_DVN", "kernel"), "dh_BV": None, "dh_warps": None,
-              "dh_stages": None, "design": os.environ.get("HYBRIDIZE_GDR_BWD", "auto"), "values_BV": 32,
+              "dvn_local": os.environ.get("HYBRIDIZE_GDR_DVN", "kernel"), "dh_BV": None,
+              "dh_warps": int(os.environ.get("HYBRIDIZE_GDR_DH_WARPS", "0")) or None,
+              "dh_stages": int(os.environ.get("HYBRIDIZE_GDR_DH_STAGES", "0")) or None,
+              "dh_chain": os.environ.get("HYBRIDIZE_GDR_DH_CHAIN", "1") == "1", "design": os.environ.get("HYBRIDIZE_GDR_BWD", "auto"), "values_BV": 32,
               "values_warps": 8,
               "dh16": os.environ.get("HYBRIDIZE_GDR_DH16", "").split(",")}
 
@@ -97,12 +99,15 @@ def _local_dvn_kernel(Aqk, do, out, cu, chunks, H, V: tl.constexpr, BV: tl.const
 def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_offsets, scale, H,
                K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                CHANNEL: tl.constexpr, DECAYED: tl.constexpr, LOCAL: tl.constexpr, HAS_DHT: tl.constexpr,
-               STORE_DH0: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, WDT: tl.constexpr):
+               STORE_DH0: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, WDT: tl.constexpr,
+               SPLIT: tl.constexpr, KDT: tl.constexpr, CHAIN: tl.constexpr):
     """DECAYED: q arrives as q e^G and k as k e^{G_last - G} (chunk_prep.decayed), so the serial step
     exponentiates only the [K] vector e^{G_last}. LOCAL: dvl holds Aqk^T do (fp32, _local_dvn_kernel).
     WDT: operand type of (k e^{G_last - G}) dh', the mirror of the forward's w h (16-bit with the
     "mixed" intermediates); the two state-side products, (q e^G)^T do and w^T dvn, mirror the forward's
-    state update and stay in DT."""
+    state update and stay in DT. SPLIT (scalar gates, bf16 q, k and w, fp32 dvn; chunk_scan.split_update):
+    the three products take q, k and w as loaded (16-bit, exact) and the fp32 side as hi + lo, two bf16
+    halves carrying 16 bits, the gates moved onto that side's rows; KDT is their operand type."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -135,20 +140,41 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_of
         if DECAYED:  # the unused factors above are dead code: only e^{G_last} is computed
             eG = 1.0
             eGlG = 1.0
-        b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(tl.float32) * scale
-        b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
-        b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(DT)
+        if SPLIT:
+            b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(KDT)
+            b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(KDT)
+            b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(KDT)
+        else:
+            b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(tl.float32) * scale
+            b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
+            b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(DT)
         b_do = tl.load(do + p_v, mask=m_v, other=0.0).to(DT)
         if LOCAL:
             dvn = tl.load(dvl + p_v, mask=m_v, other=0.0)
         else:
             b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
             dvn = tl.dot(tl.trans(b_A), b_do, input_precision=PREC)
-        dvn += tl.dot((b_k * eGlG).to(WDT), dh.to(WDT), input_precision=PREC)
-        dvn_dt = dvn.to(DT)
-        tl.store(dvn_out + p_v, dvn_dt, mask=m_v)
-        dh = dh * eGl + tl.dot(tl.trans((b_q * eG).to(DT)), b_do, input_precision=PREC)
-        dh -= tl.dot(tl.trans(b_w), dvn_dt, input_precision=PREC)
+        if SPLIT:
+            hi, lo = split16(dh, tl.bfloat16, KDT)
+            if CHAIN:
+                dvn += eGlG * tl.dot(b_k, lo, tl.dot(b_k, hi))
+            else:
+                dvn += eGlG * (tl.dot(b_k, hi) + tl.dot(b_k, lo))
+            tl.store(dvn_out + p_v, dvn, mask=m_v)
+            hi, lo = split16(b_do.to(tl.float32) * (scale * eG), tl.bfloat16, KDT)
+            hi2, lo2 = split16(dvn, tl.bfloat16, KDT)
+            if CHAIN:
+                dh = tl.dot(tl.trans(b_q), lo, tl.dot(tl.trans(b_q), hi, dh * eGl))
+                dh -= tl.dot(tl.trans(b_w), lo2, tl.dot(tl.trans(b_w), hi2))
+            else:
+                dh = dh * eGl + (tl.dot(tl.trans(b_q), hi) + tl.dot(tl.trans(b_q), lo))
+                dh -= tl.dot(tl.trans(b_w), hi2) + tl.dot(tl.trans(b_w), lo2)
+        else:
+            dvn += tl.dot((b_k * eGlG).to(WDT), dh.to(WDT), input_precision=PREC)
+            dvn_dt = dvn.to(DT)
+            tl.store(dvn_out + p_v, dvn_dt, mask=m_v)
+            dh = dh * eGl + tl.dot(tl.trans((b_q * eG).to(DT)), b_do, input_precision=PREC)
+            dh -= tl.dot(tl.trans(b_w), dvn_dt, input_precision=PREC)
     if STORE_DH0:
         tl.store(dh0 + state_base + p_s, dh, mask=m_s)
 
@@ -364,6 +390,11 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
             # 16-bit tiles: at most 2 stages, since the forward scan's 3 (SCAN_CONFIG["channel_stages"])
             # were measured for that scan only (H100, round 10, call 14)
             opts["num_stages"] = min(opts["num_stages"], 2)
+    split = split_update(k.dtype, dvn.dtype, channel or decayed_in or w.dtype != k.dtype, K)
+    if split:
+        # With one stage the split kernel computed wrong gradients (D64) or faulted (D128) on the H100
+        # (triton 3.6; benchmarks/RESULTS.md, round 12, call 4); with 2 it is correct, chained or not.
+        opts["num_stages"] = max(opts["num_stages"], 2)
     if BWD_CONFIG["dh_warps"]:
         opts["num_warps"] = BWD_CONFIG["dh_warps"]
     if BWD_CONFIG["dh_stages"]:
@@ -373,7 +404,9 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
         dvl if dvl is not None else do, layout.cu, layout.chunk_offsets, scale, H,
         K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=channel, DECAYED=decayed_in,
         LOCAL=dvl is not None, HAS_DHT=dht is not None, STORE_DH0=dh0 is not None, PREC=prec, DT=dt,
-        WDT=dot_dtype(w.dtype if gate_kind(channel) in BWD_CONFIG["dh16"] else dvn.dtype), **opts)
+        WDT=dot_dtype(w.dtype if gate_kind(channel) in BWD_CONFIG["dh16"] else dvn.dtype),
+        SPLIT=split, KDT=dot_dtype(k.dtype),
+        CHAIN=BWD_CONFIG["dh_chain"], **opts)
 
 
 def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool, kg=None):

@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision, via_registers
+from ._common import CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision, split16, via_registers
 
 # Value columns per program and warps: the tuning knobs of the latency-bound scan; fuse_o selects
 # the output inside the scan (the first version) instead of chunk_output.py.
@@ -49,7 +49,9 @@ _STAGES = os.environ.get("HYBRIDIZE_GDR_SCAN_STAGES")
 SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": int(_STAGES or 3), "channel_stages": int(_STAGES or 3),
                "wide_block_stages": int(_STAGES or 2),
                "fuse_o": False, "wide_warps": 4, "wide_stages": 1,
-               "kg_via_registers": os.environ.get("HYBRIDIZE_GDR_KG_REGS", "1") == "1"}
+               "kg_via_registers": os.environ.get("HYBRIDIZE_GDR_KG_REGS", "1") == "1",
+               "split_update": os.environ.get("HYBRIDIZE_GDR_SPLIT", "1") == "1",
+               "split_kg": os.environ.get("HYBRIDIZE_GDR_SPLIT_KG", "0") == "1"}
 
 
 def launch_options(K: int, BV: int, dtype: torch.dtype, channel: bool = False) -> dict:
@@ -81,9 +83,13 @@ def _scan_kernel(q, k, w, u, G, Aqk, h0, o, ht, h_out, vn_out, cu, chunk_offsets
                  K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                  CHANNEL: tl.constexpr, KG: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
                  STORE_H: tl.constexpr, STORE_VN: tl.constexpr, FUSE_O: tl.constexpr, PREC: tl.constexpr,
-                 DT: tl.constexpr, WDT: tl.constexpr, KG_REGS: tl.constexpr):
+                 DT: tl.constexpr, WDT: tl.constexpr, KG_REGS: tl.constexpr, SPLIT: tl.constexpr,
+                 SDT: tl.constexpr, KDT: tl.constexpr):
     """DT: operand type of the products on u's side (the state update, the fused output); WDT: of w h,
-    which can be a 16-bit product where u is fp32 (intermediates "mixed": see chunk_prep.INTERMEDIATES)."""
+    which can be a 16-bit product where u is fp32 (intermediates "mixed": see chunk_prep.INTERMEDIATES).
+    SPLIT 1 (scalar gates, bf16 k, fp32 vn): the state update as two bf16 (SDT) products, k^T hi + k^T lo,
+    with hi + lo = e^{G_last - G} vn to 16 bits of mantissa (KDT: their operand type). SPLIT 2 (fp32 kg):
+    kg and vn both split, three products (the lo^T lo term is under 2^-16 of the rest)."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -113,7 +119,9 @@ def _scan_kernel(q, k, w, u, G, Aqk, h0, o, ht, h_out, vn_out, cu, chunk_offsets
             tl.store(h_out + ((c0 + i_t) * H + i_h) * K * V + p_s, h.to(h_out.dtype.element_ty), mask=m_s)
         b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(WDT)
         b_u = tl.load(u + p_v, mask=m_v, other=0.0).to(tl.float32)
-        b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
+        b_k = tl.load(k + p_k, mask=m_k, other=0.0)
+        if SPLIT != 1:
+            b_k = b_k.to(tl.float32)
         if KG and KG_REGS:
             b_k = via_registers(b_k, scale / scale)
         eG, eGlG, eGl = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
@@ -127,12 +135,40 @@ def _scan_kernel(q, k, w, u, G, Aqk, h0, o, ht, h_out, vn_out, cu, chunk_offsets
             b_o = tl.dot((b_q * eG).to(DT), h.to(DT), input_precision=PREC)
             b_o += tl.dot(b_A, vn_dt, input_precision=PREC)
             tl.store(o + p_v, b_o.to(o.dtype.element_ty), mask=m_v)
-        if KG:  # k arrives as kg = k e^{G_last - G}, from the prep (no exp on this serial path)
+        if SPLIT == 1:
+            # The gate goes on vn's rows, so k enters the product as loaded (exact): no fp32 copy of the
+            # [C, K] tile to transpose through shared memory each step, as tf32 operands need.
+            hi, lo = split16(vn * eGlG, SDT, KDT)
+            kt = tl.trans(b_k.to(KDT))
+            h = tl.dot(kt, lo, tl.dot(kt, hi, h * eGl))
+        elif SPLIT == 2:
+            hi, lo = split16(vn, SDT, KDT)
+            k_hi, k_lo = split16(b_k, SDT, KDT)
+            k_hi, k_lo = tl.trans(k_hi), tl.trans(k_lo)
+            h = tl.dot(k_lo, hi, tl.dot(k_hi, lo, tl.dot(k_hi, hi, h * eGl)))
+        elif KG:  # k arrives as kg = k e^{G_last - G}, from the prep (no exp on this serial path)
             h = h * eGl + tl.dot(tl.trans(b_k.to(DT)), vn_dt, input_precision=PREC)
         else:
             h = h * eGl + tl.dot(tl.trans((b_k * eGlG).to(DT)), vn_dt, input_precision=PREC)
     if STORE_FINAL:
         tl.store(ht + state_base + p_s, h, mask=m_s)
+
+
+def split_kind(in_dtype: torch.dtype, u_dtype: torch.dtype, K: int, kg: bool, excluded: bool = False) -> int:
+    """The scan's SPLIT: 1 for split_update's case, 2 for fp32 kg (per-channel gates) with
+    SCAN_CONFIG["split_kg"] and otherwise the same conditions, else 0."""
+    if kg:
+        return 2 if SCAN_CONFIG["split_kg"] and split_update(in_dtype, u_dtype, excluded, K) else 0
+    return 1 if split_update(in_dtype, u_dtype, excluded, K) else 0
+
+
+def split_update(k_dtype: torch.dtype, u_dtype: torch.dtype, excluded: bool, K: int) -> bool:
+    """Whether the state-side products run as pairs of bf16 products (SPLIT, here and in the backward's
+    dh scan): bf16 keys with fp32 vn, scalar gates, head dim <= 128. fp16 is left out (the low half
+    underflows its range sooner), and so is head dim 256, where this scan faulted (illegal memory
+    access, H100, triton 3.6, round 12) as its 8-warp launch had before."""
+    return (SCAN_CONFIG["split_update"] and not excluded and k_dtype == torch.bfloat16
+            and u_dtype == torch.float32 and K <= 128)
 
 
 def _pick_bv(V: int, programs: int, K: int, enough: int = 128) -> int:
@@ -189,5 +225,8 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
             K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4, KG=kg is not None,
             HAS_H0=initial_state is not None, STORE_FINAL=output_final_state, STORE_H=store_h,
             STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(u.dtype),
-            WDT=dot_dtype(w.dtype), KG_REGS=SCAN_CONFIG["kg_via_registers"], **opts)
+            WDT=dot_dtype(w.dtype), KG_REGS=SCAN_CONFIG["kg_via_registers"],
+            SPLIT=split_kind(k.dtype, u.dtype, K, kg is not None, fuse_o or (G.dim() == 4 and kg is None)),
+            SDT=tl.bfloat16, KDT=dot_dtype(torch.bfloat16),
+            **opts)
     return o, ht, h_out, vn

@@ -43,9 +43,9 @@ OLD_INTERPRETER = tuple(int(x) for x in triton.__version__.split(".")[:2]) < (3,
 @pytest.mark.skipif(IN_PROCESS, reason="runs in this process")
 @pytest.mark.skipif(OLD_INTERPRETER, reason="triton < 3.7's interpreter cannot run these kernels on the CPU")
 def test_in_subprocess():
-    """Re-runs this file in a fresh interpreter with TRITON_INTERPRET=1 set before anything imports triton."""
+    """Re-runs this folder in a fresh interpreter with TRITON_INTERPRET=1 set before anything imports triton."""
     env = dict(os.environ, TRITON_INTERPRET="1")
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.dirname(__file__)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert out.returncode == 0 and " passed" in out.stdout, out.stdout[-6000:] + out.stderr[-3000:]
 
@@ -128,9 +128,11 @@ def test_aligned_keys(channel):
 def test_aligned_keys_bf16_output():
     """bf16 inputs on aligned keys (normalised before the kernel, so the reference sees the very same
     inputs): o = q h + Aqk vn cancels there, and storing vn in bf16 between the scan and the output
-    kernel once tripled the output's error (1.1e-2). With fp32 intermediates the state is exact (fp32
-    products under the interpreter); "mixed" (the default) rounds w to bf16, which leaves the state
-    within one bf16 rounding (2^-8) and the output as it was. (The H100's aligned-key state error of
+    kernel once tripled the output's error (1.1e-2). With fp32 intermediates the state is within 1e-4:
+    its update is two bf16 products, k^T hi + k^T lo, hi + lo carrying vn to 16 bits (the interpreter
+    truncates both halves: 3.6e-5 here; the old single product, fp32 under the interpreter, was exact,
+    and without lo the state is off by 2^-8); "mixed" (the default) rounds w to bf16, which leaves the
+    state within one bf16 rounding (2^-8) and the output as it was. (The H100's aligned-key state error of
     1.6e-2 in rounds 1-10 came from the fused L2 norm's rounding of the normalised keys, which this
     test bypasses: test_aligned_keys_bf16_fused_norm.)"""
     gen = torch.Generator().manual_seed(21)
@@ -144,7 +146,7 @@ def test_aligned_keys_bf16_output():
     h0 = 0.1 * r(1, 2, 64, 64)
     ro, rht = recurrent_gated_delta_rule(q.double(), k.double(), v.double(), g.double(), beta.double(),
                                          initial_state=h0.double(), output_final_state=True)
-    for inter, state_bound in (("fp32", 1e-5), ("mixed", 2 ** -8)):
+    for inter, state_bound in (("fp32", 1e-4), ("mixed", 2 ** -8)):
         o, ht = gated_delta_rule(q, k, v, g, beta, initial_state=h0, output_final_state=True, intermediates=inter)
         assert rel(o, ro) < 6e-3 and rel(ht, rht) < state_bound, (inter, rel(o, ro), rel(ht, rht))
 

@@ -1,0 +1,137 @@
+"""The sequential kernels' state-side products taken as pairs of bf16 products (SPLIT, round 12:
+chunk_scan.split_update) against float64 recurrences over the very same operands.
+
+Each fp32 tile that meets a 16-bit operand is split into hi + lo (16 bits of mantissa between them),
+so a product's error is that of the split alone: near 2^-17 on the GPU and 2^-16 under the interpreter,
+which truncates both halves. The bound, 2e-4, is 10x over what the split gives here and 10x under what
+dropping any one lo term gives (one bf16 rounding, 2^-9); the other products are fp32 under the
+interpreter. Run under TRITON_INTERPRET=1 (tests/kernels/conftest.py).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+from hybridize.kernels import chunk_scan as scan_mod  # noqa: E402
+from hybridize.kernels._common import CHUNK, make_layout  # noqa: E402
+from hybridize.kernels.chunk_bwd import launch_dh  # noqa: E402
+from hybridize.kernels.chunk_scan import chunk_scan, split_update  # noqa: E402
+
+from .test_gated_delta_kernels import inproc, rel  # noqa: E402
+
+T, H, K, V, BOUND = 200, 2, 64, 32, 2e-4  # T: three full chunks and a partial one
+
+
+def operands(seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=gen)  # noqa: E731
+    g = -torch.nn.functional.softplus(r(1, T, H) - 2.0)
+    G = torch.cat([c.cumsum(1) for c in g.split(CHUNK, dim=1)], 1)  # chunk-local, as the prep's
+    chunks = [slice(c0, min(c0 + CHUNK, T)) for c0 in range(0, T, CHUNK)]
+    return r, G, chunks
+
+
+@inproc
+def test_scan_split_update_matches_float64():
+    """vn = u - w h; h <- e^{G_last} h + (k e^{G_last - G})^T vn, with bf16 k (taken as loaded) and fp32
+    u, w (w h stays one fp32 product): stored states, vn and the final state."""
+    r, G, chunks = operands(3)
+    k = torch.nn.functional.normalize(r(1, T, H, K), dim=-1).bfloat16()
+    w, u, h0 = 0.5 * r(1, T, H, K), r(1, T, H, V), r(1, H, K, V)
+    assert split_update(k.dtype, u.dtype, False, K)
+    layout = make_layout(1, T, None, "cpu")
+    _, ht, hs, vn = chunk_scan(k, k, w, u, G, u, K ** -0.5, layout, initial_state=h0, output_final_state=True,
+                               store_h=True, state_dtype=torch.float32)
+    h = h0[0].double()
+    ref_h, ref_vn = [], torch.zeros(T, H, V, dtype=torch.float64)
+    kd, wd, ud, Gd = k[0].double(), w[0].double(), u[0].double(), G[0].double()
+    for c in chunks:
+        ref_h.append(h.clone())
+        vc = ud[c] - torch.einsum("thk,hkv->thv", wd[c], h)
+        ref_vn[c] = vc
+        Gl = Gd[c][-1]
+        h = h * Gl.exp()[:, None, None] + torch.einsum("thk,thv->hkv", kd[c] * (Gl - Gd[c]).exp()[..., None], vc)
+    errs = (rel(torch.stack(ref_h), hs.double()), rel(ref_vn, vn[0].double()), rel(h, ht[0].double()))
+    assert max(errs) < BOUND, errs
+
+
+@inproc
+def test_scan_split_kg_matches_float64(monkeypatch):
+    """Per-channel gates with kg = k e^{G_last - G} from the prep (fp32): h <- e^{G_last} h + kg^T vn, kg
+    and vn both split (SCAN_CONFIG["split_kg"], three products)."""
+    monkeypatch.setitem(scan_mod.SCAN_CONFIG, "split_kg", True)
+    r, _, chunks = operands(5)
+    g = -5.0 * torch.sigmoid(r(1, T, H, K) - 1.0)
+    G = torch.cat([c.cumsum(1) for c in g.split(CHUNK, dim=1)], 1)
+    k = torch.nn.functional.normalize(r(1, T, H, K), dim=-1).bfloat16()
+    kg = torch.cat([k[:, c].float() * (G[:, c][:, -1:] - G[:, c]).exp() for c in chunks], 1)
+    w, u, h0 = 0.5 * r(1, T, H, K), r(1, T, H, V), r(1, H, K, V)
+    assert scan_mod.split_kind(k.dtype, u.dtype, K, kg=True) == 2
+    layout = make_layout(1, T, None, "cpu")
+    _, ht, hs, vn = chunk_scan(k, k, w, u, G, u, K ** -0.5, layout, initial_state=h0, output_final_state=True,
+                               store_h=True, state_dtype=torch.float32, kg=kg)
+    h = h0[0].double()
+    ref_h, ref_vn = [], torch.zeros(T, H, V, dtype=torch.float64)
+    kgd, wd, ud, Gd = kg[0].double(), w[0].double(), u[0].double(), G[0].double()
+    for c in chunks:
+        ref_h.append(h.clone())
+        vc = ud[c] - torch.einsum("thk,hkv->thv", wd[c], h)
+        ref_vn[c] = vc
+        h = h * Gd[c][-1].exp()[..., None] + torch.einsum("thk,thv->hkv", kgd[c], vc)
+    errs = (rel(torch.stack(ref_h), hs.double()), rel(ref_vn, vn[0].double()), rel(h, ht[0].double()))
+    assert max(errs) < BOUND, errs
+
+
+@inproc
+def test_dh_scan_split_matches_float64():
+    """The backward's dh scan in reverse, with bf16 q, k, w (as "mixed" stores w) and fp32 Aqk, do':
+    dvn = Aqk^T do + (k e^{G_last - G}) dh; dh <- e^{G_last} dh + (scale q e^G)^T do - w^T dvn."""
+    r, G, chunks = operands(4)
+    # q unnormalised and dht small: each of the three products carries a comparable share of dh
+    q, k = r(1, T, H, K).bfloat16(), torch.nn.functional.normalize(r(1, T, H, K), dim=-1).bfloat16()
+    w = (0.5 * r(1, T, H, K)).bfloat16()
+    do = r(1, T, H, V).bfloat16()
+    Aqk = torch.tril(0.1 * r(1, T, H, CHUNK))
+    dht = 0.1 * r(1, H, K, V)
+    scale = K ** -0.5
+    assert split_update(k.dtype, torch.float32, False, K)
+    layout = make_layout(1, T, None, "cpu")
+    dh_all = torch.empty(layout.num_chunks, H, K, V)
+    dvn, dh0 = torch.empty(1, T, H, V), torch.empty(1, H, K, V)
+    launch_dh(q, k, False, w, G, Aqk, do, dht, dh_all, dvn, dh0, layout, scale)
+    dh = dht[0].double()
+    qd, kd, wd, dod, Ad, Gd = (x[0].double() for x in (q, k, w, do, Aqk, G))
+    ref_dh, ref_dvn = [None] * len(chunks), torch.zeros(T, H, V, dtype=torch.float64)
+    for i in reversed(range(len(chunks))):
+        c = chunks[i]
+        n = c.stop - c.start
+        ref_dh[i] = dh.clone()
+        Gc, Gl = Gd[c], Gd[c][-1]
+        dv = torch.einsum("thj,thv->jhv", Ad[c][..., :n], dod[c])
+        dv = dv + torch.einsum("thk,hkv->thv", kd[c] * (Gl - Gc).exp()[..., None], dh)
+        ref_dvn[c] = dv
+        dh = (dh * Gl.exp()[:, None, None] + torch.einsum("thk,thv->hkv", scale * qd[c] * Gc.exp()[..., None], dod[c])
+              - torch.einsum("thk,thv->hkv", wd[c], dv))
+    errs = (rel(torch.stack(ref_dh), dh_all.double()), rel(ref_dvn, dvn[0].double()), rel(dh, dh0[0].double()))
+    assert max(errs) < BOUND, errs
+
+
+def test_split_update_scope():
+    """Where the split runs: bf16 keys with fp32 intermediates, scalar gates, head dim <= 128; and not
+    when turned off (HYBRIDIZE_GDR_SPLIT=0 sets SCAN_CONFIG["split_update"])."""
+    assert split_update(torch.bfloat16, torch.float32, False, 128)
+    assert not split_update(torch.bfloat16, torch.float32, True, 128)  # per-channel gates, kg, fused output
+    assert not split_update(torch.bfloat16, torch.float32, False, 256)
+    assert not split_update(torch.float16, torch.float32, False, 64)
+    assert not split_update(torch.bfloat16, torch.bfloat16, False, 64)  # intermediates="input"
+    assert not split_update(torch.float32, torch.float32, False, 64)
+    assert scan_mod.split_kind(torch.bfloat16, torch.float32, 128, kg=False) == 1
+    assert scan_mod.split_kind(torch.bfloat16, torch.float32, 128, kg=True) == (2 if scan_mod.SCAN_CONFIG["split_kg"] else 0)
+    saved = scan_mod.SCAN_CONFIG["split_update"]
+    try:
+        scan_mod.SCAN_CONFIG["split_update"] = False
+        assert not split_update(torch.bfloat16, torch.float32, False, 64)
+    finally:
+        scan_mod.SCAN_CONFIG["split_update"] = saved
