@@ -65,9 +65,17 @@
 #   PART=35  the KDA scan's state update as three bf16 products of split kg and vn
 #            (HYBRIDIZE_GDR_SPLIT_KG=1): KDA correctness, KDA kernels with and without (shapes 0 and 4)
 #   PART=36  the dh scan's split faulted on the H100 (PART=34): the GDN bf16 cases under other launches
-#            and with the split products summed instead of chained (HYBRIDIZE_GDR_DH_STAGES / _WARPS / _CHAIN)
+#            and with the split products summed instead of chained (HYBRIDIZE_GDR_DH_STAGES / _WARPS / _CHAIN;
+#            run at commit cffe485; the _CHAIN switch was removed after it)
 #   PART=37  the dh split at 2 stages: correctness of every case, GDN fwd+bwd kernels with and without
 #            the split (shapes 0 and 4)
+#   PART=38  the prep's solve with T diag(beta e^G) and T diag(beta) split (k, v as loaded): correctness of
+#            every case, the forward's kernels beside fla's and fwd+bwd (shape 0), all without the splits
+#            (an experiment since reverted: 0.088 -> 0.163 ms; rerun now, it times the defaults)
+#   PART=39  the output kernel's Aqk vn as three split products (HYBRIDIZE_GDR_SPLIT_O=1) and the KDA dh
+#            scan's two state-side products split (HYBRIDIZE_GDR_SPLIT_KDA_DH=1): correctness of every case
+#            with both, fwd+bwd kernels of both gate kinds with and without them (shapes 0 and 4); both
+#            reverted (no gain; the KDA dh split gave inf gradients), their switches are gone
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -390,6 +398,25 @@ case "${PART:-1}" in
   step profile_nosplit 110 HYBRIDIZE_GDR_SPLIT=0 kernel_profile.py --shapes 0,4 --modes fwd+bwd --gates gdn --no-fla
   rows profile_split "sum of kernels\|_scan\|_dh" "split "
   rows profile_nosplit "sum of kernels\|_scan\|_dh" "nosplit "
+  ours_ok correctness
+  ;;
+38)
+  step correctness 170 kernels_correctness.py --jobs 16 --no-ref-check
+  step profile_fwd 120 kernel_profile.py --shapes 0 --modes fwd
+  step profile_bwd 100 kernel_profile.py --shapes 0 --modes fwd+bwd --no-fla
+  step profile_nosplit 120 HYBRIDIZE_GDR_SPLIT=0 kernel_profile.py --shapes 0 --modes fwd,fwd+bwd --no-fla
+  rows profile_fwd "sum of kernels\|_solve" "split "
+  rows profile_bwd "sum of kernels\|_solve" "split "
+  rows profile_nosplit "sum of kernels\|_solve" "nosplit "
+  ours_ok correctness
+  ;;
+39)
+  NEW=(HYBRIDIZE_GDR_SPLIT_O=1 HYBRIDIZE_GDR_SPLIT_KDA_DH=1)
+  step correctness 170 "${NEW[@]}" kernels_correctness.py --jobs 16 --no-ref-check
+  step profile_new 150 "${NEW[@]}" kernel_profile.py --shapes 0,4 --modes fwd+bwd --no-fla
+  step profile_base 150 kernel_profile.py --shapes 0,4 --modes fwd+bwd --no-fla
+  rows profile_new "sum of kernels\|_output\|_dh" "new "
+  rows profile_base "sum of kernels\|_output\|_dh" "base "
   ours_ok correctness
   ;;
 *)

@@ -73,8 +73,7 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "dvn_local": os.environ.get("HYBRIDIZE_GDR_DVN", "kernel"), "dh_BV": None,
               "dh_warps": int(os.environ.get("HYBRIDIZE_GDR_DH_WARPS", "0")) or None,
               "dh_stages": int(os.environ.get("HYBRIDIZE_GDR_DH_STAGES", "0")) or None,
-              "dh_chain": os.environ.get("HYBRIDIZE_GDR_DH_CHAIN", "1") == "1", "design": os.environ.get("HYBRIDIZE_GDR_BWD", "auto"), "values_BV": 32,
-              "values_warps": 8,
+              "design": os.environ.get("HYBRIDIZE_GDR_BWD", "auto"), "values_BV": 32, "values_warps": 8,
               "dh16": os.environ.get("HYBRIDIZE_GDR_DH16", "").split(",")}
 
 
@@ -100,7 +99,7 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_of
                K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                CHANNEL: tl.constexpr, DECAYED: tl.constexpr, LOCAL: tl.constexpr, HAS_DHT: tl.constexpr,
                STORE_DH0: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, WDT: tl.constexpr,
-               SPLIT: tl.constexpr, KDT: tl.constexpr, CHAIN: tl.constexpr):
+               SPLIT: tl.constexpr, KDT: tl.constexpr):
     """DECAYED: q arrives as q e^G and k as k e^{G_last - G} (chunk_prep.decayed), so the serial step
     exponentiates only the [K] vector e^{G_last}. LOCAL: dvl holds Aqk^T do (fp32, _local_dvn_kernel).
     WDT: operand type of (k e^{G_last - G}) dh', the mirror of the forward's w h (16-bit with the
@@ -156,19 +155,12 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_of
             dvn = tl.dot(tl.trans(b_A), b_do, input_precision=PREC)
         if SPLIT:
             hi, lo = split16(dh, tl.bfloat16, KDT)
-            if CHAIN:
-                dvn += eGlG * tl.dot(b_k, lo, tl.dot(b_k, hi))
-            else:
-                dvn += eGlG * (tl.dot(b_k, hi) + tl.dot(b_k, lo))
+            dvn += eGlG * tl.dot(b_k, lo, tl.dot(b_k, hi))
             tl.store(dvn_out + p_v, dvn, mask=m_v)
             hi, lo = split16(b_do.to(tl.float32) * (scale * eG), tl.bfloat16, KDT)
-            hi2, lo2 = split16(dvn, tl.bfloat16, KDT)
-            if CHAIN:
-                dh = tl.dot(tl.trans(b_q), lo, tl.dot(tl.trans(b_q), hi, dh * eGl))
-                dh -= tl.dot(tl.trans(b_w), lo2, tl.dot(tl.trans(b_w), hi2))
-            else:
-                dh = dh * eGl + (tl.dot(tl.trans(b_q), hi) + tl.dot(tl.trans(b_q), lo))
-                dh -= tl.dot(tl.trans(b_w), hi2) + tl.dot(tl.trans(b_w), lo2)
+            dh = tl.dot(tl.trans(b_q), lo, tl.dot(tl.trans(b_q), hi, dh * eGl))
+            hi, lo = split16(dvn, tl.bfloat16, KDT)
+            dh -= tl.dot(tl.trans(b_w), lo, tl.dot(tl.trans(b_w), hi))
         else:
             dvn += tl.dot((b_k * eGlG).to(WDT), dh.to(WDT), input_precision=PREC)
             dvn_dt = dvn.to(DT)
@@ -393,7 +385,8 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
     split = split_update(k.dtype, dvn.dtype, channel or decayed_in or w.dtype != k.dtype, K)
     if split:
         # With one stage the split kernel computed wrong gradients (D64) or faulted (D128) on the H100
-        # (triton 3.6; benchmarks/RESULTS.md, round 12, call 4); with 2 it is correct, chained or not.
+        # (triton 3.6; benchmarks/RESULTS.md, round 12, call 4); with 2 it is correct (and so it was with the
+        # products summed instead of chained through the accumulator).
         opts["num_stages"] = max(opts["num_stages"], 2)
     if BWD_CONFIG["dh_warps"]:
         opts["num_warps"] = BWD_CONFIG["dh_warps"]
@@ -405,8 +398,7 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
         K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=channel, DECAYED=decayed_in,
         LOCAL=dvl is not None, HAS_DHT=dht is not None, STORE_DH0=dh0 is not None, PREC=prec, DT=dt,
         WDT=dot_dtype(w.dtype if gate_kind(channel) in BWD_CONFIG["dh16"] else dvn.dtype),
-        SPLIT=split, KDT=dot_dtype(k.dtype),
-        CHAIN=BWD_CONFIG["dh_chain"], **opts)
+        SPLIT=split, KDT=dot_dtype(k.dtype), **opts)
 
 
 def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool, kg=None):
