@@ -76,6 +76,9 @@
 #            scan's two state-side products split (HYBRIDIZE_GDR_SPLIT_KDA_DH=1): correctness of every case
 #            with both, fwd+bwd kernels of both gate kinds with and without them (shapes 0 and 4); both
 #            reverted (no gain; the KDA dh split gave inf gradients), their switches are gone
+#   PART=40  the backward with h in bf16 (HYBRIDIZE_GDR_BWD_H16=1: the recompute scan stores it so; do h^T
+#            one bf16 product, dvb h^T two): correctness of every case, fwd+bwd kernels with and without
+#            (reverted: the GDN backward kernel went 0.924 -> 1.114 ms; the switch is gone)
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -417,6 +420,14 @@ case "${PART:-1}" in
   step profile_base 150 kernel_profile.py --shapes 0,4 --modes fwd+bwd --no-fla
   rows profile_new "sum of kernels\|_output\|_dh" "new "
   rows profile_base "sum of kernels\|_output\|_dh" "base "
+  ours_ok correctness
+  ;;
+40)
+  step correctness 170 HYBRIDIZE_GDR_BWD_H16=1 kernels_correctness.py --jobs 16 --no-ref-check
+  step profile_new 150 HYBRIDIZE_GDR_BWD_H16=1 kernel_profile.py --shapes 0,4 --modes fwd+bwd --no-fla
+  step profile_base 150 kernel_profile.py --shapes 0,4 --modes fwd+bwd --no-fla
+  rows profile_new "sum of kernels\|_bwd_kernel\|_scan" "h16 "
+  rows profile_base "sum of kernels\|_bwd_kernel\|_scan" "base "
   ours_ok correctness
   ;;
 *)
