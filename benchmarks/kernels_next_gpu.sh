@@ -79,6 +79,9 @@
 #   PART=40  the backward with h in bf16 (HYBRIDIZE_GDR_BWD_H16=1: the recompute scan stores it so; do h^T
 #            one bf16 product, dvb h^T two): correctness of every case, fwd+bwd kernels with and without
 #            (reverted: the GDN backward kernel went 0.924 -> 1.114 ms; the switch is gone)
+#   PART=41  the final round-12 code: wall times at all five shapes with SDPA and decode, and the
+#            forward's kernels beside fla's at shapes 0 and 4 (same run)
+#   PART=42  the forward's kernels beside fla's at shapes 1, 2 and 3
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -429,6 +432,16 @@ case "${PART:-1}" in
   rows profile_new "sum of kernels\|_bwd_kernel\|_scan" "h16 "
   rows profile_base "sum of kernels\|_bwd_kernel\|_scan" "base "
   ours_ok correctness
+  ;;
+41)
+  step bench_all 280 "${BENCH[@]}" --shapes 0,1,2,3,4
+  step profile_fla_fwd 200 kernel_profile.py --shapes 0,4 --modes fwd
+  rows bench_all "^| [GK]D[AN] f\|^| decode" "default "
+  rows profile_fla_fwd "sum of kernels"
+  ;;
+42)
+  step profile_fla_shapes 400 kernel_profile.py --shapes 1,2,3 --modes fwd
+  rows profile_fla_shapes "sum of kernels"
   ;;
 *)
   step bench 580 bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --skip-versions
