@@ -82,6 +82,8 @@
 #   PART=41  the final round-12 code: wall times at all five shapes with SDPA and decode, and the
 #            forward's kernels beside fla's at shapes 0 and 4 (same run)
 #   PART=42  the forward's kernels beside fla's at shapes 1, 2 and 3
+#   PART=43  after the split: the scan's launch swept again (GDN, "mixed", shapes 4 and 0), and GDN at head
+#            dim 64 with the split prep (HYBRIDIZE_GDR_PREP=split) beside the default (v3) prep
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -442,6 +444,14 @@ case "${PART:-1}" in
 42)
   step profile_fla_shapes 400 kernel_profile.py --shapes 1,2,3 --modes fwd
   rows profile_fla_shapes "sum of kernels"
+  ;;
+43)
+  step sweep_scan 300 kernel_stages.py --shapes "" --sweep 4,0 --sweep-gates gdn --sweep-inter mixed --no-fla
+  step profile_d64 90 kernel_profile.py --shapes 4 --modes fwd --gates gdn --no-fla
+  step profile_d64_split 90 HYBRIDIZE_GDR_PREP=split kernel_profile.py --shapes 4 --modes fwd --gates gdn --no-fla
+  rows sweep_scan "scan sweep" | cut -c1-400
+  rows profile_d64 "sum of kernels\|ours |" "v3 prep "
+  rows profile_d64_split "sum of kernels\|ours |" "split prep "
   ;;
 *)
   step bench 580 bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --skip-versions
