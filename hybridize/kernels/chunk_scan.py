@@ -6,7 +6,8 @@ One program per (document, head, block of BV value columns) walks its document's
 and stores each chunk's starting state h and vn (STORE_H); chunk_output.py then computes every
 chunk's output o = (scale q e^G) h + Aqk vn in parallel. The columns of the state are independent,
 so splitting V over programs is free parallelism; the chunks of a document are not, which makes this
-kernel latency-bound for few long documents: the serial step is kept to two products.
+kernel latency-bound for few long documents: the serial step is kept to w h and the state update (the
+latter as two bf16 products for scalar gates, SCAN_CONFIG["split_update"]).
 FUSE_O computes the output inside the scan instead (h never goes to memory, but the serial step
 doubles); it was the first version, 1.2-1.75x slower than fla at T >= 8K, and stays for comparison.
 The backward re-runs the scan with STORE_H to get each chunk's starting state and vn.
@@ -45,6 +46,12 @@ from ._common import CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision, spli
 # 0.553 -> 0.372 ms with fp32 intermediates, 0.759 -> 0.357 with "mixed" (HYBRIDIZE_GDR_KG_REGS=0
 # turns it off). GDN's k e^{G_last - G} is formed in registers anyway (round 10 timed GDN with the
 # same product on its k: no difference, 0.441 vs 0.442 ms).
+# split_update (HYBRIDIZE_GDR_SPLIT=0 turns it off, here and in the dh scan): the scalar-gate state update
+# as two bf16 products of k and the halves of e^{G_last - G} vn (split16) instead of one tf32 product with
+# an fp32 copy of k transposed each step. H100, round 12, (1,8192,16,128): the scan 0.209 -> 0.157 ms, the
+# GDN dh scan 0.500 -> 0.360. split_kg (HYBRIDIZE_GDR_SPLIT_KG=1, opt-in): the per-channel update as three
+# products of kg's and vn's halves; more exact (KDA bf16 final state 1.3e-3 -> 3.9e-4) but slower (the
+# KDA scan 0.319 -> 0.365 ms).
 _STAGES = os.environ.get("HYBRIDIZE_GDR_SCAN_STAGES")
 SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": int(_STAGES or 3), "channel_stages": int(_STAGES or 3),
                "wide_block_stages": int(_STAGES or 2),
