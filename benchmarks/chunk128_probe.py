@@ -24,17 +24,8 @@ import triton.language as tl
 from benchmarks.bench_kernels import bench
 from benchmarks.kernel_stages import SHAPES, forward_operands
 from hybridize.kernels import chunk_scan as scan_mod
-from hybridize.kernels._common import Layout, dot_dtype, dot_precision
+from hybridize.kernels._common import _fixed_layout, dot_dtype, dot_precision
 from hybridize.kernels.chunk_output import _output_kernel
-
-
-def layout_for(B: int, T: int, C: int, device) -> Layout:
-    nt = triton.cdiv(T, C)
-    cu = torch.arange(0, B + 1, device=device, dtype=torch.int32) * T
-    doc = torch.arange(B, device=device, dtype=torch.int32).repeat_interleave(nt)
-    within = torch.arange(nt, device=device, dtype=torch.int32).repeat(B)
-    offsets = torch.arange(B, device=device, dtype=torch.int32) * nt
-    return Layout(cu, torch.stack([doc, within], 1).contiguous(), offsets, B, B * nt, T)
 
 
 def timed(fn):
@@ -104,7 +95,7 @@ def main():
             key = f"{'kda' if channel else 'gdn'} {SHAPES[i]}"
             res = {}
             for C in (64, 128):
-                lay = lay64 if C == 64 else layout_for(B, T, 128, inp[0].device)
+                lay = lay64 if C == 64 else _fixed_layout(B, T, inp[0].device, chunk=128)
                 res[C] = {"scan": scan_times(ops, scale, lay, C, channel),
                           "output": output_times(ops, scale, lay, C, channel)}
             raw[key] = {str(C): {k2: [(list(c), t) for c, t in v2] for k2, v2 in r.items()} for C, r in res.items()}

@@ -52,9 +52,10 @@ def make_layout(batch: int, seqlen: int, cu_seqlens: torch.Tensor | None, device
     return _varlen_layout(cu_seqlens, device)
 
 
-def _fixed_layout(batch: int, seqlen: int, device) -> Layout:
-    # B equal documents: everything follows from arithmetic, no host sync needed.
-    nt = triton.cdiv(seqlen, CHUNK)
+def _fixed_layout(batch: int, seqlen: int, device, chunk: int = CHUNK) -> Layout:
+    # B equal documents: everything follows from arithmetic, no host sync needed. (chunk: only
+    # benchmarks/chunk128_probe.py asks for another width.)
+    nt = triton.cdiv(seqlen, chunk)
     cu = torch.arange(0, batch + 1, device=device, dtype=torch.int32) * seqlen
     doc = torch.arange(batch, device=device, dtype=torch.int32).repeat_interleave(nt)
     within = torch.arange(nt, device=device, dtype=torch.int32).repeat(batch)

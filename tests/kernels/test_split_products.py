@@ -33,6 +33,24 @@ def operands(seed: int):
     return r, G, chunks
 
 
+def check_scan(k, w, u, G, h0, chunks, update, kg=None):
+    """Runs chunk_scan (states kept in fp32) and compares its stored states, vn and final state with the
+    float64 scan: per chunk, vn = u - w h, then h <- update(chunk, h, vn)."""
+    layout = make_layout(1, T, None, "cpu")
+    _, ht, hs, vn = chunk_scan(k, k, w, u, G, u, K ** -0.5, layout, initial_state=h0, output_final_state=True,
+                               store_h=True, state_dtype=torch.float32, kg=kg)
+    h = h0[0].double()
+    ref_h, ref_vn = [], torch.zeros(T, H, V, dtype=torch.float64)
+    wd, ud = w[0].double(), u[0].double()
+    for c in chunks:
+        ref_h.append(h.clone())
+        vc = ud[c] - torch.einsum("thk,hkv->thv", wd[c], h)
+        ref_vn[c] = vc
+        h = update(c, h, vc)
+    errs = (rel(torch.stack(ref_h), hs.double()), rel(ref_vn, vn[0].double()), rel(h, ht[0].double()))
+    assert max(errs) < BOUND, errs
+
+
 @inproc
 def test_scan_split_update_matches_float64():
     """vn = u - w h; h <- e^{G_last} h + (k e^{G_last - G})^T vn, with bf16 k (taken as loaded) and fp32
@@ -41,20 +59,12 @@ def test_scan_split_update_matches_float64():
     k = torch.nn.functional.normalize(r(1, T, H, K), dim=-1).bfloat16()
     w, u, h0 = 0.5 * r(1, T, H, K), r(1, T, H, V), r(1, H, K, V)
     assert split_update(k.dtype, u.dtype, False, K)
-    layout = make_layout(1, T, None, "cpu")
-    _, ht, hs, vn = chunk_scan(k, k, w, u, G, u, K ** -0.5, layout, initial_state=h0, output_final_state=True,
-                               store_h=True, state_dtype=torch.float32)
-    h = h0[0].double()
-    ref_h, ref_vn = [], torch.zeros(T, H, V, dtype=torch.float64)
-    kd, wd, ud, Gd = k[0].double(), w[0].double(), u[0].double(), G[0].double()
-    for c in chunks:
-        ref_h.append(h.clone())
-        vc = ud[c] - torch.einsum("thk,hkv->thv", wd[c], h)
-        ref_vn[c] = vc
+    kd, Gd = k[0].double(), G[0].double()
+
+    def update(c, h, vc):
         Gl = Gd[c][-1]
-        h = h * Gl.exp()[:, None, None] + torch.einsum("thk,thv->hkv", kd[c] * (Gl - Gd[c]).exp()[..., None], vc)
-    errs = (rel(torch.stack(ref_h), hs.double()), rel(ref_vn, vn[0].double()), rel(h, ht[0].double()))
-    assert max(errs) < BOUND, errs
+        return h * Gl.exp()[:, None, None] + torch.einsum("thk,thv->hkv", kd[c] * (Gl - Gd[c]).exp()[..., None], vc)
+    check_scan(k, w, u, G, h0, chunks, update)
 
 
 @inproc
@@ -69,19 +79,9 @@ def test_scan_split_kg_matches_float64(monkeypatch):
     kg = torch.cat([k[:, c].float() * (G[:, c][:, -1:] - G[:, c]).exp() for c in chunks], 1)
     w, u, h0 = 0.5 * r(1, T, H, K), r(1, T, H, V), r(1, H, K, V)
     assert scan_mod.split_kind(k.dtype, u.dtype, K, kg=True) == 2
-    layout = make_layout(1, T, None, "cpu")
-    _, ht, hs, vn = chunk_scan(k, k, w, u, G, u, K ** -0.5, layout, initial_state=h0, output_final_state=True,
-                               store_h=True, state_dtype=torch.float32, kg=kg)
-    h = h0[0].double()
-    ref_h, ref_vn = [], torch.zeros(T, H, V, dtype=torch.float64)
-    kgd, wd, ud, Gd = kg[0].double(), w[0].double(), u[0].double(), G[0].double()
-    for c in chunks:
-        ref_h.append(h.clone())
-        vc = ud[c] - torch.einsum("thk,hkv->thv", wd[c], h)
-        ref_vn[c] = vc
-        h = h * Gd[c][-1].exp()[..., None] + torch.einsum("thk,thv->hkv", kgd[c], vc)
-    errs = (rel(torch.stack(ref_h), hs.double()), rel(ref_vn, vn[0].double()), rel(h, ht[0].double()))
-    assert max(errs) < BOUND, errs
+    kgd, Gd = kg[0].double(), G[0].double()
+    check_scan(k, w, u, G, h0, chunks,
+               lambda c, h, vc: h * Gd[c][-1].exp()[..., None] + torch.einsum("thk,thv->hkv", kgd[c], vc), kg=kg)
 
 
 @inproc
