@@ -84,6 +84,8 @@
 #   PART=42  the forward's kernels beside fla's at shapes 1, 2 and 3
 #   PART=43  after the split: the scan's launch swept again (GDN, "mixed", shapes 4 and 0), and GDN at head
 #            dim 64 with the split prep (HYBRIDIZE_GDR_PREP=split) beside the default (v3) prep
+#   PART=44  the final round-12 code: correctness of every case, and of the 16-bit cases with fp32 and
+#            with bf16 ("input") intermediates (the split scan runs under fp32 intermediates too)
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -452,6 +454,10 @@ case "${PART:-1}" in
   rows sweep_scan "scan sweep" | cut -c1-400
   rows profile_d64 "sum of kernels\|ours |" "v3 prep "
   rows profile_d64_split "sum of kernels\|ours |" "split prep "
+  ;;
+44)
+  step correctness 400 kernels_correctness.py --jobs 16 --no-ref-check --inter-variants fp32,input
+  ours_ok correctness
   ;;
 *)
   step bench 580 bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --skip-versions
