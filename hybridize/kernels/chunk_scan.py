@@ -171,9 +171,10 @@ def split_kind(in_dtype: torch.dtype, u_dtype: torch.dtype, K: int, kg: bool, ex
 
 def split_update(k_dtype: torch.dtype, u_dtype: torch.dtype, excluded: bool, K: int) -> bool:
     """Whether the state-side products run as pairs of bf16 products (SPLIT, here and in the backward's
-    dh scan): bf16 keys with fp32 vn, scalar gates, head dim <= 128. fp16 is left out (the low half
-    underflows its range sooner), and so is head dim 256, where this scan faulted (illegal memory
-    access, H100, triton 3.6, round 12) as its 8-warp launch had before."""
+    dh scan): bf16 keys with fp32 vn, scalar gates, head dim <= 128, and (the callers' `excluded`) w in
+    bf16 as "mixed" stores it. fp16 is left out (the low half underflows its range sooner); head dim 256
+    and fp32 w (intermediates="fp32") are left out because the split scan faulted or returned inf there
+    (illegal memory access, H100, triton 3.6, round 12, calls 2 and 13), as its 8-warp launch had before."""
     return (SCAN_CONFIG["split_update"] and not excluded and k_dtype == torch.bfloat16
             and u_dtype == torch.float32 and K <= 128)
 
@@ -233,7 +234,8 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
             HAS_H0=initial_state is not None, STORE_FINAL=output_final_state, STORE_H=store_h,
             STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(u.dtype),
             WDT=dot_dtype(w.dtype), KG_REGS=SCAN_CONFIG["kg_via_registers"],
-            SPLIT=split_kind(k.dtype, u.dtype, K, kg is not None, fuse_o or (G.dim() == 4 and kg is None)),
+            SPLIT=split_kind(k.dtype, u.dtype, K, kg is not None,
+                             fuse_o or (G.dim() == 4 and kg is None) or w.dtype != k.dtype),
             SDT=tl.bfloat16, KDT=dot_dtype(torch.bfloat16),
             **opts)
     return o, ht, h_out, vn

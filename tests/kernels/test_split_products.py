@@ -5,7 +5,8 @@ Each fp32 tile that meets a 16-bit operand is split into hi + lo (16 bits of man
 so a product's error is that of the split alone: near 2^-17 on the GPU and 2^-16 under the interpreter,
 which truncates both halves. The bound, 2e-4, is 10x over what the split gives here and 10x under what
 dropping any one lo term gives (one bf16 rounding, 2^-9); the other products are fp32 under the
-interpreter. Run under TRITON_INTERPRET=1 (tests/kernels/conftest.py).
+interpreter (w h included: w is bf16, as "mixed" stores it and as the split requires, and the
+interpreter takes h unrounded). Run under TRITON_INTERPRET=1 (tests/kernels/conftest.py).
 """
 from __future__ import annotations
 
@@ -53,11 +54,11 @@ def check_scan(k, w, u, G, h0, chunks, update, kg=None):
 
 @inproc
 def test_scan_split_update_matches_float64():
-    """vn = u - w h; h <- e^{G_last} h + (k e^{G_last - G})^T vn, with bf16 k (taken as loaded) and fp32
-    u, w (w h stays one fp32 product): stored states, vn and the final state."""
+    """vn = u - w h; h <- e^{G_last} h + (k e^{G_last - G})^T vn, with bf16 k (taken as loaded), bf16 w
+    and fp32 u: stored states, vn and the final state."""
     r, G, chunks = operands(3)
     k = torch.nn.functional.normalize(r(1, T, H, K), dim=-1).bfloat16()
-    w, u, h0 = 0.5 * r(1, T, H, K), r(1, T, H, V), r(1, H, K, V)
+    w, u, h0 = (0.5 * r(1, T, H, K)).bfloat16(), r(1, T, H, V), r(1, H, K, V)
     assert split_update(k.dtype, u.dtype, False, K)
     kd, Gd = k[0].double(), G[0].double()
 
@@ -77,7 +78,7 @@ def test_scan_split_kg_matches_float64(monkeypatch):
     G = torch.cat([c.cumsum(1) for c in g.split(CHUNK, dim=1)], 1)
     k = torch.nn.functional.normalize(r(1, T, H, K), dim=-1).bfloat16()
     kg = torch.cat([k[:, c].float() * (G[:, c][:, -1:] - G[:, c]).exp() for c in chunks], 1)
-    w, u, h0 = 0.5 * r(1, T, H, K), r(1, T, H, V), r(1, H, K, V)
+    w, u, h0 = (0.5 * r(1, T, H, K)).bfloat16(), r(1, T, H, V), r(1, H, K, V)
     assert scan_mod.split_kind(k.dtype, u.dtype, K, kg=True) == 2
     kgd, Gd = kg[0].double(), G[0].double()
     check_scan(k, w, u, G, h0, chunks,
