@@ -19,7 +19,6 @@ import os
 
 import torch
 import triton
-import triton.language as tl
 
 from benchmarks.bench_kernels import bench
 from benchmarks.kernel_stages import SHAPES, forward_operands
@@ -52,7 +51,7 @@ def scan_times(ops, scale, lay, C, channel):
                 scale, H, K=K, V=V, BK=triton.next_power_of_2(K), BV=bv, C=C, CHANNEL=channel,
                 KG=kg is not None, HAS_H0=False, STORE_FINAL=False, STORE_H=True, STORE_VN=True, FUSE_O=False,
                 PREC=dot_precision(k.dtype), DT=dot_dtype(u.dtype), WDT=dot_dtype(w.dtype),
-                KG_REGS=scan_mod.SCAN_CONFIG["kg_via_registers"], SPLIT=0, SDT=tl.bfloat16, KDT=dot_dtype(k.dtype),
+                KG_REGS=scan_mod.SCAN_CONFIG["kg_via_registers"], SPLIT=0, KDT=dot_dtype(k.dtype),
                 num_warps=nw, num_stages=ns)
         rows.append(((bv, nw, ns), timed(run)))
     return rows

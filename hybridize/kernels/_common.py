@@ -103,12 +103,12 @@ def dot_precision(dtype: torch.dtype) -> str:
 
 
 @triton.jit
-def split16(x, DT16: tl.constexpr, KDT: tl.constexpr):
-    """An fp32 tile as hi + lo, both 16-bit (DT16), hi + lo equal to x within 16 bits of mantissa (bf16
-    keeps 8): a product with a 16-bit operand taken as two 16-bit products is then as exact as tf32's
-    one or better, and the 16-bit operand needs no fp32 copy. KDT: the operand type the products take."""
-    hi = x.to(DT16)
-    lo = (x - hi.to(tl.float32)).to(DT16)
+def split16(x, KDT: tl.constexpr):
+    """An fp32 tile as hi + lo, both bf16, hi + lo equal to x within 16 bits of mantissa (bf16 keeps 8):
+    a product with a bf16 operand taken as two bf16 products is then as exact as tf32's one or better,
+    and the bf16 operand needs no fp32 copy. KDT: the operand type the products take."""
+    hi = x.to(tl.bfloat16)
+    lo = (x - hi.to(tl.float32)).to(tl.bfloat16)
     return hi.to(KDT), lo.to(KDT)
 
 

@@ -154,12 +154,12 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_of
             b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
             dvn = tl.dot(tl.trans(b_A), b_do, input_precision=PREC)
         if SPLIT:
-            hi, lo = split16(dh, tl.bfloat16, KDT)
+            hi, lo = split16(dh, KDT)
             dvn += eGlG * tl.dot(b_k, lo, tl.dot(b_k, hi))
             tl.store(dvn_out + p_v, dvn, mask=m_v)
-            hi, lo = split16(b_do.to(tl.float32) * (scale * eG), tl.bfloat16, KDT)
+            hi, lo = split16(b_do.to(tl.float32) * (scale * eG), KDT)
             dh = tl.dot(tl.trans(b_q), lo, tl.dot(tl.trans(b_q), hi, dh * eGl))
-            hi, lo = split16(dvn, tl.bfloat16, KDT)
+            hi, lo = split16(dvn, KDT)
             dh -= tl.dot(tl.trans(b_w), lo, tl.dot(tl.trans(b_w), hi))
         else:
             dvn += tl.dot((b_k * eGlG).to(WDT), dh.to(WDT), input_precision=PREC)
@@ -382,7 +382,7 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
             # 16-bit tiles: at most 2 stages, since the forward scan's 3 (SCAN_CONFIG["channel_stages"])
             # were measured for that scan only (H100, round 10, call 14)
             opts["num_stages"] = min(opts["num_stages"], 2)
-    split = split_update(k.dtype, dvn.dtype, channel or decayed_in or w.dtype != k.dtype, K)
+    split = split_update(k.dtype, dvn.dtype, w.dtype, K, excluded=channel or decayed_in)
     if split:
         # With one stage the split kernel computed wrong gradients (D64) or faulted (D128) on the H100
         # (triton 3.6; benchmarks/RESULTS.md, round 12, call 4); with 2 it is correct (and so it was with the
@@ -398,7 +398,7 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
         K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=channel, DECAYED=decayed_in,
         LOCAL=dvl is not None, HAS_DHT=dht is not None, STORE_DH0=dh0 is not None, PREC=prec, DT=dt,
         WDT=dot_dtype(w.dtype if gate_kind(channel) in BWD_CONFIG["dh16"] else dvn.dtype),
-        SPLIT=split, KDT=dot_dtype(k.dtype), **opts)
+        SPLIT=split, KDT=dot_dtype(torch.bfloat16), **opts)
 
 
 def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool, kg=None):

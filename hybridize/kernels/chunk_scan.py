@@ -91,10 +91,10 @@ def _scan_kernel(q, k, w, u, G, Aqk, h0, o, ht, h_out, vn_out, cu, chunk_offsets
                  CHANNEL: tl.constexpr, KG: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
                  STORE_H: tl.constexpr, STORE_VN: tl.constexpr, FUSE_O: tl.constexpr, PREC: tl.constexpr,
                  DT: tl.constexpr, WDT: tl.constexpr, KG_REGS: tl.constexpr, SPLIT: tl.constexpr,
-                 SDT: tl.constexpr, KDT: tl.constexpr):
+                 KDT: tl.constexpr):
     """DT: operand type of the products on u's side (the state update, the fused output); WDT: of w h,
     which can be a 16-bit product where u is fp32 (intermediates "mixed": see chunk_prep.INTERMEDIATES).
-    SPLIT 1 (scalar gates, bf16 k, fp32 vn): the state update as two bf16 (SDT) products, k^T hi + k^T lo,
+    SPLIT 1 (scalar gates, bf16 k, fp32 vn): the state update as two bf16 products, k^T hi + k^T lo,
     with hi + lo = e^{G_last - G} vn to 16 bits of mantissa (KDT: their operand type). SPLIT 2 (fp32 kg):
     kg and vn both split, three products (the lo^T lo term is under 2^-16 of the rest)."""
     i_v = tl.program_id(0)
@@ -145,12 +145,12 @@ def _scan_kernel(q, k, w, u, G, Aqk, h0, o, ht, h_out, vn_out, cu, chunk_offsets
         if SPLIT == 1:
             # The gate goes on vn's rows, so k enters the product as loaded (exact): no fp32 copy of the
             # [C, K] tile to transpose through shared memory each step, as tf32 operands need.
-            hi, lo = split16(vn * eGlG, SDT, KDT)
+            hi, lo = split16(vn * eGlG, KDT)
             kt = tl.trans(b_k.to(KDT))
             h = tl.dot(kt, lo, tl.dot(kt, hi, h * eGl))
         elif SPLIT == 2:
-            hi, lo = split16(vn, SDT, KDT)
-            k_hi, k_lo = split16(b_k, SDT, KDT)
+            hi, lo = split16(vn, KDT)
+            k_hi, k_lo = split16(b_k, KDT)
             k_hi, k_lo = tl.trans(k_hi), tl.trans(k_lo)
             h = tl.dot(k_lo, hi, tl.dot(k_hi, lo, tl.dot(k_hi, hi, h * eGl)))
         elif KG:  # k arrives as kg = k e^{G_last - G}, from the prep (no exp on this serial path)
@@ -161,21 +161,26 @@ def _scan_kernel(q, k, w, u, G, Aqk, h0, o, ht, h_out, vn_out, cu, chunk_offsets
         tl.store(ht + state_base + p_s, h, mask=m_s)
 
 
-def split_kind(in_dtype: torch.dtype, u_dtype: torch.dtype, K: int, kg: bool, excluded: bool = False) -> int:
+def split_kind(in_dtype: torch.dtype, u_dtype: torch.dtype, w_dtype: torch.dtype, K: int, kg: bool,
+               excluded: bool = False) -> int:
     """The scan's SPLIT: 1 for split_update's case, 2 for fp32 kg (per-channel gates) with
     SCAN_CONFIG["split_kg"] and otherwise the same conditions, else 0."""
+    if not split_update(in_dtype, u_dtype, w_dtype, K, excluded):
+        return 0
     if kg:
-        return 2 if SCAN_CONFIG["split_kg"] and split_update(in_dtype, u_dtype, excluded, K) else 0
-    return 1 if split_update(in_dtype, u_dtype, excluded, K) else 0
+        return 2 if SCAN_CONFIG["split_kg"] else 0
+    return 1
 
 
-def split_update(k_dtype: torch.dtype, u_dtype: torch.dtype, excluded: bool, K: int) -> bool:
+def split_update(k_dtype: torch.dtype, u_dtype: torch.dtype, w_dtype: torch.dtype, K: int,
+                 excluded: bool = False) -> bool:
     """Whether the state-side products run as pairs of bf16 products (SPLIT, here and in the backward's
-    dh scan): bf16 keys with fp32 vn, scalar gates, head dim <= 128, and (the callers' `excluded`) w in
-    bf16 as "mixed" stores it. fp16 is left out (the low half underflows its range sooner); head dim 256
-    and fp32 w (intermediates="fp32") are left out because the split scan faulted or returned inf there
-    (illegal memory access, H100, triton 3.6, round 12, calls 2 and 13), as its 8-warp launch had before."""
-    return (SCAN_CONFIG["split_update"] and not excluded and k_dtype == torch.bfloat16
+    dh scan): bf16 keys and w (as "mixed" stores w) with fp32 vn, head dim <= 128, and not `excluded` (the
+    callers' other cases: per-channel gates in the dh scan, the fused output). fp16 is left out (the
+    low half underflows its range sooner); head dim 256 and fp32 w (intermediates="fp32") are left out
+    because the split scan faulted or returned inf there (illegal memory access, H100, triton 3.6,
+    round 12, calls 2 and 13), as its 8-warp launch had before."""
+    return (SCAN_CONFIG["split_update"] and not excluded and k_dtype == w_dtype == torch.bfloat16
             and u_dtype == torch.float32 and K <= 128)
 
 
@@ -234,8 +239,6 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
             HAS_H0=initial_state is not None, STORE_FINAL=output_final_state, STORE_H=store_h,
             STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(u.dtype),
             WDT=dot_dtype(w.dtype), KG_REGS=SCAN_CONFIG["kg_via_registers"],
-            SPLIT=split_kind(k.dtype, u.dtype, K, kg is not None,
-                             fuse_o or (G.dim() == 4 and kg is None) or w.dtype != k.dtype),
-            SDT=tl.bfloat16, KDT=dot_dtype(torch.bfloat16),
-            **opts)
+            SPLIT=split_kind(k.dtype, u.dtype, w.dtype, K, kg is not None, fuse_o or (G.dim() == 4 and kg is None)),
+            KDT=dot_dtype(torch.bfloat16), **opts)
     return o, ht, h_out, vn

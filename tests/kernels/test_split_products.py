@@ -59,7 +59,7 @@ def test_scan_split_update_matches_float64():
     r, G, chunks = operands(3)
     k = torch.nn.functional.normalize(r(1, T, H, K), dim=-1).bfloat16()
     w, u, h0 = (0.5 * r(1, T, H, K)).bfloat16(), r(1, T, H, V), r(1, H, K, V)
-    assert split_update(k.dtype, u.dtype, False, K)
+    assert split_update(k.dtype, u.dtype, w.dtype, K)
     kd, Gd = k[0].double(), G[0].double()
 
     def update(c, h, vc):
@@ -79,7 +79,7 @@ def test_scan_split_kg_matches_float64(monkeypatch):
     k = torch.nn.functional.normalize(r(1, T, H, K), dim=-1).bfloat16()
     kg = torch.cat([k[:, c].float() * (G[:, c][:, -1:] - G[:, c]).exp() for c in chunks], 1)
     w, u, h0 = (0.5 * r(1, T, H, K)).bfloat16(), r(1, T, H, V), r(1, H, K, V)
-    assert scan_mod.split_kind(k.dtype, u.dtype, K, kg=True) == 2
+    assert scan_mod.split_kind(k.dtype, u.dtype, w.dtype, K, kg=True) == 2
     kgd, Gd = kg[0].double(), G[0].double()
     check_scan(k, w, u, G, h0, chunks,
                lambda c, h, vc: h * Gd[c][-1].exp()[..., None] + torch.einsum("thk,thv->hkv", kgd[c], vc), kg=kg)
@@ -97,7 +97,7 @@ def test_dh_scan_split_matches_float64():
     Aqk = torch.tril(0.1 * r(1, T, H, CHUNK))
     dht = 0.1 * r(1, H, K, V)
     scale = K ** -0.5
-    assert split_update(k.dtype, torch.float32, False, K)
+    assert split_update(k.dtype, torch.float32, w.dtype, K)
     layout = make_layout(1, T, None, "cpu")
     dh_all = torch.empty(layout.num_chunks, H, K, V)
     dvn, dh0 = torch.empty(1, T, H, V), torch.empty(1, H, K, V)
@@ -122,17 +122,19 @@ def test_dh_scan_split_matches_float64():
 def test_split_update_scope():
     """Where the split runs: bf16 keys with fp32 intermediates, scalar gates, head dim <= 128; and not
     when turned off (HYBRIDIZE_GDR_SPLIT=0 sets SCAN_CONFIG["split_update"])."""
-    assert split_update(torch.bfloat16, torch.float32, False, 128)
-    assert not split_update(torch.bfloat16, torch.float32, True, 128)  # per-channel gates, kg, fused output
-    assert not split_update(torch.bfloat16, torch.float32, False, 256)
-    assert not split_update(torch.float16, torch.float32, False, 64)
-    assert not split_update(torch.bfloat16, torch.bfloat16, False, 64)  # intermediates="input"
-    assert not split_update(torch.float32, torch.float32, False, 64)
-    assert scan_mod.split_kind(torch.bfloat16, torch.float32, 128, kg=False) == 1
-    assert scan_mod.split_kind(torch.bfloat16, torch.float32, 128, kg=True) == (2 if scan_mod.SCAN_CONFIG["split_kg"] else 0)
+    bf, f32 = torch.bfloat16, torch.float32
+    assert split_update(bf, f32, bf, 128)
+    assert not split_update(bf, f32, bf, 128, excluded=True)  # per-channel gates (dh scan), fused output
+    assert not split_update(bf, f32, bf, 256)
+    assert not split_update(bf, f32, f32, 128)  # intermediates="fp32": w in fp32
+    assert not split_update(torch.float16, f32, torch.float16, 64)
+    assert not split_update(bf, bf, bf, 64)  # intermediates="input"
+    assert not split_update(f32, f32, f32, 64)
+    assert scan_mod.split_kind(bf, f32, bf, 128, kg=False) == 1
+    assert scan_mod.split_kind(bf, f32, bf, 128, kg=True) == (2 if scan_mod.SCAN_CONFIG["split_kg"] else 0)
     saved = scan_mod.SCAN_CONFIG["split_update"]
     try:
         scan_mod.SCAN_CONFIG["split_update"] = False
-        assert not split_update(torch.bfloat16, torch.float32, False, 64)
+        assert not split_update(bf, f32, bf, 64)
     finally:
         scan_mod.SCAN_CONFIG["split_update"] = saved
