@@ -55,7 +55,7 @@ def short(name: str) -> str:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--shapes", default="0,4")
+    ap.add_argument("--shapes", default="0,4", help="indices into SHAPES or BxTxHxD, comma-separated")
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--modes", default="fwd,fwd+bwd")
     ap.add_argument("--no-fla", action="store_true")
@@ -64,8 +64,8 @@ def main():
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     rows = []
-    for i in (int(s) for s in args.shapes.split(",")):
-        B, T, H, D = SHAPES[i]
+    for spec in args.shapes.split(","):  # an index into SHAPES or BxTxHxD
+        B, T, H, D = SHAPES[int(spec)] if spec.isdigit() else (int(x) for x in spec.split("x"))
         for channel in [c for c, n in ((False, "gdn"), (True, "kda")) if n in args.gates.split(",")]:
             impls = [("ours", ours)] + ([] if args.no_fla or fla(channel) is None else [("fla", fla(channel))])
             for mode, name, fn in ((m, n, f) for m in args.modes.split(",") for n, f in impls):

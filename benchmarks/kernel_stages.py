@@ -110,14 +110,17 @@ def sweep(B, T, H, D, channel):
     q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel, False))
     scale = D ** -0.5
     layout = make_layout(B, T, None, q.device)
-    G, w, u, Aqk, _, kg = prep_mod.chunk_prep(q, k, v, g, beta, scale, layout)
+    G, w, u, Aqk, Tm, kg = prep_mod.chunk_prep(q, k, v, g, beta, scale, layout, store_t=True)
     rows = []
     saved = dict(scan_mod.SCAN_CONFIG)
-    for bv, nw, ns in itertools.product((16, 32, 64), (2, 4), (2, 3)):
+    # round 13: also the scan that folds the solve in (scalar gates; rows "solve BV")
+    solves = (False, True) if prep_mod.solve_in_scan(k, None, channel) else (False,)
+    for solve, bv, nw, ns in itertools.product(solves, (16, 32, 64), (2, 4), (2, 3)):
         scan_mod.SCAN_CONFIG.update(BV=bv, num_warps=nw, num_stages=ns, channel_stages=ns, wide_block_stages=ns)
-        t = timed(lambda: scan_mod.chunk_scan(q, k, w, u, G, Aqk, scale, layout, store_h=True, state_dtype=q.dtype,
-                                              kg=kg))
-        rows.append((bv, nw, ns, t))
+        t = timed(lambda: scan_mod.chunk_scan(q, k, None if solve else w, None if solve else u, G, Aqk, scale, layout,
+                                              store_h=True, state_dtype=q.dtype, kg=kg,
+                                              solve=(Tm, v, beta) if solve else None))
+        rows.append((f"solve {bv}" if solve else bv, nw, ns, t))
     scan_mod.SCAN_CONFIG.clear()
     scan_mod.SCAN_CONFIG.update(saved)
     return rows
@@ -199,6 +202,11 @@ def split_sweep(B, T, H, D, channel):
     runs += [(f"pairs + inverse {inv} BK64 w{nw}", dict(pairs_BK=64, pairs_warps=nw, pairs_inverse=True, inverse=inv,
                                                          pairs_inverse_channel=True), pairs)
              for inv, nw in itertools.product(("blocked", "doubling"), (4, 8))]
+    if not channel:  # round 13: the pairs kernel without Aqk (the output kernel forms it, no-grad forward)
+        pairs_no_aqk = lambda: sp.launch_pairs(q, k, g, beta, scale, layout, G, Tm, None)  # noqa: E731
+        runs += [(f"pairs + inverse doubling no-Aqk BK64 w{nw}", dict(pairs_BK=64, pairs_warps=nw, pairs_inverse=True,
+                                                                      inverse="doubling"), pairs_no_aqk)
+                 for nw in (4, 8)]
     runs += [(f"inverse {inv} w{nw}", dict(inverse=inv, inverse_warps=nw), inverse)
              for inv, nw in itertools.product(("blocked", "doubling", "blocks16"), (4, 8))]
     runs += [(f"solve BK{bk} w{nw}{' all' if together else ''}", dict(solve_BK=bk, solve_warps=nw, solve_all=together),
@@ -222,13 +230,18 @@ def output_sweep(B, T, H, D, channel):
     (q, *_), scale, layout, (G, w, _, Aqk, _, h, vn) = forward_operands(B, T, H, D, channel)
     saved = dict(out_mod.OUTPUT_CONFIG)
     rows = []
-    for bk, bv, nw in itertools.product((64, 128), (32, 64, 128), (4, 8)):
+    k = packed(inputs(B, T, H, D, channel, False)[1])  # a k of the same shape (timing only)
+    # "qk" (scalar gates, round 13): Aqk formed in the kernel from q and k, as the no-grad forward runs it
+    # BK 128 is left out since round 13: at (4,4096,16,128) its first launch (BV 32) raised an illegal
+    # memory access on the H100 (triton 3.6), which poisons the process for every later launch
+    for qk, bk, bv, nw in itertools.product((False, True) if not channel else (False,), (64,), (32, 64, 128),
+                                            (4, 8)):
         out_mod.OUTPUT_CONFIG.update(BK=bk, BV=bv, num_warps=nw)
         try:
-            t = bench(lambda: chunk_output(q, G, Aqk, h, vn, scale, layout, qh_dtype=w.dtype))
+            t = bench(lambda: chunk_output(q, G, None if qk else Aqk, h, vn, scale, layout, qh_dtype=w.dtype, k=k))
         except Exception as err:  # noqa: BLE001 - recorded, not fatal
             t = f"{type(err).__name__}"
-        rows.append((bk, bv, nw, t))
+        rows.append((f"qk {bk}" if qk else bk, bv, nw, t))
     out_mod.OUTPUT_CONFIG.update(saved)
     return rows
 

@@ -23,7 +23,7 @@ from hybridize.kernels import gated_delta_rule, recurrent_update
 from hybridize.modeling.gated_delta import chunk_gated_delta_rule, recurrent_gated_delta_rule
 
 BOUND = {torch.float32: 2e-5, torch.float16: 5e-3, torch.bfloat16: 1e-2}
-NAMES = ("o", "ht", "dq", "dk", "dv", "dg", "dbeta", "dh0")
+NAMES = ("o", "ht", "dq", "dk", "dv", "dg", "dbeta", "dh0", "o no-grad", "ht no-grad")
 
 
 POISON_CAP = None  # bytes; set when several processes share the GPU
@@ -150,11 +150,16 @@ def check_case(task):
         try:
             poison()
             got = run_case(fn, ins, do.to(dtype), dht, cu_t, l2)
+            if impl == "ours":  # the forward without gradients runs its own path (the output kernel forms Aqk)
+                with torch.no_grad():
+                    got += list(fn(*ins[:5], initial_state=ins[5], output_final_state=True, cu_seqlens=cu_t,
+                                   use_qk_l2norm=l2))
             torch.cuda.synchronize()
-            errs = [rel(x, y) for x, y in zip(got, ref)]
+            errs = [rel(x, y) for x, y in zip(got, ref + ref[:2])]
             ok = all(e <= BOUND[dtype] for e in errs)
+            errs += [float("nan")] * (len(NAMES) - len(errs))  # fla: no no-grad columns
         except Exception as err:  # noqa: BLE001 - fla refuses some backward passes: record, do not crash
-            errs, ok = [float("nan")] * 8, False
+            errs, ok = [float("nan")] * len(NAMES), False
             print(f"{name} [{impl}] raised {type(err).__name__}: {str(err)[:160]}", flush=True)
             if impl == "fla":  # its forward alone, to compare outputs where it refuses the backward
                 try:
@@ -239,7 +244,7 @@ def main():
             o, _ = recurrent_update(*ins[:5], state=state, cu_seqlens=None, use_qk_l2norm=True, in_place=True)
             ro, rht = recurrent_gated_delta_rule(*[x.double() for x in ins[:5]], initial_state=ins[5].double(),
                                                  output_final_state=True, use_qk_l2norm=True)
-            errs = [rel(o, ro), rel(state, rht)] + [float("nan")] * 6
+            errs = [rel(o, ro), rel(state, rht)] + [float("nan")] * (len(NAMES) - 2)
             ok = errs[0] < 1e-2 and errs[1] < 1e-4
             failed += not ok
             rows.append((f"decode {'kda' if channel else 'gdn'} B={B} T=3 bf16", "ours", errs, ok))

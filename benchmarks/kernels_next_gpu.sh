@@ -86,6 +86,28 @@
 #            dim 64 with the split prep (HYBRIDIZE_GDR_PREP=split) beside the default (v3) prep
 #   PART=44  the final round-12 code: correctness of every case, and of the 16-bit cases with fp32 and
 #            with bf16 ("input") intermediates (the split scan runs under fp32 intermediates too)
+# Round 13:
+#   PART=45  the no-grad GDN forward with Aqk formed by the output kernel (HYBRIDIZE_GDR_QK=1, default) beside
+#            the stored Aqk (=0) and the v3 prep at head dim 128 (HYBRIDIZE_GDR_PREP=full): forward kernels
+#            (shapes 0, 1, 4); the pairs kernel without Aqk and the output kernel's launches swept (shape 0)
+#   PART=46  correctness of every case (with the no-grad forward's o and ht as two more columns), and of the GDN
+#            cases with the solve in the scan at every size (HYBRIDIZE_GDR_SCAN_SOLVE_MIN=0); the output
+#            kernel swept at BK 64 (shapes 0 and 1, GDN and KDA)
+#   PART=47  the solve folded into the scan (HYBRIDIZE_GDR_SCAN_SOLVE=1, default) beside the solve kernel (=0):
+#            GDN correctness, forward kernels at every shape, fwd+bwd at shape 0
+#   PART=48  the scan swept with the solve folded in (shapes 0, 1); the output kernel swept (shapes 1, 3: GDN, KDA);
+#            forward kernels with and without the solve in the scan at 32 documents x heads (where to switch)
+#   PART=49  the round-13 defaults (output BV 128): correctness of every case, and of the GDN cases with the solve
+#            in the scan at every size; then PART=41 and 42 give the table
+#   PART=50  vn handed to the output kernel as scaled fp16 (HYBRIDIZE_GDR_VN16=1, then the default) beside fp32 (=0):
+#            correctness of every case (and GDN with the solve in the scan at every size), forward kernels
+#            at every shape, both gate kinds
+#            (reverted: slower at 4 of 5 shapes; the switch is gone)
+#   PART=51  the output computed in the scan (fuse_output, with Aqk from q and k there; reverted: illegal memory
+#            accesses in the compiled scan and slower where it ran; the switch is gone): correctness of every case
+#            and of the GDN cases with the solve and the output in the scan at every size; GDN forward kernels
+#            at every shape (and 32 documents x heads) fused everywhere (HYBRIDIZE_GDR_FUSE_O_MIN=0) and nowhere;
+#            fwd+bwd at shapes 1 and 3 with the default and fused nowhere
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -458,6 +480,87 @@ case "${PART:-1}" in
 44)
   step correctness 400 kernels_correctness.py --jobs 16 --no-ref-check --inter-variants fp32,input
   ours_ok correctness
+  ;;
+45)
+  step profile_qk 150 kernel_profile.py --shapes 0,1,4 --modes fwd --gates gdn --no-fla
+  step profile_noqk 150 HYBRIDIZE_GDR_QK=0 kernel_profile.py --shapes 0,1,4 --modes fwd --gates gdn --no-fla
+  step profile_full 150 HYBRIDIZE_GDR_PREP=full kernel_profile.py --shapes 0,1 --modes fwd --gates gdn --no-fla
+  step sweep_qk 200 kernel_stages.py --shapes "" --split-sweep 0 --output-sweep 0 --sweep-gates gdn --sweep-inter mixed --no-fla
+  rows profile_qk "sum of kernels\|ours |" "qk "
+  rows profile_noqk "sum of kernels\|ours |" "stored Aqk "
+  rows profile_full "sum of kernels\|ours |" "v3 prep "
+  rows sweep_qk "sweep" | cut -c1-600
+  ;;
+47)
+  step correctness_gdn 200 kernels_correctness.py --jobs 16 --no-ref-check --only gdn --inter-variants fp32
+  step profile_solve 200 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd --gates gdn --no-fla
+  step profile_nosolve 200 HYBRIDIZE_GDR_SCAN_SOLVE=0 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd --gates gdn --no-fla
+  step profile_solve_bwd 100 kernel_profile.py --shapes 0 --modes fwd+bwd --gates gdn --no-fla
+  rows profile_solve "sum of kernels" "solve in scan "
+  rows profile_nosolve "sum of kernels" "solve kernel "
+  rows profile_solve "(1,8192,16,128) ours |" "solve in scan "
+  rows profile_nosolve "(1,8192,16,128) ours |" "solve kernel "
+  rows profile_solve_bwd "sum of kernels"
+  ours_ok correctness_gdn
+  ;;
+48)
+  step sweep_solve 200 kernel_stages.py --shapes "" --sweep 0,1 --sweep-gates gdn --sweep-inter mixed --no-fla
+  step sweep_output 180 kernel_stages.py --shapes "" --output-sweep 1,3 --sweep-gates gdn,kda --sweep-inter mixed --no-fla
+  step profile_nh32 100 HYBRIDIZE_GDR_SCAN_SOLVE_MIN=0 kernel_profile.py --shapes 2x8192x16x128,1x8192x32x128 --modes fwd --gates gdn --no-fla
+  step profile_nh32_off 100 HYBRIDIZE_GDR_SCAN_SOLVE=0 kernel_profile.py --shapes 2x8192x16x128,1x8192x32x128 --modes fwd --gates gdn --no-fla
+  rows sweep_solve "sweep" | cut -c1-300
+  rows sweep_output "sweep" | cut -c1-300
+  rows profile_nh32 "sum of kernels" "solve in scan "
+  rows profile_nh32_off "sum of kernels" "solve kernel "
+  ;;
+49)
+  step correctness 300 kernels_correctness.py --jobs 16 --no-ref-check
+  step correctness_solve 200 HYBRIDIZE_GDR_SCAN_SOLVE_MIN=0 kernels_correctness.py --jobs 16 --no-ref-check --only gdn
+  ours_ok correctness
+  ours_ok correctness_solve | sed "s/^/solve in scan: /"
+  rows correctness "PASS\|FAILED"
+  rows correctness_solve "PASS\|FAILED"
+  ;;
+50)
+  step correctness 300 kernels_correctness.py --jobs 16 --no-ref-check
+  step correctness_solve 200 HYBRIDIZE_GDR_SCAN_SOLVE_MIN=0 kernels_correctness.py --jobs 16 --no-ref-check --only gdn
+  step profile_vn16 150 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd --no-fla
+  step profile_vn32 150 HYBRIDIZE_GDR_VN16=0 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd --no-fla
+  ours_ok correctness
+  ours_ok correctness_solve | sed "s/^/solve in scan: /"
+  rows correctness "PASS\|FAILED"
+  rows correctness_solve "PASS\|FAILED"
+  rows profile_vn16 "sum of kernels" "vn fp16 "
+  rows profile_vn32 "sum of kernels" "vn fp32 "
+  rows profile_vn16 "(4,4096,16,128) ours |" "vn fp16 "
+  rows profile_vn32 "(4,4096,16,128) ours |" "vn fp32 "
+  ;;
+51)
+  step correctness 300 kernels_correctness.py --jobs 16 --no-ref-check
+  step correctness_fused 200 HYBRIDIZE_GDR_SCAN_SOLVE_MIN=0 HYBRIDIZE_GDR_FUSE_O_MIN=0 kernels_correctness.py --jobs 16 --no-ref-check --only gdn
+  step profile_fused 150 HYBRIDIZE_GDR_FUSE_O_MIN=0 kernel_profile.py --shapes 0,1,2,3,4,2x8192x16x128 --modes fwd --gates gdn --no-fla
+  step profile_unfused 150 HYBRIDIZE_GDR_FUSE_O_MIN=1000000 kernel_profile.py --shapes 0,1,2,3,4,2x8192x16x128 --modes fwd --gates gdn --no-fla
+  step profile_bwd 120 kernel_profile.py --shapes 1,3 --modes fwd+bwd --gates gdn --no-fla
+  step profile_bwd_unfused 120 HYBRIDIZE_GDR_FUSE_O_MIN=1000000 kernel_profile.py --shapes 1,3 --modes fwd+bwd --gates gdn --no-fla
+  ours_ok correctness
+  ours_ok correctness_fused | sed "s/^/fused: /"
+  rows correctness "PASS\|FAILED"
+  rows correctness_fused "PASS\|FAILED"
+  rows profile_fused "sum of kernels" "fused "
+  rows profile_unfused "sum of kernels" "unfused "
+  rows profile_bwd "sum of kernels" "default "
+  rows profile_bwd_unfused "sum of kernels" "unfused "
+  rows profile_fused "(4,4096,16,128) ours |" "fused "
+  ;;
+46)
+  step correctness 300 kernels_correctness.py --jobs 16 --no-ref-check
+  step correctness_solve 200 HYBRIDIZE_GDR_SCAN_SOLVE_MIN=0 kernels_correctness.py --jobs 16 --no-ref-check --only gdn
+  step sweep_output 200 kernel_stages.py --shapes "" --output-sweep 0,1 --sweep-gates gdn,kda --sweep-inter mixed --no-fla
+  ours_ok correctness
+  ours_ok correctness_solve | sed "s/^/solve in scan: /"
+  rows correctness "PASS\|FAILED"
+  rows correctness_solve "PASS\|FAILED"
+  rows sweep_output "sweep" | cut -c1-300
   ;;
 *)
   step bench 580 bench_kernels.py --warm 16 --shapes "${SHAPES:-0,4}" --skip-versions

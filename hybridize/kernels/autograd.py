@@ -1,7 +1,9 @@
 """The public entry point: an autograd.Function over the chunk kernels, and the switch to the
 decoding kernel for a few new tokens when no gradient is needed.
 
-Forward:  [l2norm] -> chunk_prep -> chunk_scan (states per chunk) -> chunk_output. Saved: the
+Forward:  [l2norm] -> chunk_prep -> chunk_scan (states per chunk) -> chunk_output; for scalar gates with
+          32+ documents x heads the prep stops at T and the scan does the solve (chunk_prep.solve_in_scan),
+          and without a backward the output kernel forms Aqk itself (chunk_output's QK). Saved: the
           inputs and the prep's G, T, Aqk (RECOMPUTE "solve", default), the inputs only ("all"), or
           everything the backward reads ("none"); with the fused L2 norm, the output too.
 Backward: [l2norm] -> chunk_prep (again, keeping T; or only its solve, from the kept G and T) ->
@@ -16,8 +18,8 @@ import torch
 
 from ._common import make_layout
 from .chunk_bwd import chunk_bwd
-from .chunk_output import chunk_output
-from .chunk_prep import chunk_prep, inter_dtypes
+from .chunk_output import OUTPUT_CONFIG, chunk_output
+from .chunk_prep import chunk_prep, inter_dtypes, solve_in_scan
 from .chunk_prep_split import chunk_solve
 from .chunk_scan import SCAN_CONFIG, chunk_scan
 from .decode import recurrent_update
@@ -53,23 +55,33 @@ def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=Fals
              want_o=False, row_scale=None):
     """o (None when store_for_bwd and not want_o), the final state, and (G, w, Aqk, T, h, vn, kg).
     row_scale: o's rows times this (fp32 [L*H]; the fused L2 norm's rho for q)."""
+    channel = g.dim() == 4
+    fuse_o = SCAN_CONFIG["fuse_o"]  # the first version's output inside the scan, kept for comparison
+    # Without a backward to keep it for, scalar gates' Aqk is formed by the output kernel (OUTPUT_CONFIG["qk"]);
+    # from 32 documents x heads the scan does the solve (solve_in_scan), unless the backward needs this
+    # pass's w.
+    aqk = store_for_bwd or keep_t or fuse_o or not OUTPUT_CONFIG["qk"]
+    solve = store_for_bwd or fuse_o or not solve_in_scan(k, inter, channel, layout.num_seqs * k.shape[2])
     G, w, u, Aqk, T, kg = chunk_prep(q, k, v, g, beta, scale, layout, store_t=store_for_bwd or keep_t,
-                                     inter=inter)
+                                     inter=inter, aqk=aqk, solve=solve)
+    T_kept = T if store_for_bwd or keep_t else None
     if store_for_bwd:  # the backward's states and vn keep the intermediates' precision
         o, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
                                   output_final_state=want_final, store_h=True, kg=kg)
         if want_o:
             o = chunk_output(q, G, Aqk, h, vn, scale, layout, qh_dtype=w.dtype, row_scale=row_scale)
-    elif SCAN_CONFIG["fuse_o"]:
+    elif fuse_o:
         o, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
                                   output_final_state=want_final, fuse_o=True, kg=kg)
         if row_scale is not None:  # an experimental path: the row scale as a second rounding of o
             o = (o.float() * row_scale.view(o.shape[:-1] + (1,))).to(o.dtype)
     else:
         _, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
-                                  output_final_state=want_final, store_h=True, state_dtype=q.dtype, kg=kg)
-        o = chunk_output(q, G, Aqk, h, vn, scale, layout, qh_dtype=w.dtype, row_scale=row_scale)
-    return o, ht, (G, w, Aqk, T, h, vn, kg)
+                                  output_final_state=want_final, store_h=True, state_dtype=q.dtype, kg=kg,
+                                  solve=None if solve else (T, v, beta))
+        o = chunk_output(q, G, Aqk, h, vn, scale, layout, qh_dtype=inter_dtypes(k, inter, channel)[0],
+                         row_scale=row_scale, k=k)
+    return o, ht, (G, w, Aqk, T_kept, h, vn, kg)
 
 
 def _normalised(q, k, v, beta, l2: bool):

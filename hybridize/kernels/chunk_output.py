@@ -4,8 +4,15 @@ With h the state at the chunk's start and vn its corrected values (both stored b
     o = (scale q e^G) h + Aqk vn
 One program per (chunk, head, block of BV value columns). Taking this out of the sequential scan
 halves the scan's serial step; the price is writing and re-reading h once per chunk.
+
+Scalar gates without a stored Aqk (the forward when no gradient is needed, OUTPUT_CONFIG["qk"]): the
+kernel forms Aqk = tril(scale q k^T e^{G_t - G_s}) itself, from the q tiles it reads anyway and k,
+with the prep's operands and order (bf16 products, fp32 sums), so o is the same. k in bf16 replaces
+Aqk in fp32 (the same bytes here), and the prep neither reads q nor writes Aqk.
 """
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
@@ -14,15 +21,24 @@ import triton.language as tl
 from ._common import CHUNK, Layout, chunk_bounds, chunk_tokens, dot_dtype, dot_precision
 from .chunk_scan import load_gates
 
-OUTPUT_CONFIG = {"BK": 64, "BV": 64, "num_warps": 4}
+# Round 13 (H100, benchmarks/RESULTS.md "Kernels, round 13", calls 1, 3, 4; the kernel alone, ms):
+# qk: whether the no-gradient forward of scalar gates leaves Aqk to this kernel (HYBRIDIZE_GDR_QK=0: the
+#   prep stores it, as before). At (1,8192,16,128) the pairs kernel (with its inverse) went 0.107 -> 0.069
+#   without q and Aqk, and this kernel 0.105 -> 0.126 with them (BV 128); at (4,4096,16,128) 0.190 ->
+#   0.119 and 0.193 -> 0.234. Net 0.017 and 0.030 ms faster.
+# BV 128 (was 64): one program per (chunk, head) at head dim 128. Stored Aqk, GDN 0.117 -> 0.105 and
+#   0.225 -> 0.193 at those shapes, KDA 0.165 -> 0.137 and 0.317 -> 0.256. BK 128 was faster at
+#   (1,8192,16,128) (0.100) but raised an illegal memory access at (4,4096,16,128): not used.
+OUTPUT_CONFIG = {"BK": 64, "BV": 128, "num_warps": 4, "qk": os.environ.get("HYBRIDIZE_GDR_QK", "1") == "1"}
 
 
 @triton.jit
-def _output_kernel(q, G, Aqk, h, vn, o, row_scale, cu, chunks, scale, H,
+def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, cu, chunks, scale, H,
                    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                    CHANNEL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, HDT: tl.constexpr,
-                   ROW_SCALE: tl.constexpr):
-    """DT: operand type of Aqk vn; HDT: of (scale q e^G) h. ROW_SCALE: o's rows times row_scale."""
+                   ROW_SCALE: tl.constexpr, QK: tl.constexpr, KDT: tl.constexpr):
+    """DT: operand type of Aqk vn; HDT: of (scale q e^G) h. ROW_SCALE: o's rows times row_scale.
+    QK (scalar gates): Aqk formed here from q and k (KDT: their products' operand type)."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     i_v = tl.program_id(2)
@@ -33,25 +49,38 @@ def _output_kernel(q, G, Aqk, h, vn, o, row_scale, cu, chunks, scale, H,
     vm = vv < V
     m_v = valid[:, None] & vm[None, :]
     p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
-    b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
     b_vn = tl.load(vn + p_v, mask=m_v, other=0.0).to(DT)
-    b_o = tl.dot(b_A, b_vn, input_precision=PREC)
+    if QK:
+        b_o = tl.zeros([C, BV], dtype=tl.float32)
+        M = tl.zeros([C, C], dtype=tl.float32)
+    else:
+        b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
+        b_o = tl.dot(b_A, b_vn, input_precision=PREC)
     for k0 in tl.static_range(0, K, BK):  # key columns in blocks: bounded tiles up to head dim 256
         kk = k0 + tl.arange(0, BK)
         km = kk < K
+        p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
         eG, _, _ = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
-        b_q = tl.load(q + (tok[:, None] * H + i_h) * K + kk[None, :], mask=valid[:, None] & km[None, :], other=0.0)
+        b_q = tl.load(q + p_k, mask=valid[:, None] & km[None, :], other=0.0)
         b_h = tl.load(h + ((i_c.to(tl.int64) * H + i_h) * K + kk[:, None]) * V + vv[None, :],
                       mask=km[:, None] & vm[None, :], other=0.0).to(HDT)
         b_o += tl.dot((b_q.to(tl.float32) * scale * eG).to(HDT), b_h, input_precision=PREC)
+        if QK:
+            b_k = tl.load(k + p_k, mask=valid[:, None] & km[None, :], other=0.0).to(KDT)
+            M = tl.dot(b_q.to(KDT), tl.trans(b_k), M, input_precision=PREC)
+    if QK:  # as the prep forms it: the decay of the masked difference (exact zeros above the diagonal)
+        Gc = tl.load(G + tok * H + i_h, mask=valid, other=0.0)
+        D = tl.exp(tl.where(rows[:, None] >= rows[None, :], Gc[:, None] - Gc[None, :], float("-inf")))
+        b_o += tl.dot((M * D * scale).to(DT), b_vn, input_precision=PREC)
     if ROW_SCALE:
         b_o *= tl.load(row_scale + tok * H + i_h, mask=valid, other=0.0)[:, None]
     tl.store(o + p_v, b_o.to(o.dtype.element_ty), mask=m_v)
 
 
 def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch.dtype | None = None,
-                 row_scale: torch.Tensor | None = None):
-    """q [1,L,H,K]; G fp32 (g's shape); Aqk [1,L,H,C]; h [NC,H,K,V]; vn [1,L,H,V] -> o [1,L,H,V] (q's dtype).
+                 row_scale: torch.Tensor | None = None, k: torch.Tensor | None = None):
+    """q [1,L,H,K]; G fp32 (g's shape); Aqk [1,L,H,C], or None with k [1,L,H,K] (scalar gates: Aqk is
+    formed here); h [NC,H,K,V]; vn [1,L,H,V] -> o [1,L,H,V] (q's dtype).
     qh_dtype: the precision of the (scale q e^G) h product (w's dtype: a 16-bit product with the
     "mixed" intermediates, whose Aqk vn stays tf32); default: as Aqk vn. row_scale: fp32 [L*H], a
     factor per (token, head) applied before o is rounded (the fused L2 norm's rho for q)."""
@@ -61,10 +90,16 @@ def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch
     BV = min(OUTPUT_CONFIG["BV"], triton.next_power_of_2(V))
     if layout.num_chunks:
         # Products in the stored tiles' precision: fp32 Aqk (the default intermediates) gets tf32.
-        dt = Aqk.dtype if Aqk.dtype == torch.float32 else q.dtype
+        # (Aqk formed here is in vn's dtype, as the prep would have stored it.)
+        qk = Aqk is None
+        if qk and (k is None or G.dim() == 4):
+            raise ValueError("chunk_output forms Aqk for scalar gates only, and needs k for it")
+        dt = (vn if qk else Aqk).dtype
+        dt = dt if dt == torch.float32 else q.dtype
         _output_kernel[(layout.num_chunks, H, triton.cdiv(V, BV))](
-            q, G, Aqk, h, vn, o, row_scale if row_scale is not None else G, layout.cu, layout.chunks, scale, H,
+            q, k if qk else q, G, vn if qk else Aqk, h, vn, o, row_scale if row_scale is not None else G, layout.cu,
+            layout.chunks, scale, H,
             K=K, V=V, BK=min(OUTPUT_CONFIG["BK"], triton.next_power_of_2(K)), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4,
             PREC=dot_precision(q.dtype), DT=dot_dtype(dt), HDT=dot_dtype(dt if qh_dtype is None else qh_dtype),
-            ROW_SCALE=row_scale is not None, num_warps=OUTPUT_CONFIG["num_warps"])
+            ROW_SCALE=row_scale is not None, QK=qk, KDT=dot_dtype(q.dtype), num_warps=OUTPUT_CONFIG["num_warps"])
     return o

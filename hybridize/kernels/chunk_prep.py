@@ -20,7 +20,7 @@ from ._common import (CHUNK, SUB, Layout, channel_pairwise, chunk_bounds, chunk_
 from .chunk_prep_blocks import BC as BLOCK_ROWS
 from .chunk_prep_blocks import _prep_blocks_kernel
 from .chunk_prep_split import channel_tiles, chunk_prep_split, scalar_pairs
-from .chunk_scan import load_gates
+from .chunk_scan import SCAN_CONFIG, load_gates, split_update
 
 # Precision of the intermediates between the kernels (w, u, Aqk, kg, and in the backward h, vn, dh)
 # and of the products that read them. HYBRIDIZE_GDR_INTER picks the default of gated_delta_rule's
@@ -118,7 +118,9 @@ def _prep_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, cu, chun
                  K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
                  C: tl.constexpr, SB: tl.constexpr, BLOCKED: tl.constexpr, DOUBLING: tl.constexpr,
                  CHANNEL: tl.constexpr,
-                 STORE_T: tl.constexpr, PREC: tl.constexpr, PAIR_PREC: tl.constexpr, DT: tl.constexpr):
+                 STORE_T: tl.constexpr, PREC: tl.constexpr, PAIR_PREC: tl.constexpr, DT: tl.constexpr,
+                 STORE_AQK: tl.constexpr = True):
+    """STORE_AQK False (scalar gates): no q k^T here; the output kernel forms it (chunk_output's QK)."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
@@ -142,7 +144,7 @@ def _prep_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, cu, chun
             A += channel_pairwise(kf, kf, Gk, rows, C, SB, False, PAIR_PREC)
             M += channel_pairwise(qf * scale, kf, Gk, rows, C, SB, True, PAIR_PREC)
     else:
-        A, M = scalar_pairs(q, k, tok, valid, i_h, H, K, BK, C, PREC, DT)
+        A, M = scalar_pairs(q, k, tok, valid, i_h, H, K, BK, C, PREC, DT, STORE_AQK)
     if CHANNEL:
         A = A * b[:, None]
     else:
@@ -156,7 +158,8 @@ def _prep_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, cu, chun
     p_c = (tok[:, None] * H + i_h) * C + rows[None, :]
     if STORE_T:
         tl.store(T_out + p_c, Tm, mask=m_c)
-    tl.store(Aqk_out + p_c, M.to(Aqk_out.dtype.element_ty), mask=m_c)
+    if STORE_AQK:
+        tl.store(Aqk_out + p_c, M.to(Aqk_out.dtype.element_ty), mask=m_c)
     for k0 in tl.static_range(0, K, BK):
         kk = k0 + tl.arange(0, BK)
         m_k = valid[:, None] & (kk < K)[None, :]
@@ -206,26 +209,46 @@ def inter_dtypes(k: torch.Tensor, inter: str | None = None,
     raise ValueError(f"intermediates must be 'fp32', 'mixed' or 'input', got {inter!r}")
 
 
-def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = False, inter: str | None = None):
+def solve_in_scan(k: torch.Tensor, inter: str | None, channel: bool, seqs_heads: int | None = None) -> bool:
+    """Whether the forward folds the solve into the scan (SCAN_CONFIG["solve"], chunk_scan's SOLVE): scalar
+    gates in split_update's case (bf16 inputs, "mixed" intermediates, head dim <= 128), and at least
+    SCAN_CONFIG["solve_min_seqs_heads"] documents x heads (seqs_heads; None: not checked)."""
+    if not SCAN_CONFIG["solve"] or channel:
+        return False
+    if seqs_heads is not None and seqs_heads < SCAN_CONFIG["solve_min_seqs_heads"]:
+        return False
+    w_dtype, u_dtype = inter_dtypes(k, inter, channel)
+    return split_update(k.dtype, u_dtype, w_dtype, k.shape[-1])
+
+
+def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = False, inter: str | None = None,
+               aqk: bool = True, solve: bool = True):
     """q, k [1, L, H, K], v [1, L, H, V] (packed, contiguous), g [1, L, H] or [1, L, H, K], beta [1, L, H].
 
     Returns G (fp32, g's shape), w ([1,L,H,K]), u ([1,L,H,V]), Aqk ([1,L,H,C]) in the intermediates'
     dtypes (inter_dtypes: w's, then the others'), T (fp32 [1,L,H,C], only when store_t: the
     backward needs it) and kg (k e^{G_last - G} in u's dtype, per-channel gates only: v4 and v5
-    always, v3 when PREP_CONFIG["kg"] == "kernel"; else None)."""
+    always, v3 when PREP_CONFIG["kg"] == "kernel"; else None). aqk False lets scalar gates skip Aqk
+    (returned None; chunk_output forms it from q and k), except in the v4 design. solve False (scalar
+    gates, for a scan that folds the solve in: solve_in_scan): G, Aqk and T only (w, u None), by the
+    split design's pairs kernel at every head dim."""
     _, L, H, K = k.shape
     V = v.shape[-1]
     channel = g.dim() == 4
     w_dtype, inter_dtype = inter_dtypes(k, inter, channel)
-    design = prep_design(K, channel)
+    design = prep_design(K, channel) if solve or channel else "split"
+    aqk = aqk or channel or design == "blocks"
     if design == "split":  # allocates its own outputs (T always: A is formed in its buffer)
-        G, w, u, Aqk, T, kg = chunk_prep_split(q, k, v, g, beta, scale, layout, w_dtype, inter_dtype)
+        G, w, u, Aqk, T, kg = chunk_prep_split(q, k, v, g, beta, scale, layout, w_dtype, inter_dtype, aqk,
+                                               solve or channel)
+        if not (solve or channel):
+            return G, None, None, Aqk, T, None
         return G, w, u, Aqk, (T if store_t else None), kg
     G = torch.empty(g.shape, device=g.device, dtype=torch.float32)
     w = torch.empty_like(k, dtype=w_dtype)
     u = torch.empty_like(v, dtype=inter_dtype)
-    Aqk = torch.empty(1, L, H, CHUNK, device=k.device, dtype=inter_dtype)
-    T = torch.empty(1, L, H, CHUNK, device=k.device, dtype=torch.float32) if store_t else Aqk
+    Aqk = torch.empty(1, L, H, CHUNK, device=k.device, dtype=inter_dtype) if aqk else None
+    T = torch.empty(1, L, H, CHUNK, device=k.device, dtype=torch.float32) if store_t else w
     if design == "blocks":
         kg = torch.empty_like(k, dtype=inter_dtype) if channel else None
         if layout.num_chunks:
@@ -240,13 +263,13 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
         return G, w, u, Aqk, (T if store_t else None), kg
     if layout.num_chunks:
         _prep_kernel[(layout.num_chunks, H)](
-            q, k, v, g, beta, G, w, u, Aqk, T, layout.cu, layout.chunks, scale, H,
+            q, k, v, g, beta, G, w, u, Aqk if aqk else w, T, layout.cu, layout.chunks, scale, H,
             K=K, V=V, BK=min(PREP_CONFIG["BK"], triton.next_power_of_2(K)), BV=min(PREP_CONFIG["BV"], triton.next_power_of_2(V)),
             C=CHUNK, SB=SUB, BLOCKED=PREP_CONFIG["inverse"] == "blocked",
             DOUBLING=PREP_CONFIG["inverse"] == "doubling", CHANNEL=channel, STORE_T=store_t,
             PREC=dot_precision(k.dtype), DT=dot_dtype(k.dtype),
             # 3xTF32 on the per-channel products of [C, BK] tiles fits in shared memory (164 KB) now
             # that key columns come BK at a time; plain tf32 there left fp32 KDA at 8e-4 on the H100.
-            PAIR_PREC=dot_precision(k.dtype), num_warps=4 if K <= 64 else 8, num_stages=1)
+            PAIR_PREC=dot_precision(k.dtype), STORE_AQK=aqk, num_warps=4 if K <= 64 else 8, num_stages=1)
     kg = decayed(k, G, layout, inter_dtype) if channel and PREP_CONFIG["kg"] == "kernel" else None
     return G, w, u, Aqk, (T if store_t else None), kg

@@ -99,9 +99,10 @@ def channel_tiles(q, k, g, G_out, tok, valid, i_h, H, k0, K: tl.constexpr, BK: t
 
 @triton.jit
 def scalar_pairs(q, k, tok, valid, i_h, H, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
-                 PREC: tl.constexpr, DT: tl.constexpr):
+                 PREC: tl.constexpr, DT: tl.constexpr, QK: tl.constexpr = True):
     """k k^T and q k^T of one chunk before any decay (scalar gates factor out of the sum over key
-    columns), accumulated BK columns at a time: bounded tiles up to head dim 256."""
+    columns), accumulated BK columns at a time: bounded tiles up to head dim 256. Without QK, k k^T
+    only (returned twice; q is not read): for the output kernel that forms q k^T itself."""
     A = tl.zeros([C, C], dtype=tl.float32)
     M = tl.zeros([C, C], dtype=tl.float32)
     for k0 in tl.static_range(0, K, BK):
@@ -109,9 +110,12 @@ def scalar_pairs(q, k, tok, valid, i_h, H, K: tl.constexpr, BK: tl.constexpr, C:
         m_k = valid[:, None] & (kk < K)[None, :]
         p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
         k_raw = tl.load(k + p_k, mask=m_k, other=0.0).to(DT)
-        q_raw = tl.load(q + p_k, mask=m_k, other=0.0).to(DT)
         A = tl.dot(k_raw, tl.trans(k_raw), A, input_precision=PREC)
-        M = tl.dot(q_raw, tl.trans(k_raw), M, input_precision=PREC)
+        if QK:
+            q_raw = tl.load(q + p_k, mask=m_k, other=0.0).to(DT)
+            M = tl.dot(q_raw, tl.trans(k_raw), M, input_precision=PREC)
+    if not QK:
+        M = A
     return A, M
 
 
@@ -136,8 +140,9 @@ def _side_by_side(a, b):
 def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, cu, chunks, scale, H,
                   K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SB: tl.constexpr, CHANNEL: tl.constexpr,
                   INVERT: tl.constexpr, DOUBLING: tl.constexpr, PREC: tl.constexpr, PAIR_PREC: tl.constexpr,
-                  DT: tl.constexpr):
-    """G, A (or, with INVERT, T = (I + A)^-1) and Aqk of one (chunk, head)."""
+                  DT: tl.constexpr, STORE_AQK: tl.constexpr = True):
+    """G, A (or, with INVERT, T = (I + A)^-1) and Aqk of one (chunk, head); scalar gates without
+    STORE_AQK leave Aqk to the output kernel (chunk_output's QK) and read no q here."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
@@ -182,11 +187,12 @@ def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, cu, chunks, scale, H,
     else:
         G = tl.cumsum(tl.load(g + tok * H + i_h, mask=valid, other=0.0).to(tl.float32), 0)
         tl.store(G_out + tok * H + i_h, G, mask=valid)
-        A, M = scalar_pairs(q, k, tok, valid, i_h, H, K, BK, C, PREC, DT)
+        A, M = scalar_pairs(q, k, tok, valid, i_h, H, K, BK, C, PREC, DT, STORE_AQK)
         # exp of the masked difference: -inf above the diagonal gives exact zeros, no overflow
         D = tl.exp(tl.where(rows[:, None] >= rows[None, :], G[:, None] - G[None, :], float("-inf")))
         p_c = (tok[:, None] * H + i_h) * C + rows[None, :]
-        tl.store(Aqk_out + p_c, (M * D * scale).to(Aqk_out.dtype.element_ty), mask=valid[:, None])
+        if STORE_AQK:
+            tl.store(Aqk_out + p_c, (M * D * scale).to(Aqk_out.dtype.element_ty), mask=valid[:, None])
         A = tl.where(rows[:, None] > rows[None, :], A * D, 0.0) * b[:, None]
         if INVERT:
             A = invert(A, C, SB, DOUBLING, PREC)
@@ -294,14 +300,15 @@ def pairs_invert(channel: bool) -> bool:
 
 
 def launch_pairs(q, k, g, beta, scale: float, layout: Layout, G, A, Aqk) -> None:
+    """Aqk None (scalar gates only): not formed here (the output kernel forms it)."""
     H, K = k.shape[2], k.shape[3]
     if layout.num_chunks:
         _pairs_kernel[(layout.num_chunks, H)](
-            q, k, g, beta, G, A, Aqk, layout.cu, layout.chunks, scale, H, K=K,
+            q, k, g, beta, G, A, Aqk if Aqk is not None else A, layout.cu, layout.chunks, scale, H, K=K,
             BK=min(SPLIT_CONFIG["pairs_BK"], triton.next_power_of_2(K)), C=CHUNK, SB=SUB, CHANNEL=g.dim() == 4,
             INVERT=pairs_invert(g.dim() == 4), DOUBLING=SPLIT_CONFIG["inverse"] == "doubling",
             PREC=dot_precision(k.dtype), PAIR_PREC=dot_precision(k.dtype), DT=dot_dtype(k.dtype),
-            num_warps=SPLIT_CONFIG["pairs_warps"])
+            STORE_AQK=Aqk is not None, num_warps=SPLIT_CONFIG["pairs_warps"])
 
 
 def launch_inverse(T, layout: Layout, dtype: torch.dtype) -> None:
@@ -325,16 +332,20 @@ def launch_solve(k, v, G, beta, T, layout: Layout, w, u, kg) -> None:
             DT=dot_dtype(k.dtype), num_warps=SPLIT_CONFIG["solve_warps"])
 
 
-def chunk_prep_split(q, k, v, g, beta, scale: float, layout: Layout, w_dtype: torch.dtype, inter: torch.dtype):
+def chunk_prep_split(q, k, v, g, beta, scale: float, layout: Layout, w_dtype: torch.dtype, inter: torch.dtype,
+                     aqk: bool = True, solve: bool = True):
     """chunk_prep's outputs (G, w, u, Aqk, T, kg) by the three kernels above; T is always made (it is
-    where A is formed), kg for per-channel gates only. w in w_dtype, u, Aqk and kg in inter."""
+    where A is formed), kg for per-channel gates only. w in w_dtype, u, Aqk and kg in inter; Aqk None
+    when not aqk (scalar gates); w, u and kg None without solve (the solve kernel does not run)."""
     _, L, H, K = k.shape
     G = torch.empty(g.shape, device=g.device, dtype=torch.float32)
     T = torch.empty(1, L, H, CHUNK, device=k.device, dtype=torch.float32)
-    Aqk = torch.empty(1, L, H, CHUNK, device=k.device, dtype=inter)
+    Aqk = torch.empty(1, L, H, CHUNK, device=k.device, dtype=inter) if aqk else None
     launch_pairs(q, k, g, beta, scale, layout, G, T, Aqk)
     if not pairs_invert(g.dim() == 4):
         launch_inverse(T, layout, k.dtype)
+    if not solve:
+        return G, None, None, Aqk, T, None
     w, u, kg = chunk_solve(k, v, G, beta, T, layout, w_dtype, inter)
     return G, w, u, Aqk, T, kg
 

@@ -10,6 +10,8 @@ kernel latency-bound for few long documents: the serial step is kept to w h and 
 latter as two bf16 products for scalar gates, SCAN_CONFIG["split_update"]).
 FUSE_O computes the output inside the scan instead (h never goes to memory, but the serial step
 doubles); it was the first version, 1.2-1.75x slower than fla at T >= 8K, and stays for comparison.
+SOLVE (round 13) takes T = (I + A)^-1, v and beta in place of w and u, for many documents x heads:
+    vn = T diag(beta) (v - e^G (k h))   (= u - w h, with u = T diag(beta) v, w = T diag(beta e^G) k)
 The backward re-runs the scan with STORE_H to get each chunk's starting state and vn.
 """
 from __future__ import annotations
@@ -52,13 +54,23 @@ from ._common import CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision, spli
 # GDN dh scan 0.500 -> 0.360. split_kg (HYBRIDIZE_GDR_SPLIT_KG=1, opt-in): the per-channel update as three
 # products of kg's and vn's halves; more exact (KDA bf16 final state 1.3e-3 -> 3.9e-4) but slower (the
 # KDA scan 0.319 -> 0.365 ms).
+# solve (HYBRIDIZE_GDR_SCAN_SOLVE=0 turns it off): the forward's scan forms vn = T diag(beta) (v - e^G k h)
+# itself (SOLVE) in place of reading u and w, so the prep's solve kernel does not run (scalar gates in
+# split_update's case, chunk_prep.solve_in_scan), from solve_min_seqs_heads documents x heads
+# (HYBRIDIZE_GDR_SCAN_SOLVE_MIN). One more product on the serial step: H100, round 13 (benchmarks/RESULTS.md,
+# "Kernels, round 13"), GDN forward kernel sums with / without, ms: 64 documents x heads and more
+# (4,4096,16,128) 0.604 / 0.741, (2,16384,32,128) 2.440 / 2.936, (8,2048,9,64) 0.204 / 0.219; 32
+# (2,8192,16,128) 0.652 / 0.758, (1,8192,32,128) 0.651 / 0.813; but 16, where the scan is latency-bound,
+# (1,8192,16,128) 0.439 / 0.432 (scan 0.158 -> 0.254), (1,32768,16,128) 1.731 / 1.656.
 _STAGES = os.environ.get("HYBRIDIZE_GDR_SCAN_STAGES")
 SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": int(_STAGES or 3), "channel_stages": int(_STAGES or 3),
                "wide_block_stages": int(_STAGES or 2),
                "fuse_o": False, "wide_warps": 4, "wide_stages": 1,
                "kg_via_registers": os.environ.get("HYBRIDIZE_GDR_KG_REGS", "1") == "1",
                "split_update": os.environ.get("HYBRIDIZE_GDR_SPLIT", "1") == "1",
-               "split_kg": os.environ.get("HYBRIDIZE_GDR_SPLIT_KG", "0") == "1"}
+               "split_kg": os.environ.get("HYBRIDIZE_GDR_SPLIT_KG", "0") == "1",
+               "solve": os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE", "1") == "1",
+               "solve_min_seqs_heads": int(os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE_MIN", "32"))}
 
 
 def launch_options(K: int, BV: int, dtype: torch.dtype, channel: bool = False) -> dict:
@@ -86,17 +98,19 @@ def load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K: tl.constexpr, CHANNEL
 
 
 @triton.jit
-def _scan_kernel(q, k, w, u, G, Aqk, h0, o, ht, h_out, vn_out, cu, chunk_offsets, scale, H,
+def _scan_kernel(q, k, w, u, G, Aqk, beta, h0, o, ht, h_out, vn_out, cu, chunk_offsets, scale, H,
                  K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                  CHANNEL: tl.constexpr, KG: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
                  STORE_H: tl.constexpr, STORE_VN: tl.constexpr, FUSE_O: tl.constexpr, PREC: tl.constexpr,
                  DT: tl.constexpr, WDT: tl.constexpr, KG_REGS: tl.constexpr, SPLIT: tl.constexpr,
-                 KDT: tl.constexpr):
+                 KDT: tl.constexpr, SOLVE: tl.constexpr):
     """DT: operand type of the products on u's side (the state update, the fused output); WDT: of w h,
     which can be a 16-bit product where u is fp32 (intermediates "mixed": see chunk_prep.INTERMEDIATES).
     SPLIT 1 (scalar gates, bf16 k, fp32 vn): the state update as two bf16 products, k^T hi + k^T lo,
     with hi + lo = e^{G_last - G} vn to 16 bits of mantissa (KDT: their operand type). SPLIT 2 (fp32 kg):
-    kg and vn both split, three products (the lo^T lo term is under 2^-16 of the rest)."""
+    kg and vn both split, three products (the lo^T lo term is under 2^-16 of the rest).
+    SOLVE (scalar gates, with SPLIT 1): w holds T = (I + A)^-1 (fp32 [L, H, C]) and u the values v; the
+    prep's solve is folded in, vn = T diag(beta) (v - e^G (k h)), so w and u never go to memory."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -124,7 +138,11 @@ def _scan_kernel(q, k, w, u, G, Aqk, h0, o, ht, h_out, vn_out, cu, chunk_offsets
         p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
         if STORE_H:
             tl.store(h_out + ((c0 + i_t) * H + i_h) * K * V + p_s, h.to(h_out.dtype.element_ty), mask=m_s)
-        b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(WDT)
+        if SOLVE:
+            b_T = tl.load(w + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0)
+            b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
+        else:
+            b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(WDT)
         b_u = tl.load(u + p_v, mask=m_v, other=0.0).to(tl.float32)
         b_k = tl.load(k + p_k, mask=m_k, other=0.0)
         if SPLIT != 1:
@@ -132,7 +150,11 @@ def _scan_kernel(q, k, w, u, G, Aqk, h0, o, ht, h_out, vn_out, cu, chunk_offsets
         if KG and KG_REGS:
             b_k = via_registers(b_k, scale / scale)
         eG, eGlG, eGl = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
-        vn = b_u - tl.dot(b_w, h.to(WDT), input_precision=PREC)
+        if SOLVE:  # u - w h = T diag(beta) (v - e^G k h): T's product on the residual, in tf32
+            x = (b_u - tl.dot(b_k.to(WDT), h.to(WDT)) * eG) * b_b[:, None]
+            vn = tl.dot(b_T, x, input_precision=PREC)
+        else:
+            vn = b_u - tl.dot(b_w, h.to(WDT), input_precision=PREC)
         vn_dt = vn.to(DT)
         if STORE_VN:
             tl.store(vn_out + p_v, vn.to(vn_out.dtype.element_ty), mask=m_v)
@@ -212,11 +234,16 @@ def _scan_launch(V: int, programs: int, K: int, dtype: torch.dtype, channel: boo
 
 def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=None,
                output_final_state: bool = False, store_h: bool = False, fuse_o: bool = False,
-               state_dtype: torch.dtype | None = None, kg=None):
+               state_dtype: torch.dtype | None = None, kg=None, solve: tuple | None = None):
     """Runs the scan. Returns (o or None, final state or None, h [NC,H,K,V] or None, vn or None).
     h is stored in state_dtype (default: u's dtype), vn in u's dtype. kg: k e^{G_last - G} from the
-    prep, used in place of k in the state update when given."""
+    prep, used in place of k in the state update when given. solve: (T, v, beta) in place of w and u
+    (both None then; scalar gates in split_update's case, see solve_in_scan): the scan forms vn from
+    them, and vn is fp32."""
     _, L, H, K = k.shape
+    if solve is not None:
+        T, v, beta = solve
+        w, u = T, v
     V = u.shape[-1]
     N = layout.num_seqs
     dev = k.device
@@ -225,20 +252,24 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
     h_out = torch.empty(layout.num_chunks, H, K, V, device=dev, dtype=state_dtype or u.dtype) if store_h else None
     # vn keeps the intermediates' precision: the output kernel's q h + Aqk vn cancels on aligned keys,
     # and vn rounded to bf16 tripled the output error there (1.1e-2 vs 3.9e-3; h in bf16 costs nothing).
-    vn = torch.empty(1, L, H, V, device=dev, dtype=u.dtype) if store_h else None
+    vn_dtype = torch.float32 if solve is not None else u.dtype
+    vn = torch.empty(1, L, H, V, device=dev, dtype=vn_dtype) if store_h else None
     BV, opts = _scan_launch(V, N * H, K, k.dtype, G.dim() == 4)
     if fuse_o:  # the output's tiles too: 3 stages needed 261 KB of shared memory (H100, bf16, head dim 128)
         opts["num_stages"] = min(opts["num_stages"], 2)
     dummy = u
+    split = 1 if solve is not None else split_kind(k.dtype, u.dtype, w.dtype, K, kg is not None,
+                                                   fuse_o or (G.dim() == 4 and kg is None))
     if N:
         _scan_kernel[(triton.cdiv(V, BV), N * H)](
-            q, k if kg is None else kg, w, u, G, Aqk, initial_state if initial_state is not None else dummy,
+            q, k if kg is None else kg, w, u, G, Aqk if Aqk is not None else dummy,
+            solve[2] if solve is not None else dummy, initial_state if initial_state is not None else dummy,
             o if fuse_o else dummy, ht if ht is not None else dummy, h_out if store_h else dummy,
             vn if store_h else dummy, layout.cu, layout.chunk_offsets, scale, H,
             K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4, KG=kg is not None,
             HAS_H0=initial_state is not None, STORE_FINAL=output_final_state, STORE_H=store_h,
-            STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(u.dtype),
-            WDT=dot_dtype(w.dtype), KG_REGS=SCAN_CONFIG["kg_via_registers"],
-            SPLIT=split_kind(k.dtype, u.dtype, w.dtype, K, kg is not None, fuse_o or (G.dim() == 4 and kg is None)),
-            KDT=dot_dtype(torch.bfloat16), **opts)
+            STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(vn_dtype),
+            WDT=dot_dtype(k.dtype if solve is not None else w.dtype), KG_REGS=SCAN_CONFIG["kg_via_registers"],
+            SPLIT=split,
+            KDT=dot_dtype(torch.bfloat16), SOLVE=solve is not None, **opts)
     return o, ht, h_out, vn

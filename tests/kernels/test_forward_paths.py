@@ -1,0 +1,144 @@
+"""Round 13's forward paths for scalar gates, on the CPU under TRITON_INTERPRET=1 (tests/kernels/conftest.py):
+
+* the scan that folds the prep's solve in (chunk_scan's SOLVE, chunk_prep.solve_in_scan):
+  vn = T diag(beta) (v - e^G k h) from T, v and beta, where the solve kernel would have written
+  w = T diag(beta e^G) k and u = T diag(beta) v for the scan to read;
+* the output kernel forming Aqk = tril(scale q k^T e^{G_t - G_s}) itself when no backward needs it stored
+  (chunk_output's QK).
+
+Each against float64 over the very same operands. Under the interpreter every product is fp32 (no tf32
+rounding, h not rounded to bf16 for k h) and the state update is split into bf16 halves (2^-16), so the
+states land near 1e-6 and the bounds below are tight: leaving out beta, the gate or a lo half fails them.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+pytest.importorskip("triton")
+
+from hybridize.kernels import chunk_scan as scan_mod  # noqa: E402
+from hybridize.kernels import gated_delta_rule  # noqa: E402
+from hybridize.kernels._common import CHUNK, make_layout  # noqa: E402
+from hybridize.kernels.chunk_output import OUTPUT_CONFIG  # noqa: E402
+from hybridize.kernels.chunk_prep import solve_in_scan  # noqa: E402
+from hybridize.kernels.chunk_scan import chunk_scan  # noqa: E402
+from hybridize.modeling.gated_delta import recurrent_gated_delta_rule  # noqa: E402
+
+from .test_gated_delta_kernels import check, inproc, make_inputs, rel  # noqa: E402
+
+T, H, K, V = 200, 2, 64, 32  # three full chunks and a partial one
+
+
+def solve_operands(seed: int = 13):
+    """k, v, beta (bf16), chunk-local G, T (fp32 [1, T, H, 64]), h0 and the chunks' slices."""
+    gen = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=gen)  # noqa: E731
+    g = -F.softplus(r(1, T, H) - 2.0)
+    G = torch.cat([c.cumsum(1) for c in g.split(CHUNK, dim=1)], 1)  # chunk-local, as the prep's
+    chunks = [slice(c0, min(c0 + CHUNK, T)) for c0 in range(0, T, CHUNK)]
+    k = F.normalize(r(1, T, H, K), dim=-1).bfloat16()
+    v, beta, h0 = r(1, T, H, V).bfloat16(), torch.sigmoid(r(1, T, H)).bfloat16(), r(1, H, K, V)
+    # T of each chunk: (I + A)^-1 for a random strictly lower A, rows at the chunk's tokens, zero columns
+    # past a partial chunk's end (as the prep stores it)
+    Tm = torch.zeros(1, T, H, CHUNK)
+    for c in chunks:
+        n = c.stop - c.start
+        A = torch.tril(0.3 * r(H, n, n), -1).double()
+        Tm[0, c, :, :n] = torch.linalg.inv(torch.eye(n, dtype=torch.float64) + A).permute(1, 0, 2).float()
+    return k, v, beta, G, Tm, h0, chunks
+
+
+@inproc
+def test_scan_solve_matches_float64():
+    """Stored states, vn and the final state of the scan with the solve folded in, against the float64
+    scan: per chunk vn = T diag(beta) (v - e^G (k h)), h <- e^{G_last} h + (k e^{G_last - G})^T vn."""
+    k, v, beta, G, Tm, h0, chunks = solve_operands()
+    assert solve_in_scan(k, "mixed", False)
+    layout = make_layout(1, T, None, "cpu")
+    _, ht, hs, vn = chunk_scan(k, k, None, None, G, None, K ** -0.5, layout, initial_state=h0,
+                               output_final_state=True, store_h=True, state_dtype=torch.float32,
+                               solve=(Tm, v, beta))
+    kd, vd, bd, Gd, Td = (x[0].double() for x in (k, v, beta, G, Tm))
+    h = h0[0].double()
+    ref_h, ref_vn = [], torch.zeros(T, H, V, dtype=torch.float64)
+    for c in chunks:
+        n = c.stop - c.start
+        ref_h.append(h.clone())
+        x = (vd[c] - torch.einsum("thk,hkv->thv", kd[c], h) * Gd[c].exp()[..., None]) * bd[c][..., None]
+        ref_vn[c] = torch.einsum("thj,jhv->thv", Td[c][..., :n], x)
+        Gl = Gd[c][-1]
+        h = h * Gl.exp()[:, None, None] + torch.einsum("thk,thv->hkv", kd[c] * (Gl - Gd[c]).exp()[..., None], ref_vn[c])
+    errs = (rel(torch.stack(ref_h), hs.double()), rel(ref_vn, vn[0].double()), rel(h, ht[0].double()))
+    assert max(errs) < 2e-4, errs
+
+
+@inproc
+@pytest.mark.parametrize("case", ["D64", "D128 T150", "packed", "l2"])
+def test_no_grad_forward_matches_float64(case, monkeypatch):
+    """The forward without gradients on bf16 inputs (the inputs the reference sees too), with the solve in
+    the scan (its documents x heads threshold lowered to these small shapes) and Aqk formed by the output
+    kernel: the final state to fp32 accuracy, o to its own bf16 rounding; "l2" normalises q and k inside,
+    with rho_q as o's row scale (and both to bf16's rounding of the rescaled v and beta). The same inputs through the solve kernel, a stored Aqk and the output kernel
+    give o within two roundings of it."""
+    K_, T_, cu = {"D64": (64, 200, None), "D128 T150": (128, 150, None), "packed": (64, 300, [0, 70, 71, 300]),
+                  "l2": (64, 130, None)}[case]
+    l2 = case == "l2"
+    B = 2 if cu is None else 1
+    n_seq = B if cu is None else len(cu) - 1
+    cu_t = None if cu is None else torch.tensor(cu, dtype=torch.int32)
+    q, k, v, g, beta, h0 = make_inputs(31, B, T_, H, K_, K_, False, torch.bfloat16, n_seq, l2)
+    ro, rht = recurrent_gated_delta_rule(*(x.double() for x in (q, k, v, g, beta)), initial_state=h0.double(),
+                                         output_final_state=True, cu_seqlens=cu_t, use_qk_l2norm=l2)
+    monkeypatch.setitem(scan_mod.SCAN_CONFIG, "solve_min_seqs_heads", 0)
+    assert OUTPUT_CONFIG["qk"] and solve_in_scan(k, None, False, n_seq * H)
+    run = dict(initial_state=h0, output_final_state=True, cu_seqlens=cu_t, use_qk_l2norm=l2)
+    with torch.no_grad():
+        o, ht = gated_delta_rule(q, k, v, g, beta, **run)
+    # with l2 the kernels take v / rho_k and beta rho_k^2 rounded to bf16: the state to that rounding
+    state_bound, o_bound = (1e-2, 1e-2) if l2 else (1e-4, 5e-3)
+    assert rel(ht, rht) < state_bound and rel(o, ro) < o_bound, (rel(ht, rht), rel(o, ro))
+    monkeypatch.setitem(scan_mod.SCAN_CONFIG, "solve", False)
+    monkeypatch.setitem(OUTPUT_CONFIG, "qk", False)
+    with torch.no_grad():
+        o_old, _ = gated_delta_rule(q, k, v, g, beta, **run)
+    assert rel(o_old, ro) < 1e-2 and rel(o, o_old) < 8e-3
+
+
+@inproc
+def test_output_forms_aqk_as_the_prep_does(monkeypatch):
+    """fp32 inputs: Aqk formed in the output kernel from q and k, or stored by the prep and read back,
+    give the same o (the same products in the same order)."""
+    q, k, v, g, beta, h0 = make_inputs(5, 2, 150, H, 64, 64, False, torch.float32, 2, False)
+    outs = []
+    for qk in (True, False):
+        monkeypatch.setitem(OUTPUT_CONFIG, "qk", qk)
+        with torch.no_grad():
+            outs.append(gated_delta_rule(q, k, v, g, beta, initial_state=h0)[0])
+    assert rel(outs[0], outs[1]) < 1e-6
+
+
+@inproc
+def test_training_forward_with_solve_in_scan(monkeypatch):
+    """The forward that keeps T for the backward folds the solve in too (the backward re-runs the solve
+    kernel for w): outputs, final state and every gradient within the bf16 bound of float64."""
+    monkeypatch.setitem(scan_mod.SCAN_CONFIG, "solve_min_seqs_heads", 0)
+    check(17, 2, 150, 2, 64, 64, False, dtype=torch.bfloat16, l2=True)
+
+
+def test_solve_in_scan_scope(monkeypatch):
+    """Where the solve runs in the scan: scalar gates, bf16 inputs with the "mixed" intermediates, head dim
+    <= 128, and at least SCAN_CONFIG["solve_min_seqs_heads"] documents x heads (fewer leave the scan
+    latency-bound, where one more product on its serial step costs more than the solve kernel)."""
+    bf = torch.empty(1, 1, 1, 128, dtype=torch.bfloat16)
+    least = scan_mod.SCAN_CONFIG["solve_min_seqs_heads"]
+    assert solve_in_scan(bf, "mixed", False, least)
+    assert not solve_in_scan(bf, "mixed", False, least - 1)
+    assert not solve_in_scan(bf, "mixed", True, least)  # per-channel gates
+    assert not solve_in_scan(bf, "fp32", False, least)
+    assert not solve_in_scan(bf, "input", False, least)
+    assert not solve_in_scan(bf.float(), "mixed", False, least)
+    assert not solve_in_scan(torch.empty(1, 1, 1, 256, dtype=torch.bfloat16), "mixed", False, least)
+    monkeypatch.setitem(scan_mod.SCAN_CONFIG, "solve", False)
+    assert not solve_in_scan(bf, "mixed", False, least)
