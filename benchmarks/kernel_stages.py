@@ -110,16 +110,17 @@ def sweep(B, T, H, D, channel):
     q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel, False))
     scale = D ** -0.5
     layout = make_layout(B, T, None, q.device)
-    G, w, u, Aqk, Tm, kg = prep_mod.chunk_prep(q, k, v, g, beta, scale, layout, store_t=True)
+    G, w, u, Aqk, _, kg = prep_mod.chunk_prep(q, k, v, g, beta, scale, layout)
     rows = []
     saved = dict(scan_mod.SCAN_CONFIG)
-    # round 13: also the scan that folds the solve in (scalar gates; rows "solve BV")
+    # round 13: also the scan that folds the solve in (rows "solve BV"), on the prep's operands for it
     solves = (False, True) if prep_mod.solve_in_scan(k, None, channel) else (False,)
+    _, kG, _, _, Tm, kg_s = prep_mod.chunk_prep(q, k, v, g, beta, scale, layout, solve=False)
     for solve, bv, nw, ns in itertools.product(solves, (16, 32, 64), (2, 4), (2, 3)):
         scan_mod.SCAN_CONFIG.update(BV=bv, num_warps=nw, num_stages=ns, channel_stages=ns, wide_block_stages=ns)
         t = timed(lambda: scan_mod.chunk_scan(q, k, None if solve else w, None if solve else u, G, Aqk, scale, layout,
-                                              store_h=True, state_dtype=q.dtype, kg=kg,
-                                              solve=(Tm, v, beta) if solve else None))
+                                              store_h=True, state_dtype=q.dtype, kg=kg_s if solve else kg,
+                                              solve=(Tm, v, beta, kG) if solve else None))
         rows.append((f"solve {bv}" if solve else bv, nw, ns, t))
     scan_mod.SCAN_CONFIG.clear()
     scan_mod.SCAN_CONFIG.update(saved)

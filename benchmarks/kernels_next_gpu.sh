@@ -108,6 +108,14 @@
 #            and of the GDN cases with the solve and the output in the scan at every size; GDN forward kernels
 #            at every shape (and 32 documents x heads) fused everywhere (HYBRIDIZE_GDR_FUSE_O_MIN=0) and nowhere;
 #            fwd+bwd at shapes 1 and 3 with the default and fused nowhere
+#   PART=52  the solve in the scan for KDA too (k e^G and kg from one pass of _decayed_kernel): correctness of
+#            every case with the solve in the scan at every size; KDA forward kernels with it everywhere
+#            (HYBRIDIZE_GDR_SCAN_SOLVE_MIN=0) and without (HYBRIDIZE_GDR_SCAN_SOLVE_KDA=0), shapes 0-4 and 32
+#            documents x heads; KDA fwd+bwd at shapes 1 and 3 both ways
+#   PART=53  the KDA scan swept with and without the solve folded in (shape 1, "mixed")
+#   PART=54  the final round-13 code (the solve in the scan for KDA at every size, 64-column blocks with 3 stages
+#            there at 64 documents x heads): correctness of every case, and with the solve in the scan at every
+#            size and the scan's block forced to 64; wall times at all five shapes; fla beside ours at shapes 0-3
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -551,6 +559,36 @@ case "${PART:-1}" in
   rows profile_bwd "sum of kernels" "default "
   rows profile_bwd_unfused "sum of kernels" "unfused "
   rows profile_fused "(4,4096,16,128) ours |" "fused "
+  ;;
+52)
+  step correctness_solve 300 HYBRIDIZE_GDR_SCAN_SOLVE_MIN=0 kernels_correctness.py --jobs 16 --no-ref-check
+  step profile_kda_solve 150 HYBRIDIZE_GDR_SCAN_SOLVE_MIN=0 kernel_profile.py --shapes 0,1,2,3,4,2x8192x16x128 --modes fwd --gates kda --no-fla
+  step profile_kda_nosolve 150 HYBRIDIZE_GDR_SCAN_SOLVE_KDA=0 kernel_profile.py --shapes 0,1,2,3,4,2x8192x16x128 --modes fwd --gates kda --no-fla
+  step profile_kda_bwd 120 kernel_profile.py --shapes 1,3 --modes fwd+bwd --gates kda --no-fla
+  step profile_kda_bwd_nosolve 120 HYBRIDIZE_GDR_SCAN_SOLVE_KDA=0 kernel_profile.py --shapes 1,3 --modes fwd+bwd --gates kda --no-fla
+  ours_ok correctness_solve | grep "kda\|FAIL"
+  rows correctness_solve "PASS\|FAILED"
+  rows profile_kda_solve "sum of kernels" "solve in scan "
+  rows profile_kda_nosolve "sum of kernels" "solve kernel "
+  rows profile_kda_bwd "sum of kernels" "solve in scan "
+  rows profile_kda_bwd_nosolve "sum of kernels" "solve kernel "
+  rows profile_kda_solve "(4,4096,16,128) ours |" "solve in scan "
+  ;;
+53)
+  step sweep_kda_solve 300 kernel_stages.py --shapes "" --sweep 1 --sweep-gates kda --sweep-inter mixed --no-fla
+  rows sweep_kda_solve "sweep" | cut -c1-300
+  ;;
+54)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  step correctness_bv64 200 HYBRIDIZE_GDR_SCAN_SOLVE_MIN=0 kernels_correctness.py --jobs 16 --no-ref-check --scan-bv 64
+  step bench_all 200 "${BENCH[@]}" --shapes 0,1,2,3,4
+  step profile_fla 230 kernel_profile.py --shapes 0,1,2,3 --modes fwd
+  ours_ok correctness | grep "kda\|FAIL"
+  ours_ok correctness_bv64 | grep "BV=64"
+  rows correctness "PASS\|FAILED"
+  rows correctness_bv64 "PASS\|FAILED"
+  rows bench_all "^| [GK]D[AN] f" "default "
+  rows profile_fla "sum of kernels"
   ;;
 46)
   step correctness 300 kernels_correctness.py --jobs 16 --no-ref-check

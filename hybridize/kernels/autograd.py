@@ -1,9 +1,10 @@
 """The public entry point: an autograd.Function over the chunk kernels, and the switch to the
 decoding kernel for a few new tokens when no gradient is needed.
 
-Forward:  [l2norm] -> chunk_prep -> chunk_scan (states per chunk) -> chunk_output; for scalar gates with
-          32+ documents x heads the prep stops at T and the scan does the solve (chunk_prep.solve_in_scan),
-          and without a backward the output kernel forms Aqk itself (chunk_output's QK). Saved: the
+Forward:  [l2norm] -> chunk_prep -> chunk_scan (states per chunk) -> chunk_output; with bf16 inputs and the
+          default intermediates the prep stops at T and the scan does the solve (chunk_prep.solve_in_scan:
+          GDN from 32 documents x heads, KDA always), and without a backward the output kernel forms
+          GDN's Aqk itself (chunk_output's QK). Saved: the
           inputs and the prep's G, T, Aqk (RECOMPUTE "solve", default), the inputs only ("all"), or
           everything the backward reads ("none"); with the fused L2 norm, the output too.
 Backward: [l2norm] -> chunk_prep (again, keeping T; or only its solve, from the kept G and T) ->
@@ -58,8 +59,7 @@ def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=Fals
     channel = g.dim() == 4
     fuse_o = SCAN_CONFIG["fuse_o"]  # the first version's output inside the scan, kept for comparison
     # Without a backward to keep it for, scalar gates' Aqk is formed by the output kernel (OUTPUT_CONFIG["qk"]);
-    # from 32 documents x heads the scan does the solve (solve_in_scan), unless the backward needs this
-    # pass's w.
+    # the scan does the solve where solve_in_scan says so, unless the backward needs this pass's w.
     aqk = store_for_bwd or keep_t or fuse_o or not OUTPUT_CONFIG["qk"]
     solve = store_for_bwd or fuse_o or not solve_in_scan(k, inter, channel, layout.num_seqs * k.shape[2])
     G, w, u, Aqk, T, kg = chunk_prep(q, k, v, g, beta, scale, layout, store_t=store_for_bwd or keep_t,
@@ -78,7 +78,7 @@ def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=Fals
     else:
         _, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
                                   output_final_state=want_final, store_h=True, state_dtype=q.dtype, kg=kg,
-                                  solve=None if solve else (T, v, beta))
+                                  solve=None if solve else (T, v, beta, w))
         o = chunk_output(q, G, Aqk, h, vn, scale, layout, qh_dtype=inter_dtypes(k, inter, channel)[0],
                          row_scale=row_scale, k=k)
     return o, ht, (G, w, Aqk, T_kept, h, vn, kg)

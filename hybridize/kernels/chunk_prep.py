@@ -80,11 +80,12 @@ PREP_CONFIG = {"design": os.environ.get("HYBRIDIZE_GDR_PREP", "auto"),
 
 
 @triton.jit
-def _decayed_kernel(x, G, out, cu, chunks, H, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
-                    FROM_START: tl.constexpr):
+def _decayed_kernel(x, G, out, out_start, cu, chunks, H, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
+                    FROM_START: tl.constexpr, BOTH: tl.constexpr):
     """x e^{G_last - G} (kg, the scan's state-update operand), or x e^G with FROM_START (q e^G, the
     backward's dh operand), for one (chunk, head, BK key columns) of per-channel gates: the factors
-    the sequential kernels would form themselves (load_gates'), in (0, 1] since gates are log-decays."""
+    the sequential kernels would form themselves (load_gates'), in (0, 1] since gates are log-decays.
+    BOTH: x e^{G_last - G} into out and x e^G into out_start (the scan that does the solve reads both)."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     kk = tl.program_id(2) * BK + tl.arange(0, BK)
@@ -99,18 +100,24 @@ def _decayed_kernel(x, G, out, cu, chunks, H, K: tl.constexpr, BK: tl.constexpr,
         tl.store(out + p, (b_x * eG).to(out.dtype.element_ty), mask=m)
     else:
         tl.store(out + p, (b_x * eGlG).to(out.dtype.element_ty), mask=m)
+    if BOTH:
+        tl.store(out_start + p, (b_x * eG).to(out_start.dtype.element_ty), mask=m)
 
 
-def decayed(x, G, layout: Layout, dtype: torch.dtype, from_start: bool = False):
+def decayed(x, G, layout: Layout, dtype: torch.dtype, from_start: bool = False,
+            start_dtype: torch.dtype | None = None):
     """x [1, L, H, K] times e^{G_last - G} (or e^G, from_start) per chunk, G [1, L, H, K] fp32: one
-    parallel pass that takes per-channel exponentials off the sequential kernels' serial path."""
+    parallel pass that takes per-channel exponentials off the sequential kernels' serial path. With
+    start_dtype, returns (x e^{G_last - G}, x e^G in start_dtype) from the one pass."""
     out = torch.empty_like(x, dtype=dtype)
+    out_start = torch.empty_like(x, dtype=start_dtype) if start_dtype is not None else out
     K, H = x.shape[-1], x.shape[2]
     if layout.num_chunks:
         BK = min(64, triton.next_power_of_2(K))
         _decayed_kernel[(layout.num_chunks, H, triton.cdiv(K, BK))](
-            x, G, out, layout.cu, layout.chunks, H, K=K, BK=BK, C=CHUNK, FROM_START=from_start, num_warps=4)
-    return out
+            x, G, out, out_start, layout.cu, layout.chunks, H, K=K, BK=BK, C=CHUNK, FROM_START=from_start,
+            BOTH=start_dtype is not None, num_warps=4)
+    return (out, out_start) if start_dtype is not None else out
 
 
 @triton.jit
@@ -210,12 +217,13 @@ def inter_dtypes(k: torch.Tensor, inter: str | None = None,
 
 
 def solve_in_scan(k: torch.Tensor, inter: str | None, channel: bool, seqs_heads: int | None = None) -> bool:
-    """Whether the forward folds the solve into the scan (SCAN_CONFIG["solve"], chunk_scan's SOLVE): scalar
-    gates in split_update's case (bf16 inputs, "mixed" intermediates, head dim <= 128), and at least
-    SCAN_CONFIG["solve_min_seqs_heads"] documents x heads (seqs_heads; None: not checked)."""
-    if not SCAN_CONFIG["solve"] or channel:
+    """Whether the forward folds the solve into the scan (SCAN_CONFIG["solve"], chunk_scan's SOLVE): either
+    gate kind in split_update's case (bf16 inputs, "mixed" intermediates, head dim <= 128; per-channel
+    gates with SCAN_CONFIG["solve_channel"]), and at least SCAN_CONFIG["solve_min_seqs_heads"][gate kind]
+    documents x heads (seqs_heads; None: not checked)."""
+    if not SCAN_CONFIG["solve"] or (channel and not SCAN_CONFIG["solve_channel"]):
         return False
-    if seqs_heads is not None and seqs_heads < SCAN_CONFIG["solve_min_seqs_heads"]:
+    if seqs_heads is not None and seqs_heads < SCAN_CONFIG["solve_min_seqs_heads"][gate_kind(channel)]:
         return False
     w_dtype, u_dtype = inter_dtypes(k, inter, channel)
     return split_update(k.dtype, u_dtype, w_dtype, k.shape[-1])
@@ -229,19 +237,22 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
     dtypes (inter_dtypes: w's, then the others'), T (fp32 [1,L,H,C], only when store_t: the
     backward needs it) and kg (k e^{G_last - G} in u's dtype, per-channel gates only: v4 and v5
     always, v3 when PREP_CONFIG["kg"] == "kernel"; else None). aqk False lets scalar gates skip Aqk
-    (returned None; chunk_output forms it from q and k), except in the v4 design. solve False (scalar
-    gates, for a scan that folds the solve in: solve_in_scan): G, Aqk and T only (w, u None), by the
-    split design's pairs kernel at every head dim."""
+    (returned None; chunk_output forms it from q and k), except in the v4 design. solve False (for a
+    scan that folds the solve in: solve_in_scan): G, Aqk and T by the split design's pairs kernel at
+    every head dim, u None, and w None for scalar gates; per-channel gates get w = k e^G (in w's dtype,
+    the residual's key operand) and kg from one pass of _decayed_kernel."""
     _, L, H, K = k.shape
     V = v.shape[-1]
     channel = g.dim() == 4
     w_dtype, inter_dtype = inter_dtypes(k, inter, channel)
-    design = prep_design(K, channel) if solve or channel else "split"
+    design = prep_design(K, channel) if solve else "split"
     aqk = aqk or channel or design == "blocks"
     if design == "split":  # allocates its own outputs (T always: A is formed in its buffer)
-        G, w, u, Aqk, T, kg = chunk_prep_split(q, k, v, g, beta, scale, layout, w_dtype, inter_dtype, aqk,
-                                               solve or channel)
-        if not (solve or channel):
+        G, w, u, Aqk, T, kg = chunk_prep_split(q, k, v, g, beta, scale, layout, w_dtype, inter_dtype, aqk, solve)
+        if not solve:
+            if channel:
+                kg, kG = decayed(k, G, layout, inter_dtype, start_dtype=w_dtype)
+                return G, kG, None, Aqk, T, kg
             return G, None, None, Aqk, T, None
         return G, w, u, Aqk, (T if store_t else None), kg
     G = torch.empty(g.shape, device=g.device, dtype=torch.float32)

@@ -10,8 +10,9 @@ kernel latency-bound for few long documents: the serial step is kept to w h and 
 latter as two bf16 products for scalar gates, SCAN_CONFIG["split_update"]).
 FUSE_O computes the output inside the scan instead (h never goes to memory, but the serial step
 doubles); it was the first version, 1.2-1.75x slower than fla at T >= 8K, and stays for comparison.
-SOLVE (round 13) takes T = (I + A)^-1, v and beta in place of w and u, for many documents x heads:
-    vn = T diag(beta) (v - e^G (k h))   (= u - w h, with u = T diag(beta) v, w = T diag(beta e^G) k)
+SOLVE (round 13) takes T = (I + A)^-1, v and beta in place of w and u (GDN from 32 documents x heads, KDA
+always; chunk_prep.solve_in_scan):
+    vn = T diag(beta) (v - (k e^G) h)   (= u - w h, with u = T diag(beta) v, w = T diag(beta) (k e^G))
 The backward re-runs the scan with STORE_H to get each chunk's starting state and vn.
 """
 from __future__ import annotations
@@ -56,13 +57,19 @@ from ._common import CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision, spli
 # KDA scan 0.319 -> 0.365 ms).
 # solve (HYBRIDIZE_GDR_SCAN_SOLVE=0 turns it off): the forward's scan forms vn = T diag(beta) (v - e^G k h)
 # itself (SOLVE) in place of reading u and w, so the prep's solve kernel does not run (scalar gates in
-# split_update's case, chunk_prep.solve_in_scan), from solve_min_seqs_heads documents x heads
-# (HYBRIDIZE_GDR_SCAN_SOLVE_MIN). One more product on the serial step: H100, round 13 (benchmarks/RESULTS.md,
+# split_update's case, chunk_prep.solve_in_scan), from solve_min_seqs_heads documents x heads, by gate kind
+# (HYBRIDIZE_GDR_SCAN_SOLVE_MIN sets both). One more product on the serial step: H100, round 13 (benchmarks/RESULTS.md,
 # "Kernels, round 13"), GDN forward kernel sums with / without, ms: 64 documents x heads and more
 # (4,4096,16,128) 0.604 / 0.741, (2,16384,32,128) 2.440 / 2.936, (8,2048,9,64) 0.204 / 0.219; 32
 # (2,8192,16,128) 0.652 / 0.758, (1,8192,32,128) 0.651 / 0.813; but 16, where the scan is latency-bound,
 # (1,8192,16,128) 0.439 / 0.432 (scan 0.158 -> 0.254), (1,32768,16,128) 1.731 / 1.656.
+# Per-channel gates (round 13, calls 10-11; solve_channel, HYBRIDIZE_GDR_SCAN_SOLVE_KDA=0 turns it off): the
+# scan reads k e^G (bf16) and kg from one pass of the prep's _decayed_kernel, and the solve kernel does not
+# run. KDA forward kernel sums with / without: (1,8192,16,128) 0.836 / 0.858 ms, (1,32768,16,128) 3.178 /
+# 3.273, (2,8192,16,128) 1.636 / 1.689, (8,2048,9,64) 0.389 / 0.405: it pays at every documents x heads
+# (threshold 0), given its own launch at 64 (_scan_launch).
 _STAGES = os.environ.get("HYBRIDIZE_GDR_SCAN_STAGES")
+_SOLVE_MIN = os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE_MIN")
 SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": int(_STAGES or 3), "channel_stages": int(_STAGES or 3),
                "wide_block_stages": int(_STAGES or 2),
                "fuse_o": False, "wide_warps": 4, "wide_stages": 1,
@@ -70,7 +77,9 @@ SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": int(_STAGES or 3), "cha
                "split_update": os.environ.get("HYBRIDIZE_GDR_SPLIT", "1") == "1",
                "split_kg": os.environ.get("HYBRIDIZE_GDR_SPLIT_KG", "0") == "1",
                "solve": os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE", "1") == "1",
-               "solve_min_seqs_heads": int(os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE_MIN", "32"))}
+               "solve_min_seqs_heads": ({"gdn": int(_SOLVE_MIN), "kda": int(_SOLVE_MIN)} if _SOLVE_MIN
+                                        else {"gdn": 32, "kda": 0}),
+               "solve_channel": os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE_KDA", "1") == "1"}
 
 
 def launch_options(K: int, BV: int, dtype: torch.dtype, channel: bool = False) -> dict:
@@ -98,7 +107,7 @@ def load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K: tl.constexpr, CHANNEL
 
 
 @triton.jit
-def _scan_kernel(q, k, w, u, G, Aqk, beta, h0, o, ht, h_out, vn_out, cu, chunk_offsets, scale, H,
+def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, cu, chunk_offsets, scale, H,
                  K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                  CHANNEL: tl.constexpr, KG: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
                  STORE_H: tl.constexpr, STORE_VN: tl.constexpr, FUSE_O: tl.constexpr, PREC: tl.constexpr,
@@ -109,8 +118,9 @@ def _scan_kernel(q, k, w, u, G, Aqk, beta, h0, o, ht, h_out, vn_out, cu, chunk_o
     SPLIT 1 (scalar gates, bf16 k, fp32 vn): the state update as two bf16 products, k^T hi + k^T lo,
     with hi + lo = e^{G_last - G} vn to 16 bits of mantissa (KDT: their operand type). SPLIT 2 (fp32 kg):
     kg and vn both split, three products (the lo^T lo term is under 2^-16 of the rest).
-    SOLVE (scalar gates, with SPLIT 1): w holds T = (I + A)^-1 (fp32 [L, H, C]) and u the values v; the
-    prep's solve is folded in, vn = T diag(beta) (v - e^G (k h)), so w and u never go to memory."""
+    SOLVE (split_update's case): w holds T = (I + A)^-1 (fp32 [L, H, C]) and u the values v; the prep's
+    solve is folded in, vn = T diag(beta) (v - e^G (k h)), so w and u never go to memory. Per-channel
+    gates take (k e^G) from kG (bf16, the prep's _decayed_kernel), and k is kg as without SOLVE."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -151,7 +161,11 @@ def _scan_kernel(q, k, w, u, G, Aqk, beta, h0, o, ht, h_out, vn_out, cu, chunk_o
             b_k = via_registers(b_k, scale / scale)
         eG, eGlG, eGl = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
         if SOLVE:  # u - w h = T diag(beta) (v - e^G k h): T's product on the residual, in tf32
-            x = (b_u - tl.dot(b_k.to(WDT), h.to(WDT)) * eG) * b_b[:, None]
+            if CHANNEL:
+                b_kG = tl.load(kG + p_k, mask=m_k, other=0.0).to(WDT)
+                x = (b_u - tl.dot(b_kG, h.to(WDT))) * b_b[:, None]
+            else:
+                x = (b_u - tl.dot(b_k.to(WDT), h.to(WDT)) * eG) * b_b[:, None]
             vn = tl.dot(b_T, x, input_precision=PREC)
         else:
             vn = b_u - tl.dot(b_w, h.to(WDT), input_precision=PREC)
@@ -218,17 +232,23 @@ def _pick_bv(V: int, programs: int, K: int, enough: int = 128) -> int:
     return bv
 
 
-def _scan_launch(V: int, programs: int, K: int, dtype: torch.dtype, channel: bool) -> tuple[int, dict]:
+def _scan_launch(V: int, programs: int, K: int, dtype: torch.dtype, channel: bool,
+                 solve: bool = False) -> tuple[int, dict]:
     """(BV, launch options) of this scan; the round-11 rules in SCAN_CONFIG's comment. Only the
     forward scan's: the backward's dh scan, timed separately, keeps _pick_bv and launch_options as
-    they are."""
+    they are. Per-channel gates with the solve folded in (solve) take whole 64-column blocks and their
+    3 stages where the plain scan takes blocks of 32 with 2: at (4,4096,16,128), H100, round 13 (call
+    11), 0.347 ms against 0.492 (the plain scan's best there: 0.290)."""
     if K <= 64:
         bv = _pick_bv(V, programs, K, enough=64)
     else:
         bv = _pick_bv(V, programs, K, enough=256 if K <= 128 else 128)
     opts = launch_options(K, bv, dtype, channel)
     if 64 < K <= 128 and bv >= 32:
-        opts["num_stages"] = min(opts["num_stages"], SCAN_CONFIG["wide_block_stages"])
+        if channel and solve and not SCAN_CONFIG["BV"]:
+            bv = min(64, triton.next_power_of_2(V))
+        elif not (channel and solve):
+            opts["num_stages"] = min(opts["num_stages"], SCAN_CONFIG["wide_block_stages"])
     return bv, opts
 
 
@@ -237,12 +257,13 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
                state_dtype: torch.dtype | None = None, kg=None, solve: tuple | None = None):
     """Runs the scan. Returns (o or None, final state or None, h [NC,H,K,V] or None, vn or None).
     h is stored in state_dtype (default: u's dtype), vn in u's dtype. kg: k e^{G_last - G} from the
-    prep, used in place of k in the state update when given. solve: (T, v, beta) in place of w and u
-    (both None then; scalar gates in split_update's case, see solve_in_scan): the scan forms vn from
-    them, and vn is fp32."""
+    prep, used in place of k in the state update when given. solve: (T, v, beta, kG) in place of w and u
+    (both None then; split_update's case, see solve_in_scan; kG = k e^G for per-channel gates, else
+    None): the scan forms vn from them, and vn is fp32."""
     _, L, H, K = k.shape
+    kG = None
     if solve is not None:
-        T, v, beta = solve
+        T, v, beta, kG = solve
         w, u = T, v
     V = u.shape[-1]
     N = layout.num_seqs
@@ -254,22 +275,23 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
     # and vn rounded to bf16 tripled the output error there (1.1e-2 vs 3.9e-3; h in bf16 costs nothing).
     vn_dtype = torch.float32 if solve is not None else u.dtype
     vn = torch.empty(1, L, H, V, device=dev, dtype=vn_dtype) if store_h else None
-    BV, opts = _scan_launch(V, N * H, K, k.dtype, G.dim() == 4)
+    BV, opts = _scan_launch(V, N * H, K, k.dtype, G.dim() == 4, solve is not None)
     if fuse_o:  # the output's tiles too: 3 stages needed 261 KB of shared memory (H100, bf16, head dim 128)
         opts["num_stages"] = min(opts["num_stages"], 2)
     dummy = u
-    split = 1 if solve is not None else split_kind(k.dtype, u.dtype, w.dtype, K, kg is not None,
-                                                   fuse_o or (G.dim() == 4 and kg is None))
+    # (with solve: the state update as without it, w's dtype being kG's or k's)
+    w_dtype = (kG if kG is not None else k).dtype if solve is not None else w.dtype
+    split = split_kind(k.dtype, vn_dtype, w_dtype, K, kg is not None, fuse_o or (G.dim() == 4 and kg is None))
     if N:
         _scan_kernel[(triton.cdiv(V, BV), N * H)](
             q, k if kg is None else kg, w, u, G, Aqk if Aqk is not None else dummy,
-            solve[2] if solve is not None else dummy, initial_state if initial_state is not None else dummy,
+            solve[2] if solve is not None else dummy, kG if kG is not None else dummy, initial_state if initial_state is not None else dummy,
             o if fuse_o else dummy, ht if ht is not None else dummy, h_out if store_h else dummy,
             vn if store_h else dummy, layout.cu, layout.chunk_offsets, scale, H,
             K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4, KG=kg is not None,
             HAS_H0=initial_state is not None, STORE_FINAL=output_final_state, STORE_H=store_h,
             STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(vn_dtype),
-            WDT=dot_dtype(k.dtype if solve is not None else w.dtype), KG_REGS=SCAN_CONFIG["kg_via_registers"],
+            WDT=dot_dtype(w_dtype), KG_REGS=SCAN_CONFIG["kg_via_registers"],
             SPLIT=split,
             KDT=dot_dtype(torch.bfloat16), SOLVE=solve is not None, **opts)
     return o, ht, h_out, vn

@@ -51,31 +51,48 @@ def solve_operands(seed: int = 13):
 
 
 @inproc
-def test_scan_solve_matches_float64():
+@pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
+def test_scan_solve_matches_float64(channel):
     """Stored states, vn and the final state of the scan with the solve folded in, against the float64
-    scan: per chunk vn = T diag(beta) (v - e^G (k h)), h <- e^{G_last} h + (k e^{G_last - G})^T vn."""
+    scan: per chunk vn = T diag(beta) (v - (k e^G) h), h <- e^{G_last} h + (k e^{G_last - G})^T vn. Per-channel
+    gates take k e^G in bf16 and kg = k e^{G_last - G} in fp32, as the prep hands them over."""
     k, v, beta, G, Tm, h0, chunks = solve_operands()
-    assert solve_in_scan(k, "mixed", False)
+    assert solve_in_scan(k, "mixed", channel)
     layout = make_layout(1, T, None, "cpu")
+    kG = kg = None
+    if channel:
+        g = -3.0 * torch.sigmoid(torch.randn(1, T, H, K, generator=torch.Generator().manual_seed(3)) - 1.0)
+        G = torch.cat([c.cumsum(1) for c in g.split(CHUNK, dim=1)], 1)
+        kG = torch.cat([k[:, c].float() * G[:, c].exp() for c in chunks], 1).bfloat16()
+        kg = torch.cat([k[:, c].float() * (G[:, c][:, -1:] - G[:, c]).exp() for c in chunks], 1)
     _, ht, hs, vn = chunk_scan(k, k, None, None, G, None, K ** -0.5, layout, initial_state=h0,
-                               output_final_state=True, store_h=True, state_dtype=torch.float32,
-                               solve=(Tm, v, beta))
+                               output_final_state=True, store_h=True, state_dtype=torch.float32, kg=kg,
+                               solve=(Tm, v, beta, kG))
     kd, vd, bd, Gd, Td = (x[0].double() for x in (k, v, beta, G, Tm))
     h = h0[0].double()
     ref_h, ref_vn = [], torch.zeros(T, H, V, dtype=torch.float64)
     for c in chunks:
         n = c.stop - c.start
         ref_h.append(h.clone())
-        x = (vd[c] - torch.einsum("thk,hkv->thv", kd[c], h) * Gd[c].exp()[..., None]) * bd[c][..., None]
+        if channel:
+            kh = torch.einsum("thk,hkv->thv", kG[0, c].double(), h)
+            Gl = Gd[c][-1]  # [H, K]
+            h = h * Gl.exp()[..., None]
+            upd = kg[0, c].double()
+        else:
+            kh = torch.einsum("thk,hkv->thv", kd[c], h) * Gd[c].exp()[..., None]
+            Gl = Gd[c][-1]
+            h = h * Gl.exp()[:, None, None]
+            upd = kd[c] * (Gl - Gd[c]).exp()[..., None]
+        x = (vd[c] - kh) * bd[c][..., None]
         ref_vn[c] = torch.einsum("thj,jhv->thv", Td[c][..., :n], x)
-        Gl = Gd[c][-1]
-        h = h * Gl.exp()[:, None, None] + torch.einsum("thk,thv->hkv", kd[c] * (Gl - Gd[c]).exp()[..., None], ref_vn[c])
+        h = h + torch.einsum("thk,thv->hkv", upd, ref_vn[c])
     errs = (rel(torch.stack(ref_h), hs.double()), rel(ref_vn, vn[0].double()), rel(h, ht[0].double()))
     assert max(errs) < 2e-4, errs
 
 
 @inproc
-@pytest.mark.parametrize("case", ["D64", "D128 T150", "packed", "l2"])
+@pytest.mark.parametrize("case", ["D64", "D128 T150", "packed", "l2", "kda D64", "kda packed"])
 def test_no_grad_forward_matches_float64(case, monkeypatch):
     """The forward without gradients on bf16 inputs (the inputs the reference sees too), with the solve in
     the scan (its documents x heads threshold lowered to these small shapes) and Aqk formed by the output
@@ -83,16 +100,16 @@ def test_no_grad_forward_matches_float64(case, monkeypatch):
     with rho_q as o's row scale (and both to bf16's rounding of the rescaled v and beta). The same inputs through the solve kernel, a stored Aqk and the output kernel
     give o within two roundings of it."""
     K_, T_, cu = {"D64": (64, 200, None), "D128 T150": (128, 150, None), "packed": (64, 300, [0, 70, 71, 300]),
-                  "l2": (64, 130, None)}[case]
-    l2 = case == "l2"
+                  "l2": (64, 130, None), "kda D64": (64, 200, None), "kda packed": (64, 300, [0, 70, 71, 300])}[case]
+    l2, channel = case == "l2", case.startswith("kda")
     B = 2 if cu is None else 1
     n_seq = B if cu is None else len(cu) - 1
     cu_t = None if cu is None else torch.tensor(cu, dtype=torch.int32)
-    q, k, v, g, beta, h0 = make_inputs(31, B, T_, H, K_, K_, False, torch.bfloat16, n_seq, l2)
+    q, k, v, g, beta, h0 = make_inputs(31, B, T_, H, K_, K_, channel, torch.bfloat16, n_seq, l2)
     ro, rht = recurrent_gated_delta_rule(*(x.double() for x in (q, k, v, g, beta)), initial_state=h0.double(),
                                          output_final_state=True, cu_seqlens=cu_t, use_qk_l2norm=l2)
-    monkeypatch.setitem(scan_mod.SCAN_CONFIG, "solve_min_seqs_heads", 0)
-    assert OUTPUT_CONFIG["qk"] and solve_in_scan(k, None, False, n_seq * H)
+    monkeypatch.setitem(scan_mod.SCAN_CONFIG, "solve_min_seqs_heads", {"gdn": 0, "kda": 0})
+    assert OUTPUT_CONFIG["qk"] and solve_in_scan(k, None, channel, n_seq * H)
     run = dict(initial_state=h0, output_final_state=True, cu_seqlens=cu_t, use_qk_l2norm=l2)
     with torch.no_grad():
         o, ht = gated_delta_rule(q, k, v, g, beta, **run)
@@ -120,25 +137,29 @@ def test_output_forms_aqk_as_the_prep_does(monkeypatch):
 
 
 @inproc
-def test_training_forward_with_solve_in_scan(monkeypatch):
+@pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
+def test_training_forward_with_solve_in_scan(channel, monkeypatch):
     """The forward that keeps T for the backward folds the solve in too (the backward re-runs the solve
     kernel for w): outputs, final state and every gradient within the bf16 bound of float64."""
-    monkeypatch.setitem(scan_mod.SCAN_CONFIG, "solve_min_seqs_heads", 0)
-    check(17, 2, 150, 2, 64, 64, False, dtype=torch.bfloat16, l2=True)
+    monkeypatch.setitem(scan_mod.SCAN_CONFIG, "solve_min_seqs_heads", {"gdn": 0, "kda": 0})
+    check(17, 2, 150, 2, 64, 64, channel, dtype=torch.bfloat16, l2=True)
 
 
 def test_solve_in_scan_scope(monkeypatch):
-    """Where the solve runs in the scan: scalar gates, bf16 inputs with the "mixed" intermediates, head dim
-    <= 128, and at least SCAN_CONFIG["solve_min_seqs_heads"] documents x heads (fewer leave the scan
-    latency-bound, where one more product on its serial step costs more than the solve kernel)."""
+    """Where the solve runs in the scan: bf16 inputs with the "mixed" intermediates, head dim <= 128, and at
+    least SCAN_CONFIG["solve_min_seqs_heads"] documents x heads for the gate kind (GDN: fewer leave its
+    scan latency-bound, where one more product on the serial step costs more than the solve kernel;
+    KDA: every size)."""
     bf = torch.empty(1, 1, 1, 128, dtype=torch.bfloat16)
     least = scan_mod.SCAN_CONFIG["solve_min_seqs_heads"]
-    assert solve_in_scan(bf, "mixed", False, least)
-    assert not solve_in_scan(bf, "mixed", False, least - 1)
-    assert not solve_in_scan(bf, "mixed", True, least)  # per-channel gates
-    assert not solve_in_scan(bf, "fp32", False, least)
-    assert not solve_in_scan(bf, "input", False, least)
-    assert not solve_in_scan(bf.float(), "mixed", False, least)
-    assert not solve_in_scan(torch.empty(1, 1, 1, 256, dtype=torch.bfloat16), "mixed", False, least)
+    assert solve_in_scan(bf, "mixed", False, least["gdn"])
+    assert not solve_in_scan(bf, "mixed", False, least["gdn"] - 1)
+    assert solve_in_scan(bf, "mixed", True, least["kda"]) == scan_mod.SCAN_CONFIG["solve_channel"]
+    assert not solve_in_scan(bf, "fp32", False, least["gdn"])
+    assert not solve_in_scan(bf, "input", True, least["kda"])
+    assert not solve_in_scan(bf.float(), "mixed", False, least["gdn"])
+    assert not solve_in_scan(torch.empty(1, 1, 1, 256, dtype=torch.bfloat16), "mixed", True, least["kda"])
+    monkeypatch.setitem(scan_mod.SCAN_CONFIG, "solve_channel", False)
+    assert not solve_in_scan(bf, "mixed", True, least["kda"])
     monkeypatch.setitem(scan_mod.SCAN_CONFIG, "solve", False)
-    assert not solve_in_scan(bf, "mixed", False, least)
+    assert not solve_in_scan(bf, "mixed", False, least["gdn"])
