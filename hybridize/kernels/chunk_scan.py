@@ -56,11 +56,11 @@ from ._common import CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision, spli
 # products of kg's and vn's halves; more exact (KDA bf16 final state 1.3e-3 -> 3.9e-4) but slower (the
 # KDA scan 0.319 -> 0.365 ms).
 # solve (HYBRIDIZE_GDR_SCAN_SOLVE=0 turns it off): the forward's scan forms vn = T diag(beta) (v - e^G k h)
-# itself (SOLVE) in place of reading u and w, so the prep's solve kernel does not run (scalar gates in
-# split_update's case, chunk_prep.solve_in_scan), from solve_min_seqs_heads documents x heads, by gate kind
-# (HYBRIDIZE_GDR_SCAN_SOLVE_MIN sets both). One more product on the serial step: H100, round 13 (benchmarks/RESULTS.md,
-# "Kernels, round 13"), GDN forward kernel sums with / without, ms: 64 documents x heads and more
-# (4,4096,16,128) 0.604 / 0.741, (2,16384,32,128) 2.440 / 2.936, (8,2048,9,64) 0.204 / 0.219; 32
+# itself (SOLVE) in place of reading u and w, so the prep's solve kernel does not run (split_update's case,
+# chunk_prep.solve_in_scan), from solve_min_seqs_heads documents x heads, by gate kind
+# (HYBRIDIZE_GDR_SCAN_SOLVE_MIN sets both). One more product on the serial step: H100, round 13
+# (benchmarks/RESULTS.md, "Kernels, round 13"), GDN forward kernel sums with / without, ms: 64 documents x
+# heads and more (4,4096,16,128) 0.604 / 0.741, (2,16384,32,128) 2.440 / 2.936, (8,2048,9,64) 0.204 / 0.219; 32
 # (2,8192,16,128) 0.652 / 0.758, (1,8192,32,128) 0.651 / 0.813; but 16, where the scan is latency-bound,
 # (1,8192,16,128) 0.439 / 0.432 (scan 0.158 -> 0.254), (1,32768,16,128) 1.731 / 1.656.
 # Per-channel gates (round 13, calls 10-11; solve_channel, HYBRIDIZE_GDR_SCAN_SOLVE_KDA=0 turns it off): the
@@ -285,7 +285,8 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
     if N:
         _scan_kernel[(triton.cdiv(V, BV), N * H)](
             q, k if kg is None else kg, w, u, G, Aqk if Aqk is not None else dummy,
-            solve[2] if solve is not None else dummy, kG if kG is not None else dummy, initial_state if initial_state is not None else dummy,
+            solve[2] if solve is not None else dummy, kG if kG is not None else dummy,
+            initial_state if initial_state is not None else dummy,
             o if fuse_o else dummy, ht if ht is not None else dummy, h_out if store_h else dummy,
             vn if store_h else dummy, layout.cu, layout.chunk_offsets, scale, H,
             K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4, KG=kg is not None,

@@ -1,10 +1,10 @@
-"""Round 13's forward paths for scalar gates, on the CPU under TRITON_INTERPRET=1 (tests/kernels/conftest.py):
+"""Round 13's forward paths, on the CPU under TRITON_INTERPRET=1 (tests/kernels/conftest.py):
 
-* the scan that folds the prep's solve in (chunk_scan's SOLVE, chunk_prep.solve_in_scan):
-  vn = T diag(beta) (v - e^G k h) from T, v and beta, where the solve kernel would have written
-  w = T diag(beta e^G) k and u = T diag(beta) v for the scan to read;
+* the scan that folds the prep's solve in (chunk_scan's SOLVE, chunk_prep.solve_in_scan; both gate kinds):
+  vn = T diag(beta) (v - (k e^G) h) from T, v and beta, where the solve kernel would have written
+  w = T diag(beta) (k e^G) and u = T diag(beta) v for the scan to read;
 * the output kernel forming Aqk = tril(scale q k^T e^{G_t - G_s}) itself when no backward needs it stored
-  (chunk_output's QK).
+  (chunk_output's QK; scalar gates).
 
 Each against float64 over the very same operands. Under the interpreter every product is fp32 (no tf32
 rounding, h not rounded to bf16 for k h) and the state update is split into bf16 halves (2^-16), so the
@@ -97,8 +97,8 @@ def test_no_grad_forward_matches_float64(case, monkeypatch):
     """The forward without gradients on bf16 inputs (the inputs the reference sees too), with the solve in
     the scan (its documents x heads threshold lowered to these small shapes) and Aqk formed by the output
     kernel: the final state to fp32 accuracy, o to its own bf16 rounding; "l2" normalises q and k inside,
-    with rho_q as o's row scale (and both to bf16's rounding of the rescaled v and beta). The same inputs through the solve kernel, a stored Aqk and the output kernel
-    give o within two roundings of it."""
+    with rho_q as o's row scale (and both to bf16's rounding of the rescaled v and beta). The same inputs
+    through the solve kernel and a stored Aqk give o within two roundings of it."""
     K_, T_, cu = {"D64": (64, 200, None), "D128 T150": (128, 150, None), "packed": (64, 300, [0, 70, 71, 300]),
                   "l2": (64, 130, None), "kda D64": (64, 200, None), "kda packed": (64, 300, [0, 70, 71, 300])}[case]
     l2, channel = case == "l2", case.startswith("kda")
