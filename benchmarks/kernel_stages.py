@@ -115,7 +115,8 @@ def sweep(B, T, H, D, channel):
     saved = dict(scan_mod.SCAN_CONFIG)
     # round 13: also the scan that folds the solve in (rows "solve BV"), on the prep's operands for it
     solves = (False, True) if prep_mod.solve_in_scan(k, None, channel) else (False,)
-    _, kG, _, _, Tm, kg_s = prep_mod.chunk_prep(q, k, v, g, beta, scale, layout, solve=False)
+    if True in solves:
+        _, kG, _, _, Tm, kg_s = prep_mod.chunk_prep(q, k, v, g, beta, scale, layout, solve=False)
     for solve, bv, nw, ns in itertools.product(solves, (16, 32, 64), (2, 4), (2, 3)):
         scan_mod.SCAN_CONFIG.update(BV=bv, num_warps=nw, num_stages=ns, channel_stages=ns, wide_block_stages=ns)
         t = timed(lambda: scan_mod.chunk_scan(q, k, None if solve else w, None if solve else u, G, Aqk, scale, layout,

@@ -261,7 +261,7 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
     (both None then; split_update's case, see solve_in_scan; kG = k e^G for per-channel gates, else
     None): the scan forms vn from them, and vn is fp32."""
     _, L, H, K = k.shape
-    kG = None
+    beta = kG = None
     if solve is not None:
         T, v, beta, kG = solve
         w, u = T, v
@@ -285,14 +285,13 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
     if N:
         _scan_kernel[(triton.cdiv(V, BV), N * H)](
             q, k if kg is None else kg, w, u, G, Aqk if Aqk is not None else dummy,
-            solve[2] if solve is not None else dummy, kG if kG is not None else dummy,
+            beta if beta is not None else dummy, kG if kG is not None else dummy,
             initial_state if initial_state is not None else dummy,
             o if fuse_o else dummy, ht if ht is not None else dummy, h_out if store_h else dummy,
             vn if store_h else dummy, layout.cu, layout.chunk_offsets, scale, H,
             K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4, KG=kg is not None,
             HAS_H0=initial_state is not None, STORE_FINAL=output_final_state, STORE_H=store_h,
             STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(vn_dtype),
-            WDT=dot_dtype(w_dtype), KG_REGS=SCAN_CONFIG["kg_via_registers"],
-            SPLIT=split,
+            WDT=dot_dtype(w_dtype), KG_REGS=SCAN_CONFIG["kg_via_registers"], SPLIT=split,
             KDT=dot_dtype(torch.bfloat16), SOLVE=solve is not None, **opts)
     return o, ht, h_out, vn
