@@ -227,23 +227,27 @@ def split_sweep(B, T, H, D, channel):
 
 
 def output_sweep(B, T, H, D, channel):
-    """The output kernel (chunk_output.py) alone over (BK, BV, warps)."""
+    """The output kernel (chunk_output.py) alone over (variant, BK, BV, warps). Variants (round 14): "unrolled"
+    (the key loop unrolled, vn loaded first), "late" (vn and Aqk loaded after the loop), "pipe S" / "pipe late S"
+    (the key loop pipelined S stages deep); with "bf16 vn", vn rounded to bf16 (timing only: the bytes and the
+    16-bit product of fla's v_new)."""
     from hybridize.kernels import chunk_output as out_mod
     (q, *_), scale, layout, (G, w, _, Aqk, _, h, vn) = forward_operands(B, T, H, D, channel)
     saved = dict(out_mod.OUTPUT_CONFIG)
     rows = []
     k = packed(inputs(B, T, H, D, channel, False)[1])  # a k of the same shape (timing only)
-    # "qk" (scalar gates, round 13): Aqk formed in the kernel from q and k, as the no-grad forward runs it
+    qk = not channel  # scalar gates: Aqk formed in the kernel, as the no-grad forward runs it
     # BK 128 is left out since round 13: at (4,4096,16,128) its first launch (BV 32) raised an illegal
     # memory access on the H100 (triton 3.6), which poisons the process for every later launch
-    for qk, bk, bv, nw in itertools.product((False, True) if not channel else (False,), (64,), (32, 64, 128),
-                                            (4, 8)):
-        out_mod.OUTPUT_CONFIG.update(BK=bk, BV=bv, num_warps=nw)
-        try:
-            t = bench(lambda: chunk_output(q, G, None if qk else Aqk, h, vn, scale, layout, qh_dtype=w.dtype, k=k))
-        except Exception as err:  # noqa: BLE001 - recorded, not fatal
-            t = f"{type(err).__name__}"
-        rows.append((f"qk {bk}" if qk else bk, bv, nw, t))
+    variants = [("unrolled", False, False, 64, 1), ("late", False, True, 64, 1), ("pipe 2", True, False, 64, 2),
+                ("pipe late 2", True, True, 64, 2), ("pipe late 2", True, True, 32, 2),
+                ("pipe late 3", True, True, 32, 3)]
+    vn16 = vn.to(q.dtype)
+    for (name, pipe, late, bk, ns), bv, nw in itertools.product(variants, (64, 128), (4, 8)):
+        for vn_in in ((vn, vn16) if bv == 128 and bk == 64 and name in ("unrolled", "pipe late 2") else (vn,)):
+            out_mod.OUTPUT_CONFIG.update(BK=bk, BV=bv, num_warps=nw, pipe=pipe, late=late, num_stages=ns)
+            t = timed(lambda: chunk_output(q, G, None if qk else Aqk, h, vn_in, scale, layout, qh_dtype=w.dtype, k=k))
+            rows.append((name + (" bf16 vn" if vn_in is vn16 else ""), bk, bv, nw, t))
     out_mod.OUTPUT_CONFIG.update(saved)
     return rows
 
@@ -296,7 +300,7 @@ def main():
     sweep_gates = tuple(g == "kda" for g in args.sweep_gates.split(","))
     sweeps = (("prep sweep", args.prep_sweep, prep_sweep, ("BK", "warps"), (False, True)),
               ("scan sweep", args.sweep, sweep, ("BV", "warps", "stages"), sweep_gates),
-              ("output sweep", args.output_sweep, output_sweep, ("BK", "BV", "warps"), sweep_gates),
+              ("output sweep", args.output_sweep, output_sweep, ("variant", "BK", "BV", "warps"), sweep_gates),
               ("bwd sweep", args.bwd_sweep, bwd_sweep, ("BK", "BV", "warps"), (False, True)))
     for label, which, fn, knobs, gates in sweeps:
         for i in (int(s) for s in which.split(",") if s):

@@ -116,6 +116,9 @@
 #   PART=54  the final round-13 code (the solve in the scan for KDA at every size, 64-column blocks with 3 stages
 #            there at 64 documents x heads): correctness of every case, and with the solve in the scan at every
 #            size and the scan's block forced to 64; wall times at all five shapes; fla beside ours at shapes 0-3
+# Round 14:
+#   PART=55  the output kernel's key loop pipelined and vn / Aqk loaded after it (HYBRIDIZE_GDR_OUT_PIPE / _LATE):
+#            correctness of every case with both on, the output kernel swept over them (shapes 0, 1, both gates)
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -577,6 +580,24 @@ case "${PART:-1}" in
 53)
   step sweep_kda_solve 300 kernel_stages.py --shapes "" --sweep 1 --sweep-gates kda --sweep-inter mixed --no-fla
   rows sweep_kda_solve "sweep" | cut -c1-300
+  ;;
+55)
+  step correctness_pipe 250 HYBRIDIZE_GDR_OUT_PIPE=1 HYBRIDIZE_GDR_OUT_LATE=1 kernels_correctness.py --jobs 16 --no-ref-check
+  step sweep_output 300 kernel_stages.py --shapes "" --output-sweep 0,1 --sweep-gates gdn,kda --sweep-inter mixed --no-fla
+  ours_ok correctness_pipe | grep "FAIL" | head -5
+  rows correctness_pipe "PASS\|FAILED"
+  python - "$OUT/sweep_output.log" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    if not line.startswith("| output sweep"):
+        continue
+    head, rows = line.rsplit("| ", 1)
+    rows = [r for r in json.loads(rows) if isinstance(r[-1], float)]
+    base = [r for r in rows if r[0] == "unrolled" and r[2] == 128 and r[3] == 4]
+    print(head, "base", base[0][-1] if base else None)
+    for r in sorted(rows, key=lambda r: r[-1])[:6]:
+        print("   ", r)
+PY
   ;;
 54)
   step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check

@@ -29,14 +29,42 @@ from .chunk_scan import load_gates
 # BV 128 (was 64): one program per (chunk, head) at head dim 128. Stored Aqk, GDN 0.117 -> 0.105 and
 #   0.225 -> 0.193 at those shapes, KDA 0.165 -> 0.137 and 0.317 -> 0.256. BK 128 was faster at
 #   (1,8192,16,128) (0.100) but raised an illegal memory access at (4,4096,16,128): not used.
-OUTPUT_CONFIG = {"BK": 64, "BV": 128, "num_warps": 4, "qk": os.environ.get("HYBRIDIZE_GDR_QK", "1") == "1"}
+# Round 14 knobs (being measured): pipe, the key loop as a pipelined loop (tl.range, num_stages deep) rather
+#   than unrolled; late, vn (and a stored Aqk) loaded after the key loop, so that they are not live during it.
+OUTPUT_CONFIG = {"BK": 64, "BV": 128, "num_warps": 4, "qk": os.environ.get("HYBRIDIZE_GDR_QK", "1") == "1",
+                 "pipe": os.environ.get("HYBRIDIZE_GDR_OUT_PIPE", "0") == "1",
+                 "num_stages": int(os.environ.get("HYBRIDIZE_GDR_OUT_STAGES", "2")),
+                 "late": os.environ.get("HYBRIDIZE_GDR_OUT_LATE", "0") == "1"}
+
+
+@triton.jit
+def _key_loop_pipelined(q, k, G, h, b_o, M, tok, valid, last_tok, i_c, i_h, H, vv, vm, scale,
+                        K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, CHANNEL: tl.constexpr,
+                        PREC: tl.constexpr, HDT: tl.constexpr, QK: tl.constexpr, KDT: tl.constexpr,
+                        STAGES: tl.constexpr):
+    """The output kernel's loop over key blocks as a loop the compiler pipelines (STAGES deep): the next
+    block's q, k and h tiles load while this block's products run."""
+    for k0 in tl.range(0, K, BK, num_stages=STAGES):
+        kk = k0 + tl.arange(0, BK)
+        km = kk < K
+        p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
+        eG, _, _ = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
+        b_q = tl.load(q + p_k, mask=valid[:, None] & km[None, :], other=0.0)
+        b_h = tl.load(h + ((i_c.to(tl.int64) * H + i_h) * K + kk[:, None]) * V + vv[None, :],
+                      mask=km[:, None] & vm[None, :], other=0.0).to(HDT)
+        b_o += tl.dot((b_q.to(tl.float32) * scale * eG).to(HDT), b_h, input_precision=PREC)
+        if QK:
+            b_k = tl.load(k + p_k, mask=valid[:, None] & km[None, :], other=0.0).to(KDT)
+            M = tl.dot(b_q.to(KDT), tl.trans(b_k), M, input_precision=PREC)
+    return b_o, M
 
 
 @triton.jit
 def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, cu, chunks, scale, H,
                    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                    CHANNEL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, HDT: tl.constexpr,
-                   ROW_SCALE: tl.constexpr, QK: tl.constexpr, KDT: tl.constexpr):
+                   ROW_SCALE: tl.constexpr, QK: tl.constexpr, KDT: tl.constexpr, PIPE: tl.constexpr,
+                   STAGES: tl.constexpr, LATE: tl.constexpr):
     """DT: operand type of Aqk vn; HDT: of (scale q e^G) h. ROW_SCALE: o's rows times row_scale.
     QK (scalar gates): Aqk formed here from q and k (KDT: their products' operand type)."""
     i_c = tl.program_id(0)
@@ -49,29 +77,42 @@ def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, cu, chunks, scale, H,
     vm = vv < V
     m_v = valid[:, None] & vm[None, :]
     p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
-    b_vn = tl.load(vn + p_v, mask=m_v, other=0.0).to(DT)
-    if QK:
+    if QK or LATE:
         b_o = tl.zeros([C, BV], dtype=tl.float32)
-        M = tl.zeros([C, C], dtype=tl.float32)
     else:
+        b_vn = tl.load(vn + p_v, mask=m_v, other=0.0).to(DT)
         b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
         b_o = tl.dot(b_A, b_vn, input_precision=PREC)
-    for k0 in tl.static_range(0, K, BK):  # key columns in blocks: bounded tiles up to head dim 256
-        kk = k0 + tl.arange(0, BK)
-        km = kk < K
-        p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
-        eG, _, _ = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
-        b_q = tl.load(q + p_k, mask=valid[:, None] & km[None, :], other=0.0)
-        b_h = tl.load(h + ((i_c.to(tl.int64) * H + i_h) * K + kk[:, None]) * V + vv[None, :],
-                      mask=km[:, None] & vm[None, :], other=0.0).to(HDT)
-        b_o += tl.dot((b_q.to(tl.float32) * scale * eG).to(HDT), b_h, input_precision=PREC)
-        if QK:
-            b_k = tl.load(k + p_k, mask=valid[:, None] & km[None, :], other=0.0).to(KDT)
-            M = tl.dot(b_q.to(KDT), tl.trans(b_k), M, input_precision=PREC)
+    if QK:
+        M = tl.zeros([C, C], dtype=tl.float32)
+        if not LATE:
+            b_vn = tl.load(vn + p_v, mask=m_v, other=0.0).to(DT)
+    if PIPE:
+        b_o, M = _key_loop_pipelined(q, k, G, h, b_o, M if QK else b_o, tok, valid, last_tok, i_c, i_h, H, vv, vm,
+                                     scale, K, V, BK, CHANNEL, PREC, HDT, QK, KDT, STAGES)
+    else:
+        for k0 in tl.static_range(0, K, BK):  # key columns in blocks: bounded tiles up to head dim 256
+            kk = k0 + tl.arange(0, BK)
+            km = kk < K
+            p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
+            eG, _, _ = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
+            b_q = tl.load(q + p_k, mask=valid[:, None] & km[None, :], other=0.0)
+            b_h = tl.load(h + ((i_c.to(tl.int64) * H + i_h) * K + kk[:, None]) * V + vv[None, :],
+                          mask=km[:, None] & vm[None, :], other=0.0).to(HDT)
+            b_o += tl.dot((b_q.to(tl.float32) * scale * eG).to(HDT), b_h, input_precision=PREC)
+            if QK:
+                b_k = tl.load(k + p_k, mask=valid[:, None] & km[None, :], other=0.0).to(KDT)
+                M = tl.dot(b_q.to(KDT), tl.trans(b_k), M, input_precision=PREC)
     if QK:  # as the prep forms it: the decay of the masked difference (exact zeros above the diagonal)
+        if LATE:
+            b_vn = tl.load(vn + p_v, mask=m_v, other=0.0).to(DT)
         Gc = tl.load(G + tok * H + i_h, mask=valid, other=0.0)
         D = tl.exp(tl.where(rows[:, None] >= rows[None, :], Gc[:, None] - Gc[None, :], float("-inf")))
         b_o += tl.dot((M * D * scale).to(DT), b_vn, input_precision=PREC)
+    elif LATE:
+        b_vn = tl.load(vn + p_v, mask=m_v, other=0.0).to(DT)
+        b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
+        b_o = tl.dot(b_A, b_vn, b_o, input_precision=PREC)
     if ROW_SCALE:
         b_o *= tl.load(row_scale + tok * H + i_h, mask=valid, other=0.0)[:, None]
     tl.store(o + p_v, b_o.to(o.dtype.element_ty), mask=m_v)
@@ -101,5 +142,6 @@ def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch
             layout.chunks, scale, H,
             K=K, V=V, BK=min(OUTPUT_CONFIG["BK"], triton.next_power_of_2(K)), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4,
             PREC=dot_precision(q.dtype), DT=dot_dtype(dt), HDT=dot_dtype(dt if qh_dtype is None else qh_dtype),
-            ROW_SCALE=row_scale is not None, QK=qk, KDT=dot_dtype(q.dtype), num_warps=OUTPUT_CONFIG["num_warps"])
+            ROW_SCALE=row_scale is not None, QK=qk, KDT=dot_dtype(q.dtype), PIPE=OUTPUT_CONFIG["pipe"],
+            STAGES=OUTPUT_CONFIG["num_stages"], LATE=OUTPUT_CONFIG["late"], num_warps=OUTPUT_CONFIG["num_warps"])
     return o

@@ -163,3 +163,21 @@ def test_solve_in_scan_scope(monkeypatch):
     assert not solve_in_scan(bf, "mixed", True, least["kda"])
     monkeypatch.setitem(scan_mod.SCAN_CONFIG, "solve", False)
     assert not solve_in_scan(bf, "mixed", False, least["gdn"])
+
+
+@inproc
+@pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
+@pytest.mark.parametrize("pipe,late", [(True, False), (False, True), (True, True)])
+def test_output_loop_variants_agree(channel, pipe, late, monkeypatch):
+    """The output kernel's key loop pipelined (pipe) and vn / Aqk loaded after it (late) compute the same
+    products in the same order as the unrolled loop: the same o from fp32 inputs, with Aqk formed in the
+    kernel (GDN) or stored (KDA), against the float64 recurrence too."""
+    q, k, v, g, beta, h0 = make_inputs(7, 2, 150, H, 64, 64, channel, torch.float32, 2, False)
+    ro, _ = recurrent_gated_delta_rule(*(x.double() for x in (q, k, v, g, beta)), initial_state=h0.double())
+    outs = []
+    for p, lt in ((False, False), (pipe, late)):
+        monkeypatch.setitem(OUTPUT_CONFIG, "pipe", p)
+        monkeypatch.setitem(OUTPUT_CONFIG, "late", lt)
+        with torch.no_grad():
+            outs.append(gated_delta_rule(q, k, v, g, beta, initial_state=h0)[0])
+    assert rel(outs[1], outs[0]) < 1e-6 and rel(outs[1], ro) < 1e-4, (rel(outs[1], outs[0]), rel(outs[1], ro))
