@@ -119,6 +119,8 @@
 # Round 14:
 #   PART=55  the output kernel's key loop pipelined and vn / Aqk loaded after it (HYBRIDIZE_GDR_OUT_PIPE / _LATE):
 #            correctness of every case with both on, the output kernel swept over them (shapes 0, 1, both gates)
+#   PART=56  vn in fp16 for the output kernel (HYBRIDIZE_GDR_VN16=1, the default): correctness of every case (and with
+#            the solve in the scan at every size), the output kernel swept with and without it (shapes 0, 1)
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -586,18 +588,16 @@ case "${PART:-1}" in
   step sweep_output 300 kernel_stages.py --shapes "" --output-sweep 0,1 --sweep-gates gdn,kda --sweep-inter mixed --no-fla
   ours_ok correctness_pipe | grep "FAIL" | head -5
   rows correctness_pipe "PASS\|FAILED"
-  python - "$OUT/sweep_output.log" <<'PY'
-import json, sys
-for line in open(sys.argv[1]):
-    if not line.startswith("| output sweep"):
-        continue
-    head, rows = line.rsplit("| ", 1)
-    rows = [r for r in json.loads(rows) if isinstance(r[-1], float)]
-    base = [r for r in rows if r[0] == "unrolled" and r[2] == 128 and r[3] == 4]
-    print(head, "base", base[0][-1] if base else None)
-    for r in sorted(rows, key=lambda r: r[-1])[:6]:
-        print("   ", r)
-PY
+  python benchmarks/output_sweep_table.py "$OUT/sweep_output.log"
+  ;;
+56)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  step correctness_solve 120 HYBRIDIZE_GDR_SCAN_SOLVE_MIN=0 kernels_correctness.py --jobs 16 --no-ref-check --only gdn
+  step sweep_output 260 kernel_stages.py --shapes "" --output-sweep 0,1 --sweep-gates gdn,kda --sweep-inter mixed --no-fla
+  ours_ok correctness | grep "FAIL" | head -5
+  rows correctness "PASS\|FAILED"
+  rows correctness_solve "PASS\|FAILED"
+  python benchmarks/output_sweep_table.py "$OUT/sweep_output.log"
   ;;
 54)
   step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check

@@ -34,7 +34,25 @@ from .chunk_scan import load_gates
 OUTPUT_CONFIG = {"BK": 64, "BV": 128, "num_warps": 4, "qk": os.environ.get("HYBRIDIZE_GDR_QK", "1") == "1",
                  "pipe": os.environ.get("HYBRIDIZE_GDR_OUT_PIPE", "0") == "1",
                  "num_stages": int(os.environ.get("HYBRIDIZE_GDR_OUT_STAGES", "2")),
-                 "late": os.environ.get("HYBRIDIZE_GDR_OUT_LATE", "0") == "1"}
+                 "late": os.environ.get("HYBRIDIZE_GDR_OUT_LATE", "0") == "1",
+                 "vn16": os.environ.get("HYBRIDIZE_GDR_VN16", "1") == "1"}
+
+
+@triton.jit
+def _intra_fp16(b_o, A, vn, vn_big, p_v, m_v, PREC: tl.constexpr, HALF: tl.constexpr):
+    """b_o + A vn with vn stored in fp16 (chunk_scan's VN16): one fp16 product, as exact as tf32's on fp32
+    tiles (11 significant bits each) at half the bytes, unless this tile holds a vn element past fp16's
+    range (stored as inf, its fp32 value in vn_big) or an A entry past it: then fp32 tiles, tf32 (PREC).
+    A: fp32 [C, C]. HALF: the fp16 product's operand type."""
+    b_v = tl.load(vn + p_v, mask=m_v, other=0.0)
+    big = b_v == float("inf")
+    far = tl.max(tl.max(tl.abs(A), axis=1), axis=0) >= 65504.0
+    if far | (tl.max(tl.max(big.to(tl.int32), axis=1), axis=0) > 0):
+        v32 = tl.where(big, tl.load(vn_big + p_v, mask=m_v & big, other=0.0), b_v.to(tl.float32))
+        b_o = tl.dot(A, v32, b_o, input_precision=PREC)
+    else:
+        b_o = tl.dot(A.to(tl.float16).to(HALF), b_v.to(HALF), b_o)
+    return b_o
 
 
 @triton.jit
@@ -60,13 +78,14 @@ def _key_loop_pipelined(q, k, G, h, b_o, M, tok, valid, last_tok, i_c, i_h, H, v
 
 
 @triton.jit
-def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, cu, chunks, scale, H,
+def _output_kernel(q, k, G, Aqk, h, vn, vn_big, o, row_scale, cu, chunks, scale, H,
                    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                    CHANNEL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, HDT: tl.constexpr,
                    ROW_SCALE: tl.constexpr, QK: tl.constexpr, KDT: tl.constexpr, PIPE: tl.constexpr,
-                   STAGES: tl.constexpr, LATE: tl.constexpr):
+                   STAGES: tl.constexpr, LATE: tl.constexpr, VN16: tl.constexpr, HALF: tl.constexpr):
     """DT: operand type of Aqk vn; HDT: of (scale q e^G) h. ROW_SCALE: o's rows times row_scale.
-    QK (scalar gates): Aqk formed here from q and k (KDT: their products' operand type)."""
+    QK (scalar gates): Aqk formed here from q and k (KDT: their products' operand type).
+    VN16: vn in fp16 with its out-of-range elements in vn_big (_intra_fp16; HALF: the fp16 operand type)."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     i_v = tl.program_id(2)
@@ -77,7 +96,7 @@ def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, cu, chunks, scale, H,
     vm = vv < V
     m_v = valid[:, None] & vm[None, :]
     p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
-    if QK or LATE:
+    if QK or LATE or VN16:
         b_o = tl.zeros([C, BV], dtype=tl.float32)
     else:
         b_vn = tl.load(vn + p_v, mask=m_v, other=0.0).to(DT)
@@ -85,7 +104,7 @@ def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, cu, chunks, scale, H,
         b_o = tl.dot(b_A, b_vn, input_precision=PREC)
     if QK:
         M = tl.zeros([C, C], dtype=tl.float32)
-        if not LATE:
+        if not (LATE or VN16):
             b_vn = tl.load(vn + p_v, mask=m_v, other=0.0).to(DT)
     if PIPE:
         b_o, M = _key_loop_pipelined(q, k, G, h, b_o, M if QK else b_o, tok, valid, last_tok, i_c, i_h, H, vv, vm,
@@ -108,7 +127,13 @@ def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, cu, chunks, scale, H,
             b_vn = tl.load(vn + p_v, mask=m_v, other=0.0).to(DT)
         Gc = tl.load(G + tok * H + i_h, mask=valid, other=0.0)
         D = tl.exp(tl.where(rows[:, None] >= rows[None, :], Gc[:, None] - Gc[None, :], float("-inf")))
-        b_o += tl.dot((M * D * scale).to(DT), b_vn, input_precision=PREC)
+        if VN16:
+            b_o = _intra_fp16(b_o, M * D * scale, vn, vn_big, p_v, m_v, PREC, HALF)
+        else:
+            b_o += tl.dot((M * D * scale).to(DT), b_vn, input_precision=PREC)
+    elif VN16:
+        b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0)
+        b_o = _intra_fp16(b_o, b_A.to(tl.float32), vn, vn_big, p_v, m_v, PREC, HALF)
     elif LATE:
         b_vn = tl.load(vn + p_v, mask=m_v, other=0.0).to(DT)
         b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
@@ -119,12 +144,14 @@ def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, cu, chunks, scale, H,
 
 
 def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch.dtype | None = None,
-                 row_scale: torch.Tensor | None = None, k: torch.Tensor | None = None):
+                 row_scale: torch.Tensor | None = None, k: torch.Tensor | None = None,
+                 vn_big: torch.Tensor | None = None):
     """q [1,L,H,K]; G fp32 (g's shape); Aqk [1,L,H,C], or None with k [1,L,H,K] (scalar gates: Aqk is
     formed here); h [NC,H,K,V]; vn [1,L,H,V] -> o [1,L,H,V] (q's dtype).
     qh_dtype: the precision of the (scale q e^G) h product (w's dtype: a 16-bit product with the
     "mixed" intermediates, whose Aqk vn stays tf32); default: as Aqk vn. row_scale: fp32 [L*H], a
-    factor per (token, head) applied before o is rounded (the fused L2 norm's rho for q)."""
+    factor per (token, head) applied before o is rounded (the fused L2 norm's rho for q). vn_big: vn is
+    fp16 as chunk_scan stores it with vn_big (its out-of-range elements inf, their values in vn_big)."""
     _, L, H, K = q.shape
     V = vn.shape[-1]
     o = torch.empty(1, L, H, V, device=q.device, dtype=q.dtype)
@@ -135,13 +162,14 @@ def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch
         qk = Aqk is None
         if qk and (k is None or G.dim() == 4):
             raise ValueError("chunk_output forms Aqk for scalar gates only, and needs k for it")
-        dt = (vn if qk else Aqk).dtype
+        dt = (vn if qk or vn_big is not None else Aqk).dtype
         dt = dt if dt == torch.float32 else q.dtype
         _output_kernel[(layout.num_chunks, H, triton.cdiv(V, BV))](
-            q, k if qk else q, G, vn if qk else Aqk, h, vn, o, row_scale if row_scale is not None else G, layout.cu,
+            q, k if qk else q, G, vn if qk else Aqk, h, vn, vn_big if vn_big is not None else vn, o, row_scale if row_scale is not None else G, layout.cu,
             layout.chunks, scale, H,
             K=K, V=V, BK=min(OUTPUT_CONFIG["BK"], triton.next_power_of_2(K)), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4,
             PREC=dot_precision(q.dtype), DT=dot_dtype(dt), HDT=dot_dtype(dt if qh_dtype is None else qh_dtype),
             ROW_SCALE=row_scale is not None, QK=qk, KDT=dot_dtype(q.dtype), PIPE=OUTPUT_CONFIG["pipe"],
-            STAGES=OUTPUT_CONFIG["num_stages"], LATE=OUTPUT_CONFIG["late"], num_warps=OUTPUT_CONFIG["num_warps"])
+            STAGES=OUTPUT_CONFIG["num_stages"], LATE=OUTPUT_CONFIG["late"], VN16=vn_big is not None,
+            HALF=dot_dtype(torch.float16), num_warps=OUTPUT_CONFIG["num_warps"])
     return o

@@ -181,3 +181,29 @@ def test_output_loop_variants_agree(channel, pipe, late, monkeypatch):
         with torch.no_grad():
             outs.append(gated_delta_rule(q, k, v, g, beta, initial_state=h0)[0])
     assert rel(outs[1], outs[0]) < 1e-6 and rel(outs[1], ro) < 1e-4, (rel(outs[1], outs[0]), rel(outs[1], ro))
+
+
+@inproc
+@pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
+def test_vn16_output(channel, monkeypatch):
+    """The output kernel's vn in fp16 (OUTPUT_CONFIG["vn16"]), bf16 inputs: o as with fp32 vn, against the
+    float64 recurrence too. Then past fp16's range: o is linear in v and in q (no initial state), so with v
+    times 2^17 or q times 2^22 (exact) o must be as many times the same o. vn then reaches ~1e5 (stored as
+    inf, its values taken from vn_big), and the formed or stored Aqk past 65504 (the product falls back to
+    fp32 tiles); without either fallback o is not finite."""
+    q, k, v, g, beta, _ = make_inputs(11, 2, 150, H, 64, 64, channel, torch.bfloat16, 2, False)
+    monkeypatch.setitem(scan_mod.SCAN_CONFIG, "solve_min_seqs_heads", {"gdn": 0, "kda": 0})
+    outs = {}
+    for vn16 in (False, True):
+        monkeypatch.setitem(OUTPUT_CONFIG, "vn16", vn16)
+        with torch.no_grad():
+            outs[vn16] = gated_delta_rule(q, k, v, g, beta)[0]
+    ro, _ = recurrent_gated_delta_rule(*(x.double() for x in (q, k, v, g, beta)))
+    assert rel(outs[True], ro) < 5e-3 and rel(outs[True], outs[False]) < 4e-3, (rel(outs[True], ro),
+                                                                               rel(outs[True], outs[False]))
+    with torch.no_grad():  # (q: |scale q.k| up to ~0.1 here, times 2^22)
+        scaled = [(gated_delta_rule(q, k, v * f, g, beta)[0], f) for f in (2.0 ** 17,)]
+        scaled += [(gated_delta_rule(q * f, k, v, g, beta)[0], f) for f in (2.0 ** 22,)]
+    for o, f in scaled:
+        assert torch.isfinite(o).all()
+        assert rel(o.double() / f, ro) < 5e-3 and rel(o.double() / f, outs[True].double()) < 4e-3
