@@ -242,13 +242,18 @@ def output_sweep(B, T, H, D, channel):
     variants = [("unrolled", False, False, 64, 1), ("late", False, True, 64, 1), ("pipe late 2", True, True, 64, 2),
                 ("pipe late 3", True, True, 32, 3)]
     vn16, vn_big = vn.to(torch.float16), torch.empty_like(vn, dtype=torch.float32)
-    for (name, pipe, late, bk, ns), half, bv, nw in itertools.product(variants, (False, True), (64, 128), (4, 8)):
-        if half and name == "unrolled":
-            continue  # (vn16 loads vn after the loop: "late")
-        out_mod.OUTPUT_CONFIG.update(BK=bk, BV=bv, num_warps=nw, pipe=pipe, late=late, num_stages=ns)
+    vn_flag = torch.zeros(layout.num_chunks, H, device=vn.device, dtype=torch.int32)
+    # guard (chunk_output._intra_fp16's GUARD): how fp16's range is kept; None: vn in fp32
+    for (name, pipe, late, bk, ns), guard, bv, nw in itertools.product(variants, (None, 0, 1, 2, 3), (64, 128), (4, 8)):
+        if guard is not None and (name == "unrolled" or bv == 64 or (name == "late" and guard != 2)):
+            continue  # (vn16 loads vn after the loop: "late"; BV 128 won every vn16 row of call 2)
+        out_mod.OUTPUT_CONFIG.update(BK=bk, BV=bv, num_warps=nw, pipe=pipe, late=late, num_stages=ns,
+                                     guard=guard or 0)
+        half = guard is not None
         t = timed(lambda: chunk_output(q, G, None if qk else Aqk, h, vn16 if half else vn, scale, layout,
-                                       qh_dtype=w.dtype, k=k, vn_big=vn_big if half else None))
-        rows.append((name + (" vn16" if half else ""), bk, bv, nw, t))
+                                       qh_dtype=w.dtype, k=k, vn_big=vn_big if half else None,
+                                       vn_flag=vn_flag if half else None))
+        rows.append((name + (f" vn16 guard {guard}" if half else ""), bk, bv, nw, t))
     out_mod.OUTPUT_CONFIG.update(saved)
     return rows
 

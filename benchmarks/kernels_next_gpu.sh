@@ -121,6 +121,8 @@
 #            correctness of every case with both on, the output kernel swept over them (shapes 0, 1, both gates)
 #   PART=56  vn in fp16 for the output kernel (HYBRIDIZE_GDR_VN16=1, the default): correctness of every case (and with
 #            the solve in the scan at every size), the output kernel swept with and without it (shapes 0, 1)
+#   PART=57  the fp16 vn's range guards (chunk_output._intra_fp16's GUARD 0-3): correctness with guard 2, the output
+#            sweep over the guards (shapes 0, 1), and the forward's kernels with vn16 on and off (shapes 0-4)
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -598,6 +600,17 @@ case "${PART:-1}" in
   rows correctness "PASS\|FAILED"
   rows correctness_solve "PASS\|FAILED"
   python benchmarks/output_sweep_table.py "$OUT/sweep_output.log"
+  ;;
+57)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  step sweep_output 200 kernel_stages.py --shapes "" --output-sweep 0,1 --sweep-gates gdn,kda --sweep-inter mixed --no-fla
+  step profile_vn16 90 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd --no-fla
+  step profile_vn32 90 HYBRIDIZE_GDR_VN16=0 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd --no-fla
+  ours_ok correctness | grep "FAIL" | head -5
+  rows correctness "PASS\|FAILED"
+  python benchmarks/output_sweep_table.py "$OUT/sweep_output.log"
+  rows profile_vn16 "sum of kernels" "vn16 "
+  rows profile_vn32 "sum of kernels" "vn32 "
   ;;
 54)
   step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check

@@ -35,23 +35,44 @@ OUTPUT_CONFIG = {"BK": 64, "BV": 128, "num_warps": 4, "qk": os.environ.get("HYBR
                  "pipe": os.environ.get("HYBRIDIZE_GDR_OUT_PIPE", "0") == "1",
                  "num_stages": int(os.environ.get("HYBRIDIZE_GDR_OUT_STAGES", "2")),
                  "late": os.environ.get("HYBRIDIZE_GDR_OUT_LATE", "0") == "1",
-                 "vn16": os.environ.get("HYBRIDIZE_GDR_VN16", "1") == "1"}
+                 "vn16": os.environ.get("HYBRIDIZE_GDR_VN16", "1") == "1",
+                 "guard": int(os.environ.get("HYBRIDIZE_GDR_VN16_GUARD", "2"))}
 
 
 @triton.jit
-def _intra_fp16(b_o, A, vn, vn_big, p_v, m_v, PREC: tl.constexpr, HALF: tl.constexpr):
+def _intra_fp16(b_o, A, vn, vn_big, vn_flag, flag_idx, p_v, m_v, PREC: tl.constexpr, HALF: tl.constexpr,
+                GUARD: tl.constexpr):
     """b_o + A vn with vn stored in fp16 (chunk_scan's VN16): one fp16 product, as exact as tf32's on fp32
-    tiles (11 significant bits each) at half the bytes, unless this tile holds a vn element past fp16's
-    range (stored as inf, its fp32 value in vn_big) or an A entry past it: then fp32 tiles, tf32 (PREC).
-    A: fp32 [C, C]. HALF: the fp16 product's operand type."""
+    tiles (11 significant bits each) at half the bytes. A: fp32 [C, C]. HALF: the fp16 operand type.
+    GUARD (round 14, being measured), how elements past fp16's range are kept: 1, a tile with a vn element
+    stored as inf (its fp32 value in vn_big) or an A entry past 65504 takes fp32 tiles (tf32, PREC), found by
+    reductions over both tiles; 2, A's rows scaled by powers of two into range, and vn's tile from vn_big
+    where the scan flagged this chunk (vn_flag[flag_idx]); 3, A's rows scaled only; 0, neither."""
     b_v = tl.load(vn + p_v, mask=m_v, other=0.0)
-    big = b_v == float("inf")
-    far = tl.max(tl.max(tl.abs(A), axis=1), axis=0) >= 65504.0
-    if far | (tl.max(tl.max(big.to(tl.int32), axis=1), axis=0) > 0):
-        v32 = tl.where(big, tl.load(vn_big + p_v, mask=m_v & big, other=0.0), b_v.to(tl.float32))
-        b_o = tl.dot(A, v32, b_o, input_precision=PREC)
-    else:
+    if GUARD == 1:
+        big = b_v == float("inf")
+        far = tl.max(tl.max(tl.abs(A), axis=1), axis=0) >= 65504.0
+        if far | (tl.max(tl.max(big.to(tl.int32), axis=1), axis=0) > 0):
+            v32 = tl.where(big, tl.load(vn_big + p_v, mask=m_v & big, other=0.0), b_v.to(tl.float32))
+            b_o = tl.dot(A, v32, b_o, input_precision=PREC)
+        else:
+            b_o = tl.dot(A.to(tl.float16).to(HALF), b_v.to(HALF), b_o)
+    elif GUARD == 0:
         b_o = tl.dot(A.to(tl.float16).to(HALF), b_v.to(HALF), b_o)
+    else:
+        # rows of A past 2^15 scaled by 2^-e (exact); e = 0, and nothing changes, for every other row
+        e = tl.maximum(tl.ceil(tl.log2(tl.max(tl.abs(A), axis=1))) - 15.0, 0.0)
+        if GUARD == 2:
+            if tl.load(vn_flag + flag_idx) != 0:
+                big = b_v == float("inf")
+                v32 = tl.where(big, tl.load(vn_big + p_v, mask=m_v & big, other=0.0), b_v.to(tl.float32))
+                b_o = tl.dot(A, v32, b_o, input_precision=PREC)
+            else:
+                part = tl.dot((A * tl.exp2(-e)[:, None]).to(tl.float16).to(HALF), b_v.to(HALF))
+                b_o += part * tl.exp2(e)[:, None]
+        else:
+            part = tl.dot((A * tl.exp2(-e)[:, None]).to(tl.float16).to(HALF), b_v.to(HALF))
+            b_o += part * tl.exp2(e)[:, None]
     return b_o
 
 
@@ -78,11 +99,12 @@ def _key_loop_pipelined(q, k, G, h, b_o, M, tok, valid, last_tok, i_c, i_h, H, v
 
 
 @triton.jit
-def _output_kernel(q, k, G, Aqk, h, vn, vn_big, o, row_scale, cu, chunks, scale, H,
+def _output_kernel(q, k, G, Aqk, h, vn, vn_big, vn_flag, o, row_scale, cu, chunks, scale, H,
                    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                    CHANNEL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, HDT: tl.constexpr,
                    ROW_SCALE: tl.constexpr, QK: tl.constexpr, KDT: tl.constexpr, PIPE: tl.constexpr,
-                   STAGES: tl.constexpr, LATE: tl.constexpr, VN16: tl.constexpr, HALF: tl.constexpr):
+                   STAGES: tl.constexpr, LATE: tl.constexpr, VN16: tl.constexpr, HALF: tl.constexpr,
+                   GUARD: tl.constexpr):
     """DT: operand type of Aqk vn; HDT: of (scale q e^G) h. ROW_SCALE: o's rows times row_scale.
     QK (scalar gates): Aqk formed here from q and k (KDT: their products' operand type).
     VN16: vn in fp16 with its out-of-range elements in vn_big (_intra_fp16; HALF: the fp16 operand type)."""
@@ -128,12 +150,13 @@ def _output_kernel(q, k, G, Aqk, h, vn, vn_big, o, row_scale, cu, chunks, scale,
         Gc = tl.load(G + tok * H + i_h, mask=valid, other=0.0)
         D = tl.exp(tl.where(rows[:, None] >= rows[None, :], Gc[:, None] - Gc[None, :], float("-inf")))
         if VN16:
-            b_o = _intra_fp16(b_o, M * D * scale, vn, vn_big, p_v, m_v, PREC, HALF)
+            b_o = _intra_fp16(b_o, M * D * scale, vn, vn_big, vn_flag, i_c * H + i_h, p_v, m_v, PREC, HALF, GUARD)
         else:
             b_o += tl.dot((M * D * scale).to(DT), b_vn, input_precision=PREC)
     elif VN16:
         b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0)
-        b_o = _intra_fp16(b_o, b_A.to(tl.float32), vn, vn_big, p_v, m_v, PREC, HALF)
+        b_o = _intra_fp16(b_o, b_A.to(tl.float32), vn, vn_big, vn_flag, i_c * H + i_h, p_v, m_v, PREC, HALF,
+                              GUARD)
     elif LATE:
         b_vn = tl.load(vn + p_v, mask=m_v, other=0.0).to(DT)
         b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
@@ -145,7 +168,7 @@ def _output_kernel(q, k, G, Aqk, h, vn, vn_big, o, row_scale, cu, chunks, scale,
 
 def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch.dtype | None = None,
                  row_scale: torch.Tensor | None = None, k: torch.Tensor | None = None,
-                 vn_big: torch.Tensor | None = None):
+                 vn_big: torch.Tensor | None = None, vn_flag: torch.Tensor | None = None):
     """q [1,L,H,K]; G fp32 (g's shape); Aqk [1,L,H,C], or None with k [1,L,H,K] (scalar gates: Aqk is
     formed here); h [NC,H,K,V]; vn [1,L,H,V] -> o [1,L,H,V] (q's dtype).
     qh_dtype: the precision of the (scale q e^G) h product (w's dtype: a 16-bit product with the
@@ -165,11 +188,12 @@ def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch
         dt = (vn if qk or vn_big is not None else Aqk).dtype
         dt = dt if dt == torch.float32 else q.dtype
         _output_kernel[(layout.num_chunks, H, triton.cdiv(V, BV))](
-            q, k if qk else q, G, vn if qk else Aqk, h, vn, vn_big if vn_big is not None else vn, o, row_scale if row_scale is not None else G, layout.cu,
+            q, k if qk else q, G, vn if qk else Aqk, h, vn, vn_big if vn_big is not None else vn,
+            vn_flag if vn_flag is not None else vn, o, row_scale if row_scale is not None else G, layout.cu,
             layout.chunks, scale, H,
             K=K, V=V, BK=min(OUTPUT_CONFIG["BK"], triton.next_power_of_2(K)), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4,
             PREC=dot_precision(q.dtype), DT=dot_dtype(dt), HDT=dot_dtype(dt if qh_dtype is None else qh_dtype),
             ROW_SCALE=row_scale is not None, QK=qk, KDT=dot_dtype(q.dtype), PIPE=OUTPUT_CONFIG["pipe"],
             STAGES=OUTPUT_CONFIG["num_stages"], LATE=OUTPUT_CONFIG["late"], VN16=vn_big is not None,
-            HALF=dot_dtype(torch.float16), num_warps=OUTPUT_CONFIG["num_warps"])
+            HALF=dot_dtype(torch.float16), GUARD=OUTPUT_CONFIG["guard"], num_warps=OUTPUT_CONFIG["num_warps"])
     return o

@@ -107,12 +107,13 @@ def load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K: tl.constexpr, CHANNEL
 
 
 @triton.jit
-def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, vn_big, cu, chunk_offsets, scale, H,
+def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, vn_big, vn_flag, cu, chunk_offsets, scale, H,
                  K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                  CHANNEL: tl.constexpr, KG: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
                  STORE_H: tl.constexpr, STORE_VN: tl.constexpr, FUSE_O: tl.constexpr, PREC: tl.constexpr,
                  DT: tl.constexpr, WDT: tl.constexpr, KG_REGS: tl.constexpr, SPLIT: tl.constexpr,
-                 KDT: tl.constexpr, SOLVE: tl.constexpr, VN16: tl.constexpr):
+                 KDT: tl.constexpr, SOLVE: tl.constexpr, VN16: tl.constexpr,
+                 FLAG: tl.constexpr):
     """DT: operand type of the products on u's side (the state update, the fused output); WDT: of w h,
     which can be a 16-bit product where u is fp32 (intermediates "mixed": see chunk_prep.INTERMEDIATES).
     SPLIT 1 (scalar gates, bf16 k, fp32 vn): the state update as two bf16 products, k^T hi + k^T lo,
@@ -177,6 +178,8 @@ def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, vn_big,
                 big = tl.abs(vn) >= 65504.0  # fp16's largest finite value
                 tl.store(vn_out + p_v, tl.where(big, float("inf"), vn).to(tl.float16), mask=m_v)
                 tl.store(vn_big + p_v, vn, mask=m_v & big)
+                if FLAG:  # this chunk's flag for the output kernel: predicated stores, no reduction
+                    tl.store(vn_flag + ((c0 + i_t) * H + i_h) + tl.zeros([C, BV], dtype=tl.int64), 1, mask=m_v & big)
             else:
                 tl.store(vn_out + p_v, vn.to(vn_out.dtype.element_ty), mask=m_v)
         if FUSE_O:
@@ -262,7 +265,7 @@ def _scan_launch(V: int, programs: int, K: int, dtype: torch.dtype, channel: boo
 def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=None,
                output_final_state: bool = False, store_h: bool = False, fuse_o: bool = False,
                state_dtype: torch.dtype | None = None, kg=None, solve: tuple | None = None,
-               vn_big: torch.Tensor | None = None):
+               vn_big: torch.Tensor | None = None, vn_flag: torch.Tensor | None = None):
     """Runs the scan. Returns (o or None, final state or None, h [NC,H,K,V] or None, vn or None).
     h is stored in state_dtype (default: u's dtype), vn in u's dtype. kg: k e^{G_last - G} from the
     prep, used in place of k in the state update when given. solve: (T, v, beta, kG) in place of w and u
@@ -298,10 +301,12 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
             beta if beta is not None else dummy, kG if kG is not None else dummy,
             initial_state if initial_state is not None else dummy,
             o if fuse_o else dummy, ht if ht is not None else dummy, h_out if store_h else dummy,
-            vn if store_h else dummy, vn_big if vn_big is not None else dummy, layout.cu, layout.chunk_offsets, scale, H,
+            vn if store_h else dummy, vn_big if vn_big is not None else dummy,
+            vn_flag if vn_flag is not None else dummy, layout.cu, layout.chunk_offsets, scale, H,
             K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4, KG=kg is not None,
             HAS_H0=initial_state is not None, STORE_FINAL=output_final_state, STORE_H=store_h,
             STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(vn_dtype),
             WDT=dot_dtype(w_dtype), KG_REGS=SCAN_CONFIG["kg_via_registers"], SPLIT=split,
-            KDT=dot_dtype(torch.bfloat16), SOLVE=solve is not None, VN16=vn_big is not None, **opts)
+            KDT=dot_dtype(torch.bfloat16), SOLVE=solve is not None, VN16=vn_big is not None,
+            FLAG=vn_flag is not None, **opts)
     return o, ht, h_out, vn
