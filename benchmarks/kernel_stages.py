@@ -258,6 +258,30 @@ def output_sweep(B, T, H, D, channel):
     return rows
 
 
+def vn16_sweep(B, T, H, D, channel):
+    """The scan alone (its default launch, as the no-grad forward runs it) storing vn in fp32 or fp16 (round 14,
+    SCAN_CONFIG["vn16_store"]: 1 fp16 alone, 2 with out-of-range elements to vn_big, 3 and a chunk flag from a
+    row reduction, 4 and the flag from [C, BV] predicated stores)."""
+    q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel, False))
+    scale = D ** -0.5
+    layout = make_layout(B, T, None, q.device)
+    solve = prep_mod.solve_in_scan(k, None, channel, B * H)
+    G, w, u, Aqk, Tm, kg = prep_mod.chunk_prep(q, k, v, g, beta, scale, layout, solve=not solve, aqk=channel)
+    saved = dict(scan_mod.SCAN_CONFIG)
+    vn_big = torch.empty_like(v, dtype=torch.float32)
+    flag = torch.zeros(layout.num_chunks, H, device=q.device, dtype=torch.int32)
+    rows = []
+    for mode in (0, 1, 2, 3, 4):
+        scan_mod.SCAN_CONFIG["vn16_store"] = mode
+        t = timed(lambda: scan_mod.chunk_scan(q, k, None if solve else w, None if solve else u, G, Aqk, scale, layout,
+                                              store_h=True, state_dtype=q.dtype, kg=kg,
+                                              solve=(Tm, v, beta, w) if solve else None,
+                                              vn_big=vn_big if mode else None, vn_flag=flag if mode else None))
+        rows.append((mode, t))
+    scan_mod.SCAN_CONFIG.update(saved)
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shapes", default="0,2,4")
@@ -267,6 +291,7 @@ def main():
     ap.add_argument("--prep-sweep", default="", help="shape indices whose v4 prep to sweep")
     ap.add_argument("--split-sweep", default="", help="shape indices whose v5 (split) prep kernels to sweep")
     ap.add_argument("--dh-sweep", default="", help="shape indices whose backward dh scan to sweep")
+    ap.add_argument("--vn16-sweep", default="", help="shape indices whose scan to time storing vn in fp32 / fp16")
     ap.add_argument("--output-sweep", default="", help="shape indices whose output kernel to sweep")
     ap.add_argument("--bwd-sweep", default="", help="shape indices whose backward (stage-2 launch) to sweep")
     ap.add_argument("--sweep-gates", default="gdn", help="gates of the scan, split and output sweeps: gdn, kda or gdn,kda")
@@ -307,6 +332,7 @@ def main():
     sweeps = (("prep sweep", args.prep_sweep, prep_sweep, ("BK", "warps"), (False, True)),
               ("scan sweep", args.sweep, sweep, ("BV", "warps", "stages"), sweep_gates),
               ("output sweep", args.output_sweep, output_sweep, ("variant", "BK", "BV", "warps"), sweep_gates),
+              ("vn16 sweep", args.vn16_sweep, vn16_sweep, ("vn16_store",), sweep_gates),
               ("bwd sweep", args.bwd_sweep, bwd_sweep, ("BK", "BV", "warps"), (False, True)))
     for label, which, fn, knobs, gates in sweeps:
         for i in (int(s) for s in which.split(",") if s):

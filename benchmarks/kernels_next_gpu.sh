@@ -123,6 +123,9 @@
 #            the solve in the scan at every size), the output kernel swept with and without it (shapes 0, 1)
 #   PART=57  the fp16 vn's range guards (chunk_output._intra_fp16's GUARD 0-3): correctness with guard 2, the output
 #            sweep over the guards (shapes 0, 1), and the forward's kernels with vn16 on and off (shapes 0-4)
+#   PART=58  the scan's fp16 vn stores (SCAN_CONFIG["vn16_store"] 0-4) timed alone (shapes 0, 1, 4, both gates); with
+#            the new defaults (store 3, output guard 2, the output's key loop pipelined, vn / Aqk loaded late):
+#            correctness of every case (and with the solve in the scan at every size), the forward's kernels
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -611,6 +614,17 @@ case "${PART:-1}" in
   python benchmarks/output_sweep_table.py "$OUT/sweep_output.log"
   rows profile_vn16 "sum of kernels" "vn16 "
   rows profile_vn32 "sum of kernels" "vn32 "
+  ;;
+58)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  step correctness_solve 120 HYBRIDIZE_GDR_SCAN_SOLVE_MIN=0 kernels_correctness.py --jobs 16 --no-ref-check --only gdn
+  step sweep_vn16 100 kernel_stages.py --shapes "" --vn16-sweep 0,1,4 --sweep-gates gdn,kda --sweep-inter mixed --no-fla
+  step profile 100 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd --no-fla
+  ours_ok correctness | grep "FAIL" | head -5
+  rows correctness "PASS\|FAILED"
+  rows correctness_solve "PASS\|FAILED"
+  rows sweep_vn16 "vn16 sweep"
+  rows profile "sum of kernels"
   ;;
 54)
   step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check

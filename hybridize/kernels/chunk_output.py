@@ -32,9 +32,9 @@ from .chunk_scan import load_gates
 # Round 14 knobs (being measured): pipe, the key loop as a pipelined loop (tl.range, num_stages deep) rather
 #   than unrolled; late, vn (and a stored Aqk) loaded after the key loop, so that they are not live during it.
 OUTPUT_CONFIG = {"BK": 64, "BV": 128, "num_warps": 4, "qk": os.environ.get("HYBRIDIZE_GDR_QK", "1") == "1",
-                 "pipe": os.environ.get("HYBRIDIZE_GDR_OUT_PIPE", "0") == "1",
+                 "pipe": os.environ.get("HYBRIDIZE_GDR_OUT_PIPE", "1") == "1",
                  "num_stages": int(os.environ.get("HYBRIDIZE_GDR_OUT_STAGES", "2")),
-                 "late": os.environ.get("HYBRIDIZE_GDR_OUT_LATE", "0") == "1",
+                 "late": os.environ.get("HYBRIDIZE_GDR_OUT_LATE", "1") == "1",
                  "vn16": os.environ.get("HYBRIDIZE_GDR_VN16", "1") == "1",
                  "guard": int(os.environ.get("HYBRIDIZE_GDR_VN16_GUARD", "2"))}
 

@@ -79,7 +79,8 @@ SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": int(_STAGES or 3), "cha
                "solve": os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE", "1") == "1",
                "solve_min_seqs_heads": ({"gdn": int(_SOLVE_MIN), "kda": int(_SOLVE_MIN)} if _SOLVE_MIN
                                         else {"gdn": 32, "kda": 0}),
-               "solve_channel": os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE_KDA", "1") == "1"}
+               "solve_channel": os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE_KDA", "1") == "1",
+               "vn16_store": int(os.environ.get("HYBRIDIZE_GDR_VN16_STORE", "3"))}
 
 
 def launch_options(K: int, BV: int, dtype: torch.dtype, channel: bool = False) -> dict:
@@ -112,8 +113,7 @@ def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, vn_big,
                  CHANNEL: tl.constexpr, KG: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
                  STORE_H: tl.constexpr, STORE_VN: tl.constexpr, FUSE_O: tl.constexpr, PREC: tl.constexpr,
                  DT: tl.constexpr, WDT: tl.constexpr, KG_REGS: tl.constexpr, SPLIT: tl.constexpr,
-                 KDT: tl.constexpr, SOLVE: tl.constexpr, VN16: tl.constexpr,
-                 FLAG: tl.constexpr):
+                 KDT: tl.constexpr, SOLVE: tl.constexpr, VN16: tl.constexpr):
     """DT: operand type of the products on u's side (the state update, the fused output); WDT: of w h,
     which can be a 16-bit product where u is fp32 (intermediates "mixed": see chunk_prep.INTERMEDIATES).
     SPLIT 1 (scalar gates, bf16 k, fp32 vn): the state update as two bf16 products, k^T hi + k^T lo,
@@ -174,11 +174,16 @@ def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, vn_big,
             vn = b_u - tl.dot(b_w, h.to(WDT), input_precision=PREC)
         vn_dt = vn.to(DT)
         if STORE_VN:
-            if VN16:
+            if VN16 == 1:  # (round 14 A/B: fp16 alone, no range kept)
+                tl.store(vn_out + p_v, vn.to(tl.float16), mask=m_v)
+            elif VN16 >= 2:
                 big = tl.abs(vn) >= 65504.0  # fp16's largest finite value
                 tl.store(vn_out + p_v, tl.where(big, float("inf"), vn).to(tl.float16), mask=m_v)
                 tl.store(vn_big + p_v, vn, mask=m_v & big)
-                if FLAG:  # this chunk's flag for the output kernel: predicated stores, no reduction
+                if VN16 == 3:  # the chunk's flag from a row reduction (within warps) and [C] predicated stores
+                    row_big = tl.max(big.to(tl.int32), axis=1) > 0
+                    tl.store(vn_flag + ((c0 + i_t) * H + i_h) + rows * 0, 1, mask=row_big & valid)
+                elif VN16 == 4:  # the same from [C, BV] predicated stores
                     tl.store(vn_flag + ((c0 + i_t) * H + i_h) + tl.zeros([C, BV], dtype=tl.int64), 1, mask=m_v & big)
             else:
                 tl.store(vn_out + p_v, vn.to(vn_out.dtype.element_ty), mask=m_v)
@@ -307,6 +312,5 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
             HAS_H0=initial_state is not None, STORE_FINAL=output_final_state, STORE_H=store_h,
             STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(vn_dtype),
             WDT=dot_dtype(w_dtype), KG_REGS=SCAN_CONFIG["kg_via_registers"], SPLIT=split,
-            KDT=dot_dtype(torch.bfloat16), SOLVE=solve is not None, VN16=vn_big is not None,
-            FLAG=vn_flag is not None, **opts)
+            KDT=dot_dtype(torch.bfloat16), SOLVE=solve is not None, VN16=0 if vn_big is None else SCAN_CONFIG["vn16_store"] if vn_flag is not None else 2, **opts)
     return o, ht, h_out, vn
