@@ -227,58 +227,22 @@ def split_sweep(B, T, H, D, channel):
 
 
 def output_sweep(B, T, H, D, channel):
-    """The output kernel (chunk_output.py) alone over (variant, BK, BV, warps). Variants (round 14): "unrolled"
-    (the key loop unrolled, vn loaded first), "late" (vn and Aqk loaded after the loop), "pipe late S" (the key
-    loop pipelined S stages deep); "vn16": vn in fp16 as the scan stores it for the output (chunk_output's
-    vn_big; always loaded after the loop)."""
+    """The output kernel (chunk_output.py) alone over (vn's dtype, BV, warps, stages of the key loop). "vn16":
+    vn in fp16 as the no-grad forward runs it (with the operands of its fallback; no chunk overflows here)."""
     from hybridize.kernels import chunk_output as out_mod
-    (q, *_), scale, layout, (G, w, _, Aqk, _, h, vn) = forward_operands(B, T, H, D, channel)
+    (q, k, v, g, beta), scale, layout, (G, w, u, Aqk, _, h, vn) = forward_operands(B, T, H, D, channel)
     saved = dict(out_mod.OUTPUT_CONFIG)
     rows = []
-    k = packed(inputs(B, T, H, D, channel, False)[1])  # a k of the same shape (timing only)
     qk = not channel  # scalar gates: Aqk formed in the kernel, as the no-grad forward runs it
     # BK 128 is left out since round 13: at (4,4096,16,128) its first launch (BV 32) raised an illegal
     # memory access on the H100 (triton 3.6), which poisons the process for every later launch
-    variants = [("unrolled", False, False, 64, 1), ("late", False, True, 64, 1), ("pipe late 2", True, True, 64, 2),
-                ("pipe late 3", True, True, 32, 3)]
-    vn16, vn_big = vn.to(torch.float16), torch.empty_like(vn, dtype=torch.float32)
-    vn_flag = torch.zeros(layout.num_chunks, H, device=vn.device, dtype=torch.int32)
-    # guard (chunk_output._intra_fp16's GUARD): how fp16's range is kept; None: vn in fp32
-    for (name, pipe, late, bk, ns), guard, bv, nw in itertools.product(variants, (None, 0, 1, 2, 3), (64, 128), (4, 8)):
-        if guard is not None and (name == "unrolled" or bv == 64 or (name == "late" and guard != 2)):
-            continue  # (vn16 loads vn after the loop: "late"; BV 128 won every vn16 row of call 2)
-        out_mod.OUTPUT_CONFIG.update(BK=bk, BV=bv, num_warps=nw, pipe=pipe, late=late, num_stages=ns,
-                                     guard=guard or 0)
-        half = guard is not None
+    vn16 = vn.to(torch.float16)
+    for half, bv, nw, ns in itertools.product((False, True), (64, 128), (4, 8), (2, 3)):
+        out_mod.OUTPUT_CONFIG.update(BV=bv, num_warps=nw, num_stages=ns)
         t = timed(lambda: chunk_output(q, G, None if qk else Aqk, h, vn16 if half else vn, scale, layout,
-                                       qh_dtype=w.dtype, k=k, vn_big=vn_big if half else None,
-                                       vn_flag=vn_flag if half else None))
-        rows.append((name + (f" vn16 guard {guard}" if half else ""), bk, bv, nw, t))
+                                       qh_dtype=w.dtype, k=k, vn_check=(w, u) if half else None))
+        rows.append(("vn16" if half else "vn32", bv, nw, ns, t))
     out_mod.OUTPUT_CONFIG.update(saved)
-    return rows
-
-
-def vn16_sweep(B, T, H, D, channel):
-    """The scan alone (its default launch, as the no-grad forward runs it) storing vn in fp32 or fp16 (round 14,
-    SCAN_CONFIG["vn16_store"]: 1 fp16 alone, 2 with out-of-range elements to vn_big, 3 and a chunk flag from a
-    row reduction, 4 and the flag from [C, BV] predicated stores)."""
-    q, k, v, g, beta = (packed(x) for x in inputs(B, T, H, D, channel, False))
-    scale = D ** -0.5
-    layout = make_layout(B, T, None, q.device)
-    solve = prep_mod.solve_in_scan(k, None, channel, B * H)
-    G, w, u, Aqk, Tm, kg = prep_mod.chunk_prep(q, k, v, g, beta, scale, layout, solve=not solve, aqk=channel)
-    saved = dict(scan_mod.SCAN_CONFIG)
-    vn_big = torch.empty_like(v, dtype=torch.float32)
-    flag = torch.zeros(layout.num_chunks, H, device=q.device, dtype=torch.int32)
-    rows = []
-    for mode in (0, 1, 2, 3, 4):
-        scan_mod.SCAN_CONFIG["vn16_store"] = mode
-        t = timed(lambda: scan_mod.chunk_scan(q, k, None if solve else w, None if solve else u, G, Aqk, scale, layout,
-                                              store_h=True, state_dtype=q.dtype, kg=kg,
-                                              solve=(Tm, v, beta, w) if solve else None,
-                                              vn_big=vn_big if mode else None, vn_flag=flag if mode else None))
-        rows.append((mode, t))
-    scan_mod.SCAN_CONFIG.update(saved)
     return rows
 
 
@@ -291,7 +255,6 @@ def main():
     ap.add_argument("--prep-sweep", default="", help="shape indices whose v4 prep to sweep")
     ap.add_argument("--split-sweep", default="", help="shape indices whose v5 (split) prep kernels to sweep")
     ap.add_argument("--dh-sweep", default="", help="shape indices whose backward dh scan to sweep")
-    ap.add_argument("--vn16-sweep", default="", help="shape indices whose scan to time storing vn in fp32 / fp16")
     ap.add_argument("--output-sweep", default="", help="shape indices whose output kernel to sweep")
     ap.add_argument("--bwd-sweep", default="", help="shape indices whose backward (stage-2 launch) to sweep")
     ap.add_argument("--sweep-gates", default="gdn", help="gates of the scan, split and output sweeps: gdn, kda or gdn,kda")
@@ -331,8 +294,7 @@ def main():
     sweep_gates = tuple(g == "kda" for g in args.sweep_gates.split(","))
     sweeps = (("prep sweep", args.prep_sweep, prep_sweep, ("BK", "warps"), (False, True)),
               ("scan sweep", args.sweep, sweep, ("BV", "warps", "stages"), sweep_gates),
-              ("output sweep", args.output_sweep, output_sweep, ("variant", "BK", "BV", "warps"), sweep_gates),
-              ("vn16 sweep", args.vn16_sweep, vn16_sweep, ("vn16_store",), sweep_gates),
+              ("output sweep", args.output_sweep, output_sweep, ("vn", "BV", "warps", "stages"), sweep_gates),
               ("bwd sweep", args.bwd_sweep, bwd_sweep, ("BK", "BV", "warps"), (False, True)))
     for label, which, fn, knobs, gates in sweeps:
         for i in (int(s) for s in which.split(",") if s):

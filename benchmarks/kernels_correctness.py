@@ -47,7 +47,7 @@ def rel(a, b):
     return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
-def make_inputs(B, T, H, K, V, channel, dtype, seed, n_seq, l2, aligned=False):
+def make_inputs(B, T, H, K, V, channel, dtype, seed, n_seq, l2, aligned=False, big=False):
     gen = torch.Generator(device="cuda").manual_seed(seed)
     r = lambda *s: torch.randn(*s, device="cuda", generator=gen)
     q, k, v = r(B, T, H, K), r(B, T, H, K), r(B, T, H, V)
@@ -64,6 +64,8 @@ def make_inputs(B, T, H, K, V, channel, dtype, seed, n_seq, l2, aligned=False):
     if aligned:  # and, as in a freshly converted layer, long memory and beta ~ 0.5
         g, beta = 0.02 * g, 0.5 + 0.1 * (beta - 0.5)
     h0 = r(n_seq, H, K, V) * 0.1
+    if big:  # past fp16's range: v (so vn) times 2^17, q (so Aqk) times 2^22 (round 14: the output's fp16 vn)
+        v, q, h0 = v * 2.0 ** 17, q * 2.0 ** 22, h0 * 2.0 ** 17
     return [x.to(dtype) for x in (q, k, v)] + [g.float(), beta.to(dtype), h0]
 
 
@@ -111,6 +113,9 @@ CASES = [
     ("gdn bf16 D64 aligned", 2, 2048, 9, 64, 64, False, torch.bfloat16, None, True),
     ("gdn fp32 D64 aligned", 2, 2048, 9, 64, 64, False, torch.float32, None, True),
     ("kda bf16 D128 aligned", 2, 2048, 4, 128, 128, True, torch.bfloat16, None, True),
+    ("gdn bf16 D128 big", 2, 1024, 4, 128, 128, False, torch.bfloat16, None, False),
+    ("gdn bf16 varlen big", 1, 2048, 16, 128, 128, False, torch.bfloat16, [0, 77, 1100, 1900, 2048], False),
+    ("kda bf16 D64 big", 2, 1024, 4, 64, 64, True, torch.bfloat16, None, False),
 ]
 
 
@@ -137,7 +142,8 @@ def check_case(task):
         with_fla = False
     torch.backends.cuda.matmul.allow_tf32 = False
     n_seq = B if cu is None else len(cu) - 1
-    ins = make_inputs(B, T, H, K, V, channel, dtype, 100 + seed, n_seq, l2, aligned="aligned" in name)
+    ins = make_inputs(B, T, H, K, V, channel, dtype, 100 + seed, n_seq, l2, aligned="aligned" in name,
+                      big="big" in name)
     cu_t = None if cu is None else torch.tensor(cu, device="cuda", dtype=torch.int32)
     # seeded like the inputs (before round 11 they came from the unseeded global generator, so the
     # gradient errors moved from call to call), and do rounded to the dtype the kernels receive it in

@@ -77,16 +77,14 @@ def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=Fals
             o = (o.float() * row_scale.view(o.shape[:-1] + (1,))).to(o.dtype)
     else:
         # The output's copy of vn in fp16 where it would be fp32 (OUTPUT_CONFIG["vn16"]; the backward recomputes
-        # its own): out-of-range elements go to vn_big, an fp32 buffer written only where they occur.
+        # its own), with the operands it is formed from for the chunks where it overflows (chunk_output)
         vn16 = OUTPUT_CONFIG["vn16"] and q.dtype != torch.float32 and (not solve or u.dtype == torch.float32)
-        vn_big = torch.empty(v.shape, device=v.device, dtype=torch.float32) if vn16 else None
-        vn_flag = (torch.zeros(layout.num_chunks, k.shape[2], device=v.device, dtype=torch.int32)
-                   if vn16 and OUTPUT_CONFIG["guard"] == 2 else None)
         _, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
                                   output_final_state=want_final, store_h=True, state_dtype=q.dtype, kg=kg,
-                                  solve=None if solve else (T, v, beta, w), vn_big=vn_big, vn_flag=vn_flag)
+                                  solve=None if solve else (T, v, beta, w), vn16=vn16)
+        check = ((w, u) if solve else (T, v, beta, w)) if vn16 else None
         o = chunk_output(q, G, Aqk, h, vn, scale, layout, qh_dtype=inter_dtypes(k, inter, channel)[0],
-                         row_scale=row_scale, k=k, vn_big=vn_big, vn_flag=vn_flag)
+                         row_scale=row_scale, k=k, vn_check=check)
     return o, ht, (G, w, Aqk, T_kept, h, vn, kg)
 
 

@@ -9,6 +9,14 @@ Scalar gates without a stored Aqk (the forward when no gradient is needed, OUTPU
 kernel forms Aqk = tril(scale q k^T e^{G_t - G_s}) itself, from the q tiles it reads anyway and k,
 with the prep's operands and order (bf16 products, fp32 sums), so o is the same. k in bf16 replaces
 Aqk in fp32 (the same bytes here), and the prep neither reads q nor writes Aqk.
+
+vn in fp16 (16-bit inputs whose vn would be fp32, OUTPUT_CONFIG["vn16"]; chunk_scan's vn16): Aqk vn becomes
+one fp16 product, as exact as the tf32 product on fp32 tiles it replaces (11 significant bits per operand)
+at half vn's bytes. fp16's range is the catch, kept at no cost to the common case: where vn or Aqk
+overflowed fp16 (inf: the product is then not finite in some row) the program flags its chunk, and a
+second launch of this kernel (FIX) exits at once for every unflagged chunk and computes the flagged
+chunks' o again on fp32 tiles, with vn formed again from the scan's operands and the stored state h
+(vn_check).
 """
 from __future__ import annotations
 
@@ -29,88 +37,35 @@ from .chunk_scan import load_gates
 # BV 128 (was 64): one program per (chunk, head) at head dim 128. Stored Aqk, GDN 0.117 -> 0.105 and
 #   0.225 -> 0.193 at those shapes, KDA 0.165 -> 0.137 and 0.317 -> 0.256. BK 128 was faster at
 #   (1,8192,16,128) (0.100) but raised an illegal memory access at (4,4096,16,128): not used.
-# Round 14 knobs (being measured): pipe, the key loop as a pipelined loop (tl.range, num_stages deep) rather
-#   than unrolled; late, vn (and a stored Aqk) loaded after the key loop, so that they are not live during it.
-OUTPUT_CONFIG = {"BK": 64, "BV": 128, "num_warps": 4, "qk": os.environ.get("HYBRIDIZE_GDR_QK", "1") == "1",
-                 "pipe": os.environ.get("HYBRIDIZE_GDR_OUT_PIPE", "1") == "1",
-                 "num_stages": int(os.environ.get("HYBRIDIZE_GDR_OUT_STAGES", "2")),
-                 "late": os.environ.get("HYBRIDIZE_GDR_OUT_LATE", "1") == "1",
-                 "vn16": os.environ.get("HYBRIDIZE_GDR_VN16", "1") == "1",
-                 "guard": int(os.environ.get("HYBRIDIZE_GDR_VN16_GUARD", "2"))}
+# Round 14 (calls 1-3, the kernel alone, ms, at (1,8192,16,128) / (4,4096,16,128)): vn16 (HYBRIDIZE_GDR_VN16=0
+#   turns it off): GDN 0.127 -> 0.090 / 0.234 -> 0.166, KDA 0.137 -> 0.111 / 0.257 -> 0.207 (with Aqk's rows
+#   scaled into range, since dropped: the fallback covers Aqk too). Measured and not kept: a guard by
+#   reductions over both tiles (+0.03-0.05), and the scan storing vn's out-of-range elements in fp32 (a
+#   masked store that never fires still cost the scan up to +0.09, at KDA (4,4096)). The key loop pipelined
+#   (num_stages 2) with vn and Aqk loaded after it: 0.088 vs 0.094 unrolled (bf16 vn); with fp32 vn within
+#   4% of the unrolled loop either way, so one loop form serves both.
+OUTPUT_CONFIG = {"BK": 64, "BV": 128, "num_warps": 4, "num_stages": 2,
+                 "qk": os.environ.get("HYBRIDIZE_GDR_QK", "1") == "1",
+                 "vn16": os.environ.get("HYBRIDIZE_GDR_VN16", "1") == "1"}
 
 
 @triton.jit
-def _intra_fp16(b_o, A, vn, vn_big, vn_flag, flag_idx, p_v, m_v, PREC: tl.constexpr, HALF: tl.constexpr,
-                GUARD: tl.constexpr):
-    """b_o + A vn with vn stored in fp16 (chunk_scan's VN16): one fp16 product, as exact as tf32's on fp32
-    tiles (11 significant bits each) at half the bytes. A: fp32 [C, C]. HALF: the fp16 operand type.
-    GUARD (round 14, being measured), how elements past fp16's range are kept: 1, a tile with a vn element
-    stored as inf (its fp32 value in vn_big) or an A entry past 65504 takes fp32 tiles (tf32, PREC), found by
-    reductions over both tiles; 2, A's rows scaled by powers of two into range, and vn's tile from vn_big
-    where the scan flagged this chunk (vn_flag[flag_idx]); 3, A's rows scaled only; 0, neither."""
-    b_v = tl.load(vn + p_v, mask=m_v, other=0.0)
-    if GUARD == 1:
-        big = b_v == float("inf")
-        far = tl.max(tl.max(tl.abs(A), axis=1), axis=0) >= 65504.0
-        if far | (tl.max(tl.max(big.to(tl.int32), axis=1), axis=0) > 0):
-            v32 = tl.where(big, tl.load(vn_big + p_v, mask=m_v & big, other=0.0), b_v.to(tl.float32))
-            b_o = tl.dot(A, v32, b_o, input_precision=PREC)
-        else:
-            b_o = tl.dot(A.to(tl.float16).to(HALF), b_v.to(HALF), b_o)
-    elif GUARD == 0:
-        b_o = tl.dot(A.to(tl.float16).to(HALF), b_v.to(HALF), b_o)
-    else:
-        # rows of A past 2^15 scaled by 2^-e (exact); e = 0, and nothing changes, for every other row
-        e = tl.maximum(tl.ceil(tl.log2(tl.max(tl.abs(A), axis=1))) - 15.0, 0.0)
-        if GUARD == 2:
-            if tl.load(vn_flag + flag_idx) != 0:
-                big = b_v == float("inf")
-                v32 = tl.where(big, tl.load(vn_big + p_v, mask=m_v & big, other=0.0), b_v.to(tl.float32))
-                b_o = tl.dot(A, v32, b_o, input_precision=PREC)
-            else:
-                part = tl.dot((A * tl.exp2(-e)[:, None]).to(tl.float16).to(HALF), b_v.to(HALF))
-                b_o += part * tl.exp2(e)[:, None]
-        else:
-            part = tl.dot((A * tl.exp2(-e)[:, None]).to(tl.float16).to(HALF), b_v.to(HALF))
-            b_o += part * tl.exp2(e)[:, None]
-    return b_o
-
-
-@triton.jit
-def _key_loop_pipelined(q, k, G, h, b_o, M, tok, valid, last_tok, i_c, i_h, H, vv, vm, scale,
-                        K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, CHANNEL: tl.constexpr,
-                        PREC: tl.constexpr, HDT: tl.constexpr, QK: tl.constexpr, KDT: tl.constexpr,
-                        STAGES: tl.constexpr):
-    """The output kernel's loop over key blocks as a loop the compiler pipelines (STAGES deep): the next
-    block's q, k and h tiles load while this block's products run."""
-    for k0 in tl.range(0, K, BK, num_stages=STAGES):
-        kk = k0 + tl.arange(0, BK)
-        km = kk < K
-        p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
-        eG, _, _ = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
-        b_q = tl.load(q + p_k, mask=valid[:, None] & km[None, :], other=0.0)
-        b_h = tl.load(h + ((i_c.to(tl.int64) * H + i_h) * K + kk[:, None]) * V + vv[None, :],
-                      mask=km[:, None] & vm[None, :], other=0.0).to(HDT)
-        b_o += tl.dot((b_q.to(tl.float32) * scale * eG).to(HDT), b_h, input_precision=PREC)
-        if QK:
-            b_k = tl.load(k + p_k, mask=valid[:, None] & km[None, :], other=0.0).to(KDT)
-            M = tl.dot(b_q.to(KDT), tl.trans(b_k), M, input_precision=PREC)
-    return b_o, M
-
-
-@triton.jit
-def _output_kernel(q, k, G, Aqk, h, vn, vn_big, vn_flag, o, row_scale, cu, chunks, scale, H,
+def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, flags, T_w, v_u, beta, kG, cu, chunks, scale, H,
                    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                    CHANNEL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, HDT: tl.constexpr,
-                   ROW_SCALE: tl.constexpr, QK: tl.constexpr, KDT: tl.constexpr, PIPE: tl.constexpr,
-                   STAGES: tl.constexpr, LATE: tl.constexpr, VN16: tl.constexpr, HALF: tl.constexpr,
-                   GUARD: tl.constexpr):
+                   ROW_SCALE: tl.constexpr, QK: tl.constexpr, KDT: tl.constexpr, STAGES: tl.constexpr,
+                   VN16: tl.constexpr, HALF: tl.constexpr, FIX: tl.constexpr, SOLVE: tl.constexpr):
     """DT: operand type of Aqk vn; HDT: of (scale q e^G) h. ROW_SCALE: o's rows times row_scale.
     QK (scalar gates): Aqk formed here from q and k (KDT: their products' operand type).
-    VN16: vn in fp16 with its out-of-range elements in vn_big (_intra_fp16; HALF: the fp16 operand type)."""
+    VN16: vn is fp16; a chunk whose Aqk vn product is not finite gets flags[chunk, head] set (HALF: fp16's
+    operand type). FIX: only the flagged chunks, with vn formed again in fp32 as the scan formed it: SOLVE, from T_w
+    = T, v_u = v, beta and k e^G (kG per-channel, k e^G scalar gates); else v_u - T_w h (u - w h)."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     i_v = tl.program_id(2)
+    if FIX:
+        if tl.load(flags + i_c * H + i_h) == 0:
+            return
     bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
     rows = tl.arange(0, C)
     valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
@@ -118,49 +73,54 @@ def _output_kernel(q, k, G, Aqk, h, vn, vn_big, vn_flag, o, row_scale, cu, chunk
     vm = vv < V
     m_v = valid[:, None] & vm[None, :]
     p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
-    if QK or LATE or VN16:
-        b_o = tl.zeros([C, BV], dtype=tl.float32)
-    else:
-        b_vn = tl.load(vn + p_v, mask=m_v, other=0.0).to(DT)
-        b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
-        b_o = tl.dot(b_A, b_vn, input_precision=PREC)
-    if QK:
-        M = tl.zeros([C, C], dtype=tl.float32)
-        if not (LATE or VN16):
-            b_vn = tl.load(vn + p_v, mask=m_v, other=0.0).to(DT)
-    if PIPE:
-        b_o, M = _key_loop_pipelined(q, k, G, h, b_o, M if QK else b_o, tok, valid, last_tok, i_c, i_h, H, vv, vm,
-                                     scale, K, V, BK, CHANNEL, PREC, HDT, QK, KDT, STAGES)
-    else:
-        for k0 in tl.static_range(0, K, BK):  # key columns in blocks: bounded tiles up to head dim 256
-            kk = k0 + tl.arange(0, BK)
-            km = kk < K
-            p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
-            eG, _, _ = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
-            b_q = tl.load(q + p_k, mask=valid[:, None] & km[None, :], other=0.0)
-            b_h = tl.load(h + ((i_c.to(tl.int64) * H + i_h) * K + kk[:, None]) * V + vv[None, :],
-                          mask=km[:, None] & vm[None, :], other=0.0).to(HDT)
-            b_o += tl.dot((b_q.to(tl.float32) * scale * eG).to(HDT), b_h, input_precision=PREC)
-            if QK:
-                b_k = tl.load(k + p_k, mask=valid[:, None] & km[None, :], other=0.0).to(KDT)
-                M = tl.dot(b_q.to(KDT), tl.trans(b_k), M, input_precision=PREC)
+    b_o = tl.zeros([C, BV], dtype=tl.float32)
+    M = tl.zeros([C, C], dtype=tl.float32)  # q k^T (QK)
+    R = tl.zeros([C, BV], dtype=tl.float32)  # (k e^G) h or w h (FIX)
+    # key columns in blocks (bounded tiles up to head dim 256), pipelined: the next block's tiles load while
+    # this block's products run; vn and Aqk are loaded after the loop, so they are not live during it
+    for k0 in tl.range(0, K, BK, num_stages=STAGES):
+        kk = k0 + tl.arange(0, BK)
+        km = kk < K
+        p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
+        m_k = valid[:, None] & km[None, :]
+        eG, _, _ = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
+        b_q = tl.load(q + p_k, mask=m_k, other=0.0)
+        b_h = tl.load(h + ((i_c.to(tl.int64) * H + i_h) * K + kk[:, None]) * V + vv[None, :],
+                      mask=km[:, None] & vm[None, :], other=0.0).to(HDT)
+        b_o += tl.dot((b_q.to(tl.float32) * scale * eG).to(HDT), b_h, input_precision=PREC)
+        if QK:
+            b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(KDT)
+            M = tl.dot(b_q.to(KDT), tl.trans(b_k), M, input_precision=PREC)
+        if FIX:  # the scan's (k e^G) h or w h, with the same operand types
+            x_src = (kG if CHANNEL else k) if SOLVE else T_w
+            R = tl.dot(tl.load(x_src + p_k, mask=m_k, other=0.0).to(HDT), b_h, R, input_precision=PREC)
     if QK:  # as the prep forms it: the decay of the masked difference (exact zeros above the diagonal)
-        if LATE:
-            b_vn = tl.load(vn + p_v, mask=m_v, other=0.0).to(DT)
         Gc = tl.load(G + tok * H + i_h, mask=valid, other=0.0)
-        D = tl.exp(tl.where(rows[:, None] >= rows[None, :], Gc[:, None] - Gc[None, :], float("-inf")))
-        if VN16:
-            b_o = _intra_fp16(b_o, M * D * scale, vn, vn_big, vn_flag, i_c * H + i_h, p_v, m_v, PREC, HALF, GUARD)
+        A = M * tl.exp(tl.where(rows[:, None] >= rows[None, :], Gc[:, None] - Gc[None, :], float("-inf"))) * scale
+    else:
+        A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(tl.float32)
+    if FIX:
+        if SOLVE:  # vn = T diag(beta) (v - (k e^G) h), as chunk_scan's SOLVE
+            b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
+            x = tl.load(v_u + p_v, mask=m_v, other=0.0).to(tl.float32)
+            if CHANNEL:
+                x = (x - R) * b_b[:, None]
+            else:
+                x = (x - R * tl.exp(tl.load(G + tok * H + i_h, mask=valid, other=0.0))[:, None]) * b_b[:, None]
+            b_T = tl.load(T_w + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0)
+            vn32 = tl.dot(b_T, x, input_precision=PREC)
         else:
-            b_o += tl.dot((M * D * scale).to(DT), b_vn, input_precision=PREC)
+            vn32 = tl.load(v_u + p_v, mask=m_v, other=0.0).to(tl.float32) - R
+        b_o = tl.dot(A, vn32, b_o, input_precision=PREC)
     elif VN16:
-        b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0)
-        b_o = _intra_fp16(b_o, b_A.to(tl.float32), vn, vn_big, vn_flag, i_c * H + i_h, p_v, m_v, PREC, HALF,
-                              GUARD)
-    elif LATE:
-        b_vn = tl.load(vn + p_v, mask=m_v, other=0.0).to(DT)
-        b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
-        b_o = tl.dot(b_A, b_vn, b_o, input_precision=PREC)
+        part = tl.dot(A.to(tl.float16).to(HALF), tl.load(vn + p_v, mask=m_v, other=0.0).to(HALF))
+        # An inf in vn makes its column non-finite in every row (inf x 0 is NaN), an inf in A its row: a test
+        # per row (within warps, no shared memory) finds either
+        bad = tl.max(((part != part) | (tl.abs(part) == float("inf"))).to(tl.int32), axis=1) > 0
+        tl.store(flags + i_c * H + i_h + rows * 0, 1, mask=bad & valid)
+        b_o += part
+    else:
+        b_o = tl.dot(A.to(DT), tl.load(vn + p_v, mask=m_v, other=0.0).to(DT), b_o, input_precision=PREC)
     if ROW_SCALE:
         b_o *= tl.load(row_scale + tok * H + i_h, mask=valid, other=0.0)[:, None]
     tl.store(o + p_v, b_o.to(o.dtype.element_ty), mask=m_v)
@@ -168,32 +128,38 @@ def _output_kernel(q, k, G, Aqk, h, vn, vn_big, vn_flag, o, row_scale, cu, chunk
 
 def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch.dtype | None = None,
                  row_scale: torch.Tensor | None = None, k: torch.Tensor | None = None,
-                 vn_big: torch.Tensor | None = None, vn_flag: torch.Tensor | None = None):
+                 vn_check: tuple | None = None):
     """q [1,L,H,K]; G fp32 (g's shape); Aqk [1,L,H,C], or None with k [1,L,H,K] (scalar gates: Aqk is
     formed here); h [NC,H,K,V]; vn [1,L,H,V] -> o [1,L,H,V] (q's dtype).
     qh_dtype: the precision of the (scale q e^G) h product (w's dtype: a 16-bit product with the
     "mixed" intermediates, whose Aqk vn stays tf32); default: as Aqk vn. row_scale: fp32 [L*H], a
-    factor per (token, head) applied before o is rounded (the fused L2 norm's rho for q). vn_big: vn is
-    fp16 as chunk_scan stores it with vn_big (its out-of-range elements inf, their values in vn_big)."""
+    factor per (token, head) applied before o is rounded (the fused L2 norm's rho for q).
+    vn_check: vn is fp16 (chunk_scan's vn16), and these are the operands the scan formed it from, for the
+    chunks where it overflowed: (T, v, beta, kG) as chunk_scan's solve (kG None for scalar gates), or (w, u)."""
     _, L, H, K = q.shape
     V = vn.shape[-1]
     o = torch.empty(1, L, H, V, device=q.device, dtype=q.dtype)
     BV = min(OUTPUT_CONFIG["BV"], triton.next_power_of_2(V))
-    if layout.num_chunks:
-        # Products in the stored tiles' precision: fp32 Aqk (the default intermediates) gets tf32.
-        # (Aqk formed here is in vn's dtype, as the prep would have stored it.)
-        qk = Aqk is None
-        if qk and (k is None or G.dim() == 4):
-            raise ValueError("chunk_output forms Aqk for scalar gates only, and needs k for it")
-        dt = (vn if qk or vn_big is not None else Aqk).dtype
-        dt = dt if dt == torch.float32 else q.dtype
+    if not layout.num_chunks:
+        return o
+    # Products in the stored tiles' precision: fp32 Aqk (the default intermediates) gets tf32.
+    # (Aqk formed here is in vn's dtype, as the prep would have stored it.)
+    qk = Aqk is None
+    if qk and (k is None or G.dim() == 4):
+        raise ValueError("chunk_output forms Aqk for scalar gates only, and needs k for it")
+    vn16 = vn_check is not None
+    dt = torch.float32 if vn16 else (vn if qk else Aqk).dtype
+    dt = dt if dt == torch.float32 else q.dtype
+    flags = torch.zeros(layout.num_chunks, H, device=q.device, dtype=torch.int32) if vn16 else G
+    solve = vn16 and len(vn_check) == 4
+    T_w, v_u, beta, kG = (vn_check if solve else (*vn_check, None, None)) if vn16 else (G, G, G, None)
+    kG = kG if kG is not None else G
+    for fix in (False, True) if vn16 else (False,):
         _output_kernel[(layout.num_chunks, H, triton.cdiv(V, BV))](
-            q, k if qk else q, G, vn if qk else Aqk, h, vn, vn_big if vn_big is not None else vn,
-            vn_flag if vn_flag is not None else vn, o, row_scale if row_scale is not None else G, layout.cu,
-            layout.chunks, scale, H,
+            q, k if k is not None else q, G, Aqk if not qk else G, h, vn, o, row_scale if row_scale is not None else G,
+            flags, T_w, v_u, beta, kG, layout.cu, layout.chunks, scale, H,
             K=K, V=V, BK=min(OUTPUT_CONFIG["BK"], triton.next_power_of_2(K)), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4,
             PREC=dot_precision(q.dtype), DT=dot_dtype(dt), HDT=dot_dtype(dt if qh_dtype is None else qh_dtype),
-            ROW_SCALE=row_scale is not None, QK=qk, KDT=dot_dtype(q.dtype), PIPE=OUTPUT_CONFIG["pipe"],
-            STAGES=OUTPUT_CONFIG["num_stages"], LATE=OUTPUT_CONFIG["late"], VN16=vn_big is not None,
-            HALF=dot_dtype(torch.float16), GUARD=OUTPUT_CONFIG["guard"], num_warps=OUTPUT_CONFIG["num_warps"])
+            ROW_SCALE=row_scale is not None, QK=qk, KDT=dot_dtype(q.dtype), STAGES=OUTPUT_CONFIG["num_stages"],
+            VN16=vn16, HALF=dot_dtype(torch.float16), FIX=fix, SOLVE=solve, num_warps=OUTPUT_CONFIG["num_warps"])
     return o

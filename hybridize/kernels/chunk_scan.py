@@ -79,8 +79,7 @@ SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": int(_STAGES or 3), "cha
                "solve": os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE", "1") == "1",
                "solve_min_seqs_heads": ({"gdn": int(_SOLVE_MIN), "kda": int(_SOLVE_MIN)} if _SOLVE_MIN
                                         else {"gdn": 32, "kda": 0}),
-               "solve_channel": os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE_KDA", "1") == "1",
-               "vn16_store": int(os.environ.get("HYBRIDIZE_GDR_VN16_STORE", "3"))}
+               "solve_channel": os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE_KDA", "1") == "1"}
 
 
 def launch_options(K: int, BV: int, dtype: torch.dtype, channel: bool = False) -> dict:
@@ -108,12 +107,12 @@ def load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K: tl.constexpr, CHANNEL
 
 
 @triton.jit
-def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, vn_big, vn_flag, cu, chunk_offsets, scale, H,
+def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, cu, chunk_offsets, scale, H,
                  K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                  CHANNEL: tl.constexpr, KG: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
                  STORE_H: tl.constexpr, STORE_VN: tl.constexpr, FUSE_O: tl.constexpr, PREC: tl.constexpr,
                  DT: tl.constexpr, WDT: tl.constexpr, KG_REGS: tl.constexpr, SPLIT: tl.constexpr,
-                 KDT: tl.constexpr, SOLVE: tl.constexpr, VN16: tl.constexpr):
+                 KDT: tl.constexpr, SOLVE: tl.constexpr):
     """DT: operand type of the products on u's side (the state update, the fused output); WDT: of w h,
     which can be a 16-bit product where u is fp32 (intermediates "mixed": see chunk_prep.INTERMEDIATES).
     SPLIT 1 (scalar gates, bf16 k, fp32 vn): the state update as two bf16 products, k^T hi + k^T lo,
@@ -121,9 +120,7 @@ def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, vn_big,
     kg and vn both split, three products (the lo^T lo term is under 2^-16 of the rest).
     SOLVE (split_update's case): w holds T = (I + A)^-1 (fp32 [L, H, C]) and u the values v; the prep's
     solve is folded in, vn = T diag(beta) (v - e^G (k h)), so w and u never go to memory. Per-channel
-    gates take (k e^G) from kG (bf16, the prep's _decayed_kernel), and k is kg as without SOLVE.
-    VN16: vn_out is fp16 (the output kernel's copy; the state update keeps fp32 vn): elements past fp16's
-    range are stored as inf there and in fp32 to vn_big (a masked store: no traffic when none is)."""
+    gates take (k e^G) from kG (bf16, the prep's _decayed_kernel), and k is kg as without SOLVE."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -174,19 +171,7 @@ def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, vn_big,
             vn = b_u - tl.dot(b_w, h.to(WDT), input_precision=PREC)
         vn_dt = vn.to(DT)
         if STORE_VN:
-            if VN16 == 1:  # (round 14 A/B: fp16 alone, no range kept)
-                tl.store(vn_out + p_v, vn.to(tl.float16), mask=m_v)
-            elif VN16 >= 2:
-                big = tl.abs(vn) >= 65504.0  # fp16's largest finite value
-                tl.store(vn_out + p_v, tl.where(big, float("inf"), vn).to(tl.float16), mask=m_v)
-                tl.store(vn_big + p_v, vn, mask=m_v & big)
-                if VN16 == 3:  # the chunk's flag from a row reduction (within warps) and [C] predicated stores
-                    row_big = tl.max(big.to(tl.int32), axis=1) > 0
-                    tl.store(vn_flag + ((c0 + i_t) * H + i_h) + rows * 0, 1, mask=row_big & valid)
-                elif VN16 == 4:  # the same from [C, BV] predicated stores
-                    tl.store(vn_flag + ((c0 + i_t) * H + i_h) + tl.zeros([C, BV], dtype=tl.int64), 1, mask=m_v & big)
-            else:
-                tl.store(vn_out + p_v, vn.to(vn_out.dtype.element_ty), mask=m_v)
+            tl.store(vn_out + p_v, vn.to(vn_out.dtype.element_ty), mask=m_v)
         if FUSE_O:
             b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(tl.float32) * scale
             b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
@@ -270,14 +255,14 @@ def _scan_launch(V: int, programs: int, K: int, dtype: torch.dtype, channel: boo
 def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=None,
                output_final_state: bool = False, store_h: bool = False, fuse_o: bool = False,
                state_dtype: torch.dtype | None = None, kg=None, solve: tuple | None = None,
-               vn_big: torch.Tensor | None = None, vn_flag: torch.Tensor | None = None):
+               vn16: bool = False):
     """Runs the scan. Returns (o or None, final state or None, h [NC,H,K,V] or None, vn or None).
     h is stored in state_dtype (default: u's dtype), vn in u's dtype. kg: k e^{G_last - G} from the
     prep, used in place of k in the state update when given. solve: (T, v, beta, kG) in place of w and u
     (both None then; split_update's case, see solve_in_scan; kG = k e^G for per-channel gates, else
-    None): the scan forms vn from them, and vn is fp32. vn_big (fp32, vn's shape, with store_h): vn is
-    stored in fp16 for the output kernel (chunk_output's vn16), its elements past fp16's range as inf, and
-    those elements in vn_big (nothing else of vn_big is written)."""
+    None): the scan forms vn from them, and vn is fp32. vn16: vn is stored in fp16 instead (for the output
+    kernel only: chunk_output's vn_check; the state update keeps fp32 vn; elements past fp16's range
+    become inf there)."""
     _, L, H, K = k.shape
     beta = kG = None
     if solve is not None:
@@ -292,7 +277,7 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
     # vn keeps the intermediates' precision: the output kernel's q h + Aqk vn cancels on aligned keys,
     # and vn rounded to bf16 tripled the output error there (1.1e-2 vs 3.9e-3; h in bf16 costs nothing).
     vn_dtype = torch.float32 if solve is not None else u.dtype
-    vn = torch.empty(1, L, H, V, device=dev, dtype=torch.float16 if vn_big is not None else vn_dtype) if store_h else None
+    vn = torch.empty(1, L, H, V, device=dev, dtype=torch.float16 if vn16 else vn_dtype) if store_h else None
     BV, opts = _scan_launch(V, N * H, K, k.dtype, G.dim() == 4, solve is not None)
     if fuse_o:  # the output's tiles too: 3 stages needed 261 KB of shared memory (H100, bf16, head dim 128)
         opts["num_stages"] = min(opts["num_stages"], 2)
@@ -306,11 +291,10 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
             beta if beta is not None else dummy, kG if kG is not None else dummy,
             initial_state if initial_state is not None else dummy,
             o if fuse_o else dummy, ht if ht is not None else dummy, h_out if store_h else dummy,
-            vn if store_h else dummy, vn_big if vn_big is not None else dummy,
-            vn_flag if vn_flag is not None else dummy, layout.cu, layout.chunk_offsets, scale, H,
+            vn if store_h else dummy, layout.cu, layout.chunk_offsets, scale, H,
             K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4, KG=kg is not None,
             HAS_H0=initial_state is not None, STORE_FINAL=output_final_state, STORE_H=store_h,
             STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(vn_dtype),
             WDT=dot_dtype(w_dtype), KG_REGS=SCAN_CONFIG["kg_via_registers"], SPLIT=split,
-            KDT=dot_dtype(torch.bfloat16), SOLVE=solve is not None, VN16=0 if vn_big is None else SCAN_CONFIG["vn16_store"] if vn_flag is not None else 2, **opts)
+            KDT=dot_dtype(torch.bfloat16), SOLVE=solve is not None, **opts)
     return o, ht, h_out, vn
