@@ -129,6 +129,11 @@
 #   PART=59  the round-14 output kernel (fp16 vn, overflowed chunks computed again by a second launch):
 #            correctness of every case (three new ones past fp16's range) and with the solve in the scan at
 #            every size, the output kernel swept (shapes 0, 1), the forward's kernels (shapes 0-4)
+#   PART=60  the final round-14 code (fp16 vn's overflow found by row sums, the key loop 3 stages deep and not
+#            pipelined for a single key block): correctness of every case, the forward's kernels beside fla's
+#            (shapes 0-4, one process)
+#   PART=61  the final round-14 code: correctness with the solve in the scan at every size, the issue's table
+#            (all five shapes, SDPA, decode)
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -590,6 +595,19 @@ case "${PART:-1}" in
 53)
   step sweep_kda_solve 300 kernel_stages.py --shapes "" --sweep 1 --sweep-gates kda --sweep-inter mixed --no-fla
   rows sweep_kda_solve "sweep" | cut -c1-300
+  ;;
+60)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  step profile_fla 330 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd
+  ours_ok correctness | grep "FAIL\|big" | head -8
+  rows correctness "PASS\|FAILED"
+  rows profile_fla "sum of kernels"
+  ;;
+61)
+  step correctness_solve 150 HYBRIDIZE_GDR_SCAN_SOLVE_MIN=0 kernels_correctness.py --jobs 16 --no-ref-check --only gdn
+  step bench_all 250 "${BENCH[@]}" --shapes 0,1,2,3,4
+  rows correctness_solve "PASS\|FAILED"
+  rows bench_all "^| [GK]D[AN] f\|^| decode" "default "
   ;;
 59)
   step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check

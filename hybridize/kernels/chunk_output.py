@@ -42,9 +42,11 @@ from .chunk_scan import load_gates
 #   scaled into range, since dropped: the fallback covers Aqk too). Measured and not kept: a guard by
 #   reductions over both tiles (+0.03-0.05), and the scan storing vn's out-of-range elements in fp32 (a
 #   masked store that never fires still cost the scan up to +0.09, at KDA (4,4096)). The key loop pipelined
-#   (num_stages 2) with vn and Aqk loaded after it: 0.088 vs 0.094 unrolled (bf16 vn); with fp32 vn within
-#   4% of the unrolled loop either way, so one loop form serves both.
-OUTPUT_CONFIG = {"BK": 64, "BV": 128, "num_warps": 4, "num_stages": 2,
+#   with vn and Aqk loaded after it: 0.088 vs 0.094 unrolled (bf16 vn); with fp32 vn within 4% of the
+#   unrolled loop either way, so one loop form serves both. 3 stages (call 5): GDN 0.099 -> 0.096 and
+#   0.181 -> 0.174, KDA 0.118 -> 0.117 and 0.217 -> 0.216 with fp16 vn. A single key block (head dim 64)
+#   is not pipelined: GDN's output took 0.047 ms at (8,2048,9,64) pipelined against 0.041 unrolled.
+OUTPUT_CONFIG = {"BK": 64, "BV": 128, "num_warps": 4, "num_stages": 3,
                  "qk": os.environ.get("HYBRIDIZE_GDR_QK", "1") == "1",
                  "vn16": os.environ.get("HYBRIDIZE_GDR_VN16", "1") == "1"}
 
@@ -114,9 +116,10 @@ def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, flags, T_w, v_u, beta, kG,
         b_o = tl.dot(A, vn32, b_o, input_precision=PREC)
     elif VN16:
         part = tl.dot(A.to(tl.float16).to(HALF), tl.load(vn + p_v, mask=m_v, other=0.0).to(HALF))
-        # An inf in vn makes its column non-finite in every row (inf x 0 is NaN), an inf in A its row: a test
-        # per row (within warps, no shared memory) finds either
-        bad = tl.max(((part != part) | (tl.abs(part) == float("inf"))).to(tl.int32), axis=1) > 0
+        # An inf in vn makes its column non-finite in every row (inf x 0 is NaN), an inf in A its row: a row sum
+        # (within warps, no shared memory) is then not finite either (NaN and inf propagate through sums)
+        rs = tl.sum(part, axis=1)
+        bad = (rs != rs) | (tl.abs(rs) == float("inf"))
         tl.store(flags + i_c * H + i_h + rows * 0, 1, mask=bad & valid)
         b_o += part
     else:
@@ -140,6 +143,7 @@ def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch
     V = vn.shape[-1]
     o = torch.empty(1, L, H, V, device=q.device, dtype=q.dtype)
     BV = min(OUTPUT_CONFIG["BV"], triton.next_power_of_2(V))
+    BK = min(OUTPUT_CONFIG["BK"], triton.next_power_of_2(K))
     if not layout.num_chunks:
         return o
     # Products in the stored tiles' precision: fp32 Aqk (the default intermediates) gets tf32.
@@ -158,8 +162,9 @@ def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch
         _output_kernel[(layout.num_chunks, H, triton.cdiv(V, BV))](
             q, k if k is not None else q, G, Aqk if not qk else G, h, vn, o, row_scale if row_scale is not None else G,
             flags, T_w, v_u, beta, kG, layout.cu, layout.chunks, scale, H,
-            K=K, V=V, BK=min(OUTPUT_CONFIG["BK"], triton.next_power_of_2(K)), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4,
+            K=K, V=V, BK=BK, BV=BV, C=CHUNK, CHANNEL=G.dim() == 4,
             PREC=dot_precision(q.dtype), DT=dot_dtype(dt), HDT=dot_dtype(dt if qh_dtype is None else qh_dtype),
-            ROW_SCALE=row_scale is not None, QK=qk, KDT=dot_dtype(q.dtype), STAGES=OUTPUT_CONFIG["num_stages"],
+            ROW_SCALE=row_scale is not None, QK=qk, KDT=dot_dtype(q.dtype),
+            STAGES=OUTPUT_CONFIG["num_stages"] if K > BK else 1,
             VN16=vn16, HALF=dot_dtype(torch.float16), FIX=fix, SOLVE=solve, num_warps=OUTPUT_CONFIG["num_warps"])
     return o
