@@ -134,8 +134,6 @@
 #            (shapes 0-4, one process)
 #   PART=61  the final round-14 code: correctness with the solve in the scan at every size, the table
 #            (all five shapes, SDPA, decode)
-#   PART=62  u formed in the scan below the full fold's threshold (GDN, HYBRIDIZE_GDR_SCAN_SOLVE_U=1, default): the
-#            solve kernel writes w alone; correctness of every case, GDN forward kernels with it and without
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -597,15 +595,6 @@ case "${PART:-1}" in
 53)
   step sweep_kda_solve 300 kernel_stages.py --shapes "" --sweep 1 --sweep-gates kda --sweep-inter mixed --no-fla
   rows sweep_kda_solve "sweep" | cut -c1-300
-  ;;
-62)
-  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
-  step profile_u 90 kernel_profile.py --shapes 0,2,4,2x8192x16x128 --modes fwd,fwd+bwd --gates gdn --no-fla
-  step profile_kernel 90 HYBRIDIZE_GDR_SCAN_SOLVE_U=0 kernel_profile.py --shapes 0,2,4,2x8192x16x128 --modes fwd,fwd+bwd --gates gdn --no-fla
-  ours_ok correctness | grep "FAIL" | head -8
-  rows correctness "PASS\|FAILED"
-  rows profile_u "sum of kernels\|_scan\|_solve" "u in scan "
-  rows profile_kernel "sum of kernels\|_scan\|_solve" "solve kernel "
   ;;
 60)
   step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check

@@ -20,7 +20,7 @@ import torch
 from ._common import make_layout
 from .chunk_bwd import chunk_bwd
 from .chunk_output import OUTPUT_CONFIG, chunk_output
-from .chunk_prep import chunk_prep, inter_dtypes, solve_placement
+from .chunk_prep import chunk_prep, inter_dtypes, solve_in_scan
 from .chunk_prep_split import chunk_solve
 from .chunk_scan import SCAN_CONFIG, chunk_scan
 from .decode import recurrent_update
@@ -59,13 +59,11 @@ def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=Fals
     channel = g.dim() == 4
     fuse_o = SCAN_CONFIG["fuse_o"]  # the first version's output inside the scan, kept for comparison
     # Without a backward to keep it for, scalar gates' Aqk is formed by the output kernel (OUTPUT_CONFIG["qk"]);
-    # the scan does the solve, or forms u, where solve_placement says so, unless the backward needs this
-    # pass's w and u.
+    # the scan does the solve where solve_in_scan says so, unless the backward needs this pass's w.
     aqk = store_for_bwd or keep_t or fuse_o or not OUTPUT_CONFIG["qk"]
-    place = ("kernel" if store_for_bwd or fuse_o
-             else solve_placement(k, inter, channel, layout.num_seqs * k.shape[2]))
+    solve = store_for_bwd or fuse_o or not solve_in_scan(k, inter, channel, layout.num_seqs * k.shape[2])
     G, w, u, Aqk, T, kg = chunk_prep(q, k, v, g, beta, scale, layout, store_t=store_for_bwd or keep_t,
-                                     inter=inter, aqk=aqk, solve={"kernel": True, "scan": False, "u": "w"}[place])
+                                     inter=inter, aqk=aqk, solve=solve)
     T_kept = T if store_for_bwd or keep_t else None
     if store_for_bwd:  # the backward's states and vn keep the intermediates' precision
         o, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
@@ -80,13 +78,11 @@ def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=Fals
     else:
         # The output's copy of vn in fp16 where it would be fp32 (OUTPUT_CONFIG["vn16"]; the backward recomputes
         # its own), with the operands it is formed from for the chunks where it overflows (chunk_output)
-        vn16 = OUTPUT_CONFIG["vn16"] and q.dtype != torch.float32 and (place != "kernel" or u.dtype == torch.float32)
-        _, ht, h, vn = chunk_scan(q, k, w, v if place == "u" else u, G, Aqk, scale, layout, initial_state=h0,
+        vn16 = OUTPUT_CONFIG["vn16"] and q.dtype != torch.float32 and (not solve or u.dtype == torch.float32)
+        _, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
                                   output_final_state=want_final, store_h=True, state_dtype=q.dtype, kg=kg,
-                                  solve=(T, v, beta, w) if place == "scan" else None, vn16=vn16,
-                                  u_solve=(T, beta) if place == "u" else None)
-        check = {"kernel": ("kernel", w, u), "scan": ("scan", T, v, beta, w),
-                 "u": ("u", w, T, v, beta)}[place] if vn16 else None
+                                  solve=None if solve else (T, v, beta, w), vn16=vn16)
+        check = ((w, u) if solve else (T, v, beta, w)) if vn16 else None
         o = chunk_output(q, G, Aqk, h, vn, scale, layout, qh_dtype=inter_dtypes(k, inter, channel)[0],
                          row_scale=row_scale, k=k, vn_check=check)
     return o, ht, (G, w, Aqk, T_kept, h, vn, kg)

@@ -52,7 +52,7 @@ OUTPUT_CONFIG = {"BK": 64, "BV": 128, "num_warps": 4, "num_stages": 3,
 
 
 @triton.jit
-def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, flags, keys, T_in, vals, beta, cu, chunks, scale, H,
+def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, flags, T_w, v_u, beta, kG, cu, chunks, scale, H,
                    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                    CHANNEL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, HDT: tl.constexpr,
                    ROW_SCALE: tl.constexpr, QK: tl.constexpr, KDT: tl.constexpr, STAGES: tl.constexpr,
@@ -60,10 +60,8 @@ def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, flags, keys, T_in, vals, b
     """DT: operand type of Aqk vn; HDT: of (scale q e^G) h. ROW_SCALE: o's rows times row_scale.
     QK (scalar gates): Aqk formed here from q and k (KDT: their products' operand type).
     VN16: vn is fp16; a chunk whose Aqk vn product is not finite gets flags[chunk, head] set (HALF: fp16's
-    operand type). FIX: only the flagged chunks, with vn formed again in fp32 as the scan formed it (R = keys h):
-    SOLVE 1, T diag(beta) (vals - R) with vals = v, T_in = T and keys = k e^G (kG per-channel; k, times e^G
-    after the product, scalar gates); SOLVE 2, T diag(beta) vals - R (keys = w); SOLVE 0, vals - R (vals = u,
-    keys = w)."""
+    operand type). FIX: only the flagged chunks, with vn formed again in fp32 as the scan formed it: SOLVE, from T_w
+    = T, v_u = v, beta and k e^G (kG per-channel, k e^G scalar gates); else v_u - T_w h (u - w h)."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     i_v = tl.program_id(2)
@@ -96,25 +94,25 @@ def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, flags, keys, T_in, vals, b
             b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(KDT)
             M = tl.dot(b_q.to(KDT), tl.trans(b_k), M, input_precision=PREC)
         if FIX:  # the scan's (k e^G) h or w h, with the same operand types
-            R = tl.dot(tl.load(keys + p_k, mask=m_k, other=0.0).to(HDT), b_h, R, input_precision=PREC)
+            x_src = (kG if CHANNEL else k) if SOLVE else T_w
+            R = tl.dot(tl.load(x_src + p_k, mask=m_k, other=0.0).to(HDT), b_h, R, input_precision=PREC)
     if QK:  # as the prep forms it: the decay of the masked difference (exact zeros above the diagonal)
         Gc = tl.load(G + tok * H + i_h, mask=valid, other=0.0)
         A = M * tl.exp(tl.where(rows[:, None] >= rows[None, :], Gc[:, None] - Gc[None, :], float("-inf"))) * scale
     else:
         A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(tl.float32)
     if FIX:
-        x = tl.load(vals + p_v, mask=m_v, other=0.0).to(tl.float32)
-        if SOLVE == 0:  # vn = u - w h
-            vn32 = x - R
-        else:
+        if SOLVE:  # vn = T diag(beta) (v - (k e^G) h), as chunk_scan's SOLVE
             b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
-            b_T = tl.load(T_in + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0)
-            if SOLVE == 2:  # vn = T diag(beta) v - w h, as chunk_scan's SOLVE 2
-                vn32 = tl.dot(b_T, x * b_b[:, None], input_precision=PREC) - R
-            else:  # vn = T diag(beta) (v - (k e^G) h), as chunk_scan's SOLVE 1
-                if not CHANNEL:
-                    R = R * tl.exp(tl.load(G + tok * H + i_h, mask=valid, other=0.0))[:, None]
-                vn32 = tl.dot(b_T, (x - R) * b_b[:, None], input_precision=PREC)
+            x = tl.load(v_u + p_v, mask=m_v, other=0.0).to(tl.float32)
+            if CHANNEL:
+                x = (x - R) * b_b[:, None]
+            else:
+                x = (x - R * tl.exp(tl.load(G + tok * H + i_h, mask=valid, other=0.0))[:, None]) * b_b[:, None]
+            b_T = tl.load(T_w + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0)
+            vn32 = tl.dot(b_T, x, input_precision=PREC)
+        else:
+            vn32 = tl.load(v_u + p_v, mask=m_v, other=0.0).to(tl.float32) - R
         b_o = tl.dot(A, vn32, b_o, input_precision=PREC)
     elif VN16:
         part = tl.dot(A.to(tl.float16).to(HALF), tl.load(vn + p_v, mask=m_v, other=0.0).to(HALF))
@@ -140,8 +138,7 @@ def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch
     "mixed" intermediates, whose Aqk vn stays tf32); default: as Aqk vn. row_scale: fp32 [L*H], a
     factor per (token, head) applied before o is rounded (the fused L2 norm's rho for q).
     vn_check: vn is fp16 (chunk_scan's vn16), and these are the operands the scan formed it from, for the
-    chunks where it overflowed: ("scan", T, v, beta, kG) as chunk_scan's solve (kG None for scalar gates),
-    ("u", w, T, v, beta) as its u_solve, or ("kernel", w, u)."""
+    chunks where it overflowed: (T, v, beta, kG) as chunk_scan's solve (kG None for scalar gates), or (w, u)."""
     _, L, H, K = q.shape
     V = vn.shape[-1]
     o = torch.empty(1, L, H, V, device=q.device, dtype=q.dtype)
@@ -158,22 +155,16 @@ def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch
     dt = torch.float32 if vn16 else (vn if qk else Aqk).dtype
     dt = dt if dt == torch.float32 else q.dtype
     flags = torch.zeros(layout.num_chunks, H, device=q.device, dtype=torch.int32) if vn16 else G
-    place = vn_check[0] if vn16 else "kernel"
-    if place == "scan":
-        _, T_in, vals, beta, keys = vn_check
-        keys = keys if keys is not None else k
-    elif place == "u":
-        _, keys, T_in, vals, beta = vn_check
-    else:
-        keys, vals = vn_check[1:] if vn16 else (G, G)
-        T_in = beta = G
+    solve = vn16 and len(vn_check) == 4
+    T_w, v_u, beta, kG = (vn_check if solve else (*vn_check, None, None)) if vn16 else (G, G, G, None)
+    kG = kG if kG is not None else G
     for fix in (False, True) if vn16 else (False,):
         _output_kernel[(layout.num_chunks, H, triton.cdiv(V, BV))](
             q, k if k is not None else q, G, Aqk if not qk else G, h, vn, o, row_scale if row_scale is not None else G,
-            flags, keys, T_in, vals, beta, layout.cu, layout.chunks, scale, H,
+            flags, T_w, v_u, beta, kG, layout.cu, layout.chunks, scale, H,
             K=K, V=V, BK=BK, BV=BV, C=CHUNK, CHANNEL=G.dim() == 4,
             PREC=dot_precision(q.dtype), DT=dot_dtype(dt), HDT=dot_dtype(dt if qh_dtype is None else qh_dtype),
             ROW_SCALE=row_scale is not None, QK=qk, KDT=dot_dtype(q.dtype),
             STAGES=OUTPUT_CONFIG["num_stages"] if K > BK else 1,
-            VN16=vn16, HALF=dot_dtype(torch.float16), FIX=fix, SOLVE={"kernel": 0, "scan": 1, "u": 2}[place], num_warps=OUTPUT_CONFIG["num_warps"])
+            VN16=vn16, HALF=dot_dtype(torch.float16), FIX=fix, SOLVE=solve, num_warps=OUTPUT_CONFIG["num_warps"])
     return o

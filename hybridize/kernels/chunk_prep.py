@@ -216,17 +216,6 @@ def inter_dtypes(k: torch.Tensor, inter: str | None = None,
     raise ValueError(f"intermediates must be 'fp32', 'mixed' or 'input', got {inter!r}")
 
 
-def solve_placement(k: torch.Tensor, inter: str | None, channel: bool, seqs_heads: int) -> str:
-    """Where the no-grad / training forward forms vn's operands: "scan" (solve_in_scan), "u" (scalar gates
-    below its threshold, in split_update's case, SCAN_CONFIG["solve_u"]: the solve kernel writes w alone and
-    the scan forms u = T diag(beta) v off its serial chain), else "kernel" (the solve kernel writes w and u)."""
-    if solve_in_scan(k, inter, channel, seqs_heads):
-        return "scan"
-    if not channel and SCAN_CONFIG["solve_u"] and solve_in_scan(k, inter, channel):
-        return "u"
-    return "kernel"
-
-
 def solve_in_scan(k: torch.Tensor, inter: str | None, channel: bool, seqs_heads: int | None = None) -> bool:
     """Whether the forward folds the solve into the scan (SCAN_CONFIG["solve"], chunk_scan's SOLVE): either
     gate kind in split_update's case (bf16 inputs, "mixed" intermediates, head dim <= 128; per-channel
@@ -241,7 +230,7 @@ def solve_in_scan(k: torch.Tensor, inter: str | None, channel: bool, seqs_heads:
 
 
 def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = False, inter: str | None = None,
-               aqk: bool = True, solve: bool | str = True):
+               aqk: bool = True, solve: bool = True):
     """q, k [1, L, H, K], v [1, L, H, V] (packed, contiguous), g [1, L, H] or [1, L, H, K], beta [1, L, H].
 
     Returns G (fp32, g's shape), w ([1,L,H,K]), u ([1,L,H,V]), Aqk ([1,L,H,C]) in the intermediates'
@@ -251,13 +240,12 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
     (returned None; chunk_output forms it from q and k), except in the v4 design. solve False (for a
     scan that folds the solve in: solve_in_scan): G, Aqk and T by the split design's pairs kernel at
     every head dim, u None, and w None for scalar gates; per-channel gates get w = k e^G (in w's dtype,
-    the residual's key operand) and kg from one pass of _decayed_kernel. solve "w" (scalar gates, for a scan
-    that forms u: solve_placement): the split design, returning w and T (u None)."""
+    the residual's key operand) and kg from one pass of _decayed_kernel."""
     _, L, H, K = k.shape
     V = v.shape[-1]
     channel = g.dim() == 4
     w_dtype, inter_dtype = inter_dtypes(k, inter, channel)
-    design = prep_design(K, channel) if solve is True else "split"
+    design = prep_design(K, channel) if solve else "split"
     aqk = aqk or channel or design == "blocks"
     if design == "split":  # allocates its own outputs (T always: A is formed in its buffer)
         G, w, u, Aqk, T, kg = chunk_prep_split(q, k, v, g, beta, scale, layout, w_dtype, inter_dtype, aqk, solve)
@@ -266,8 +254,6 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
                 kg, kG = decayed(k, G, layout, inter_dtype, start_dtype=w_dtype)
                 return G, kG, None, Aqk, T, kg
             return G, None, None, Aqk, T, None
-        if solve == "w":
-            return G, w, None, Aqk, T, kg
         return G, w, u, Aqk, (T if store_t else None), kg
     G = torch.empty(g.shape, device=g.device, dtype=torch.float32)
     w = torch.empty_like(k, dtype=w_dtype)

@@ -274,11 +274,9 @@ def _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, tok, valid, last_tok, i
 @triton.jit
 def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, cu, chunks, H, K: tl.constexpr, V: tl.constexpr,
                   BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr, CHANNEL: tl.constexpr,
-                  STORE_KG: tl.constexpr, ALL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr,
-                  NJ: tl.constexpr):
+                  STORE_KG: tl.constexpr, ALL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
     """Program (chunk, head, j): column block j (_solve_columns); with ALL, program (chunk, head) does
-    every column block (NJ of them: w's, then u's unless u is formed elsewhere), reading T once instead of
-    once per block."""
+    every column block, reading T once instead of once per block."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
@@ -287,7 +285,7 @@ def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, cu, chunks, H, K: 
     b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
     Tm = tl.load(T_buf + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0)
     if ALL:
-        for i_j in tl.static_range(NJ):
+        for i_j in tl.static_range((K + BK - 1) // BK + (V + BV - 1) // BV):
             _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, tok, valid, last_tok, i_h, H, i_j, K, V, BK, BV,
                            CHANNEL, STORE_KG, PREC, DT)
     else:
@@ -322,26 +320,23 @@ def launch_inverse(T, layout: Layout, dtype: torch.dtype) -> None:
 
 
 def launch_solve(k, v, G, beta, T, layout: Layout, w, u, kg) -> None:
-    """u None: w (and kg) only (the scan forms u: chunk_scan's u_solve)."""
     _, _, H, K = k.shape
     V = v.shape[-1]
     BK = min(SPLIT_CONFIG["solve_BK"], triton.next_power_of_2(K))
     BV = min(SPLIT_CONFIG["solve_BK"], triton.next_power_of_2(V))
     together = SPLIT_CONFIG["solve_all"]
-    nj = triton.cdiv(K, BK) + (triton.cdiv(V, BV) if u is not None else 0)
     if layout.num_chunks:
-        _solve_kernel[(layout.num_chunks, H, 1 if together else nj)](
-            k, v, G, beta, T, w, u if u is not None else w, kg if kg is not None else w, layout.cu, layout.chunks, H,
-            K=K, V=V, BK=BK, BV=BV, C=CHUNK, CHANNEL=G.dim() == 4, STORE_KG=kg is not None, ALL=together,
-            PREC=dot_precision(k.dtype), DT=dot_dtype(k.dtype), NJ=nj, num_warps=SPLIT_CONFIG["solve_warps"])
+        _solve_kernel[(layout.num_chunks, H, 1 if together else triton.cdiv(K, BK) + triton.cdiv(V, BV))](
+            k, v, G, beta, T, w, u, kg if kg is not None else w, layout.cu, layout.chunks, H, K=K, V=V, BK=BK, BV=BV,
+            C=CHUNK, CHANNEL=G.dim() == 4, STORE_KG=kg is not None, ALL=together, PREC=dot_precision(k.dtype),
+            DT=dot_dtype(k.dtype), num_warps=SPLIT_CONFIG["solve_warps"])
 
 
 def chunk_prep_split(q, k, v, g, beta, scale: float, layout: Layout, w_dtype: torch.dtype, inter: torch.dtype,
-                     aqk: bool = True, solve: bool | str = True):
+                     aqk: bool = True, solve: bool = True):
     """chunk_prep's outputs (G, w, u, Aqk, T, kg) by the three kernels above; T is always made (it is
     where A is formed), kg for per-channel gates only. w in w_dtype, u, Aqk and kg in inter; Aqk None
-    when not aqk (scalar gates); w, u and kg None without solve (the solve kernel does not run); u None
-    with solve "w" (scalar gates: the scan forms u)."""
+    when not aqk (scalar gates); w, u and kg None without solve (the solve kernel does not run)."""
     _, L, H, K = k.shape
     G = torch.empty(g.shape, device=g.device, dtype=torch.float32)
     T = torch.empty(1, L, H, CHUNK, device=k.device, dtype=torch.float32)
@@ -351,10 +346,6 @@ def chunk_prep_split(q, k, v, g, beta, scale: float, layout: Layout, w_dtype: to
         launch_inverse(T, layout, k.dtype)
     if not solve:
         return G, None, None, Aqk, T, None
-    if solve == "w":
-        w = torch.empty_like(k, dtype=w_dtype)
-        launch_solve(k, v, G, beta, T, layout, w, None, None)
-        return G, w, None, Aqk, T, None
     w, u, kg = chunk_solve(k, v, G, beta, T, layout, w_dtype, inter)
     return G, w, u, Aqk, T, kg
 

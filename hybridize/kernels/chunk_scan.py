@@ -79,8 +79,7 @@ SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": int(_STAGES or 3), "cha
                "solve": os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE", "1") == "1",
                "solve_min_seqs_heads": ({"gdn": int(_SOLVE_MIN), "kda": int(_SOLVE_MIN)} if _SOLVE_MIN
                                         else {"gdn": 32, "kda": 0}),
-               "solve_channel": os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE_KDA", "1") == "1",
-               "solve_u": os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE_U", "1") == "1"}
+               "solve_channel": os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE_KDA", "1") == "1"}
 
 
 def launch_options(K: int, BV: int, dtype: torch.dtype, channel: bool = False) -> dict:
@@ -108,7 +107,7 @@ def load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K: tl.constexpr, CHANNEL
 
 
 @triton.jit
-def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, T_u, h0, o, ht, h_out, vn_out, cu, chunk_offsets, scale, H,
+def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, cu, chunk_offsets, scale, H,
                  K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                  CHANNEL: tl.constexpr, KG: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
                  STORE_H: tl.constexpr, STORE_VN: tl.constexpr, FUSE_O: tl.constexpr, PREC: tl.constexpr,
@@ -121,10 +120,7 @@ def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, T_u, h0, o, ht, h_out, vn_out, cu
     kg and vn both split, three products (the lo^T lo term is under 2^-16 of the rest).
     SOLVE (split_update's case): w holds T = (I + A)^-1 (fp32 [L, H, C]) and u the values v; the prep's
     solve is folded in, vn = T diag(beta) (v - e^G (k h)), so w and u never go to memory. Per-channel
-    gates take (k e^G) from kG (bf16, the prep's _decayed_kernel), and k is kg as without SOLVE.
-    SOLVE 2 (u in the scan; scalar gates below the full fold's threshold): w as without SOLVE, u the values
-    v, and u = T diag(beta) v formed here from T_u; that product does not depend on h, so it stays off the
-    serial chain h -> w h -> vn -> h, where SOLVE 1 puts a second product."""
+    gates take (k e^G) from kG (bf16, the prep's _decayed_kernel), and k is kg as without SOLVE."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -152,23 +148,19 @@ def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, T_u, h0, o, ht, h_out, vn_out, cu
         p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
         if STORE_H:
             tl.store(h_out + ((c0 + i_t) * H + i_h) * K * V + p_s, h.to(h_out.dtype.element_ty), mask=m_s)
-        if SOLVE == 1:
+        if SOLVE:
             b_T = tl.load(w + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0)
             b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
         else:
             b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(WDT)
         b_u = tl.load(u + p_v, mask=m_v, other=0.0).to(tl.float32)
-        if SOLVE == 2:  # u = T diag(beta) v
-            b_T = tl.load(T_u + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0)
-            b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
-            b_u = tl.dot(b_T, b_u * b_b[:, None], input_precision=PREC)
         b_k = tl.load(k + p_k, mask=m_k, other=0.0)
         if SPLIT != 1:
             b_k = b_k.to(tl.float32)
         if KG and KG_REGS:
             b_k = via_registers(b_k, scale / scale)
         eG, eGlG, eGl = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
-        if SOLVE == 1:  # u - w h = T diag(beta) (v - e^G k h): T's product on the residual, in tf32
+        if SOLVE:  # u - w h = T diag(beta) (v - e^G k h): T's product on the residual, in tf32
             if CHANNEL:
                 b_kG = tl.load(kG + p_k, mask=m_k, other=0.0).to(WDT)
                 x = (b_u - tl.dot(b_kG, h.to(WDT))) * b_b[:, None]
@@ -263,15 +255,14 @@ def _scan_launch(V: int, programs: int, K: int, dtype: torch.dtype, channel: boo
 def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=None,
                output_final_state: bool = False, store_h: bool = False, fuse_o: bool = False,
                state_dtype: torch.dtype | None = None, kg=None, solve: tuple | None = None,
-               vn16: bool = False, u_solve: tuple | None = None):
+               vn16: bool = False):
     """Runs the scan. Returns (o or None, final state or None, h [NC,H,K,V] or None, vn or None).
     h is stored in state_dtype (default: u's dtype), vn in u's dtype. kg: k e^{G_last - G} from the
     prep, used in place of k in the state update when given. solve: (T, v, beta, kG) in place of w and u
     (both None then; split_update's case, see solve_in_scan; kG = k e^G for per-channel gates, else
     None): the scan forms vn from them, and vn is fp32. vn16: vn is stored in fp16 instead (for the output
     kernel only: chunk_output's vn_check; the state update keeps fp32 vn; elements past fp16's range
-    become inf there). u_solve: (T, beta) with u = v (scalar gates, split_update's case, w given): u =
-    T diag(beta) v is formed in the scan (SOLVE 2), and vn is fp32."""
+    become inf there)."""
     _, L, H, K = k.shape
     beta = kG = None
     if solve is not None:
@@ -285,7 +276,7 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
     h_out = torch.empty(layout.num_chunks, H, K, V, device=dev, dtype=state_dtype or u.dtype) if store_h else None
     # vn keeps the intermediates' precision: the output kernel's q h + Aqk vn cancels on aligned keys,
     # and vn rounded to bf16 tripled the output error there (1.1e-2 vs 3.9e-3; h in bf16 costs nothing).
-    vn_dtype = torch.float32 if solve is not None or u_solve is not None else u.dtype
+    vn_dtype = torch.float32 if solve is not None else u.dtype
     vn = torch.empty(1, L, H, V, device=dev, dtype=torch.float16 if vn16 else vn_dtype) if store_h else None
     BV, opts = _scan_launch(V, N * H, K, k.dtype, G.dim() == 4, solve is not None)
     if fuse_o:  # the output's tiles too: 3 stages needed 261 KB of shared memory (H100, bf16, head dim 128)
@@ -297,8 +288,7 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
     if N:
         _scan_kernel[(triton.cdiv(V, BV), N * H)](
             q, k if kg is None else kg, w, u, G, Aqk if Aqk is not None else dummy,
-            beta if beta is not None else u_solve[1] if u_solve is not None else dummy,
-            kG if kG is not None else dummy, u_solve[0] if u_solve is not None else dummy,
+            beta if beta is not None else dummy, kG if kG is not None else dummy,
             initial_state if initial_state is not None else dummy,
             o if fuse_o else dummy, ht if ht is not None else dummy, h_out if store_h else dummy,
             vn if store_h else dummy, layout.cu, layout.chunk_offsets, scale, H,
@@ -306,5 +296,5 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
             HAS_H0=initial_state is not None, STORE_FINAL=output_final_state, STORE_H=store_h,
             STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(vn_dtype),
             WDT=dot_dtype(w_dtype), KG_REGS=SCAN_CONFIG["kg_via_registers"], SPLIT=split,
-            KDT=dot_dtype(torch.bfloat16), SOLVE=1 if solve is not None else 2 if u_solve is not None else 0, **opts)
+            KDT=dot_dtype(torch.bfloat16), SOLVE=solve is not None, **opts)
     return o, ht, h_out, vn

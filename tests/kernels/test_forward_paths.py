@@ -22,7 +22,7 @@ from hybridize.kernels import chunk_scan as scan_mod  # noqa: E402
 from hybridize.kernels import gated_delta_rule  # noqa: E402
 from hybridize.kernels._common import CHUNK, make_layout  # noqa: E402
 from hybridize.kernels.chunk_output import OUTPUT_CONFIG  # noqa: E402
-from hybridize.kernels.chunk_prep import solve_in_scan, solve_placement  # noqa: E402
+from hybridize.kernels.chunk_prep import solve_in_scan  # noqa: E402
 from hybridize.kernels.chunk_scan import chunk_scan  # noqa: E402
 from hybridize.modeling.gated_delta import recurrent_gated_delta_rule  # noqa: E402
 
@@ -87,33 +87,6 @@ def test_scan_solve_matches_float64(channel):
         x = (vd[c] - kh) * bd[c][..., None]
         ref_vn[c] = torch.einsum("thj,jhv->thv", Td[c][..., :n], x)
         h = h + torch.einsum("thk,thv->hkv", upd, ref_vn[c])
-    errs = (rel(torch.stack(ref_h), hs.double()), rel(ref_vn, vn[0].double()), rel(h, ht[0].double()))
-    assert max(errs) < 2e-4, errs
-
-
-def test_scan_forms_u_matches_float64():
-    """The scan forming u = T diag(beta) v itself (chunk_scan's u_solve, scalar gates) with w from the prep,
-    against the float64 scan over the same operands: per chunk vn = T diag(beta) v - w h, then the update."""
-    k, v, beta, G, Tm, h0, chunks = solve_operands(17)
-    layout = make_layout(1, T, None, "cpu")
-    w = torch.zeros(1, T, H, K, dtype=torch.float64)
-    for c in chunks:  # w = T diag(beta e^G) k, rounded to bf16 as the solve kernel stores it ("mixed")
-        x = k[0, c].double() * (beta[0, c].double() * G[0, c].double().exp())[..., None]
-        w[0, c] = torch.einsum("thj,jhk->thk", Tm[0, c][..., :c.stop - c.start].double(), x)
-    w = w.bfloat16()
-    _, ht, hs, vn = chunk_scan(k, k, w, v, G, None, K ** -0.5, layout, initial_state=h0, output_final_state=True,
-                               store_h=True, state_dtype=torch.float32, u_solve=(Tm, beta))
-    kd, vd, bd, Gd, Td, wd = (x[0].double() for x in (k, v, beta, G, Tm, w))
-    h = h0[0].double()
-    ref_h, ref_vn = [], torch.zeros(T, H, V, dtype=torch.float64)
-    for c in chunks:
-        n = c.stop - c.start
-        ref_h.append(h)
-        u = torch.einsum("thj,jhv->thv", Td[c][..., :n], vd[c] * bd[c][..., None])
-        ref_vn[c] = u - torch.einsum("thk,hkv->thv", wd[c], h)
-        Gl = Gd[c][-1]
-        h = h * Gl.exp()[:, None, None] + torch.einsum("thk,thv->hkv", kd[c] * (Gl - Gd[c]).exp()[..., None],
-                                                        ref_vn[c])
     errs = (rel(torch.stack(ref_h), hs.double()), rel(ref_vn, vn[0].double()), rel(h, ht[0].double()))
     assert max(errs) < 2e-4, errs
 
@@ -194,21 +167,16 @@ def test_solve_in_scan_scope(monkeypatch):
 
 @inproc
 @pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
-@pytest.mark.parametrize("place", ["scan", "u", "kernel"])
-def test_vn16_output(channel, place, monkeypatch):
+@pytest.mark.parametrize("solve_min", [0, 10**6], ids=["solve in scan", "solve kernel"])
+def test_vn16_output(channel, solve_min, monkeypatch):
     """The output kernel's vn in fp16 (OUTPUT_CONFIG["vn16"]), bf16 inputs: o as with fp32 vn, against the
     float64 recurrence too. Then past fp16's range: o is linear in v and in q (no initial state), so with v
     times 2^17 or q times 2^22 (exact) o must be as many times the same o. vn then reaches ~1e5, or the
     formed or stored Aqk passes 65504: inf in fp16, and those chunks are computed again on fp32 tiles
-    (chunk_output's FIX); without that, o is not finite. Each solve placement (chunk_prep.solve_placement):
-    the fallback forms vn from (T, v, beta, k e^G), (w, T, v, beta) or (w, u)."""
+    (chunk_output's FIX); without that, o is not finite. With the solve in the scan or in its
+    own kernel: the fallback forms vn from (T, v, beta, k e^G) or from (w, u)."""
     q, k, v, g, beta, _ = make_inputs(11, 2, 150, H, 64, 64, channel, torch.bfloat16, 2, False)
-    if channel and place == "u":
-        pytest.skip("per-channel gates have no u-in-the-scan placement")
-    solve_min = 0 if place == "scan" else 10**6
     monkeypatch.setitem(scan_mod.SCAN_CONFIG, "solve_min_seqs_heads", {"gdn": solve_min, "kda": solve_min})
-    monkeypatch.setitem(scan_mod.SCAN_CONFIG, "solve_u", place == "u")
-    assert solve_placement(k, None, channel, 2 * H) == place
     outs = {}
     for vn16 in (False, True):
         monkeypatch.setitem(OUTPUT_CONFIG, "vn16", vn16)
