@@ -48,20 +48,48 @@ from .chunk_scan import load_gates
 #   is not pipelined: GDN's output took 0.047 ms at (8,2048,9,64) pipelined against 0.041 unrolled.
 OUTPUT_CONFIG = {"BK": 64, "BV": 128, "num_warps": 4, "num_stages": 3,
                  "qk": os.environ.get("HYBRIDIZE_GDR_QK", "1") == "1",
-                 "vn16": os.environ.get("HYBRIDIZE_GDR_VN16", "1") == "1"}
+                 "vn16": os.environ.get("HYBRIDIZE_GDR_VN16", "1") == "1",
+                 "fallback": os.environ.get("HYBRIDIZE_GDR_VN16_FALLBACK", "inline")}
 
 
 @triton.jit
-def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, flags, T_w, v_u, beta, kG, cu, chunks, scale, H,
+def _vn_again(keys, T_in, vals, beta, G, h, tok, valid, rows, i_c, i_h, H, vv, vm, p_v, m_v,
+              K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
+              CHANNEL: tl.constexpr, PREC: tl.constexpr, HDT: tl.constexpr, SOLVE: tl.constexpr):
+    """vn of one chunk in fp32, formed again as the scan formed it, from R = keys h (the stored state h, the
+    scan's operand types): SOLVE 1, T diag(beta) (vals - R) with vals = v, T_in = T and keys = k e^G (kG
+    per-channel; k, times e^G after the product, scalar gates); SOLVE 0, vals - R (vals = u, keys = w)."""
+    R = tl.zeros([C, BV], dtype=tl.float32)
+    for k0 in tl.static_range(0, K, BK):
+        kk = k0 + tl.arange(0, BK)
+        km = kk < K
+        p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
+        b_h = tl.load(h + ((i_c.to(tl.int64) * H + i_h) * K + kk[:, None]) * V + vv[None, :],
+                      mask=km[:, None] & vm[None, :], other=0.0).to(HDT)
+        R = tl.dot(tl.load(keys + p_k, mask=valid[:, None] & km[None, :], other=0.0).to(HDT), b_h, R,
+                   input_precision=PREC)
+    x = tl.load(vals + p_v, mask=m_v, other=0.0).to(tl.float32)
+    if SOLVE == 0:  # vn = u - w h
+        return x - R
+    if not CHANNEL:
+        R = R * tl.exp(tl.load(G + tok * H + i_h, mask=valid, other=0.0))[:, None]
+    b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
+    b_T = tl.load(T_in + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0)
+    return tl.dot(b_T, (x - R) * b_b[:, None], input_precision=PREC)
+
+
+@triton.jit
+def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, flags, keys, T_in, vals, beta, cu, chunks, scale, H,
                    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                    CHANNEL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, HDT: tl.constexpr,
                    ROW_SCALE: tl.constexpr, QK: tl.constexpr, KDT: tl.constexpr, STAGES: tl.constexpr,
-                   VN16: tl.constexpr, HALF: tl.constexpr, FIX: tl.constexpr, SOLVE: tl.constexpr):
+                   VN16: tl.constexpr, HALF: tl.constexpr, FIX: tl.constexpr, SOLVE: tl.constexpr,
+                   INLINE: tl.constexpr):
     """DT: operand type of Aqk vn; HDT: of (scale q e^G) h. ROW_SCALE: o's rows times row_scale.
     QK (scalar gates): Aqk formed here from q and k (KDT: their products' operand type).
-    VN16: vn is fp16; a chunk whose Aqk vn product is not finite gets flags[chunk, head] set (HALF: fp16's
-    operand type). FIX: only the flagged chunks, with vn formed again in fp32 as the scan formed it: SOLVE, from T_w
-    = T, v_u = v, beta and k e^G (kG per-channel, k e^G scalar gates); else v_u - T_w h (u - w h)."""
+    VN16: vn is fp16 (HALF: fp16's operand type); where Aqk vn is not finite, Aqk (fp32) times vn formed again
+    (_vn_again, from keys, T_in, vals, beta): INLINE, in the same program; else the chunk gets
+    flags[chunk, head] set, and a second launch with FIX computes only the flagged chunks."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     i_v = tl.program_id(2)
@@ -77,7 +105,6 @@ def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, flags, T_w, v_u, beta, kG,
     p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
     b_o = tl.zeros([C, BV], dtype=tl.float32)
     M = tl.zeros([C, C], dtype=tl.float32)  # q k^T (QK)
-    R = tl.zeros([C, BV], dtype=tl.float32)  # (k e^G) h or w h (FIX)
     # key columns in blocks (bounded tiles up to head dim 256), pipelined: the next block's tiles load while
     # this block's products run; vn and Aqk are loaded after the loop, so they are not live during it
     for k0 in tl.range(0, K, BK, num_stages=STAGES):
@@ -93,26 +120,14 @@ def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, flags, T_w, v_u, beta, kG,
         if QK:
             b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(KDT)
             M = tl.dot(b_q.to(KDT), tl.trans(b_k), M, input_precision=PREC)
-        if FIX:  # the scan's (k e^G) h or w h, with the same operand types
-            x_src = (kG if CHANNEL else k) if SOLVE else T_w
-            R = tl.dot(tl.load(x_src + p_k, mask=m_k, other=0.0).to(HDT), b_h, R, input_precision=PREC)
     if QK:  # as the prep forms it: the decay of the masked difference (exact zeros above the diagonal)
         Gc = tl.load(G + tok * H + i_h, mask=valid, other=0.0)
         A = M * tl.exp(tl.where(rows[:, None] >= rows[None, :], Gc[:, None] - Gc[None, :], float("-inf"))) * scale
     else:
         A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(tl.float32)
     if FIX:
-        if SOLVE:  # vn = T diag(beta) (v - (k e^G) h), as chunk_scan's SOLVE
-            b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
-            x = tl.load(v_u + p_v, mask=m_v, other=0.0).to(tl.float32)
-            if CHANNEL:
-                x = (x - R) * b_b[:, None]
-            else:
-                x = (x - R * tl.exp(tl.load(G + tok * H + i_h, mask=valid, other=0.0))[:, None]) * b_b[:, None]
-            b_T = tl.load(T_w + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0)
-            vn32 = tl.dot(b_T, x, input_precision=PREC)
-        else:
-            vn32 = tl.load(v_u + p_v, mask=m_v, other=0.0).to(tl.float32) - R
+        vn32 = _vn_again(keys, T_in, vals, beta, G, h, tok, valid, rows, i_c, i_h, H, vv, vm, p_v, m_v,
+                         K, V, BK, BV, C, CHANNEL, PREC, HDT, SOLVE)
         b_o = tl.dot(A, vn32, b_o, input_precision=PREC)
     elif VN16:
         part = tl.dot(A.to(tl.float16).to(HALF), tl.load(vn + p_v, mask=m_v, other=0.0).to(HALF))
@@ -120,8 +135,16 @@ def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, flags, T_w, v_u, beta, kG,
         # (within warps, no shared memory) is then not finite either (NaN and inf propagate through sums)
         rs = tl.sum(part, axis=1)
         bad = (rs != rs) | (tl.abs(rs) == float("inf"))
-        tl.store(flags + i_c * H + i_h + rows * 0, 1, mask=bad & valid)
-        b_o += part
+        if INLINE:
+            if tl.max(bad.to(tl.int32), axis=0) > 0:
+                vn32 = _vn_again(keys, T_in, vals, beta, G, h, tok, valid, rows, i_c, i_h, H, vv, vm, p_v, m_v,
+                                 K, V, BK, BV, C, CHANNEL, PREC, HDT, SOLVE)
+                b_o = tl.dot(A, vn32, b_o, input_precision=PREC)
+            else:
+                b_o += part
+        else:
+            tl.store(flags + i_c * H + i_h + rows * 0, 1, mask=bad & valid)
+            b_o += part
     else:
         b_o = tl.dot(A.to(DT), tl.load(vn + p_v, mask=m_v, other=0.0).to(DT), b_o, input_precision=PREC)
     if ROW_SCALE:
@@ -154,17 +177,22 @@ def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch
     vn16 = vn_check is not None
     dt = torch.float32 if vn16 else (vn if qk else Aqk).dtype
     dt = dt if dt == torch.float32 else q.dtype
-    flags = torch.zeros(layout.num_chunks, H, device=q.device, dtype=torch.int32) if vn16 else G
-    solve = vn16 and len(vn_check) == 4
-    T_w, v_u, beta, kG = (vn_check if solve else (*vn_check, None, None)) if vn16 else (G, G, G, None)
-    kG = kG if kG is not None else G
-    for fix in (False, True) if vn16 else (False,):
+    solve = vn16 and len(vn_check) == 4  # (T, v, beta, kG) or (w, u)
+    if solve:
+        T_in, vals, beta, keys = vn_check
+        keys = keys if keys is not None else k
+    else:
+        keys, vals = vn_check if vn16 else (G, G)
+        T_in = beta = G
+    inline = OUTPUT_CONFIG["fallback"] == "inline"
+    flags = torch.zeros(layout.num_chunks, H, device=q.device, dtype=torch.int32) if vn16 and not inline else G
+    for fix in (False, True) if vn16 and not inline else (False,):
         _output_kernel[(layout.num_chunks, H, triton.cdiv(V, BV))](
             q, k if k is not None else q, G, Aqk if not qk else G, h, vn, o, row_scale if row_scale is not None else G,
-            flags, T_w, v_u, beta, kG, layout.cu, layout.chunks, scale, H,
+            flags, keys, T_in, vals, beta, layout.cu, layout.chunks, scale, H,
             K=K, V=V, BK=BK, BV=BV, C=CHUNK, CHANNEL=G.dim() == 4,
             PREC=dot_precision(q.dtype), DT=dot_dtype(dt), HDT=dot_dtype(dt if qh_dtype is None else qh_dtype),
             ROW_SCALE=row_scale is not None, QK=qk, KDT=dot_dtype(q.dtype),
             STAGES=OUTPUT_CONFIG["num_stages"] if K > BK else 1,
-            VN16=vn16, HALF=dot_dtype(torch.float16), FIX=fix, SOLVE=solve, num_warps=OUTPUT_CONFIG["num_warps"])
+            VN16=vn16, HALF=dot_dtype(torch.float16), FIX=fix, SOLVE=int(solve), INLINE=inline, num_warps=OUTPUT_CONFIG["num_warps"])
     return o
