@@ -12,11 +12,9 @@ Aqk in fp32 (the same bytes here), and the prep neither reads q nor writes Aqk.
 
 vn in fp16 (16-bit inputs whose vn would be fp32, OUTPUT_CONFIG["vn16"]; chunk_scan's vn16): Aqk vn becomes
 one fp16 product, as exact as the tf32 product on fp32 tiles it replaces (11 significant bits per operand)
-at half vn's bytes. fp16's range is the catch, kept at no cost to the common case: where vn or Aqk
-overflowed fp16 (inf: the product is then not finite in some row) the program flags its chunk, and a
-second launch of this kernel (FIX) exits at once for every unflagged chunk and computes the flagged
-chunks' o again on fp32 tiles, with vn formed again from the scan's operands and the stored state h
-(vn_check).
+at half vn's bytes. fp16's range is the catch, kept at almost no cost to the common case: where vn or Aqk
+overflowed fp16 (inf: the product is then not finite in some row), the program takes Aqk in fp32 times vn
+formed again in fp32 from the scan's operands and the stored state h (vn_check, _vn_again).
 """
 from __future__ import annotations
 
@@ -45,11 +43,13 @@ from .chunk_scan import load_gates
 #   with vn and Aqk loaded after it: 0.088 vs 0.094 unrolled (bf16 vn); with fp32 vn within 4% of the
 #   unrolled loop either way, so one loop form serves both. 3 stages (call 5): GDN 0.099 -> 0.096 and
 #   0.181 -> 0.174, KDA 0.118 -> 0.117 and 0.217 -> 0.216 with fp16 vn. A single key block (head dim 64)
-#   is not pipelined: GDN's output took 0.047 ms at (8,2048,9,64) pipelined against 0.041 unrolled.
+#   is not pipelined (nothing to overlap; GDN's output at (8,2048,9,64) 0.047 -> 0.046, fla's 0.038).
+#   The overflow fallback in the same program (call 9) costs the kernels nothing against a second launch
+#   for the flagged chunks (forward sums within 0.015 ms either way) and saves that launch and a memset on
+#   the host: GDN forward at (8,2048,9,64), wall time, 0.404 -> 0.211 ms, fwd+bwd 1.568 -> 1.061.
 OUTPUT_CONFIG = {"BK": 64, "BV": 128, "num_warps": 4, "num_stages": 3,
                  "qk": os.environ.get("HYBRIDIZE_GDR_QK", "1") == "1",
-                 "vn16": os.environ.get("HYBRIDIZE_GDR_VN16", "1") == "1",
-                 "fallback": os.environ.get("HYBRIDIZE_GDR_VN16_FALLBACK", "inline")}
+                 "vn16": os.environ.get("HYBRIDIZE_GDR_VN16", "1") == "1"}
 
 
 @triton.jit
@@ -79,23 +79,18 @@ def _vn_again(keys, T_in, vals, beta, G, h, tok, valid, rows, i_c, i_h, H, vv, v
 
 
 @triton.jit
-def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, flags, keys, T_in, vals, beta, cu, chunks, scale, H,
+def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, keys, T_in, vals, beta, cu, chunks, scale, H,
                    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                    CHANNEL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, HDT: tl.constexpr,
                    ROW_SCALE: tl.constexpr, QK: tl.constexpr, KDT: tl.constexpr, STAGES: tl.constexpr,
-                   VN16: tl.constexpr, HALF: tl.constexpr, FIX: tl.constexpr, SOLVE: tl.constexpr,
-                   INLINE: tl.constexpr):
+                   VN16: tl.constexpr, HALF: tl.constexpr, SOLVE: tl.constexpr):
     """DT: operand type of Aqk vn; HDT: of (scale q e^G) h. ROW_SCALE: o's rows times row_scale.
     QK (scalar gates): Aqk formed here from q and k (KDT: their products' operand type).
     VN16: vn is fp16 (HALF: fp16's operand type); where Aqk vn is not finite, Aqk (fp32) times vn formed again
-    (_vn_again, from keys, T_in, vals, beta): INLINE, in the same program; else the chunk gets
-    flags[chunk, head] set, and a second launch with FIX computes only the flagged chunks."""
+    (_vn_again, from keys, T_in, vals, beta)."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     i_v = tl.program_id(2)
-    if FIX:
-        if tl.load(flags + i_c * H + i_h) == 0:
-            return
     bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
     rows = tl.arange(0, C)
     valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
@@ -125,25 +120,17 @@ def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, flags, keys, T_in, vals, b
         A = M * tl.exp(tl.where(rows[:, None] >= rows[None, :], Gc[:, None] - Gc[None, :], float("-inf"))) * scale
     else:
         A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(tl.float32)
-    if FIX:
-        vn32 = _vn_again(keys, T_in, vals, beta, G, h, tok, valid, rows, i_c, i_h, H, vv, vm, p_v, m_v,
-                         K, V, BK, BV, C, CHANNEL, PREC, HDT, SOLVE)
-        b_o = tl.dot(A, vn32, b_o, input_precision=PREC)
-    elif VN16:
+    if VN16:
         part = tl.dot(A.to(tl.float16).to(HALF), tl.load(vn + p_v, mask=m_v, other=0.0).to(HALF))
         # An inf in vn makes its column non-finite in every row (inf x 0 is NaN), an inf in A its row: a row sum
-        # (within warps, no shared memory) is then not finite either (NaN and inf propagate through sums)
+        # (within warps) is then not finite either (NaN and inf propagate through sums); one more reduction, over
+        # the rows, decides for the program
         rs = tl.sum(part, axis=1)
-        bad = (rs != rs) | (tl.abs(rs) == float("inf"))
-        if INLINE:
-            if tl.max(bad.to(tl.int32), axis=0) > 0:
-                vn32 = _vn_again(keys, T_in, vals, beta, G, h, tok, valid, rows, i_c, i_h, H, vv, vm, p_v, m_v,
-                                 K, V, BK, BV, C, CHANNEL, PREC, HDT, SOLVE)
-                b_o = tl.dot(A, vn32, b_o, input_precision=PREC)
-            else:
-                b_o += part
+        if tl.max(((rs != rs) | (tl.abs(rs) == float("inf"))).to(tl.int32), axis=0) > 0:
+            vn32 = _vn_again(keys, T_in, vals, beta, G, h, tok, valid, rows, i_c, i_h, H, vv, vm, p_v, m_v,
+                             K, V, BK, BV, C, CHANNEL, PREC, HDT, SOLVE)
+            b_o = tl.dot(A, vn32, b_o, input_precision=PREC)
         else:
-            tl.store(flags + i_c * H + i_h + rows * 0, 1, mask=bad & valid)
             b_o += part
     else:
         b_o = tl.dot(A.to(DT), tl.load(vn + p_v, mask=m_v, other=0.0).to(DT), b_o, input_precision=PREC)
@@ -184,15 +171,12 @@ def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch
     else:
         keys, vals = vn_check if vn16 else (G, G)
         T_in = beta = G
-    inline = OUTPUT_CONFIG["fallback"] == "inline"
-    flags = torch.zeros(layout.num_chunks, H, device=q.device, dtype=torch.int32) if vn16 and not inline else G
-    for fix in (False, True) if vn16 and not inline else (False,):
-        _output_kernel[(layout.num_chunks, H, triton.cdiv(V, BV))](
-            q, k if k is not None else q, G, Aqk if not qk else G, h, vn, o, row_scale if row_scale is not None else G,
-            flags, keys, T_in, vals, beta, layout.cu, layout.chunks, scale, H,
-            K=K, V=V, BK=BK, BV=BV, C=CHUNK, CHANNEL=G.dim() == 4,
-            PREC=dot_precision(q.dtype), DT=dot_dtype(dt), HDT=dot_dtype(dt if qh_dtype is None else qh_dtype),
-            ROW_SCALE=row_scale is not None, QK=qk, KDT=dot_dtype(q.dtype),
-            STAGES=OUTPUT_CONFIG["num_stages"] if K > BK else 1,
-            VN16=vn16, HALF=dot_dtype(torch.float16), FIX=fix, SOLVE=int(solve), INLINE=inline, num_warps=OUTPUT_CONFIG["num_warps"])
+    _output_kernel[(layout.num_chunks, H, triton.cdiv(V, BV))](
+        q, k if k is not None else q, G, Aqk if not qk else G, h, vn, o, row_scale if row_scale is not None else G,
+        keys, T_in, vals, beta, layout.cu, layout.chunks, scale, H,
+        K=K, V=V, BK=BK, BV=BV, C=CHUNK, CHANNEL=G.dim() == 4,
+        PREC=dot_precision(q.dtype), DT=dot_dtype(dt), HDT=dot_dtype(dt if qh_dtype is None else qh_dtype),
+        ROW_SCALE=row_scale is not None, QK=qk, KDT=dot_dtype(q.dtype),
+        STAGES=OUTPUT_CONFIG["num_stages"] if K > BK else 1,
+        VN16=vn16, HALF=dot_dtype(torch.float16), SOLVE=int(solve), num_warps=OUTPUT_CONFIG["num_warps"])
     return o
