@@ -141,9 +141,8 @@
 #            (HYBRIDIZE_GDR_VN16_FALLBACK=inline, one launch) beside a second launch
 #            (=launch; PARTs 59-61): correctness of every case, forward kernels (shapes 0-4) and wall times
 #            (shapes 0, 4: host-bound) with each
-#   PART=64  the final round-14 code: correctness of every case, the forward's kernels beside fla's (shapes 0-4,
-#            one process)
-#   PART=65  the final round-14 code: correctness with the solve in the scan at every size, the table
+#   PART=64  the final round-14 code: as PART=60 (the same steps; PART=60 ran the second-launch fallback)
+#   PART=65  the final round-14 code: as PART=61
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -606,40 +605,14 @@ case "${PART:-1}" in
   step sweep_kda_solve 300 kernel_stages.py --shapes "" --sweep 1 --sweep-gates kda --sweep-inter mixed --no-fla
   rows sweep_kda_solve "sweep" | cut -c1-300
   ;;
-64)
+60|64)
   step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
   step profile_fla 340 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd
   ours_ok correctness | grep "FAIL\|big" | head -8
   rows correctness "PASS\|FAILED"
   rows profile_fla "sum of kernels"
   ;;
-65)
-  step correctness_solve 150 HYBRIDIZE_GDR_SCAN_SOLVE_MIN=0 kernels_correctness.py --jobs 16 --no-ref-check --only gdn
-  step bench_all 250 "${BENCH[@]}" --shapes 0,1,2,3,4
-  rows correctness_solve "PASS\|FAILED"
-  rows bench_all "^| [GK]D[AN] f\|^| decode" "default "
-  ;;
-63)
-  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
-  step profile_inline 80 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd --no-fla
-  step profile_launch 80 HYBRIDIZE_GDR_VN16_FALLBACK=launch kernel_profile.py --shapes 0,1,2,3,4 --modes fwd --no-fla
-  step bench_inline 60 "${BENCH[@]}" --shapes 0,4
-  step bench_launch 60 HYBRIDIZE_GDR_VN16_FALLBACK=launch "${BENCH[@]}" --shapes 0,4
-  ours_ok correctness | grep "FAIL\|big" | head -8
-  rows correctness "PASS\|FAILED"
-  rows profile_inline "sum of kernels" "inline "
-  rows profile_launch "sum of kernels" "launch "
-  rows bench_inline "^| [GK]D[AN] f" "inline "
-  rows bench_launch "^| [GK]D[AN] f" "launch "
-  ;;
-60)
-  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
-  step profile_fla 330 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd
-  ours_ok correctness | grep "FAIL\|big" | head -8
-  rows correctness "PASS\|FAILED"
-  rows profile_fla "sum of kernels"
-  ;;
-61)
+61|65)
   step correctness_solve 150 HYBRIDIZE_GDR_SCAN_SOLVE_MIN=0 kernels_correctness.py --jobs 16 --no-ref-check --only gdn
   step bench_all 250 "${BENCH[@]}" --shapes 0,1,2,3,4
   rows correctness_solve "PASS\|FAILED"
