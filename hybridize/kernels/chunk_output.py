@@ -11,8 +11,9 @@ with the prep's operands and order (bf16 products, fp32 sums), so o is the same.
 Aqk in fp32 (the same bytes here), and the prep neither reads q nor writes Aqk.
 
 vn in fp16 (16-bit inputs whose vn would be fp32, OUTPUT_CONFIG["vn16"]; chunk_scan's vn16): Aqk vn becomes
-one fp16 product, as exact as the tf32 product on fp32 tiles it replaces (11 significant bits per operand)
-at half vn's bytes. fp16's range is the catch, kept at almost no cost to the common case: where vn or Aqk
+one fp16 product, as exact as the tf32 product on fp32 tiles it replaces (11 significant bits per operand,
+for magnitudes from 2^-14 up; smaller elements keep fewer bits, an absolute error under 2^-25) at half vn's
+bytes. fp16's range is the catch, kept at almost no cost to the common case: where vn or Aqk
 overflowed fp16 (inf: the product is then not finite in some row), the program takes Aqk in fp32 times vn
 formed again in fp32 from the scan's operands and the stored state h (vn_check, _vn_again).
 """
