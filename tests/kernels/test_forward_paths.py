@@ -1,10 +1,12 @@
-"""Round 13's forward paths, on the CPU under TRITON_INTERPRET=1 (tests/kernels/conftest.py):
+"""Round 13's and 14's forward paths, on the CPU under TRITON_INTERPRET=1 (tests/kernels/conftest.py):
 
 * the scan that folds the prep's solve in (chunk_scan's SOLVE, chunk_prep.solve_in_scan; both gate kinds):
   vn = T diag(beta) (v - (k e^G) h) from T, v and beta, where the solve kernel would have written
   w = T diag(beta) (k e^G) and u = T diag(beta) v for the scan to read;
 * the output kernel forming Aqk = tril(scale q k^T e^{G_t - G_s}) itself when no backward needs it stored
-  (chunk_output's QK; scalar gates).
+  (chunk_output's QK; scalar gates);
+* (round 14) the output kernel reading vn in fp16, and forming vn again in fp32 for a chunk whose fp16
+  product is not finite (chunk_output's VN16, _vn_again).
 
 Each against float64 over the very same operands. Under the interpreter every product is fp32 (no tf32
 rounding, h not rounded to bf16 for k h) and the state update is split into bf16 halves (2^-16), so the
