@@ -4,7 +4,8 @@ decoding kernel for a few new tokens when no gradient is needed.
 Forward:  [l2norm] -> chunk_prep -> chunk_scan (states per chunk) -> chunk_output; with bf16 inputs and the
           default intermediates the prep stops at T and the scan does the solve (chunk_prep.solve_in_scan:
           GDN from 32 documents x heads, KDA always), and without a backward the output kernel forms
-          GDN's Aqk itself (chunk_output's QK). Saved: the
+          GDN's Aqk itself (chunk_output's QK); the output kernel reads vn in fp16 (chunk_output's VN16,
+          16-bit inputs with fp32 vn). Saved: the
           inputs and the prep's G, T, Aqk (RECOMPUTE "solve", default), the inputs only ("all"), or
           everything the backward reads ("none"); with the fused L2 norm, the output too.
 Backward: [l2norm] -> chunk_prep (again, keeping T; or only its solve, from the kept G and T) ->
