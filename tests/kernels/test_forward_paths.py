@@ -175,8 +175,8 @@ def test_vn16_output(channel, solve_min, monkeypatch):
     float64 recurrence too. Then past fp16's range: o is linear in v and in q (no initial state), so with v
     times 2^17 or q times 2^22 (exact) o must be as many times the same o. vn then reaches ~1e5, or the
     formed or stored Aqk passes 65504: inf in fp16, and those chunks are computed again on fp32 tiles
-    (chunk_output's FIX); without that, o is not finite. With the solve in the scan or in its
-    own kernel: the fallback forms vn from (T, v, beta, k e^G) or from (w, u)."""
+    (chunk_output's _vn_again); without that, o is not finite. With the solve in the scan or in its own
+    kernel: the fallback forms vn from (T, v, beta, k e^G) or from (w, u)."""
     q, k, v, g, beta, _ = make_inputs(11, 2, 150, H, 64, 64, channel, torch.bfloat16, 2, False)
     monkeypatch.setitem(scan_mod.SCAN_CONFIG, "solve_min_seqs_heads", {"gdn": solve_min, "kda": solve_min})
     outs = {}
@@ -188,8 +188,8 @@ def test_vn16_output(channel, solve_min, monkeypatch):
     assert rel(outs[True], ro) < 5e-3 and rel(outs[True], outs[False]) < 4e-3, (rel(outs[True], ro),
                                                                                rel(outs[True], outs[False]))
     with torch.no_grad():  # (q: |scale q.k| up to ~0.1 here, times 2^22)
-        scaled = [(gated_delta_rule(q, k, v * f, g, beta)[0], f) for f in (2.0 ** 17,)]
-        scaled += [(gated_delta_rule(q * f, k, v, g, beta)[0], f) for f in (2.0 ** 22,)]
+        scaled = [(gated_delta_rule(q, k, v * 2.0 ** 17, g, beta)[0], 2.0 ** 17),
+                  (gated_delta_rule(q * 2.0 ** 22, k, v, g, beta)[0], 2.0 ** 22)]
     for o, f in scaled:
         assert torch.isfinite(o).all()
         assert rel(o.double() / f, ro) < 5e-3 and rel(o.double() / f, outs[True].double()) < 4e-3
