@@ -143,19 +143,17 @@
 #            (shapes 0, 4: host-bound) with each
 #   PART=64  the final round-14 code: as PART=60 (the same steps; PART=60 ran the second-launch fallback)
 #   PART=65  the final round-14 code: as PART=61
-# Round 15:
-#   PART=66  the solve kernel with fp16 products (HYBRIDIZE_GDR_SOLVE_F16=1) and fp16 u, timed alone
-#            (solve_probe.py, shapes 0 and 2); the forward's kernels with and without (GDN; KDA with its solve
-#            kernel in place of the solve in the scan)
-#   PART=67  solve_probe.py again with the pairs kernel's variants: its inverse in fp16 products, T stored in fp16,
-#            and the solve reading fp16 T (shapes 0 and 2; timings of the stores, T and w, u against the defaults)
-#   PART=68  the round-15 code (the pairs kernel's inverse and the forward's solve in fp16 products, u in fp16 over
-#            row scales): T's error by the inverse's products (inverse_precision.py), the two kernels alone
-#            (solve_probe.py, shapes 0 and 2), correctness of every case and of the
-#            GDN cases with the solve in the scan at every size
-#   PART=70  where the fp16 routes' guards cost: the pairs kernel's inverse with no guard, the check alone, the fallback
-#            inline (keeping A, or forming A again), and the solve with tf32 or fp16 products and u16, with no guard,
-#            the finite-and-small guard, a finite-only guard (solve_probe.py, shapes 0 and 2)
+# Round 15 (PARTs 66-68 and 70 ran at working states of the fp16-product experiment, the last at commit 1df7e86;
+# those options and benchmarks/inverse_precision.py were removed after, see RESULTS.md "Kernels, round 15"):
+#   PART=66  the solve kernel with fp16 products and fp16 u, timed alone (solve_probe.py), and the forward's kernels
+#            with and without (GDN; KDA with its solve kernel in place of the solve in the scan)
+#   PART=67  the pairs kernel's inverse in fp16 products, T stored in fp16, the solve reading fp16 T (timings)
+#   PART=68  T's error by the inverse's products on the GPU, both kernels alone, correctness of every case and of the
+#            GDN cases with the solve in the scan at every size (calls 3, 4 and 7)
+#   PART=70  where the fp16 routes' guards cost: no guard, the check alone, the tf32 route inline, a flag and a fix
+#            kernel (call 5 failed to compile one variant; call 6)
+#   PART=71  the round-15 code (u as a Scaled in the forward's solve kernel): correctness of every case and of the GDN
+#            cases with the solve in the scan at every size, the solve kernel alone (solve_probe.py, shapes 0 and 2)
 #   PART=69  the round-15 code: the forward's kernels beside fla's (shapes 0-4, one process), the issue's table
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
@@ -619,19 +617,13 @@ case "${PART:-1}" in
   step sweep_kda_solve 300 kernel_stages.py --shapes "" --sweep 1 --sweep-gates kda --sweep-inter mixed --no-fla
   rows sweep_kda_solve "sweep" | cut -c1-300
   ;;
-68)
-  step inverse_precision 60 inverse_precision.py
-  step solve_probe 120 solve_probe.py --shapes 0,2
+71)
   step correctness 220 kernels_correctness.py --jobs 16 --no-ref-check
   step correctness_solve 150 HYBRIDIZE_GDR_SCAN_SOLVE_MIN=0 kernels_correctness.py --jobs 16 --no-ref-check --only gdn
-  rows inverse_precision "^| T"
-  rows solve_probe "^| ("
+  step solve_probe 120 solve_probe.py --shapes 0,2
   ours_ok correctness | grep "FAIL\|big" | head -8
   rows correctness "PASS\|FAILED"
   rows correctness_solve "PASS\|FAILED"
-  ;;
-70)
-  step solve_probe 150 solve_probe.py --shapes 0,2
   rows solve_probe "^| ("
   ;;
 69)
@@ -639,20 +631,6 @@ case "${PART:-1}" in
   step bench_all 220 "${BENCH[@]}" --shapes 0,1,2,3,4
   rows profile_fla "sum of kernels"
   rows bench_all "^| [GK]D[AN] f\|^| decode" "default "
-  ;;
-67)
-  step solve_probe 200 solve_probe.py --shapes 0,2
-  rows solve_probe "^| solve"
-  ;;
-66)
-  step solve_probe 200 solve_probe.py --shapes 0,2
-  step profile_base 120 kernel_profile.py --shapes 0,2 --modes fwd --no-fla
-  step profile_f16 120 HYBRIDIZE_GDR_SOLVE_F16=1 kernel_profile.py --shapes 0,2 --modes fwd --gates gdn --no-fla
-  step profile_kda_kernel 120 HYBRIDIZE_GDR_SOLVE_F16=1 HYBRIDIZE_GDR_SCAN_SOLVE_KDA=0 kernel_profile.py --shapes 0,2 --modes fwd --gates kda --no-fla
-  rows solve_probe "^| solve"
-  rows profile_base "sum of kernels\|ours |" "base "
-  rows profile_f16 "sum of kernels\|ours |" "f16 "
-  rows profile_kda_kernel "sum of kernels\|ours |" "kda solve kernel f16 "
   ;;
 60|64)
   step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check

@@ -40,10 +40,11 @@ U_BLOCK_C = tl.constexpr(U_BLOCK)
 
 
 class Scaled(NamedTuple):
-    """u as the forward's fp16 solve stores it (chunk_prep_split._solve_columns' U16): values fp16 [1, L, H, V] and
+    """u as the forward's solve kernel stores it (chunk_prep_split._solve_columns' U16): values fp16 [1, L, H, V] and
     scale fp32 [1, L, H, cdiv(V, U_BLOCK)], u[..., j] = values[..., j] * scale[..., j // U_BLOCK]: a power of two per
     token, head and block of U_BLOCK value columns that puts the block's largest element in [2^14, 2^15), so u keeps
-    fp16's 11 significant bits at any magnitude. Read by chunk_scan and by chunk_output's overflow fallback."""
+    fp16's 11 significant bits (tf32's) at any magnitude, in half of fp32's bytes. Read by chunk_scan and by
+    chunk_output's overflow fallback."""
 
     values: torch.Tensor
     scale: torch.Tensor
@@ -191,7 +192,7 @@ def unit_lower_inverse(A, C: tl.constexpr, SB: tl.constexpr, PREC: tl.constexpr)
 
 
 @triton.jit
-def unit_lower_inverse_doubling(A, C: tl.constexpr, PREC: tl.constexpr, F16: tl.constexpr = False):
+def unit_lower_inverse_doubling(A, C: tl.constexpr, PREC: tl.constexpr):
     """(I + A)^-1 for a strictly lower-triangular A [C, C] (fp32, C a power of two) by doubling the
     size of the inverted diagonal blocks: with X = diag(X1, X2) the inverses of two neighbouring
     diagonal blocks, the inverse of the block twice as large is [[X1, 0], [-X2 A21 X1, X2]], i.e.
@@ -204,47 +205,34 @@ def unit_lower_inverse_doubling(A, C: tl.constexpr, PREC: tl.constexpr, F16: tl.
     r = rows[:, None]
     c = rows[None, :]
     X = tl.where(r == c, 1.0, 0.0) - tl.where(r // 2 == c // 2, A, 0.0)
-    X = _doubling_level(X, A, r, c, 4, PREC, F16)  # block sizes 4, 8, ..., C (at most 128)
+    X = _doubling_level(X, A, r, c, 4, PREC)  # block sizes 4, 8, ..., C (at most 128)
     if C >= 8:
-        X = _doubling_level(X, A, r, c, 8, PREC, F16)
+        X = _doubling_level(X, A, r, c, 8, PREC)
     if C >= 16:
-        X = _doubling_level(X, A, r, c, 16, PREC, F16)
+        X = _doubling_level(X, A, r, c, 16, PREC)
     if C >= 32:
-        X = _doubling_level(X, A, r, c, 32, PREC, F16)
+        X = _doubling_level(X, A, r, c, 32, PREC)
     if C >= 64:
-        X = _doubling_level(X, A, r, c, 64, PREC, F16)
+        X = _doubling_level(X, A, r, c, 64, PREC)
     if C >= 128:
-        X = _doubling_level(X, A, r, c, 128, PREC, F16)
+        X = _doubling_level(X, A, r, c, 128, PREC)
     return X
 
 
 @triton.jit
-def _doubling_level(X, A, r, c, N: tl.constexpr, PREC: tl.constexpr, F16: tl.constexpr = False):
+def _doubling_level(X, A, r, c, N: tl.constexpr, PREC: tl.constexpr):
     """One level of unit_lower_inverse_doubling: X holds the inverses of the diagonal blocks of size
     N / 2; returns those of size N."""
     A_n = tl.where((r // N == c // N) & ((r // (N // 2)) % 2 == 1) & ((c // (N // 2)) % 2 == 0), A, 0.0)
-    if F16:  # fp16 operands, fp32 sums: the 11 significant bits tf32 keeps, at twice its rate
-        Xh = X.to(tl.float16)
-        return X - tl.dot(Xh, tl.dot(A_n.to(tl.float16), Xh).to(tl.float16))
     return X - tl.dot(X, tl.dot(A_n, X, input_precision=PREC), input_precision=PREC)
 
 
 @triton.jit
-def not_finite(X):
-    """Whether any element of the [R, N] fp32 tile X is inf or NaN: a row sum (within warps) is then not finite
-    either, since inf and NaN propagate through sums; one more reduction, over the rows, decides for the program."""
-    rs = tl.sum(X, axis=1)
-    return tl.max(((rs != rs) | (tl.abs(rs) == float("inf"))).to(tl.int32), axis=0) > 0
-
-
-@triton.jit
-def invert(A, C: tl.constexpr, SB: tl.constexpr, DOUBLING: tl.constexpr, PREC: tl.constexpr, F16: tl.constexpr = False):
+def invert(A, C: tl.constexpr, SB: tl.constexpr, DOUBLING: tl.constexpr, PREC: tl.constexpr):
     """(I + A)^-1 of one chunk's strictly lower A on the tensor cores: by block doubling (DOUBLING, the
-    default) or by blocked substitution. F16 (doubling only, 16-bit inputs): the products take fp16 operands,
-    as exact as tf32's (11 significant bits) for magnitudes from 2^-14 to 65504; past that range the result
-    is not finite, which the caller checks (not_finite)."""
+    default) or by blocked substitution."""
     if DOUBLING:
-        return unit_lower_inverse_doubling(A, C, PREC, F16)
+        return unit_lower_inverse_doubling(A, C, PREC)
     else:
         return unit_lower_inverse(A, C, SB, PREC)
 

@@ -63,9 +63,9 @@ def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=Fals
     # the scan does the solve where solve_in_scan says so, unless the backward needs this pass's w.
     aqk = store_for_bwd or keep_t or fuse_o or not OUTPUT_CONFIG["qk"]
     solve = store_for_bwd or fuse_o or not solve_in_scan(k, inter, channel, layout.num_seqs * k.shape[2])
-    # The solve kernel's u in fp16 over a power of two per row, with fp16 products (SPLIT_CONFIG["solve16"]), where
-    # it would be fp32 beside 16-bit w ("mixed") and only this pass reads it: the backward recomputes its own
-    u16 = (solve and not (store_for_bwd or fuse_o) and SPLIT_CONFIG["solve16"] and q.dtype != torch.float32
+    # The solve kernel's u as a Scaled (fp16 over powers of two; SPLIT_CONFIG["scaled_u"]) where it would be fp32
+    # beside 16-bit w ("mixed") and only this pass reads it: the backward recomputes its own
+    u16 = (solve and not (store_for_bwd or fuse_o) and SPLIT_CONFIG["scaled_u"] and q.dtype != torch.float32
            and inter_dtypes(k, inter, channel) == (k.dtype, torch.float32))
     G, w, u, Aqk, T, kg = chunk_prep(q, k, v, g, beta, scale, layout, store_t=store_for_bwd or keep_t,
                                      inter=inter, aqk=aqk, solve=solve, u16=u16)

@@ -241,7 +241,7 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
     scan that folds the solve in: solve_in_scan): G, Aqk and T by the split design's pairs kernel at
     every head dim, u None, and w None for scalar gates; per-channel gates get w = k e^G (in w's dtype,
     the residual's key operand) and kg from one pass of _decayed_kernel. u16 (the split design; ignored by the
-    others): u as chunk_prep_split.Scaled, by the fp16 solve."""
+    others): u as a _common.Scaled (fp16 over powers of two)."""
     _, L, H, K = k.shape
     V = v.shape[-1]
     channel = g.dim() == 4

@@ -37,7 +37,7 @@ import triton
 import triton.language as tl
 
 from ._common import (CHUNK, EXP_CLAMP, SUB, U_BLOCK, Layout, Scaled, chunk_bounds, chunk_tokens, dot_dtype,
-                      dot_precision, invert, not_finite, pick_row)
+                      dot_precision, invert, pick_row)
 from .chunk_prep_blocks import _store_row_block, block_inverse
 from .chunk_scan import load_gates
 
@@ -61,13 +61,22 @@ from .chunk_scan import load_gates
 #   inverse blocked, 4 warps 0.097 / 0.096 (8 warps 0.21; blocks16 0.11 at 4 warps, 0.34 at 8)
 #   solve   BK 64, 8 warps 0.131 / 0.172 (BK 32: 0.173 / 0.220; BK 16: 0.31 / 0.39)
 # 4 warps win for pairs although ptxas reports spills there (up to 1.5 KB for KDA at head dim 128).
+# Round 15 (benchmarks/RESULTS.md, "Kernels, round 15", GDN, bf16, the kernel alone, tf32 products):
+#   scaled_u        the forward's solve kernel stores u as a _common.Scaled (fp16 over a power of two per row and
+#                   64 columns, as exact as the tf32 products that read it) where it would be fp32 beside 16-bit w
+#                   ("mixed"); the scan reads half the bytes (the backward recomputes its own fp32 u).
+#                   (1,8192,16,128) 0.093 -> 0.087 ms, (1,32768,16,128) 0.334 -> 0.312, at 4 warps
+#                   (scaled_u_warps; 8 warps 0.090 / 0.327). HYBRIDIZE_GDR_SCALED_U=0 turns it off.
+#   Measured and not kept: fp16 operands for the inverse's and the solve's products (twice tf32's rate, the same
+#   11 significant bits). Unguarded they took pairs + inverse 0.068 -> 0.053 ms and the solve 0.093 -> 0.070 at
+#   8K; guarded against fp16's range (a finiteness check, a flag, and a kernel redoing flagged chunks in tf32, or
+#   the tf32 route inline) they kept 0.003 ms and nothing, and the fix kernel cost 0.010 ms with nothing flagged.
 SPLIT_CONFIG = {"pairs_BK": 64, "pairs_warps": 4, "inverse": os.environ.get("HYBRIDIZE_GDR_INVERSE", "doubling"),
                 "inverse_warps": 4, "solve_BK": 64, "solve_warps": 8,
                 "pairs_inverse": os.environ.get("HYBRIDIZE_GDR_PAIRS_INVERSE", "1") == "1",
                 "solve_all": os.environ.get("HYBRIDIZE_GDR_SOLVE_ALL", "1") == "1",
                 "pairs_inverse_channel": os.environ.get("HYBRIDIZE_GDR_PAIRS_INVERSE_KDA", "1") == "1",
-                "solve16": os.environ.get("HYBRIDIZE_GDR_SOLVE16", "1") == "1",
-                "inverse_f16": os.environ.get("HYBRIDIZE_GDR_INVERSE_F16", "1") == "1"}
+                "scaled_u": os.environ.get("HYBRIDIZE_GDR_SCALED_U", "1") == "1", "scaled_u_warps": 4}
 
 
 @triton.jit
@@ -139,27 +148,12 @@ def _side_by_side(a, b):
 
 
 @triton.jit
-def _scalar_A(q, k, g, beta, tok, valid, rows, i_h, H, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
-              PREC: tl.constexpr, DT: tl.constexpr, QK: tl.constexpr):
-    """Scalar gates, one chunk: G = cumsum(g), A = beta strict_tril(k k^T e^{G_t - G_s}), and (QK) the undecayed
-    q k^T with the decay D = e^{G_t - G_s} (lower triangle) for Aqk."""
-    b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
-    G = tl.cumsum(tl.load(g + tok * H + i_h, mask=valid, other=0.0).to(tl.float32), 0)
-    A, M = scalar_pairs(q, k, tok, valid, i_h, H, K, BK, C, PREC, DT, QK)
-    # exp of the masked difference: -inf above the diagonal gives exact zeros, no overflow
-    D = tl.exp(tl.where(rows[:, None] >= rows[None, :], G[:, None] - G[None, :], float("-inf")))
-    return G, tl.where(rows[:, None] > rows[None, :], A * D, 0.0) * b[:, None], M, D
-
-
-@triton.jit
-def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, flags, cu, chunks, scale, H,
+def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, cu, chunks, scale, H,
                   K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SB: tl.constexpr, CHANNEL: tl.constexpr,
                   INVERT: tl.constexpr, DOUBLING: tl.constexpr, PREC: tl.constexpr, PAIR_PREC: tl.constexpr,
-                  DT: tl.constexpr, STORE_AQK: tl.constexpr = True, INV16: tl.constexpr = False):
+                  DT: tl.constexpr, STORE_AQK: tl.constexpr = True):
     """G, A (or, with INVERT, T = (I + A)^-1) and Aqk of one (chunk, head); scalar gates without
-    STORE_AQK leave Aqk to the output kernel (chunk_output's QK) and read no q here. INV16 (scalar gates, with
-    INVERT): the inverse's products on fp16 operands, and flags[chunk, head] = 1 where T is not finite (an
-    operand past fp16's range), else 0; _fix_kernel inverts those chunks again with tf32 products."""
+    STORE_AQK leave Aqk to the output kernel (chunk_output's QK) and read no q here."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
@@ -199,18 +193,20 @@ def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, flags, cu, chunks, scale
         _store_columns(A_out, Aqk_out, A3, M3, b, tok, valid, rows, i_h, H, scale, 3, C, SB, not INVERT)
         if INVERT:  # the four column blocks as one [C, C] tile (C == 4 SB), inverted here
             A = _side_by_side(_side_by_side(A0, A1), _side_by_side(A2, A3))
-            A = invert(tl.where(rows[:, None] > rows[None, :], A * b[:, None], 0.0), C, SB, DOUBLING, PREC, INV16)
+            A = invert(tl.where(rows[:, None] > rows[None, :], A * b[:, None], 0.0), C, SB, DOUBLING, PREC)
             tl.store(A_out + (tok[:, None] * H + i_h) * C + rows[None, :], A, mask=valid[:, None])
     else:
-        G, A, M, D = _scalar_A(q, k, g, beta, tok, valid, rows, i_h, H, K, BK, C, PREC, DT, STORE_AQK)
+        G = tl.cumsum(tl.load(g + tok * H + i_h, mask=valid, other=0.0).to(tl.float32), 0)
         tl.store(G_out + tok * H + i_h, G, mask=valid)
+        A, M = scalar_pairs(q, k, tok, valid, i_h, H, K, BK, C, PREC, DT, STORE_AQK)
+        # exp of the masked difference: -inf above the diagonal gives exact zeros, no overflow
+        D = tl.exp(tl.where(rows[:, None] >= rows[None, :], G[:, None] - G[None, :], float("-inf")))
         p_c = (tok[:, None] * H + i_h) * C + rows[None, :]
         if STORE_AQK:
             tl.store(Aqk_out + p_c, (M * D * scale).to(Aqk_out.dtype.element_ty), mask=valid[:, None])
+        A = tl.where(rows[:, None] > rows[None, :], A * D, 0.0) * b[:, None]
         if INVERT:
-            A = invert(A, C, SB, DOUBLING, PREC, INV16)
-            if INV16:  # the check alone costs little; the tf32 inverse inline cost 25% (0.053 -> 0.066 ms at 8K)
-                tl.store(flags + i_c * H + i_h, not_finite(A).to(tl.int32))
+            A = invert(A, C, SB, DOUBLING, PREC)
         tl.store(A_out + p_c, A, mask=valid[:, None])
 
 
@@ -268,11 +264,9 @@ def _pow2(e):
 @triton.jit
 def _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, u_scale, tok, valid, last_tok, i_h, H, i_j, K: tl.constexpr,
                    V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CHANNEL: tl.constexpr, STORE_KG: tl.constexpr,
-                   PREC: tl.constexpr, DT: tl.constexpr, F16: tl.constexpr, U16: tl.constexpr):
+                   PREC: tl.constexpr, DT: tl.constexpr, U16: tl.constexpr):
     """Column block i_j of one chunk: for i_j < cdiv(K, BK) key columns i_j*BK.. of w (and kg), else
-    value columns of u. F16: Tm is fp16 and the products take fp16 operands. U16 (BV == _common.U_BLOCK): u
-    stored as a _common.Scaled. Returns (F16; zeros otherwise) per row the largest |element| of the product's
-    right operand, or 2^126 where the product's row is not finite (_solve_kernel's check)."""
+    value columns of u. U16 (BV == _common.U_BLOCK, or V's whole width when smaller): u stored as a _common.Scaled."""
     NK: tl.constexpr = (K + BK - 1) // BK
     if i_j < NK:
         kk = i_j * BK + tl.arange(0, BK)
@@ -281,51 +275,34 @@ def _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, u_scale, tok, valid, la
         p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
         kf = tl.load(k + p_k, mask=m_k, other=0.0).to(DT).to(tl.float32)
         eG, eGlG, _ = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
-        y = kf * eG * b[:, None]
-        if F16:
-            x = tl.dot(Tm, y.to(tl.float16))
-        else:
-            x = tl.dot(Tm, y, input_precision=PREC)
-        tl.store(w_out + p_k, x.to(w_out.dtype.element_ty), mask=m_k)
+        w = tl.dot(Tm, kf * eG * b[:, None], input_precision=PREC)
+        tl.store(w_out + p_k, w.to(w_out.dtype.element_ty), mask=m_k)
         if STORE_KG:
             tl.store(kg_out + p_k, (kf * eGlG).to(kg_out.dtype.element_ty), mask=m_k)
     else:
         vv = (i_j - NK) * BV + tl.arange(0, BV)
         m_v = valid[:, None] & (vv < V)[None, :]
         p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
-        y = tl.load(v + p_v, mask=m_v, other=0.0).to(tl.float32) * b[:, None]
-        if F16:
-            x = tl.dot(Tm, y.to(tl.float16))
-        else:
-            x = tl.dot(Tm, y, input_precision=PREC)
+        vb = tl.load(v + p_v, mask=m_v, other=0.0).to(tl.float32) * b[:, None]
+        u = tl.dot(Tm, vb, input_precision=PREC)
         if U16:
-            # the row's largest element's binary exponent, from its bits (an all-zero row: any power serves)
-            m = tl.max(tl.abs(x), axis=1)
+            # each row's largest element's binary exponent, from its bits (an all-zero row: any power serves); the
+            # row maximum stays within warps
+            m = tl.max(tl.abs(u), axis=1)
             e = tl.minimum(tl.maximum(((m.to(tl.int32, bitcast=True) >> 23) & 255) - 127 - 14, -110), 110)
-            tl.store(u_out + p_v, (x * _pow2(-e)[:, None]).to(tl.float16), mask=m_v)
+            tl.store(u_out + p_v, (u * _pow2(-e)[:, None]).to(tl.float16), mask=m_v)
             tl.store(u_scale + (tok * H + i_h) * ((V + BV - 1) // BV) + i_j - NK, _pow2(e), mask=valid)
         else:
-            tl.store(u_out + p_v, x.to(u_out.dtype.element_ty), mask=m_v)
-    if F16:  # row sums and maxima stay within warps; inf and NaN propagate through the sums
-        rs = tl.sum(x, axis=1)
-        return tl.where((rs != rs) | (tl.abs(rs) == float("inf")), 2.0 ** 126, tl.max(tl.abs(y), axis=1))
-    else:
-        return tl.zeros([x.shape[0]], dtype=tl.float32)
+            tl.store(u_out + p_v, u.to(u_out.dtype.element_ty), mask=m_v)
 
 
 @triton.jit
-def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, u_scale, flags, cu, chunks, H, K: tl.constexpr,
+def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, u_scale, cu, chunks, H, K: tl.constexpr,
                   V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr, CHANNEL: tl.constexpr,
                   STORE_KG: tl.constexpr, ALL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr,
-                  F16: tl.constexpr = False, U16: tl.constexpr = False):
+                  U16: tl.constexpr = False):
     """Program (chunk, head, j): column block j (_solve_columns); with ALL, program (chunk, head) does
-    every column block, reading T once instead of once per block.
-
-    F16 (with ALL; scalar gates): fp16 products. They keep tf32's 11 significant bits where fp16's range holds the
-    operands; flags[chunk, head] (set by the pairs kernel where T overflowed) gains 1 where a product is not finite
-    (T, k e^G beta or v beta past 65504) or where all of k e^G beta, or all of v beta, is under 2^-12 (fp16's
-    subnormals, below 2^-14, would cost relative precision there: 2^-25 absolute against 2^-12 is tf32's 2^-13
-    relative), and _fix_kernel solves those chunks again with tf32 products."""
+    every column block, reading T once instead of once per block."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
@@ -333,51 +310,13 @@ def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, u_scale, flags, cu
     valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
     b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
     Tm = tl.load(T_buf + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0)
-    if F16:
-        Tm = Tm.to(tl.float16)
-    NK: tl.constexpr = (K + BK - 1) // BK
     if ALL:
-        top_k = tl.zeros([C], dtype=tl.float32)  # per row, over the key side's blocks (_solve_columns' return)
-        top_v = tl.zeros([C], dtype=tl.float32)
-        for i_j in tl.static_range(NK + (V + BV - 1) // BV):
-            top = _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, u_scale, tok, valid, last_tok, i_h, H, i_j,
-                                 K, V, BK, BV, CHANNEL, STORE_KG, PREC, DT, F16, U16)
-            if i_j < NK:
-                top_k = tl.maximum(top_k, top)
-            else:
-                top_v = tl.maximum(top_v, top)
-        if F16:  # two reductions over the rows decide for the chunk
-            a = tl.max(top_k, axis=0)
-            z = tl.max(top_v, axis=0)
-            bad = (tl.maximum(a, z) >= 2.0 ** 126) | (tl.minimum(a, z) < 2.0 ** -12)
-            p_f = flags + i_c * H + i_h
-            tl.store(p_f, tl.load(p_f) | bad.to(tl.int32))
+        for i_j in tl.static_range((K + BK - 1) // BK + (V + BV - 1) // BV):
+            _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, u_scale, tok, valid, last_tok, i_h, H, i_j, K, V, BK,
+                           BV, CHANNEL, STORE_KG, PREC, DT, U16)
     else:
         _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, u_scale, tok, valid, last_tok, i_h, H, tl.program_id(2),
-                       K, V, BK, BV, CHANNEL, STORE_KG, PREC, DT, False, False)
-
-
-@triton.jit
-def _fix_kernel(k, v, g, beta, G, T_buf, w_out, u_out, u_scale, flags, cu, chunks, H, K: tl.constexpr,
-                V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr, SB: tl.constexpr,
-                SOLVE: tl.constexpr, U16: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
-    """Scalar gates: the chunks flagged by the fp16 inverse or solve, again with tf32 products: T, and (SOLVE) w and u
-    (U16: u as a Scaled). The inverse and solve kernels with the tf32 route inline ran 25% slower even where it never ran;
-    apart, a flagged chunk costs this program and every other chunk one load."""
-    i_c = tl.program_id(0)
-    i_h = tl.program_id(1)
-    if tl.load(flags + i_c * H + i_h) != 0:
-        bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
-        rows = tl.arange(0, C)
-        valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
-        _, A, _, _ = _scalar_A(k, k, g, beta, tok, valid, rows, i_h, H, K, BK, C, PREC, DT, False)
-        Tm = invert(A, C, SB, True, PREC, False)
-        tl.store(T_buf + (tok[:, None] * H + i_h) * C + rows[None, :], Tm, mask=valid[:, None])
-        if SOLVE:
-            b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
-            for i_j in tl.static_range((K + BK - 1) // BK + (V + BV - 1) // BV):
-                _solve_columns(k, v, G, Tm, b, w_out, u_out, w_out, u_scale, tok, valid, last_tok, i_h, H, i_j,
-                               K, V, BK, BV, False, False, PREC, DT, False, U16)
+                       K, V, BK, BV, CHANNEL, STORE_KG, PREC, DT, U16)
 
 
 def pairs_invert(channel: bool) -> bool:
@@ -386,25 +325,16 @@ def pairs_invert(channel: bool) -> bool:
     return SPLIT_CONFIG["pairs_inverse"] and (not channel or SPLIT_CONFIG["pairs_inverse_channel"])
 
 
-def inverse16(k: torch.Tensor, channel: bool) -> bool:
-    """Whether the pairs kernel's inverse takes fp16 operands (SPLIT_CONFIG["inverse_f16"]): scalar gates, 16-bit
-    inputs, the pairs kernel inverting. (Per-channel gates keep tf32: KDA's dh0 on aligned keys went from 8.7e-3
-    to 1.6e-2 with it on the H100, round 15, call 4, although T itself was as exact; not understood.)"""
-    return SPLIT_CONFIG["inverse_f16"] and not channel and k.dtype != torch.float32 and pairs_invert(channel)
-
-
-def launch_pairs(q, k, g, beta, scale: float, layout: Layout, G, A, Aqk, flags: torch.Tensor | None = None) -> None:
-    """Aqk None (scalar gates only): not formed here (the output kernel forms it). flags (int32 [chunks, H]): the
-    inverse with fp16 products (inverse16), each chunk's overflow flag written there."""
+def launch_pairs(q, k, g, beta, scale: float, layout: Layout, G, A, Aqk) -> None:
+    """Aqk None (scalar gates only): not formed here (the output kernel forms it)."""
     H, K = k.shape[2], k.shape[3]
     if layout.num_chunks:
         _pairs_kernel[(layout.num_chunks, H)](
-            q, k, g, beta, G, A, Aqk if Aqk is not None else A, flags if flags is not None else A, layout.cu,
-            layout.chunks, scale, H, K=K, BK=min(SPLIT_CONFIG["pairs_BK"], triton.next_power_of_2(K)), C=CHUNK,
-            SB=SUB, CHANNEL=g.dim() == 4, INVERT=pairs_invert(g.dim() == 4),
-            DOUBLING=SPLIT_CONFIG["inverse"] == "doubling", PREC=dot_precision(k.dtype),
-            PAIR_PREC=dot_precision(k.dtype), DT=dot_dtype(k.dtype), STORE_AQK=Aqk is not None,
-            INV16=flags is not None, num_warps=SPLIT_CONFIG["pairs_warps"])
+            q, k, g, beta, G, A, Aqk if Aqk is not None else A, layout.cu, layout.chunks, scale, H, K=K,
+            BK=min(SPLIT_CONFIG["pairs_BK"], triton.next_power_of_2(K)), C=CHUNK, SB=SUB, CHANNEL=g.dim() == 4,
+            INVERT=pairs_invert(g.dim() == 4), DOUBLING=SPLIT_CONFIG["inverse"] == "doubling",
+            PREC=dot_precision(k.dtype), PAIR_PREC=dot_precision(k.dtype), DT=dot_dtype(k.dtype),
+            STORE_AQK=Aqk is not None, num_warps=SPLIT_CONFIG["pairs_warps"])
 
 
 def launch_inverse(T, layout: Layout, dtype: torch.dtype) -> None:
@@ -415,82 +345,52 @@ def launch_inverse(T, layout: Layout, dtype: torch.dtype) -> None:
             num_warps=SPLIT_CONFIG["inverse_warps"])
 
 
-def launch_solve(k, v, G, beta, T, layout: Layout, w, u, kg, u_scale: torch.Tensor | None = None,
-                 flags: torch.Tensor | None = None) -> None:
-    """u_scale (fp32 [1, L, H, cdiv(V, U_BLOCK)]; u fp16): u stored as a Scaled. flags (int32 [chunks, H], scalar
-    gates, 16-bit inputs): fp16 products, the chunks to solve again flagged there (_solve_kernel)."""
+def launch_solve(k, v, G, beta, T, layout: Layout, w, u, kg, u_scale: torch.Tensor | None = None) -> None:
+    """u_scale (fp32 [1, L, H, cdiv(V, U_BLOCK)], with u fp16): u stored as a Scaled, in value blocks of U_BLOCK."""
     _, _, H, K = k.shape
     V = v.shape[-1]
     u16 = u_scale is not None
     BK = min(SPLIT_CONFIG["solve_BK"], triton.next_power_of_2(K))
     BV = min(U_BLOCK if u16 else SPLIT_CONFIG["solve_BK"], triton.next_power_of_2(V))
-    together = SPLIT_CONFIG["solve_all"] or u16 or flags is not None
+    together = SPLIT_CONFIG["solve_all"]
     if layout.num_chunks:
         _solve_kernel[(layout.num_chunks, H, 1 if together else triton.cdiv(K, BK) + triton.cdiv(V, BV))](
-            k, v, G, beta, T, w, u, kg if kg is not None else w, u_scale if u16 else w,
-            flags if flags is not None else w, layout.cu, layout.chunks, H, K=K, V=V, BK=BK, BV=BV, C=CHUNK,
-            CHANNEL=G.dim() == 4, STORE_KG=kg is not None, ALL=together, PREC=dot_precision(k.dtype),
-            DT=dot_dtype(k.dtype), F16=flags is not None, U16=u16, num_warps=SPLIT_CONFIG["solve_warps"])
-
-
-def launch_fix(k, v, g, beta, G, T, layout: Layout, flags: torch.Tensor, w=None, u=None) -> None:
-    """_fix_kernel: the flagged chunks' T again with tf32 products, and with w given their w and u (a Scaled or
-    plain, as the solve stored it) too."""
-    _, _, H, K = k.shape
-    V = v.shape[-1]
-    scaled = isinstance(u, Scaled)
-    BV = min(U_BLOCK if scaled else SPLIT_CONFIG["solve_BK"], triton.next_power_of_2(V))
-    if layout.num_chunks:
-        _fix_kernel[(layout.num_chunks, H)](
-            k, v, g, beta, G, T, w if w is not None else T, (u.values if scaled else u) if w is not None else T,
-            u.scale if scaled else T, flags, layout.cu, layout.chunks, H, K=K, V=V,
-            BK=min(SPLIT_CONFIG["solve_BK"], triton.next_power_of_2(K)), BV=BV, C=CHUNK, SB=SUB, SOLVE=w is not None,
-            U16=scaled, PREC=dot_precision(k.dtype), DT=dot_dtype(k.dtype), num_warps=SPLIT_CONFIG["solve_warps"])
+            k, v, G, beta, T, w, u, kg if kg is not None else w, u_scale if u16 else w, layout.cu, layout.chunks, H,
+            K=K, V=V, BK=BK, BV=BV, C=CHUNK, CHANNEL=G.dim() == 4, STORE_KG=kg is not None, ALL=together,
+            PREC=dot_precision(k.dtype), DT=dot_dtype(k.dtype), U16=u16,
+            num_warps=SPLIT_CONFIG["scaled_u_warps" if u16 else "solve_warps"])
 
 
 def chunk_prep_split(q, k, v, g, beta, scale: float, layout: Layout, w_dtype: torch.dtype, inter: torch.dtype,
                      aqk: bool = True, solve: bool = True, u16: bool = False):
     """chunk_prep's outputs (G, w, u, Aqk, T, kg) by the three kernels above; T is always made (it is
     where A is formed), kg for per-channel gates only. w in w_dtype, u, Aqk and kg in inter (u16: u as a
-    Scaled, by the fp16 solve for scalar gates); Aqk None when not aqk (scalar gates); w, u and kg None without
-    solve (the solve kernel does not run). With fp16 products (inverse16, u16), _fix_kernel runs last."""
+    _common.Scaled); Aqk None when not aqk (scalar gates); w, u and kg None without solve (the solve kernel
+    does not run)."""
     _, L, H, K = k.shape
-    channel = g.dim() == 4
     G = torch.empty(g.shape, device=g.device, dtype=torch.float32)
     T = torch.empty(1, L, H, CHUNK, device=k.device, dtype=torch.float32)
     Aqk = torch.empty(1, L, H, CHUNK, device=k.device, dtype=inter) if aqk else None
-    inv16 = inverse16(k, channel)
-    solve16 = solve and u16 and not channel and k.dtype != torch.float32
-    # written by the pairs kernel when it inverts in fp16 (no memset then), or only or'ed into by the solve
-    flags = None
-    if inv16 or solve16:
-        flags = (torch.empty if inv16 else torch.zeros)(max(layout.num_chunks, 1), H, device=k.device,
-                                                        dtype=torch.int32)
-    launch_pairs(q, k, g, beta, scale, layout, G, T, Aqk, flags if inv16 else None)
-    if not pairs_invert(channel):
+    launch_pairs(q, k, g, beta, scale, layout, G, T, Aqk)
+    if not pairs_invert(g.dim() == 4):
         launch_inverse(T, layout, k.dtype)
     if not solve:
-        if flags is not None:
-            launch_fix(k, v, g, beta, G, T, layout, flags)
         return G, None, None, Aqk, T, None
-    w, u, kg = chunk_solve(k, v, G, beta, T, layout, w_dtype, inter, u16, flags if solve16 else None)
-    if flags is not None:
-        launch_fix(k, v, g, beta, G, T, layout, flags, w, u)
+    w, u, kg = chunk_solve(k, v, G, beta, T, layout, w_dtype, inter, u16)
     return G, w, u, Aqk, T, kg
 
 
-def chunk_solve(k, v, G, beta, T, layout: Layout, w_dtype: torch.dtype, inter: torch.dtype, u16: bool = False,
-                flags: torch.Tensor | None = None):
+def chunk_solve(k, v, G, beta, T, layout: Layout, w_dtype: torch.dtype, inter: torch.dtype, u16: bool = False):
     """w (in w_dtype), u and kg (per-channel gates; both in inter) from the prep's G and T: the part of
     the prep that the backward re-runs when the forward kept G, T and Aqk (autograd.RECOMPUTE). u16: u as
-    a Scaled (fp16 values). flags: fp16 products (launch_solve; the caller runs launch_fix after)."""
+    a _common.Scaled (fp16 values) instead."""
     w = torch.empty_like(k, dtype=w_dtype)
     kg = torch.empty_like(k, dtype=inter) if G.dim() == 4 else None
     if u16:
         V = v.shape[-1]
         u = Scaled(torch.empty_like(v, dtype=torch.float16),
                    torch.empty(*v.shape[:-1], triton.cdiv(V, U_BLOCK), device=v.device, dtype=torch.float32))
-        launch_solve(k, v, G, beta, T, layout, w, u.values, kg, u.scale, flags)
+        launch_solve(k, v, G, beta, T, layout, w, u.values, kg, u.scale)
     else:
         u = torch.empty_like(v, dtype=inter)
         launch_solve(k, v, G, beta, T, layout, w, u, kg)

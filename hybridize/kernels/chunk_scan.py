@@ -122,7 +122,7 @@ def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, u_scale
     SOLVE (split_update's case): w holds T = (I + A)^-1 (fp32 [L, H, C]) and u the values v; the prep's
     solve is folded in, vn = T diag(beta) (v - e^G (k h)), so w and u never go to memory. Per-channel
     gates take (k e^G) from kG (bf16, the prep's _decayed_kernel), and k is kg as without SOLVE.
-    U_SCALE: u is fp16 with its scales in u_scale (the fp16 solve's _common.Scaled)."""
+    U_SCALE: u is fp16 with its scales in u_scale (the solve kernel's _common.Scaled)."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -268,7 +268,7 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
     (both None then; split_update's case, see solve_in_scan; kG = k e^G for per-channel gates, else
     None): the scan forms vn from them, and vn is fp32. vn16: vn is stored in fp16 instead (for the output
     kernel only: chunk_output's vn_check; the state update keeps fp32 vn; elements past fp16's range
-    become inf there). u may be a _common.Scaled (the fp16 solve's); vn is fp32 then."""
+    become inf there). u may be a _common.Scaled (the solve kernel's); vn is fp32 then."""
     _, L, H, K = k.shape
     beta = kG = u_scale = None
     if isinstance(u, Scaled):
