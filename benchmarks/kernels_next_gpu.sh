@@ -143,8 +143,9 @@
 #            (shapes 0, 4: host-bound) with each
 #   PART=64  the final round-14 code: as PART=60 (the same steps; PART=60 ran the second-launch fallback)
 #   PART=65  the final round-14 code: as PART=61
-# Round 15 (PARTs 66-68 and 70 ran at working states of the fp16-product experiment, the last at commit 1df7e86;
-# those options and benchmarks/inverse_precision.py were removed after, see RESULTS.md "Kernels, round 15"):
+# Round 15 (PARTs 66-68, 70 and 71 ran at working states of the round's experiments, committed as 1df7e86 (fp16
+# products) and 9a93a4d (u as a Scaled), both reverted after; their scripts, solve_probe.py and inverse_precision.py,
+# are in those commits. See RESULTS.md "Kernels, round 15"):
 #   PART=66  the solve kernel with fp16 products and fp16 u, timed alone (solve_probe.py), and the forward's kernels
 #            with and without (GDN; KDA with its solve kernel in place of the solve in the scan)
 #   PART=67  the pairs kernel's inverse in fp16 products, T stored in fp16, the solve reading fp16 T (timings)
@@ -152,9 +153,9 @@
 #            GDN cases with the solve in the scan at every size (calls 3, 4 and 7)
 #   PART=70  where the fp16 routes' guards cost: no guard, the check alone, the tf32 route inline, a flag and a fix
 #            kernel (call 5 failed to compile one variant; call 6)
-#   PART=71  the round-15 code (u as a Scaled in the forward's solve kernel): correctness of every case and of the GDN
-#            cases with the solve in the scan at every size, the solve kernel alone (solve_probe.py, shapes 0 and 2)
-#   PART=69  the round-15 code: the forward's kernels beside fla's (shapes 0-4, one process), the issue's table
+#   PART=71  u as a Scaled in the forward's solve kernel: correctness of every case and of the GDN cases with the
+#            solve in the scan at every size, the solve kernel alone (solve_probe.py, shapes 0 and 2)
+#   PART=69  the forward's kernels beside fla's (shapes 0-4, one process), the issue's table (run at 9a93a4d)
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -616,15 +617,6 @@ case "${PART:-1}" in
 53)
   step sweep_kda_solve 300 kernel_stages.py --shapes "" --sweep 1 --sweep-gates kda --sweep-inter mixed --no-fla
   rows sweep_kda_solve "sweep" | cut -c1-300
-  ;;
-71)
-  step correctness 220 kernels_correctness.py --jobs 16 --no-ref-check
-  step correctness_solve 150 HYBRIDIZE_GDR_SCAN_SOLVE_MIN=0 kernels_correctness.py --jobs 16 --no-ref-check --only gdn
-  step solve_probe 120 solve_probe.py --shapes 0,2
-  ours_ok correctness | grep "FAIL\|big" | head -8
-  rows correctness "PASS\|FAILED"
-  rows correctness_solve "PASS\|FAILED"
-  rows solve_probe "^| ("
   ;;
 69)
   step profile_fla 340 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 import triton
@@ -32,22 +31,6 @@ class Layout:
     num_seqs: int
     num_chunks: int
     max_len: int
-
-
-# Value columns per scale of a Scaled u (U_BLOCK_C: the same inside kernels)
-U_BLOCK = 64
-U_BLOCK_C = tl.constexpr(U_BLOCK)
-
-
-class Scaled(NamedTuple):
-    """u as the forward's solve kernel stores it (chunk_prep_split._solve_columns' U16): values fp16 [1, L, H, V] and
-    scale fp32 [1, L, H, cdiv(V, U_BLOCK)], u[..., j] = values[..., j] * scale[..., j // U_BLOCK]: a power of two per
-    token, head and block of U_BLOCK value columns that puts the block's largest element in [2^14, 2^15), so u keeps
-    fp16's 11 significant bits (tf32's) at any magnitude, in half of fp32's bytes. Read by chunk_scan and by
-    chunk_output's overflow fallback."""
-
-    values: torch.Tensor
-    scale: torch.Tensor
 
 
 # Fixed-length layouts by (batch, seqlen, device): building one costs ~6 small launches (35-80 us

@@ -18,11 +18,11 @@ import os
 
 import torch
 
-from ._common import Scaled, make_layout
+from ._common import make_layout
 from .chunk_bwd import chunk_bwd
 from .chunk_output import OUTPUT_CONFIG, chunk_output
 from .chunk_prep import chunk_prep, inter_dtypes, solve_in_scan
-from .chunk_prep_split import SPLIT_CONFIG, chunk_solve
+from .chunk_prep_split import chunk_solve
 from .chunk_scan import SCAN_CONFIG, chunk_scan
 from .decode import recurrent_update
 from .l2norm import keys_bwd, keys_fwd, out_grad, unit_bwd, unit_fwd
@@ -63,12 +63,8 @@ def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=Fals
     # the scan does the solve where solve_in_scan says so, unless the backward needs this pass's w.
     aqk = store_for_bwd or keep_t or fuse_o or not OUTPUT_CONFIG["qk"]
     solve = store_for_bwd or fuse_o or not solve_in_scan(k, inter, channel, layout.num_seqs * k.shape[2])
-    # The solve kernel's u as a Scaled (fp16 over powers of two; SPLIT_CONFIG["scaled_u"]) where it would be fp32
-    # beside 16-bit w ("mixed") and only this pass reads it: the backward recomputes its own
-    u16 = (solve and not (store_for_bwd or fuse_o) and SPLIT_CONFIG["scaled_u"] and q.dtype != torch.float32
-           and inter_dtypes(k, inter, channel) == (k.dtype, torch.float32))
     G, w, u, Aqk, T, kg = chunk_prep(q, k, v, g, beta, scale, layout, store_t=store_for_bwd or keep_t,
-                                     inter=inter, aqk=aqk, solve=solve, u16=u16)
+                                     inter=inter, aqk=aqk, solve=solve)
     T_kept = T if store_for_bwd or keep_t else None
     if store_for_bwd:  # the backward's states and vn keep the intermediates' precision
         o, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
@@ -83,8 +79,7 @@ def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=Fals
     else:
         # The output's copy of vn in fp16 where it would be fp32 (OUTPUT_CONFIG["vn16"]; the backward recomputes
         # its own), with the operands it is formed from for the chunks where it overflows (chunk_output)
-        vn16 = OUTPUT_CONFIG["vn16"] and q.dtype != torch.float32 and (
-            not solve or isinstance(u, Scaled) or u.dtype == torch.float32)
+        vn16 = OUTPUT_CONFIG["vn16"] and q.dtype != torch.float32 and (not solve or u.dtype == torch.float32)
         _, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
                                   output_final_state=want_final, store_h=True, state_dtype=q.dtype, kg=kg,
                                   solve=None if solve else (T, v, beta, w), vn16=vn16)

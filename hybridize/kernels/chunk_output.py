@@ -25,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import CHUNK, U_BLOCK_C, Layout, Scaled, chunk_bounds, chunk_tokens, dot_dtype, dot_precision
+from ._common import CHUNK, Layout, chunk_bounds, chunk_tokens, dot_dtype, dot_precision
 from .chunk_scan import load_gates
 
 # Round 13 (H100, benchmarks/RESULTS.md "Kernels, round 13", calls 1, 3, 4; the kernel alone, ms):
@@ -56,12 +56,10 @@ OUTPUT_CONFIG = {"BK": 64, "BV": 128, "num_warps": 4, "num_stages": 3,
 @triton.jit
 def _vn_again(keys, T_in, vals, beta, G, h, tok, valid, rows, i_c, i_h, H, vv, vm, p_v, m_v,
               K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
-              CHANNEL: tl.constexpr, PREC: tl.constexpr, HDT: tl.constexpr, SOLVE: tl.constexpr,
-              U_SCALE: tl.constexpr):
+              CHANNEL: tl.constexpr, PREC: tl.constexpr, HDT: tl.constexpr, SOLVE: tl.constexpr):
     """vn of one chunk in fp32, formed again as the scan formed it, from R = keys h (the stored state h, the
     scan's operand types): SOLVE 1, T diag(beta) (vals - R) with vals = v, T_in = T and keys = k e^G (kG
-    per-channel; k, times e^G after the product, scalar gates); SOLVE 0, vals - R (vals = u, keys = w; U_SCALE:
-    u's fp16 values, with their row scales in beta's place)."""
+    per-channel; k, times e^G after the product, scalar gates); SOLVE 0, vals - R (vals = u, keys = w)."""
     R = tl.zeros([C, BV], dtype=tl.float32)
     for k0 in tl.static_range(0, K, BK):
         kk = k0 + tl.arange(0, BK)
@@ -73,9 +71,6 @@ def _vn_again(keys, T_in, vals, beta, G, h, tok, valid, rows, i_c, i_h, H, vv, v
                    input_precision=PREC)
     x = tl.load(vals + p_v, mask=m_v, other=0.0).to(tl.float32)
     if SOLVE == 0:  # vn = u - w h
-        if U_SCALE:  # (a Scaled u: one scale per row and U_BLOCK columns)
-            NB: tl.constexpr = (V + U_BLOCK_C - 1) // U_BLOCK_C
-            x = x * tl.load(beta + (tok[:, None] * H + i_h) * NB + vv[None, :] // U_BLOCK_C, mask=m_v, other=0.0)
         return x - R
     if not CHANNEL:
         R = R * tl.exp(tl.load(G + tok * H + i_h, mask=valid, other=0.0))[:, None]
@@ -89,7 +84,7 @@ def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, keys, T_in, vals, beta, cu
                    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                    CHANNEL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, HDT: tl.constexpr,
                    ROW_SCALE: tl.constexpr, QK: tl.constexpr, KDT: tl.constexpr, STAGES: tl.constexpr,
-                   VN16: tl.constexpr, HALF: tl.constexpr, SOLVE: tl.constexpr, U_SCALE: tl.constexpr = False):
+                   VN16: tl.constexpr, HALF: tl.constexpr, SOLVE: tl.constexpr):
     """DT: operand type of Aqk vn; HDT: of (scale q e^G) h. ROW_SCALE: o's rows times row_scale.
     QK (scalar gates): Aqk formed here from q and k (KDT: their products' operand type).
     VN16: vn is fp16 (HALF: fp16's operand type); where Aqk vn is not finite, Aqk (fp32) times vn formed again
@@ -134,7 +129,7 @@ def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, keys, T_in, vals, beta, cu
         rs = tl.sum(part, axis=1)
         if tl.max(((rs != rs) | (tl.abs(rs) == float("inf"))).to(tl.int32), axis=0) > 0:
             vn32 = _vn_again(keys, T_in, vals, beta, G, h, tok, valid, rows, i_c, i_h, H, vv, vm, p_v, m_v,
-                             K, V, BK, BV, C, CHANNEL, PREC, HDT, SOLVE, U_SCALE)
+                             K, V, BK, BV, C, CHANNEL, PREC, HDT, SOLVE)
             b_o = tl.dot(A, vn32, b_o, input_precision=PREC)
         else:
             b_o += part
@@ -154,8 +149,7 @@ def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch
     "mixed" intermediates, whose Aqk vn stays tf32); default: as Aqk vn. row_scale: fp32 [L*H], a
     factor per (token, head) applied before o is rounded (the fused L2 norm's rho for q).
     vn_check: vn is fp16 (chunk_scan's vn16), and these are the operands the scan formed it from, for the
-    chunks where it overflowed: (T, v, beta, kG) as chunk_scan's solve (kG None for scalar gates), or (w, u) (u
-    possibly a _common.Scaled)."""
+    chunks where it overflowed: (T, v, beta, kG) as chunk_scan's solve (kG None for scalar gates), or (w, u)."""
     _, L, H, K = q.shape
     V = vn.shape[-1]
     o = torch.empty(1, L, H, V, device=q.device, dtype=q.dtype)
@@ -178,8 +172,6 @@ def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch
     else:
         keys, vals = vn_check if vn16 else (G, G)
         T_in = beta = G
-        if isinstance(vals, Scaled):  # its row scales travel in beta's place (unused without the solve)
-            vals, beta = vals
     _output_kernel[(layout.num_chunks, H, triton.cdiv(V, BV))](
         q, k if k is not None else q, G, Aqk if not qk else G, h, vn, o, row_scale if row_scale is not None else G,
         keys, T_in, vals, beta, layout.cu, layout.chunks, scale, H,
@@ -187,6 +179,5 @@ def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch
         PREC=dot_precision(q.dtype), DT=dot_dtype(dt), HDT=dot_dtype(dt if qh_dtype is None else qh_dtype),
         ROW_SCALE=row_scale is not None, QK=qk, KDT=dot_dtype(q.dtype),
         STAGES=OUTPUT_CONFIG["num_stages"] if K > BK else 1,
-        VN16=vn16, HALF=dot_dtype(torch.float16), SOLVE=int(solve), U_SCALE=vn16 and not solve and beta is not G,
-        num_warps=OUTPUT_CONFIG["num_warps"])
+        VN16=vn16, HALF=dot_dtype(torch.float16), SOLVE=int(solve), num_warps=OUTPUT_CONFIG["num_warps"])
     return o

@@ -230,7 +230,7 @@ def solve_in_scan(k: torch.Tensor, inter: str | None, channel: bool, seqs_heads:
 
 
 def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = False, inter: str | None = None,
-               aqk: bool = True, solve: bool = True, u16: bool = False):
+               aqk: bool = True, solve: bool = True):
     """q, k [1, L, H, K], v [1, L, H, V] (packed, contiguous), g [1, L, H] or [1, L, H, K], beta [1, L, H].
 
     Returns G (fp32, g's shape), w ([1,L,H,K]), u ([1,L,H,V]), Aqk ([1,L,H,C]) in the intermediates'
@@ -240,8 +240,7 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
     (returned None; chunk_output forms it from q and k), except in the v4 design. solve False (for a
     scan that folds the solve in: solve_in_scan): G, Aqk and T by the split design's pairs kernel at
     every head dim, u None, and w None for scalar gates; per-channel gates get w = k e^G (in w's dtype,
-    the residual's key operand) and kg from one pass of _decayed_kernel. u16 (the split design; ignored by the
-    others): u as a _common.Scaled (fp16 over powers of two)."""
+    the residual's key operand) and kg from one pass of _decayed_kernel."""
     _, L, H, K = k.shape
     V = v.shape[-1]
     channel = g.dim() == 4
@@ -249,7 +248,7 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
     design = prep_design(K, channel) if solve else "split"
     aqk = aqk or channel or design == "blocks"
     if design == "split":  # allocates its own outputs (T always: A is formed in its buffer)
-        G, w, u, Aqk, T, kg = chunk_prep_split(q, k, v, g, beta, scale, layout, w_dtype, inter_dtype, aqk, solve, u16)
+        G, w, u, Aqk, T, kg = chunk_prep_split(q, k, v, g, beta, scale, layout, w_dtype, inter_dtype, aqk, solve)
         if not solve:
             if channel:
                 kg, kG = decayed(k, G, layout, inter_dtype, start_dtype=w_dtype)

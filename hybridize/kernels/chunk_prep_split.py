@@ -36,8 +36,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import (CHUNK, EXP_CLAMP, SUB, U_BLOCK, Layout, Scaled, chunk_bounds, chunk_tokens, dot_dtype,
-                      dot_precision, invert, pick_row)
+from ._common import (CHUNK, EXP_CLAMP, SUB, Layout, chunk_bounds, chunk_tokens, dot_dtype, dot_precision, invert,
+                      pick_row)
 from .chunk_prep_blocks import _store_row_block, block_inverse
 from .chunk_scan import load_gates
 
@@ -61,22 +61,11 @@ from .chunk_scan import load_gates
 #   inverse blocked, 4 warps 0.097 / 0.096 (8 warps 0.21; blocks16 0.11 at 4 warps, 0.34 at 8)
 #   solve   BK 64, 8 warps 0.131 / 0.172 (BK 32: 0.173 / 0.220; BK 16: 0.31 / 0.39)
 # 4 warps win for pairs although ptxas reports spills there (up to 1.5 KB for KDA at head dim 128).
-# Round 15 (benchmarks/RESULTS.md, "Kernels, round 15", GDN, bf16, the kernel alone, tf32 products):
-#   scaled_u        the forward's solve kernel stores u as a _common.Scaled (fp16 over a power of two per row and
-#                   64 columns, as exact as the tf32 products that read it) where it would be fp32 beside 16-bit w
-#                   ("mixed"); the scan reads half the bytes (the backward recomputes its own fp32 u).
-#                   (1,8192,16,128) 0.093 -> 0.087 ms, (1,32768,16,128) 0.334 -> 0.312, at 4 warps
-#                   (scaled_u_warps; 8 warps 0.090 / 0.327). HYBRIDIZE_GDR_SCALED_U=0 turns it off.
-#   Measured and not kept: fp16 operands for the inverse's and the solve's products (twice tf32's rate, the same
-#   11 significant bits). Unguarded they took pairs + inverse 0.068 -> 0.053 ms and the solve 0.093 -> 0.070 at
-#   8K; guarded against fp16's range (a finiteness check, a flag, and a kernel redoing flagged chunks in tf32, or
-#   the tf32 route inline) they kept 0.003 ms and nothing, and the fix kernel cost 0.010 ms with nothing flagged.
 SPLIT_CONFIG = {"pairs_BK": 64, "pairs_warps": 4, "inverse": os.environ.get("HYBRIDIZE_GDR_INVERSE", "doubling"),
                 "inverse_warps": 4, "solve_BK": 64, "solve_warps": 8,
                 "pairs_inverse": os.environ.get("HYBRIDIZE_GDR_PAIRS_INVERSE", "1") == "1",
                 "solve_all": os.environ.get("HYBRIDIZE_GDR_SOLVE_ALL", "1") == "1",
-                "pairs_inverse_channel": os.environ.get("HYBRIDIZE_GDR_PAIRS_INVERSE_KDA", "1") == "1",
-                "scaled_u": os.environ.get("HYBRIDIZE_GDR_SCALED_U", "1") == "1", "scaled_u_warps": 4}
+                "pairs_inverse_channel": os.environ.get("HYBRIDIZE_GDR_PAIRS_INVERSE_KDA", "1") == "1"}
 
 
 @triton.jit
@@ -256,17 +245,11 @@ def _inverse_kernel(T_buf, cu, chunks, H, C: tl.constexpr, SB: tl.constexpr, BLO
 
 
 @triton.jit
-def _pow2(e):
-    """2^e, exactly, for integer-valued e in [-126, 127] (from the exponent bits)."""
-    return ((e.to(tl.int32) + 127) << 23).to(tl.float32, bitcast=True)
-
-
-@triton.jit
-def _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, u_scale, tok, valid, last_tok, i_h, H, i_j, K: tl.constexpr,
+def _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, tok, valid, last_tok, i_h, H, i_j, K: tl.constexpr,
                    V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CHANNEL: tl.constexpr, STORE_KG: tl.constexpr,
-                   PREC: tl.constexpr, DT: tl.constexpr, U16: tl.constexpr):
+                   PREC: tl.constexpr, DT: tl.constexpr):
     """Column block i_j of one chunk: for i_j < cdiv(K, BK) key columns i_j*BK.. of w (and kg), else
-    value columns of u. U16 (BV == _common.U_BLOCK, or V's whole width when smaller): u stored as a _common.Scaled."""
+    value columns of u."""
     NK: tl.constexpr = (K + BK - 1) // BK
     if i_j < NK:
         kk = i_j * BK + tl.arange(0, BK)
@@ -285,22 +268,13 @@ def _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, u_scale, tok, valid, la
         p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
         vb = tl.load(v + p_v, mask=m_v, other=0.0).to(tl.float32) * b[:, None]
         u = tl.dot(Tm, vb, input_precision=PREC)
-        if U16:
-            # each row's largest element's binary exponent, from its bits (an all-zero row: any power serves); the
-            # row maximum stays within warps
-            m = tl.max(tl.abs(u), axis=1)
-            e = tl.minimum(tl.maximum(((m.to(tl.int32, bitcast=True) >> 23) & 255) - 127 - 14, -110), 110)
-            tl.store(u_out + p_v, (u * _pow2(-e)[:, None]).to(tl.float16), mask=m_v)
-            tl.store(u_scale + (tok * H + i_h) * ((V + BV - 1) // BV) + i_j - NK, _pow2(e), mask=valid)
-        else:
-            tl.store(u_out + p_v, u.to(u_out.dtype.element_ty), mask=m_v)
+        tl.store(u_out + p_v, u.to(u_out.dtype.element_ty), mask=m_v)
 
 
 @triton.jit
-def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, u_scale, cu, chunks, H, K: tl.constexpr,
-                  V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr, CHANNEL: tl.constexpr,
-                  STORE_KG: tl.constexpr, ALL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr,
-                  U16: tl.constexpr = False):
+def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, cu, chunks, H, K: tl.constexpr, V: tl.constexpr,
+                  BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr, CHANNEL: tl.constexpr,
+                  STORE_KG: tl.constexpr, ALL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
     """Program (chunk, head, j): column block j (_solve_columns); with ALL, program (chunk, head) does
     every column block, reading T once instead of once per block."""
     i_c = tl.program_id(0)
@@ -312,11 +286,11 @@ def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, u_scale, cu, chunk
     Tm = tl.load(T_buf + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0)
     if ALL:
         for i_j in tl.static_range((K + BK - 1) // BK + (V + BV - 1) // BV):
-            _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, u_scale, tok, valid, last_tok, i_h, H, i_j, K, V, BK,
-                           BV, CHANNEL, STORE_KG, PREC, DT, U16)
+            _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, tok, valid, last_tok, i_h, H, i_j, K, V, BK, BV,
+                           CHANNEL, STORE_KG, PREC, DT)
     else:
-        _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, u_scale, tok, valid, last_tok, i_h, H, tl.program_id(2),
-                       K, V, BK, BV, CHANNEL, STORE_KG, PREC, DT, U16)
+        _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, tok, valid, last_tok, i_h, H, tl.program_id(2), K, V,
+                       BK, BV, CHANNEL, STORE_KG, PREC, DT)
 
 
 def pairs_invert(channel: bool) -> bool:
@@ -345,28 +319,24 @@ def launch_inverse(T, layout: Layout, dtype: torch.dtype) -> None:
             num_warps=SPLIT_CONFIG["inverse_warps"])
 
 
-def launch_solve(k, v, G, beta, T, layout: Layout, w, u, kg, u_scale: torch.Tensor | None = None) -> None:
-    """u_scale (fp32 [1, L, H, cdiv(V, U_BLOCK)], with u fp16): u stored as a Scaled, in value blocks of U_BLOCK."""
+def launch_solve(k, v, G, beta, T, layout: Layout, w, u, kg) -> None:
     _, _, H, K = k.shape
     V = v.shape[-1]
-    u16 = u_scale is not None
     BK = min(SPLIT_CONFIG["solve_BK"], triton.next_power_of_2(K))
-    BV = min(U_BLOCK if u16 else SPLIT_CONFIG["solve_BK"], triton.next_power_of_2(V))
+    BV = min(SPLIT_CONFIG["solve_BK"], triton.next_power_of_2(V))
     together = SPLIT_CONFIG["solve_all"]
     if layout.num_chunks:
         _solve_kernel[(layout.num_chunks, H, 1 if together else triton.cdiv(K, BK) + triton.cdiv(V, BV))](
-            k, v, G, beta, T, w, u, kg if kg is not None else w, u_scale if u16 else w, layout.cu, layout.chunks, H,
-            K=K, V=V, BK=BK, BV=BV, C=CHUNK, CHANNEL=G.dim() == 4, STORE_KG=kg is not None, ALL=together,
-            PREC=dot_precision(k.dtype), DT=dot_dtype(k.dtype), U16=u16,
-            num_warps=SPLIT_CONFIG["scaled_u_warps" if u16 else "solve_warps"])
+            k, v, G, beta, T, w, u, kg if kg is not None else w, layout.cu, layout.chunks, H, K=K, V=V, BK=BK, BV=BV,
+            C=CHUNK, CHANNEL=G.dim() == 4, STORE_KG=kg is not None, ALL=together, PREC=dot_precision(k.dtype),
+            DT=dot_dtype(k.dtype), num_warps=SPLIT_CONFIG["solve_warps"])
 
 
 def chunk_prep_split(q, k, v, g, beta, scale: float, layout: Layout, w_dtype: torch.dtype, inter: torch.dtype,
-                     aqk: bool = True, solve: bool = True, u16: bool = False):
+                     aqk: bool = True, solve: bool = True):
     """chunk_prep's outputs (G, w, u, Aqk, T, kg) by the three kernels above; T is always made (it is
-    where A is formed), kg for per-channel gates only. w in w_dtype, u, Aqk and kg in inter (u16: u as a
-    _common.Scaled); Aqk None when not aqk (scalar gates); w, u and kg None without solve (the solve kernel
-    does not run)."""
+    where A is formed), kg for per-channel gates only. w in w_dtype, u, Aqk and kg in inter; Aqk None
+    when not aqk (scalar gates); w, u and kg None without solve (the solve kernel does not run)."""
     _, L, H, K = k.shape
     G = torch.empty(g.shape, device=g.device, dtype=torch.float32)
     T = torch.empty(1, L, H, CHUNK, device=k.device, dtype=torch.float32)
@@ -376,22 +346,15 @@ def chunk_prep_split(q, k, v, g, beta, scale: float, layout: Layout, w_dtype: to
         launch_inverse(T, layout, k.dtype)
     if not solve:
         return G, None, None, Aqk, T, None
-    w, u, kg = chunk_solve(k, v, G, beta, T, layout, w_dtype, inter, u16)
+    w, u, kg = chunk_solve(k, v, G, beta, T, layout, w_dtype, inter)
     return G, w, u, Aqk, T, kg
 
 
-def chunk_solve(k, v, G, beta, T, layout: Layout, w_dtype: torch.dtype, inter: torch.dtype, u16: bool = False):
+def chunk_solve(k, v, G, beta, T, layout: Layout, w_dtype: torch.dtype, inter: torch.dtype):
     """w (in w_dtype), u and kg (per-channel gates; both in inter) from the prep's G and T: the part of
-    the prep that the backward re-runs when the forward kept G, T and Aqk (autograd.RECOMPUTE). u16: u as
-    a _common.Scaled (fp16 values) instead."""
+    the prep that the backward re-runs when the forward kept G, T and Aqk (autograd.RECOMPUTE)."""
     w = torch.empty_like(k, dtype=w_dtype)
+    u = torch.empty_like(v, dtype=inter)
     kg = torch.empty_like(k, dtype=inter) if G.dim() == 4 else None
-    if u16:
-        V = v.shape[-1]
-        u = Scaled(torch.empty_like(v, dtype=torch.float16),
-                   torch.empty(*v.shape[:-1], triton.cdiv(V, U_BLOCK), device=v.device, dtype=torch.float32))
-        launch_solve(k, v, G, beta, T, layout, w, u.values, kg, u.scale)
-    else:
-        u = torch.empty_like(v, dtype=inter)
-        launch_solve(k, v, G, beta, T, layout, w, u, kg)
+    launch_solve(k, v, G, beta, T, layout, w, u, kg)
     return w, u, kg

@@ -23,8 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import (CHUNK, U_BLOCK, U_BLOCK_C, Layout, Scaled, chunk_tokens, dot_dtype, dot_precision, split16,
-                      via_registers)
+from ._common import CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision, split16, via_registers
 
 # Value columns per program and warps: the tuning knobs of the latency-bound scan; fuse_o selects
 # the output inside the scan (the first version) instead of chunk_output.py.
@@ -108,12 +107,12 @@ def load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K: tl.constexpr, CHANNEL
 
 
 @triton.jit
-def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, u_scale, cu, chunk_offsets, scale, H,
+def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, cu, chunk_offsets, scale, H,
                  K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                  CHANNEL: tl.constexpr, KG: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
                  STORE_H: tl.constexpr, STORE_VN: tl.constexpr, FUSE_O: tl.constexpr, PREC: tl.constexpr,
                  DT: tl.constexpr, WDT: tl.constexpr, KG_REGS: tl.constexpr, SPLIT: tl.constexpr,
-                 KDT: tl.constexpr, SOLVE: tl.constexpr, U_SCALE: tl.constexpr = False):
+                 KDT: tl.constexpr, SOLVE: tl.constexpr):
     """DT: operand type of the products on u's side (the state update, the fused output); WDT: of w h,
     which can be a 16-bit product where u is fp32 (intermediates "mixed": see chunk_prep.INTERMEDIATES).
     SPLIT 1 (scalar gates, bf16 k, fp32 vn): the state update as two bf16 products, k^T hi + k^T lo,
@@ -121,8 +120,7 @@ def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, u_scale
     kg and vn both split, three products (the lo^T lo term is under 2^-16 of the rest).
     SOLVE (split_update's case): w holds T = (I + A)^-1 (fp32 [L, H, C]) and u the values v; the prep's
     solve is folded in, vn = T diag(beta) (v - e^G (k h)), so w and u never go to memory. Per-channel
-    gates take (k e^G) from kG (bf16, the prep's _decayed_kernel), and k is kg as without SOLVE.
-    U_SCALE: u is fp16 with its scales in u_scale (the solve kernel's _common.Scaled)."""
+    gates take (k e^G) from kG (bf16, the prep's _decayed_kernel), and k is kg as without SOLVE."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -156,10 +154,6 @@ def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, u_scale
         else:
             b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(WDT)
         b_u = tl.load(u + p_v, mask=m_v, other=0.0).to(tl.float32)
-        if U_SCALE:
-            # this program's BV columns (BV divides U_BLOCK) share one scale per row
-            NB: tl.constexpr = (V + U_BLOCK_C - 1) // U_BLOCK_C
-            b_u *= tl.load(u_scale + (tok * H + i_h) * NB + (i_v * BV) // U_BLOCK_C, mask=valid, other=0.0)[:, None]
         b_k = tl.load(k + p_k, mask=m_k, other=0.0)
         if SPLIT != 1:
             b_k = b_k.to(tl.float32)
@@ -268,11 +262,9 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
     (both None then; split_update's case, see solve_in_scan; kG = k e^G for per-channel gates, else
     None): the scan forms vn from them, and vn is fp32. vn16: vn is stored in fp16 instead (for the output
     kernel only: chunk_output's vn_check; the state update keeps fp32 vn; elements past fp16's range
-    become inf there). u may be a _common.Scaled (the solve kernel's); vn is fp32 then."""
+    become inf there)."""
     _, L, H, K = k.shape
-    beta = kG = u_scale = None
-    if isinstance(u, Scaled):
-        u, u_scale = u
+    beta = kG = None
     if solve is not None:
         T, v, beta, kG = solve
         w, u = T, v
@@ -284,10 +276,9 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
     h_out = torch.empty(layout.num_chunks, H, K, V, device=dev, dtype=state_dtype or u.dtype) if store_h else None
     # vn keeps the intermediates' precision: the output kernel's q h + Aqk vn cancels on aligned keys,
     # and vn rounded to bf16 tripled the output error there (1.1e-2 vs 3.9e-3; h in bf16 costs nothing).
-    vn_dtype = torch.float32 if solve is not None or u_scale is not None else u.dtype
+    vn_dtype = torch.float32 if solve is not None else u.dtype
     vn = torch.empty(1, L, H, V, device=dev, dtype=torch.float16 if vn16 else vn_dtype) if store_h else None
     BV, opts = _scan_launch(V, N * H, K, k.dtype, G.dim() == 4, solve is not None)
-    assert u_scale is None or U_BLOCK % BV == 0, "a Scaled u needs value blocks within its scale blocks"
     if fuse_o:  # the output's tiles too: 3 stages needed 261 KB of shared memory (H100, bf16, head dim 128)
         opts["num_stages"] = min(opts["num_stages"], 2)
     dummy = u
@@ -300,11 +291,10 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
             beta if beta is not None else dummy, kG if kG is not None else dummy,
             initial_state if initial_state is not None else dummy,
             o if fuse_o else dummy, ht if ht is not None else dummy, h_out if store_h else dummy,
-            vn if store_h else dummy, u_scale if u_scale is not None else dummy, layout.cu, layout.chunk_offsets,
-            scale, H,
+            vn if store_h else dummy, layout.cu, layout.chunk_offsets, scale, H,
             K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4, KG=kg is not None,
             HAS_H0=initial_state is not None, STORE_FINAL=output_final_state, STORE_H=store_h,
             STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(vn_dtype),
             WDT=dot_dtype(w_dtype), KG_REGS=SCAN_CONFIG["kg_via_registers"], SPLIT=split,
-            KDT=dot_dtype(torch.bfloat16), SOLVE=solve is not None, U_SCALE=u_scale is not None, **opts)
+            KDT=dot_dtype(torch.bfloat16), SOLVE=solve is not None, **opts)
     return o, ht, h_out, vn
