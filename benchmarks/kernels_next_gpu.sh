@@ -156,6 +156,8 @@
 #   PART=71  u as a Scaled in the forward's solve kernel: correctness of every case and of the GDN cases with the
 #            solve in the scan at every size, the solve kernel alone (solve_probe.py, shapes 0 and 2)
 #   PART=69  the forward's kernels beside fla's (shapes 0-4, one process), the table (run at 9a93a4d)
+#   PART=72  head dim 64 (shape 4): the forward's and fwd+bwd's kernels with the output kernel's vn in fp16 (the
+#            default) and in fp32 (HYBRIDIZE_GDR_VN16=0), alternating, twice each
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -617,6 +619,16 @@ case "${PART:-1}" in
 53)
   step sweep_kda_solve 300 kernel_stages.py --shapes "" --sweep 1 --sweep-gates kda --sweep-inter mixed --no-fla
   rows sweep_kda_solve "sweep" | cut -c1-300
+  ;;
+72)
+  for rep in 1 2; do
+    step "profile_vn16_$rep" 120 kernel_profile.py --shapes 4 --modes fwd,fwd+bwd --no-fla
+    step "profile_vn32_$rep" 120 HYBRIDIZE_GDR_VN16=0 kernel_profile.py --shapes 4 --modes fwd,fwd+bwd --no-fla
+  done
+  for rep in 1 2; do
+    rows "profile_vn16_$rep" "sum of kernels\|_output\|_scan_kernel" "vn16 $rep "
+    rows "profile_vn32_$rep" "sum of kernels\|_output\|_scan_kernel" "vn32 $rep "
+  done
   ;;
 69)
   step profile_fla 340 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd
