@@ -158,6 +158,9 @@
 #   PART=69  the forward's kernels beside fla's (shapes 0-4, one process), the table (run at 9a93a4d)
 #   PART=72  head dim 64 (shape 4): the forward's and fwd+bwd's kernels with the output kernel's vn in fp16 (the
 #            default) and in fp32 (HYBRIDIZE_GDR_VN16=0), alternating, twice each
+# Round 16 (see RESULTS.md "Kernels, round 16"):
+#   PART=73  the forward in segments (segments.py) on two streams: wall times against the whole forward and fla
+#            at shapes 0 and 2, both gate kinds, segments of 8-64 chunks, the scan's value block auto or 32
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -215,6 +218,10 @@ defaults() {
 }
 
 case "${PART:-1}" in
+73)
+  step segments 560 segments_bench.py --shapes 0,2 --segs 0,8,16,32,64 --gates gdn,kda --scan-bv auto,32
+  rows segments "^| "
+  ;;
 1) compare HYBRIDIZE_GDR_RECOMPUTE solve none ;;
 3) compare HYBRIDIZE_GDR_BWD fused split ;;
 4)
