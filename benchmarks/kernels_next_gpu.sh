@@ -159,8 +159,9 @@
 #   PART=72  head dim 64 (shape 4): the forward's and fwd+bwd's kernels with the output kernel's vn in fp16 (the
 #            default) and in fp32 (HYBRIDIZE_GDR_VN16=0), alternating, twice each
 # Round 16 (see RESULTS.md "Kernels, round 16"):
-#   PART=73  the forward in segments (segments.py) on two streams: wall times against the whole forward and fla
-#            at shapes 0 and 2, both gate kinds, segments of 8-64 chunks, the scan's value block auto or 32
+#   PART=73  (ran at commit 3bd9e6a, reverted after; segments.py and segments_bench.py are in that commit) the
+#            forward in segments on two streams: wall times against the whole forward and fla at shapes 0 and 2,
+#            both gate kinds, segments of 8-64 chunks, the scan's value block auto or 32
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -218,10 +219,6 @@ defaults() {
 }
 
 case "${PART:-1}" in
-73)
-  step segments 560 segments_bench.py --shapes 0,2 --segs 0,8,16,32,64 --gates gdn,kda --scan-bv auto,32
-  rows segments "^| "
-  ;;
 1) compare HYBRIDIZE_GDR_RECOMPUTE solve none ;;
 3) compare HYBRIDIZE_GDR_BWD fused split ;;
 4)

@@ -25,7 +25,6 @@ from .chunk_prep import chunk_prep, inter_dtypes, solve_in_scan
 from .chunk_prep_split import chunk_solve
 from .chunk_scan import SCAN_CONFIG, chunk_scan
 from .decode import recurrent_update
-from .segments import run_segments, segment_chunks
 from .l2norm import keys_bwd, keys_fwd, out_grad, unit_bwd, unit_fwd
 
 # Up to this many new tokens per sequence (and no gradient), the token-by-token kernel is used.
@@ -64,70 +63,30 @@ def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=Fals
     # the scan does the solve where solve_in_scan says so, unless the backward needs this pass's w.
     aqk = store_for_bwd or keep_t or fuse_o or not OUTPUT_CONFIG["qk"]
     solve = store_for_bwd or fuse_o or not solve_in_scan(k, inter, channel, layout.num_seqs * k.shape[2])
-    if not (store_for_bwd or fuse_o):
-        steps = _steps(q, k, v, g, beta, scale, inter, keep_t, aqk, solve, inter_dtypes(k, inter, channel)[0],
-                       row_scale)
-        seg = segment_chunks(layout, k.shape[2], keep_t)
-        if seg:  # the parallel kernels of later segments run beside the scan of earlier ones (segments.py)
-            o = torch.empty_like(v, dtype=q.dtype)
-            ht = run_segments(q.shape[1], seg, q.device, *steps, o, h0, want_final)
-            return o, ht, (None,) * 7
-        prep, scan, output = steps
-        G, w, u, Aqk, T, kg = kept = prep(0, q.shape[1], layout)
-        ht, scanned = scan(0, q.shape[1], layout, kept, h0, want_final)
-        o = output(0, q.shape[1], layout, kept, scanned)
-        h, vn, _ = scanned
-        return o, ht, (G, w, Aqk, T if keep_t else None, h, vn, kg)
-    G, w, u, Aqk, T, kg = chunk_prep(q, k, v, g, beta, scale, layout, store_t=store_for_bwd or keep_t, inter=inter,
-                                     aqk=aqk, solve=solve)
+    G, w, u, Aqk, T, kg = chunk_prep(q, k, v, g, beta, scale, layout, store_t=store_for_bwd or keep_t,
+                                     inter=inter, aqk=aqk, solve=solve)
+    T_kept = T if store_for_bwd or keep_t else None
     if store_for_bwd:  # the backward's states and vn keep the intermediates' precision
         o, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
                                   output_final_state=want_final, store_h=True, kg=kg)
         if want_o:
             o = chunk_output(q, G, Aqk, h, vn, scale, layout, qh_dtype=w.dtype, row_scale=row_scale)
-    else:
+    elif fuse_o:
         o, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
                                   output_final_state=want_final, fuse_o=True, kg=kg)
         if row_scale is not None:  # an experimental path: the row scale as a second rounding of o
             o = (o.float() * row_scale.view(o.shape[:-1] + (1,))).to(o.dtype)
-    return o, ht, (G, w, Aqk, T if store_for_bwd or keep_t else None, h, vn, kg)
-
-
-def _steps(q, k, v, g, beta, scale, inter, keep_t, aqk, solve, out_dtype, row_scale):
-    """The inference-style forward (states and vn stored, the output by its own kernel) as three steps over
-    the tokens [a, b) of a single document (laid out by `lay`), for _forward and segments.run_segments:
-        prep(a, b, lay) -> kept: (G, w, u, Aqk, T, kg) of chunk_prep
-        scan(a, b, lay, kept, h_in, final) -> (final state or None, (h, vn, vn16))
-        output(a, b, lay, kept, scanned, out=None) -> o (into out when given)"""
-    channel = g.dim() == 4
-
-    def cut(x, a, b):
-        return x[:, a:b]
-
-    def prep(a, b, lay):
-        return chunk_prep(cut(q, a, b), cut(k, a, b), cut(v, a, b), cut(g, a, b), cut(beta, a, b), scale, lay,
-                          store_t=keep_t, inter=inter, aqk=aqk, solve=solve)
-
-    def scan(a, b, lay, kept, h_in, final):
-        G, w, u, Aqk, T, kg = kept
+    else:
         # The output's copy of vn in fp16 where it would be fp32 (OUTPUT_CONFIG["vn16"]; the backward recomputes
         # its own), with the operands it is formed from for the chunks where it overflows (chunk_output)
         vn16 = OUTPUT_CONFIG["vn16"] and q.dtype != torch.float32 and (not solve or u.dtype == torch.float32)
-        _, ht, h, vn = chunk_scan(cut(q, a, b), cut(k, a, b), w, u, G, Aqk, scale, lay, initial_state=h_in,
-                                  output_final_state=final, store_h=True, state_dtype=q.dtype, kg=kg,
-                                  solve=None if solve else (T, cut(v, a, b), cut(beta, a, b), w), vn16=vn16)
-        return ht, (h, vn, vn16)
-
-    def output(a, b, lay, kept, scanned, out=None):
-        G, w, u, Aqk, T, kg = kept
-        h, vn, vn16 = scanned
-        check = ((w, u) if solve else (T, cut(v, a, b), cut(beta, a, b), w)) if vn16 else None
-        H = q.shape[2]
-        rows = row_scale[a * H:b * H] if row_scale is not None else None
-        return chunk_output(cut(q, a, b), G, Aqk, h, vn, scale, lay, qh_dtype=out_dtype, row_scale=rows,
-                            k=cut(k, a, b), vn_check=check, out=out)
-
-    return prep, scan, output
+        _, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
+                                  output_final_state=want_final, store_h=True, state_dtype=q.dtype, kg=kg,
+                                  solve=None if solve else (T, v, beta, w), vn16=vn16)
+        check = ((w, u) if solve else (T, v, beta, w)) if vn16 else None
+        o = chunk_output(q, G, Aqk, h, vn, scale, layout, qh_dtype=inter_dtypes(k, inter, channel)[0],
+                         row_scale=row_scale, k=k, vn_check=check)
+    return o, ht, (G, w, Aqk, T_kept, h, vn, kg)
 
 
 def _normalised(q, k, v, beta, l2: bool):

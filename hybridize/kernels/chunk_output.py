@@ -142,18 +142,17 @@ def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, keys, T_in, vals, beta, cu
 
 def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch.dtype | None = None,
                  row_scale: torch.Tensor | None = None, k: torch.Tensor | None = None,
-                 vn_check: tuple | None = None, out: torch.Tensor | None = None):
+                 vn_check: tuple | None = None):
     """q [1,L,H,K]; G fp32 (g's shape); Aqk [1,L,H,C], or None with k [1,L,H,K] (scalar gates: Aqk is
     formed here); h [NC,H,K,V]; vn [1,L,H,V] -> o [1,L,H,V] (q's dtype).
     qh_dtype: the precision of the (scale q e^G) h product (w's dtype: a 16-bit product with the
     "mixed" intermediates, whose Aqk vn stays tf32); default: as Aqk vn. row_scale: fp32 [L*H], a
     factor per (token, head) applied before o is rounded (the fused L2 norm's rho for q).
     vn_check: vn is fp16 (chunk_scan's vn16), and these are the operands the scan formed it from, for the
-    chunks where it overflowed: (T, v, beta, kG) as chunk_scan's solve (kG None for scalar gates), or (w, u).
-    out: o's memory (a [1,L,H,V] view in q's dtype; segments.py writes each segment into the whole o)."""
+    chunks where it overflowed: (T, v, beta, kG) as chunk_scan's solve (kG None for scalar gates), or (w, u)."""
     _, L, H, K = q.shape
     V = vn.shape[-1]
-    o = torch.empty(1, L, H, V, device=q.device, dtype=q.dtype) if out is None else out
+    o = torch.empty(1, L, H, V, device=q.device, dtype=q.dtype)
     BV = min(OUTPUT_CONFIG["BV"], triton.next_power_of_2(V))
     BK = min(OUTPUT_CONFIG["BK"], triton.next_power_of_2(K))
     if not layout.num_chunks:
