@@ -185,7 +185,7 @@ def bwd_sweep(B, T, H, D, channel):
     return rows
 
 
-def split_sweep(B, T, H, D, channel):
+def split_sweep(B, T, H, D, channel, only: str = ""):
     """The v5 prep's three kernels (chunk_prep_split.py) timed one at a time over their knobs. The
     inverse runs in place, so repeats invert their own output: the values drift (even to inf), the
     work per call does not."""
@@ -209,13 +209,18 @@ def split_sweep(B, T, H, D, channel):
         runs += [(f"pairs + inverse doubling no-Aqk BK64 w{nw}", dict(pairs_BK=64, pairs_warps=nw, pairs_inverse=True,
                                                                       inverse="doubling"), pairs_no_aqk)
                  for nw in (4, 8)]
+    if channel:  # round 16: block s's keys and gates loaded back instead of picked out of the tiles
+        runs += [(f"pairs + inverse doubling BK64 w{nw} loads", dict(pairs_BK=64, pairs_warps=nw, pairs_inverse=True,
+                                                                      inverse="doubling", pairs_inverse_channel=True,
+                                                                      pairs_loads=True), pairs)
+                 for nw in (4, 8)]
     runs += [(f"inverse {inv} w{nw}", dict(inverse=inv, inverse_warps=nw), inverse)
              for inv, nw in itertools.product(("blocked", "doubling", "blocks16"), (4, 8))]
     runs += [(f"solve BK{bk} w{nw}{' all' if together else ''}", dict(solve_BK=bk, solve_warps=nw, solve_all=together),
               solve) for together, bk, nw in itertools.product((False, True), (32, 64, 128), (4, 8))]
     saved = dict(sp.SPLIT_CONFIG)
     out = []
-    for label, knobs, fn in runs:
+    for label, knobs, fn in (r for r in runs if only in r[0]):
         sp.SPLIT_CONFIG.update(saved, **knobs)
         try:
             t = bench(fn)
@@ -254,6 +259,7 @@ def main():
     ap.add_argument("--designs", default="full", help="prep designs to time: full (v3), blocks (v4), split (v5)")
     ap.add_argument("--prep-sweep", default="", help="shape indices whose v4 prep to sweep")
     ap.add_argument("--split-sweep", default="", help="shape indices whose v5 (split) prep kernels to sweep")
+    ap.add_argument("--split-only", default="", help="only the split sweep's runs whose label holds this text")
     ap.add_argument("--dh-sweep", default="", help="shape indices whose backward dh scan to sweep")
     ap.add_argument("--output-sweep", default="", help="shape indices whose output kernel to sweep")
     ap.add_argument("--bwd-sweep", default="", help="shape indices whose backward (stage-2 launch) to sweep")
@@ -322,7 +328,7 @@ def main():
     for i in (int(s) for s in args.split_sweep.split(",") if s):
         B, T, H, D = SHAPES[i]
         for channel in sweep_gates:
-            for label, t in split_sweep(B, T, H, D, channel):
+            for label, t in split_sweep(B, T, H, D, channel, args.split_only):
                 line = f"| split {'KDA' if channel else 'GDN'} ({B},{T},{H},{D}) | {label} | " + (
                     f"{t:.3f} |" if isinstance(t, float) else f"{t} |")
                 print(line, flush=True)

@@ -162,6 +162,14 @@
 #   PART=73  (ran at commit 3bd9e6a, reverted after; segments.py and segments_bench.py are in that commit) the
 #            forward in segments on two streams: wall times against the whole forward and fla at shapes 0 and 2,
 #            both gate kinds, segments of 8-64 chunks, the scan's value block auto or 32
+#   PART=74  the per-channel pairs kernel with block s's keys and gates loaded back (HYBRIDIZE_GDR_PAIRS_LOADS=1)
+#            instead of picked out of the register tiles: correctness of every case with it, the pairs kernel
+#            alone both ways at shapes 0 and 1 (4 and 8 warps), and the KDA forward's kernels both ways
+#   PART=75  the per-channel pairs kernel writing the scan's kg and k e^G itself (HYBRIDIZE_GDR_PAIRS_DECAYED=1, in
+#            place of _decayed_kernel) with block s's keys and gates always loaded back: correctness of every case,
+#            the forward's kernels with it on and off (shapes 0-4), then beside fla's (one process)
+#   PART=76  the final round-16 code: the issue's table (ours, SDPA, decode) and fla's forward kernels beside ours at
+#            shapes 3 and 4 (PART=75's fla profile ran out of time there)
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -219,6 +227,38 @@ defaults() {
 }
 
 case "${PART:-1}" in
+76)
+  step bench_all 260 "${BENCH[@]}" --shapes 0,1,2,3,4
+  step profile_fla 300 kernel_profile.py --shapes 3,4 --modes fwd
+  rows bench_all "^| [GK]D[AN] f\|^| decode" "default "
+  rows profile_fla "sum of kernels"
+  ;;
+75)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  for val in 0 1; do
+    step "profile_decayed$val" 90 "HYBRIDIZE_GDR_PAIRS_DECAYED=$val" kernel_profile.py --shapes 0,1,2,3,4 --modes fwd \
+      --no-fla
+  done
+  step profile_fla 230 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd
+  ours_ok correctness | grep "kda\|FAIL"
+  rows correctness "PASS\|FAILED"
+  rows profile_decayed0 "KDA.*sum of kernels\|KDA.*_pairs\|KDA.*_decayed" "decayed0 "
+  rows profile_decayed1 "KDA.*sum of kernels\|KDA.*_pairs" "decayed1 "
+  rows profile_fla "sum of kernels"
+  ;;
+74)
+  step correctness_loads 200 HYBRIDIZE_GDR_PAIRS_LOADS=1 kernels_correctness.py --jobs 16 --no-ref-check
+  step sweep_pairs 200 kernel_stages.py --shapes "" --split-sweep 0,1,2 --sweep-gates kda --sweep-inter mixed --no-fla \
+    --split-only "pairs + inverse doubling"
+  for val in 0 1; do
+    step "profile_loads$val" 90 "HYBRIDIZE_GDR_PAIRS_LOADS=$val" kernel_profile.py --shapes 0,1,2,4 --modes fwd --no-fla
+  done
+  ours_ok correctness_loads | grep "kda\|FAIL"
+  rows correctness_loads "PASS\|FAILED"
+  rows sweep_pairs "^| split"
+  rows profile_loads0 "sum of kernels\|_pairs" "loads0 "
+  rows profile_loads1 "sum of kernels\|_pairs" "loads1 "
+  ;;
 1) compare HYBRIDIZE_GDR_RECOMPUTE solve none ;;
 3) compare HYBRIDIZE_GDR_BWD fused split ;;
 4)

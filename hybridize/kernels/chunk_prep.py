@@ -240,7 +240,8 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
     (returned None; chunk_output forms it from q and k), except in the v4 design. solve False (for a
     scan that folds the solve in: solve_in_scan): G, Aqk and T by the split design's pairs kernel at
     every head dim, u None, and w None for scalar gates; per-channel gates get w = k e^G (in w's dtype,
-    the residual's key operand) and kg from one pass of _decayed_kernel."""
+    the residual's key operand) and kg, from the pairs kernel (chunk_prep_split's pairs_decayed, the
+    default since round 16) or one pass of _decayed_kernel."""
     _, L, H, K = k.shape
     V = v.shape[-1]
     channel = g.dim() == 4
@@ -250,10 +251,9 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
     if design == "split":  # allocates its own outputs (T always: A is formed in its buffer)
         G, w, u, Aqk, T, kg = chunk_prep_split(q, k, v, g, beta, scale, layout, w_dtype, inter_dtype, aqk, solve)
         if not solve:
-            if channel:
-                kg, kG = decayed(k, G, layout, inter_dtype, start_dtype=w_dtype)
-                return G, kG, None, Aqk, T, kg
-            return G, None, None, Aqk, T, None
+            if channel and kg is None:  # (the pairs kernel forms them: chunk_prep_split's pairs_decayed)
+                kg, w = decayed(k, G, layout, inter_dtype, start_dtype=w_dtype)
+            return G, w, None, Aqk, T, kg
         return G, w, u, Aqk, (T if store_t else None), kg
     G = torch.empty(g.shape, device=g.device, dtype=torch.float32)
     w = torch.empty_like(k, dtype=w_dtype)

@@ -65,19 +65,28 @@ SPLIT_CONFIG = {"pairs_BK": 64, "pairs_warps": 4, "inverse": os.environ.get("HYB
                 "inverse_warps": 4, "solve_BK": 64, "solve_warps": 8,
                 "pairs_inverse": os.environ.get("HYBRIDIZE_GDR_PAIRS_INVERSE", "1") == "1",
                 "solve_all": os.environ.get("HYBRIDIZE_GDR_SOLVE_ALL", "1") == "1",
-                "pairs_inverse_channel": os.environ.get("HYBRIDIZE_GDR_PAIRS_INVERSE_KDA", "1") == "1"}
+                "pairs_inverse_channel": os.environ.get("HYBRIDIZE_GDR_PAIRS_INVERSE_KDA", "1") == "1",
+                "pairs_decayed": os.environ.get("HYBRIDIZE_GDR_PAIRS_DECAYED", "1") == "1"}
 
 
 @triton.jit
-def _column_block(kf, qf, G, k3, G3, sel, rows, s: tl.constexpr, SB: tl.constexpr, PREC: tl.constexpr):
+def _column_block(kf, qf, G, k, G_out, t0, last_tok, i_h, H, kk, km, rows, s: tl.constexpr, SB: tl.constexpr,
+                  K: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
     """Columns j of block s (SB of them) of k k^T and q k^T under per-channel decay, for all C rows:
-    sum_d x[t,d] k[j,d] e^{G[t,d] - G[j,d]} = (x e^{G - G_r}) (k_s e^{G_r - G_s})^T. k3, G3: k and G
-    reshaped to [C // SB, SB, BK], whose block s is picked exactly (one value plus zeros), so A is
-    formed from the very G that is stored. Rows before the block are zeroed (they are above the
-    diagonal); the caller masks the diagonal block's upper part."""
-    k_s = tl.sum(tl.where(sel == s, k3, 0.0), 0)
-    G_s = tl.sum(tl.where(sel == s, G3, 0.0), 0)
-    Gr = pick_row(G_s, tl.arange(0, SB), SB // 2)
+    sum_d x[t,d] k[j,d] e^{G[t,d] - G[j,d]} = (x e^{G - G_r}) (k_s e^{G_r - G_s})^T, r the block's middle row.
+    Block s's keys, gates and reference row are loaded from memory (k, and the G this program stored: the
+    caller puts a barrier between), not picked out of the register tiles: until round 16 they were, by
+    reductions over the tiles' rows, and loading them made the pairs kernel 1-2% faster (H100, round 16,
+    call 4). Rows past the document end read its last real token's G, as the cumulative sum carries it
+    there, and zero keys. Rows before the block are zeroed (they are above the diagonal); the caller masks
+    the diagonal block's upper part."""
+    r = t0 + s * SB + tl.arange(0, SB)
+    tok_s = tl.minimum(r, last_tok)
+    p = (tok_s[:, None] * H + i_h) * K + kk[None, :]
+    k_s = tl.load(k + p, mask=(r <= last_tok)[:, None] & km[None, :], other=0.0).to(DT).to(tl.float32)
+    G_s = tl.load(G_out + p, mask=km[None, :], other=0.0, cache_modifier=".cg")
+    Gr = tl.load(G_out + (tl.minimum(t0 + s * SB + SB // 2, last_tok) * H + i_h) * K + kk, mask=km, other=0.0,
+                 cache_modifier=".cg")
     f = tl.where((rows >= s * SB)[:, None], tl.exp(tl.minimum(G - Gr[None, :], EXP_CLAMP)), 0.0)
     b = tl.trans(k_s * tl.exp(tl.minimum(Gr[None, :] - G_s, EXP_CLAMP)))
     return tl.dot(kf * f, b, input_precision=PREC), tl.dot(qf * f, b, input_precision=PREC)
@@ -137,21 +146,21 @@ def _side_by_side(a, b):
 
 
 @triton.jit
-def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, cu, chunks, scale, H,
+def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, kg_out, kG_out, cu, chunks, scale, H,
                   K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SB: tl.constexpr, CHANNEL: tl.constexpr,
                   INVERT: tl.constexpr, DOUBLING: tl.constexpr, PREC: tl.constexpr, PAIR_PREC: tl.constexpr,
-                  DT: tl.constexpr, STORE_AQK: tl.constexpr = True):
+                  DT: tl.constexpr, STORE_AQK: tl.constexpr = True, DECAYED: tl.constexpr = False):
     """G, A (or, with INVERT, T = (I + A)^-1) and Aqk of one (chunk, head); scalar gates without
-    STORE_AQK leave Aqk to the output kernel (chunk_output's QK) and read no q here."""
+    STORE_AQK leave Aqk to the output kernel (chunk_output's QK) and read no q here. DECAYED (per-channel
+    gates): also k e^{G_last - G} into kg_out and k e^G into kG_out, for the scan that does the solve."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
     rows = tl.arange(0, C)
-    valid, tok, _ = chunk_tokens(bos, eos, i_t, rows, C)
+    valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
     # Rows past the document end load as zeros (k = q = beta = g = 0): they add nothing.
     b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
     if CHANNEL:
-        sel = tl.arange(0, C // SB)[:, None, None]  # the block index, axis 0 of the reshaped tiles
         A0 = tl.zeros([C, SB], dtype=tl.float32)
         A1 = tl.zeros([C, SB], dtype=tl.float32)
         A2 = tl.zeros([C, SB], dtype=tl.float32)
@@ -160,20 +169,28 @@ def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, cu, chunks, scale, H,
         M1 = tl.zeros([C, SB], dtype=tl.float32)
         M2 = tl.zeros([C, SB], dtype=tl.float32)
         M3 = tl.zeros([C, SB], dtype=tl.float32)
+        t0 = (bos + i_t * C).to(tl.int64)
         for k0 in tl.static_range(0, K, BK):
             G, kf, qf = channel_tiles(q, k, g, G_out, tok, valid, i_h, H, k0, K, BK, DT)
-            G3 = tl.reshape(G, [C // SB, SB, BK])
-            k3 = tl.reshape(kf, [C // SB, SB, BK])
-            a, m = _column_block(kf, qf, G, k3, G3, sel, rows, 0, SB, PAIR_PREC)
+            kk = k0 + tl.arange(0, BK)
+            km = kk < K
+            tl.debug_barrier()  # this k block's G, stored by every thread, before any thread reads it back
+            if DECAYED:  # the scan's operands, as chunk_prep.decayed forms them (its load_gates' factors)
+                m_k = valid[:, None] & km[None, :]
+                p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
+                Gl = tl.load(G_out + (last_tok * H + i_h) * K + kk, mask=km, other=0.0, cache_modifier=".cg")
+                tl.store(kg_out + p_k, (kf * tl.exp(Gl[None, :] - G)).to(kg_out.dtype.element_ty), mask=m_k)
+                tl.store(kG_out + p_k, (kf * tl.exp(G)).to(kG_out.dtype.element_ty), mask=m_k)
+            a, m = _column_block(kf, qf, G, k, G_out, t0, last_tok, i_h, H, kk, km, rows, 0, SB, K, PAIR_PREC, DT)
             A0 += a
             M0 += m
-            a, m = _column_block(kf, qf, G, k3, G3, sel, rows, 1, SB, PAIR_PREC)
+            a, m = _column_block(kf, qf, G, k, G_out, t0, last_tok, i_h, H, kk, km, rows, 1, SB, K, PAIR_PREC, DT)
             A1 += a
             M1 += m
-            a, m = _column_block(kf, qf, G, k3, G3, sel, rows, 2, SB, PAIR_PREC)
+            a, m = _column_block(kf, qf, G, k, G_out, t0, last_tok, i_h, H, kk, km, rows, 2, SB, K, PAIR_PREC, DT)
             A2 += a
             M2 += m
-            a, m = _column_block(kf, qf, G, k3, G3, sel, rows, 3, SB, PAIR_PREC)
+            a, m = _column_block(kf, qf, G, k, G_out, t0, last_tok, i_h, H, kk, km, rows, 3, SB, K, PAIR_PREC, DT)
             A3 += a
             M3 += m
         _store_columns(A_out, Aqk_out, A0, M0, b, tok, valid, rows, i_h, H, scale, 0, C, SB, not INVERT)
@@ -299,16 +316,18 @@ def pairs_invert(channel: bool) -> bool:
     return SPLIT_CONFIG["pairs_inverse"] and (not channel or SPLIT_CONFIG["pairs_inverse_channel"])
 
 
-def launch_pairs(q, k, g, beta, scale: float, layout: Layout, G, A, Aqk) -> None:
-    """Aqk None (scalar gates only): not formed here (the output kernel forms it)."""
+def launch_pairs(q, k, g, beta, scale: float, layout: Layout, G, A, Aqk, kg=None, kG=None) -> None:
+    """Aqk None (scalar gates only): not formed here (the output kernel forms it). kg, kG (per-channel gates,
+    both or neither): k e^{G_last - G} and k e^G are written too (_pairs_kernel's DECAYED)."""
     H, K = k.shape[2], k.shape[3]
     if layout.num_chunks:
         _pairs_kernel[(layout.num_chunks, H)](
-            q, k, g, beta, G, A, Aqk if Aqk is not None else A, layout.cu, layout.chunks, scale, H, K=K,
+            q, k, g, beta, G, A, Aqk if Aqk is not None else A, kg if kg is not None else A,
+            kG if kG is not None else A, layout.cu, layout.chunks, scale, H, K=K,
             BK=min(SPLIT_CONFIG["pairs_BK"], triton.next_power_of_2(K)), C=CHUNK, SB=SUB, CHANNEL=g.dim() == 4,
             INVERT=pairs_invert(g.dim() == 4), DOUBLING=SPLIT_CONFIG["inverse"] == "doubling",
             PREC=dot_precision(k.dtype), PAIR_PREC=dot_precision(k.dtype), DT=dot_dtype(k.dtype),
-            STORE_AQK=Aqk is not None, num_warps=SPLIT_CONFIG["pairs_warps"])
+            STORE_AQK=Aqk is not None, DECAYED=kg is not None, num_warps=SPLIT_CONFIG["pairs_warps"])
 
 
 def launch_inverse(T, layout: Layout, dtype: torch.dtype) -> None:
@@ -336,16 +355,22 @@ def chunk_prep_split(q, k, v, g, beta, scale: float, layout: Layout, w_dtype: to
                      aqk: bool = True, solve: bool = True):
     """chunk_prep's outputs (G, w, u, Aqk, T, kg) by the three kernels above; T is always made (it is
     where A is formed), kg for per-channel gates only. w in w_dtype, u, Aqk and kg in inter; Aqk None
-    when not aqk (scalar gates); w, u and kg None without solve (the solve kernel does not run)."""
+    when not aqk (scalar gates); w, u and kg None without solve (the solve kernel does not run), except
+    that per-channel gates with SPLIT_CONFIG["pairs_decayed"] then get kg and, in w's place, k e^G (in
+    w_dtype) from the pairs kernel: the operands of the scan that does the solve (chunk_prep.decayed's)."""
     _, L, H, K = k.shape
     G = torch.empty(g.shape, device=g.device, dtype=torch.float32)
     T = torch.empty(1, L, H, CHUNK, device=k.device, dtype=torch.float32)
     Aqk = torch.empty(1, L, H, CHUNK, device=k.device, dtype=inter) if aqk else None
-    launch_pairs(q, k, g, beta, scale, layout, G, T, Aqk)
-    if not pairs_invert(g.dim() == 4):
+    channel = g.dim() == 4
+    decay = not solve and channel and pairs_invert(channel) and SPLIT_CONFIG["pairs_decayed"]
+    kg = torch.empty_like(k, dtype=inter) if decay else None
+    kG = torch.empty_like(k, dtype=w_dtype) if decay else None
+    launch_pairs(q, k, g, beta, scale, layout, G, T, Aqk, kg, kG)
+    if not pairs_invert(channel):
         launch_inverse(T, layout, k.dtype)
     if not solve:
-        return G, None, None, Aqk, T, None
+        return G, kG, None, Aqk, T, kg
     w, u, kg = chunk_solve(k, v, G, beta, T, layout, w_dtype, inter)
     return G, w, u, Aqk, T, kg
 

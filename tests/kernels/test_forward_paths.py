@@ -193,3 +193,26 @@ def test_vn16_output(channel, solve_min, monkeypatch):
     for o, f in scaled:
         assert torch.isfinite(o).all()
         assert rel(o.double() / f, ro) < 5e-3 and rel(o.double() / f, outs[True].double()) < 4e-3
+
+
+def test_pairs_kernel_forms_the_scans_decayed_keys(monkeypatch):
+    """Round 16: for the scan that does the solve, the per-channel pairs kernel also writes kg = k e^{G_last - G}
+    and k e^G (chunk_prep_split's pairs_decayed), which chunk_prep.decayed's own kernel formed before: the same
+    numbers, bit for bit, over packed documents with partial chunks; G, T and Aqk unchanged by it."""
+    from hybridize.kernels import chunk_prep as prep_mod
+    from hybridize.kernels import chunk_prep_split as split_mod
+    gen = torch.Generator().manual_seed(5)
+    L, Kd = 333, 128
+    q, k = (F.normalize(torch.randn(1, L, H, Kd, generator=gen), dim=-1).bfloat16() for _ in range(2))
+    v = torch.randn(1, L, H, V, generator=gen).bfloat16()
+    g = -5.0 * torch.sigmoid(torch.randn(1, L, H, Kd, generator=gen) - 1.0)
+    beta = torch.sigmoid(torch.randn(1, L, H, generator=gen)).bfloat16()
+    layout = make_layout(1, L, torch.tensor([0, 70, 200, L], dtype=torch.int32), "cpu")
+    outs = []
+    for fused in (False, True):
+        monkeypatch.setitem(split_mod.SPLIT_CONFIG, "pairs_decayed", fused)
+        outs.append(prep_mod.chunk_prep(q, k, v, g, beta, Kd ** -0.5, layout, solve=False))
+    for name, a, b in zip(("G", "k e^G", "u", "Aqk", "T", "kg"), *outs):
+        assert (a is None) == (b is None), name
+        assert a is None or torch.equal(a, b), name
+    assert outs[1][5] is not None and outs[1][1].dtype == torch.bfloat16 and outs[1][5].dtype == torch.float32
