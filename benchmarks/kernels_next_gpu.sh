@@ -168,8 +168,19 @@
 #   PART=75  the per-channel pairs kernel writing the scan's kg and k e^G itself (HYBRIDIZE_GDR_PAIRS_DECAYED=1, in
 #            place of _decayed_kernel) with block s's keys and gates always loaded back: correctness of every case,
 #            the forward's kernels with it on and off (shapes 0-4), then beside fla's (one process)
+#   PART=77  (HYBRIDIZE_GDR_KG16 became HYBRIDIZE_GDR_KG_FORMAT=bf16 after) kg in bf16 for the forward scan that does the solve (HYBRIDIZE_GDR_KG16=1: the state update as two bf16
+#            products, chunk_scan's SPLIT 3): correctness of every case with it, the forward's kernels with it off
+#            and on (shapes 0-4), the KDA scan's launch swept with it at shapes 0 and 2
+#   PART=78  kg for that scan as a bf16 hi + lo pair written by the pairs kernel (HYBRIDIZE_GDR_KG_FORMAT=split, three
+#            bf16 products, SPLIT 4; the default), beside fp32 and bf16: correctness of every case with the default,
+#            the forward's kernels with each format (shapes 0-4)
+#   PART=79  PART=78's split kg at 64 documents x heads, where 64-column blocks with 3 stages overflowed shared memory:
+#            64-column blocks with 2 stages or 32-column blocks with 3 (HYBRIDIZE_GDR_SPLIT_KG_LAUNCH=64x2 / 32x3), the
+#            forward's kernels at shapes 1 and 3 with each; correctness of every case with the scan's block forced to 64
+#   PART=80  the final round-16 code: correctness of every case, the forward's kernels beside fla's at shapes 0-2 (one
+#            process), and KDA fwd+bwd kernels at shape 0
 #   PART=76  the final round-16 code: the issue's table (ours, SDPA, decode) and fla's forward kernels beside ours at
-#            shapes 3 and 4 (PART=75's fla profile ran out of time there)
+#            shapes 3 and 4
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -227,6 +238,49 @@ defaults() {
 }
 
 case "${PART:-1}" in
+80)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  step profile_fla 240 kernel_profile.py --shapes 0,1,2 --modes fwd
+  step profile_bwd 100 kernel_profile.py --shapes 0 --modes fwd+bwd --no-fla
+  ours_ok correctness | grep "FAIL\|aligned"
+  rows correctness "PASS\|FAILED"
+  rows profile_fla "sum of kernels"
+  rows profile_bwd "sum of kernels"
+  ;;
+79)
+  for val in 64x2 32x3 32x2; do
+    step "profile_launch_$val" 100 "HYBRIDIZE_GDR_SPLIT_KG_LAUNCH=$val" kernel_profile.py --shapes 1,3 --modes fwd --no-fla
+  done
+  step correctness_bv64 200 HYBRIDIZE_GDR_SCAN_SOLVE_MIN=0 kernels_correctness.py --jobs 16 --no-ref-check --scan-bv 64
+  for val in 64x2 32x3 32x2; do
+    rows "profile_launch_$val" "KDA.*sum of kernels\|KDA.*_scan\|Error" "$val "
+  done
+  ours_ok correctness_bv64 | grep "kda\|FAIL"
+  rows correctness_bv64 "PASS\|FAILED"
+  ;;
+78)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  for val in fp32 bf16 split; do
+    step "profile_kg_$val" 100 "HYBRIDIZE_GDR_KG_FORMAT=$val" kernel_profile.py --shapes 0,1,2,3,4 --modes fwd --no-fla
+  done
+  ours_ok correctness | grep "kda\|FAIL"
+  rows correctness "PASS\|FAILED"
+  for val in fp32 bf16 split; do
+    rows "profile_kg_$val" "KDA.*sum of kernels\|KDA.*_scan\|KDA.*_pairs" "$val "
+  done
+  ;;
+77)
+  step correctness_kg16 200 HYBRIDIZE_GDR_KG16=1 kernels_correctness.py --jobs 16 --no-ref-check
+  for val in 0 1; do
+    step "profile_kg16_$val" 90 "HYBRIDIZE_GDR_KG16=$val" kernel_profile.py --shapes 0,1,2,3,4 --modes fwd --no-fla
+  done
+  step sweep_kg16 200 HYBRIDIZE_GDR_KG16=1 kernel_stages.py --shapes "" --sweep 0,2 --sweep-gates kda --no-fla
+  ours_ok correctness_kg16 | grep "kda\|FAIL"
+  rows correctness_kg16 "PASS\|FAILED"
+  rows profile_kg16_0 "KDA.*sum of kernels\|KDA.*_scan" "kg32 "
+  rows profile_kg16_1 "KDA.*sum of kernels\|KDA.*_scan\|KDA.*_pairs" "kg16 "
+  rows sweep_kg16 "solve"
+  ;;
 76)
   step bench_all 260 "${BENCH[@]}" --shapes 0,1,2,3,4
   step profile_fla 300 kernel_profile.py --shapes 3,4 --modes fwd

@@ -39,7 +39,23 @@ import triton.language as tl
 from ._common import (CHUNK, EXP_CLAMP, SUB, Layout, chunk_bounds, chunk_tokens, dot_dtype, dot_precision, invert,
                       pick_row)
 from .chunk_prep_blocks import _store_row_block, block_inverse
-from .chunk_scan import load_gates
+from .chunk_scan import SCAN_CONFIG, load_gates
+
+
+def scan_kg_format(k_dtype: torch.dtype, fused: bool = True) -> str:
+    """How kg reaches the forward scan that does the solve: SCAN_CONFIG["kg_format"] ("fp32": in the
+    intermediates' dtype; "bf16"; "split": a bf16 hi + lo pair), the 16-bit forms for bf16 keys only, and
+    "split" only from the pairs kernel (fused; chunk_prep.decayed writes one tensor)."""
+    fmt = SCAN_CONFIG["kg_format"] if k_dtype == torch.bfloat16 else "fp32"
+    return "fp32" if fmt == "split" and not fused else fmt
+
+
+def scan_kg(k: torch.Tensor, inter: torch.dtype, fused: bool = True) -> torch.Tensor:
+    """kg's memory for scan_kg_format: [2, *k.shape] bf16 (hi, lo) for "split"."""
+    fmt = scan_kg_format(k.dtype, fused)
+    if fmt == "split":
+        return torch.empty((2,) + tuple(k.shape), device=k.device, dtype=torch.bfloat16)
+    return torch.empty_like(k, dtype=torch.bfloat16 if fmt == "bf16" else inter)
 
 # Columns per step (pairs: key columns summed over; solve: key or value columns per program), warps
 # of each kernel, and the round-9 choices, each timed on the H100 at (1, 8192, 16, 128), bf16, fp32
@@ -146,13 +162,15 @@ def _side_by_side(a, b):
 
 
 @triton.jit
-def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, kg_out, kG_out, cu, chunks, scale, H,
+def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, kg_out, kg_lo_out, kG_out, cu, chunks, scale, H,
                   K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SB: tl.constexpr, CHANNEL: tl.constexpr,
                   INVERT: tl.constexpr, DOUBLING: tl.constexpr, PREC: tl.constexpr, PAIR_PREC: tl.constexpr,
-                  DT: tl.constexpr, STORE_AQK: tl.constexpr = True, DECAYED: tl.constexpr = False):
+                  DT: tl.constexpr, STORE_AQK: tl.constexpr = True, DECAYED: tl.constexpr = False,
+                  KG_SPLIT: tl.constexpr = False):
     """G, A (or, with INVERT, T = (I + A)^-1) and Aqk of one (chunk, head); scalar gates without
     STORE_AQK leave Aqk to the output kernel (chunk_output's QK) and read no q here. DECAYED (per-channel
-    gates): also k e^{G_last - G} into kg_out and k e^G into kG_out, for the scan that does the solve."""
+    gates): also k e^{G_last - G} into kg_out (with KG_SPLIT as bf16 hi there and lo into kg_lo_out) and k e^G
+    into kG_out, for the scan that does the solve."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
@@ -179,7 +197,13 @@ def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, kg_out, kG_out, cu, chun
                 m_k = valid[:, None] & km[None, :]
                 p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
                 Gl = tl.load(G_out + (last_tok * H + i_h) * K + kk, mask=km, other=0.0, cache_modifier=".cg")
-                tl.store(kg_out + p_k, (kf * tl.exp(Gl[None, :] - G)).to(kg_out.dtype.element_ty), mask=m_k)
+                kgv = kf * tl.exp(Gl[None, :] - G)
+                if KG_SPLIT:
+                    kg_hi = kgv.to(tl.bfloat16)
+                    tl.store(kg_lo_out + p_k, (kgv - kg_hi.to(tl.float32)).to(tl.bfloat16), mask=m_k)
+                    tl.store(kg_out + p_k, kg_hi, mask=m_k)
+                else:
+                    tl.store(kg_out + p_k, kgv.to(kg_out.dtype.element_ty), mask=m_k)
                 tl.store(kG_out + p_k, (kf * tl.exp(G)).to(kG_out.dtype.element_ty), mask=m_k)
             a, m = _column_block(kf, qf, G, k, G_out, t0, last_tok, i_h, H, kk, km, rows, 0, SB, K, PAIR_PREC, DT)
             A0 += a
@@ -318,16 +342,18 @@ def pairs_invert(channel: bool) -> bool:
 
 def launch_pairs(q, k, g, beta, scale: float, layout: Layout, G, A, Aqk, kg=None, kG=None) -> None:
     """Aqk None (scalar gates only): not formed here (the output kernel forms it). kg, kG (per-channel gates,
-    both or neither): k e^{G_last - G} and k e^G are written too (_pairs_kernel's DECAYED)."""
+    both or neither): k e^{G_last - G} and k e^G are written too (_pairs_kernel's DECAYED); kg [2, ...] takes
+    the former as a bf16 hi + lo pair (scan_kg)."""
     H, K = k.shape[2], k.shape[3]
+    split = kg is not None and kg.dim() == 5
     if layout.num_chunks:
         _pairs_kernel[(layout.num_chunks, H)](
-            q, k, g, beta, G, A, Aqk if Aqk is not None else A, kg if kg is not None else A,
-            kG if kG is not None else A, layout.cu, layout.chunks, scale, H, K=K,
+            q, k, g, beta, G, A, Aqk if Aqk is not None else A, (kg[0] if split else kg) if kg is not None else A,
+            kg[1] if split else A, kG if kG is not None else A, layout.cu, layout.chunks, scale, H, K=K,
             BK=min(SPLIT_CONFIG["pairs_BK"], triton.next_power_of_2(K)), C=CHUNK, SB=SUB, CHANNEL=g.dim() == 4,
             INVERT=pairs_invert(g.dim() == 4), DOUBLING=SPLIT_CONFIG["inverse"] == "doubling",
             PREC=dot_precision(k.dtype), PAIR_PREC=dot_precision(k.dtype), DT=dot_dtype(k.dtype),
-            STORE_AQK=Aqk is not None, DECAYED=kg is not None, num_warps=SPLIT_CONFIG["pairs_warps"])
+            STORE_AQK=Aqk is not None, DECAYED=kg is not None, KG_SPLIT=split, num_warps=SPLIT_CONFIG["pairs_warps"])
 
 
 def launch_inverse(T, layout: Layout, dtype: torch.dtype) -> None:
@@ -364,7 +390,7 @@ def chunk_prep_split(q, k, v, g, beta, scale: float, layout: Layout, w_dtype: to
     Aqk = torch.empty(1, L, H, CHUNK, device=k.device, dtype=inter) if aqk else None
     channel = g.dim() == 4
     decay = not solve and channel and pairs_invert(channel) and SPLIT_CONFIG["pairs_decayed"]
-    kg = torch.empty_like(k, dtype=inter) if decay else None
+    kg = scan_kg(k, inter) if decay else None
     kG = torch.empty_like(k, dtype=w_dtype) if decay else None
     launch_pairs(q, k, g, beta, scale, layout, G, T, Aqk, kg, kG)
     if not pairs_invert(channel):

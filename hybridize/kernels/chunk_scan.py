@@ -68,6 +68,20 @@ from ._common import CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision, spli
 # run. KDA forward kernel sums with / without: (1,8192,16,128) 0.836 / 0.858 ms, (1,32768,16,128) 3.178 /
 # 3.273, (2,8192,16,128) 1.636 / 1.689, (8,2048,9,64) 0.389 / 0.405: it pays at every documents x heads
 # (threshold 0), given its own launch at 64 (_scan_launch).
+# kg_format (HYBRIDIZE_GDR_KG_FORMAT): how kg = k e^{G_last - G} reaches that scan (bf16 keys) for the state update
+# kg^T vn, whose per-key-channel gate cannot move onto vn's rows as split_update moves the scalar one.
+#   "fp32": fp32 kg through registers, one tf32 product (until round 16);
+#   "split" (default): the pairs kernel writes kg as bf16 hi + lo (16 bits of mantissa), and the update is three bf16
+#           products kg_hi^T vn_hi + kg_hi^T vn_lo + kg_lo^T vn_hi (SPLIT 4), no fp32 tile on the serial step;
+#   "bf16": kg rounded to bf16, as fla rounds its decayed keys, two products (SPLIT 3).
+# H100, round 16 (calls 6-8), KDA forward kernel sums at (1,8192,16,128), (4,4096,16,128), (1,32768,16,128),
+# (2,16384,32,128), (8,2048,9,64), ms: fp32 0.800 / 1.214 / 3.028 / 4.611 / 0.358; split 0.762 / 1.147 / 2.909 /
+# 4.378 / 0.353; bf16 0.706 / 1.056 / 2.676 / 4.052 / 0.351. Final-state error on aligned keys ("kda bf16 D128
+# aligned", kernels_correctness.py): fp32 3.1e-3, split 2.7e-3, bf16 9.1e-3 (and over the 1e-2 bound in the CPU
+# test's smaller case, tests/kernels/test_forward_paths.py), which is why bf16 is opt-in. o and the gradients do not
+# change (the backward recomputes its states with fp32 kg). split_kg_launch: the 64-column blocks of 64 documents x
+# heads and more take 2 stages with "split" (3 overflow shared memory); 32-column blocks were slower (the scan at
+# (4,4096,16,128): 64x2 0.311 ms, 32x3 0.401, 32x2 0.434).
 _STAGES = os.environ.get("HYBRIDIZE_GDR_SCAN_STAGES")
 _SOLVE_MIN = os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE_MIN")
 SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": int(_STAGES or 3), "channel_stages": int(_STAGES or 3),
@@ -79,7 +93,9 @@ SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": int(_STAGES or 3), "cha
                "solve": os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE", "1") == "1",
                "solve_min_seqs_heads": ({"gdn": int(_SOLVE_MIN), "kda": int(_SOLVE_MIN)} if _SOLVE_MIN
                                         else {"gdn": 32, "kda": 0}),
-               "solve_channel": os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE_KDA", "1") == "1"}
+               "solve_channel": os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE_KDA", "1") == "1",
+               "kg_format": os.environ.get("HYBRIDIZE_GDR_KG_FORMAT", "split"),
+               "split_kg_launch": os.environ.get("HYBRIDIZE_GDR_SPLIT_KG_LAUNCH", "64x2")}
 
 
 def launch_options(K: int, BV: int, dtype: torch.dtype, channel: bool = False) -> dict:
@@ -107,7 +123,7 @@ def load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K: tl.constexpr, CHANNEL
 
 
 @triton.jit
-def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, cu, chunk_offsets, scale, H,
+def _scan_kernel(q, k, k_lo, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, cu, chunk_offsets, scale, H,
                  K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                  CHANNEL: tl.constexpr, KG: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
                  STORE_H: tl.constexpr, STORE_VN: tl.constexpr, FUSE_O: tl.constexpr, PREC: tl.constexpr,
@@ -155,9 +171,11 @@ def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, cu, chu
             b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(WDT)
         b_u = tl.load(u + p_v, mask=m_v, other=0.0).to(tl.float32)
         b_k = tl.load(k + p_k, mask=m_k, other=0.0)
-        if SPLIT != 1:
+        if SPLIT == 4:
+            b_klo = tl.load(k_lo + p_k, mask=m_k, other=0.0)
+        if SPLIT != 1 and SPLIT < 3:
             b_k = b_k.to(tl.float32)
-        if KG and KG_REGS:
+        if KG and KG_REGS and SPLIT < 3:
             b_k = via_registers(b_k, scale / scale)
         eG, eGlG, eGl = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
         if SOLVE:  # u - w h = T diag(beta) (v - e^G k h): T's product on the residual, in tf32
@@ -189,6 +207,14 @@ def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, cu, chu
             k_hi, k_lo = split16(b_k, KDT)
             k_hi, k_lo = tl.trans(k_hi), tl.trans(k_lo)
             h = tl.dot(k_lo, hi, tl.dot(k_hi, lo, tl.dot(k_hi, hi, h * eGl)))
+        elif SPLIT == 3:  # kg in bf16 (kg_format "bf16"): as SPLIT 1, the gate already in the keys
+            hi, lo = split16(vn, KDT)
+            kt = tl.trans(b_k.to(KDT))
+            h = tl.dot(kt, lo, tl.dot(kt, hi, h * eGl))
+        elif SPLIT == 4:  # kg as bf16 hi + lo from the prep (kg_format "split"): SPLIT 2 without splitting kg here
+            hi, lo = split16(vn, KDT)
+            k_hi, k_lo2 = tl.trans(b_k.to(KDT)), tl.trans(b_klo.to(KDT))
+            h = tl.dot(k_lo2, hi, tl.dot(k_hi, lo, tl.dot(k_hi, hi, h * eGl)))
         elif KG:  # k arrives as kg = k e^{G_last - G}, from the prep (no exp on this serial path)
             h = h * eGl + tl.dot(tl.trans(b_k.to(DT)), vn_dt, input_precision=PREC)
         else:
@@ -198,12 +224,17 @@ def _scan_kernel(q, k, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, cu, chu
 
 
 def split_kind(in_dtype: torch.dtype, u_dtype: torch.dtype, w_dtype: torch.dtype, K: int, kg: bool,
-               excluded: bool = False) -> int:
-    """The scan's SPLIT: 1 for split_update's case, 2 for fp32 kg (per-channel gates) with
-    SCAN_CONFIG["split_kg"] and otherwise the same conditions, else 0."""
+               excluded: bool = False, kg_dtype: torch.dtype | None = None, kg_split: bool = False) -> int:
+    """The scan's SPLIT: 1 for split_update's case, and under the same conditions for per-channel gates' kg:
+    4 for kg as a bf16 hi + lo pair (kg_split), 3 for bf16 kg (kg_dtype), 2 for fp32 kg with
+    SCAN_CONFIG["split_kg"]; else 0."""
     if not split_update(in_dtype, u_dtype, w_dtype, K, excluded):
         return 0
     if kg:
+        if kg_split:
+            return 4
+        if kg_dtype == torch.bfloat16:
+            return 3
         return 2 if SCAN_CONFIG["split_kg"] else 0
     return 1
 
@@ -233,22 +264,27 @@ def _pick_bv(V: int, programs: int, K: int, enough: int = 128) -> int:
 
 
 def _scan_launch(V: int, programs: int, K: int, dtype: torch.dtype, channel: bool,
-                 solve: bool = False) -> tuple[int, dict]:
+                 solve: bool = False, kg_split: bool = False) -> tuple[int, dict]:
     """(BV, launch options) of this scan; the round-11 rules in SCAN_CONFIG's comment. Only the
     forward scan's: the backward's dh scan, timed separately, keeps _pick_bv and launch_options as
     they are. Per-channel gates with the solve folded in (solve) take whole 64-column blocks and their
     3 stages where the plain scan takes blocks of 32 with 2: at (4,4096,16,128), H100, round 13 (call
-    11), 0.347 ms against 0.492 (the plain scan's best there: 0.290)."""
+    11), 0.347 ms against 0.492 (the plain scan's best there: 0.290). With kg as a hi + lo pair (kg_split) the
+    64-column blocks' third stage does not fit in shared memory (237,568 bytes needed at head dim 128, H100):
+    SCAN_CONFIG["split_kg_launch"] (BV x stages) applies there."""
     if K <= 64:
         bv = _pick_bv(V, programs, K, enough=64)
     else:
         bv = _pick_bv(V, programs, K, enough=256 if K <= 128 else 128)
     opts = launch_options(K, bv, dtype, channel)
     if 64 < K <= 128 and bv >= 32:
+        block, stages = (int(x) for x in SCAN_CONFIG["split_kg_launch"].split("x"))
         if channel and solve and not SCAN_CONFIG["BV"]:
-            bv = min(64, triton.next_power_of_2(V))
+            bv = min(block if kg_split else 64, triton.next_power_of_2(V))
         elif not (channel and solve):
             opts["num_stages"] = min(opts["num_stages"], SCAN_CONFIG["wide_block_stages"])
+        if channel and solve and kg_split:
+            opts["num_stages"] = min(opts["num_stages"], stages)
     return bv, opts
 
 
@@ -278,16 +314,20 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
     # and vn rounded to bf16 tripled the output error there (1.1e-2 vs 3.9e-3; h in bf16 costs nothing).
     vn_dtype = torch.float32 if solve is not None else u.dtype
     vn = torch.empty(1, L, H, V, device=dev, dtype=torch.float16 if vn16 else vn_dtype) if store_h else None
-    BV, opts = _scan_launch(V, N * H, K, k.dtype, G.dim() == 4, solve is not None)
+    kg_lo = None
+    if kg is not None and kg.dim() == 5:  # kg_format "split": [2, ...] = (hi, lo)
+        kg, kg_lo = kg[0], kg[1]
+    BV, opts = _scan_launch(V, N * H, K, k.dtype, G.dim() == 4, solve is not None, kg_lo is not None)
     if fuse_o:  # the output's tiles too: 3 stages needed 261 KB of shared memory (H100, bf16, head dim 128)
         opts["num_stages"] = min(opts["num_stages"], 2)
     dummy = u
     # (with solve: the state update as without it, w's dtype being kG's or k's)
     w_dtype = (kG if kG is not None else k).dtype if solve is not None else w.dtype
-    split = split_kind(k.dtype, vn_dtype, w_dtype, K, kg is not None, fuse_o or (G.dim() == 4 and kg is None))
+    split = split_kind(k.dtype, vn_dtype, w_dtype, K, kg is not None, fuse_o or (G.dim() == 4 and kg is None),
+                       kg.dtype if kg is not None else None, kg_lo is not None)
     if N:
         _scan_kernel[(triton.cdiv(V, BV), N * H)](
-            q, k if kg is None else kg, w, u, G, Aqk if Aqk is not None else dummy,
+            q, k if kg is None else kg, kg_lo if kg_lo is not None else dummy, w, u, G, Aqk if Aqk is not None else dummy,
             beta if beta is not None else dummy, kG if kG is not None else dummy,
             initial_state if initial_state is not None else dummy,
             o if fuse_o else dummy, ht if ht is not None else dummy, h_out if store_h else dummy,

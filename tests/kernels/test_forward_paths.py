@@ -198,7 +198,9 @@ def test_vn16_output(channel, solve_min, monkeypatch):
 def test_pairs_kernel_forms_the_scans_decayed_keys(monkeypatch):
     """Round 16: for the scan that does the solve, the per-channel pairs kernel also writes kg = k e^{G_last - G}
     and k e^G (chunk_prep_split's pairs_decayed), which chunk_prep.decayed's own kernel formed before: the same
-    numbers, bit for bit, over packed documents with partial chunks; G, T and Aqk unchanged by it."""
+    numbers, bit for bit, over packed documents with partial chunks, with kg in fp32 or bf16 (kg_format); G, T
+    and Aqk unchanged by it. kg_format "split" (pairs kernel only): bf16 hi and lo with hi + lo equal to the
+    fp32 kg within 16 bits of mantissa."""
     from hybridize.kernels import chunk_prep as prep_mod
     from hybridize.kernels import chunk_prep_split as split_mod
     gen = torch.Generator().manual_seed(5)
@@ -208,11 +210,53 @@ def test_pairs_kernel_forms_the_scans_decayed_keys(monkeypatch):
     g = -5.0 * torch.sigmoid(torch.randn(1, L, H, Kd, generator=gen) - 1.0)
     beta = torch.sigmoid(torch.randn(1, L, H, generator=gen)).bfloat16()
     layout = make_layout(1, L, torch.tensor([0, 70, 200, L], dtype=torch.int32), "cpu")
-    outs = []
-    for fused in (False, True):
+
+    def prep(fused, fmt):
         monkeypatch.setitem(split_mod.SPLIT_CONFIG, "pairs_decayed", fused)
-        outs.append(prep_mod.chunk_prep(q, k, v, g, beta, Kd ** -0.5, layout, solve=False))
-    for name, a, b in zip(("G", "k e^G", "u", "Aqk", "T", "kg"), *outs):
-        assert (a is None) == (b is None), name
-        assert a is None or torch.equal(a, b), name
-    assert outs[1][5] is not None and outs[1][1].dtype == torch.bfloat16 and outs[1][5].dtype == torch.float32
+        monkeypatch.setitem(scan_mod.SCAN_CONFIG, "kg_format", fmt)
+        return prep_mod.chunk_prep(q, k, v, g, beta, Kd ** -0.5, layout, solve=False)
+
+    for fmt, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        outs = [prep(fused, fmt) for fused in (False, True)]
+        for name, a, b in zip(("G", "k e^G", "u", "Aqk", "T", "kg"), *outs):
+            assert (a is None) == (b is None), name
+            assert a is None or torch.equal(a, b), name
+        assert outs[1][1].dtype == torch.bfloat16 and outs[1][5].dtype == dtype
+    kg = prep(True, "fp32")[5].double()
+    pair = prep(True, "split")[5]
+    hi, lo = pair[0].double(), pair[1].double()
+    # hi is kg to bf16's 8 bits, hi + lo to 16 (the interpreter rounds to bf16 by truncation, the GPU to nearest:
+    # both within these bounds); relative bounds for kg over 2^-100 (so that lo too is a normal number)
+    normal = kg.abs() >= 2.0 ** -100
+    assert pair.shape == (2,) + kg.shape and pair.dtype == torch.bfloat16
+    assert bool(((hi - kg).abs() <= 2.0 ** -7 * kg.abs())[normal].all())
+    assert bool(((hi + lo - kg).abs() <= 2.0 ** -15 * kg.abs())[normal].all())
+    assert bool(((hi + lo - kg).abs() < 2.0 ** -100)[~normal].all())
+    assert prep(False, "split")[5].dtype == torch.float32  # _decayed_kernel writes one tensor: fp32
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+def test_scan_kg_formats(aligned, monkeypatch):
+    """Round 16: the per-channel scan that does the solve takes kg as a bf16 hi + lo pair (kg_format "split",
+    SPLIT 4: three bf16 products) by default, or in bf16 (SPLIT 3, two products) or fp32 (one tf32 product).
+    Against float64: "split" and "fp32" hold the bf16 bound and split's final state is as exact as fp32's; bf16
+    kg alone is not, on aligned keys (its state error about twice theirs: why it is not the default). The
+    three differ from one another (each path really runs)."""
+    from hybridize.kernels.chunk_scan import split_kind
+    bf, f32 = torch.bfloat16, torch.float32
+    assert split_kind(bf, f32, bf, 128, True, kg_dtype=bf, kg_split=True) == 4
+    assert split_kind(bf, f32, bf, 128, True, kg_dtype=bf) == 3 and split_kind(bf, f32, bf, 128, True, kg_dtype=f32) == 0
+    ins = make_inputs(3, 1, T, H, 128, V, True, bf, 1, True, aligned)
+    ref_o, ref_ht = recurrent_gated_delta_rule(*(x.double() for x in ins[:5]), initial_state=ins[5].double(),
+                                               output_final_state=True, use_qk_l2norm=True)
+    err, hts = {}, {}
+    for fmt in ("fp32", "bf16", "split"):
+        monkeypatch.setitem(scan_mod.SCAN_CONFIG, "kg_format", fmt)
+        with torch.no_grad():
+            o, hts[fmt] = gated_delta_rule(*ins[:5], initial_state=ins[5], output_final_state=True, use_qk_l2norm=True)
+        err[fmt] = rel(hts[fmt], ref_ht)
+        assert rel(o, ref_o) < 1e-2
+    assert err["fp32"] < 1e-2 and err["split"] < 1.02 * err["fp32"]
+    if aligned:
+        assert err["bf16"] > 1.5 * err["split"]
+    assert not torch.equal(hts["split"], hts["fp32"]) and not torch.equal(hts["split"], hts["bf16"])
