@@ -179,6 +179,8 @@
 #            forward's kernels at shapes 1 and 3 with each; correctness of every case with the scan's block forced to 64
 #   PART=80  the final round-16 code: correctness of every case, the forward's kernels beside fla's at shapes 0-2 (one
 #            process), and KDA fwd+bwd kernels at shape 0
+#   PART=81  wall times at the host-bound shapes 0 and 4 (ours only), round 14's code (hybridize/ of 41a9ba3 unpacked
+#            into .r14 and put first on PYTHONPATH) and this round's, alternating, in one call (CODES sets the order)
 #   PART=76  the final round-16 code: the issue's table (ours, SDPA, decode) and fla's forward kernels beside ours at
 #            shapes 3 and 4
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
@@ -238,6 +240,13 @@ defaults() {
 }
 
 case "${PART:-1}" in
+81)
+  for code in ${CODES:-r14 r16 r14 r16}; do
+    if [[ $code == r14 ]]; then pp=.r14:$PYTHONPATH; else pp=$PYTHONPATH; fi
+    step "bench_$code" 140 "PYTHONPATH=$pp" "${BENCH[@]}" --shapes 0,4
+    rows "bench_$code" "^| [GK]D[AN] f" "$code "
+  done
+  ;;
 80)
   step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
   step profile_fla 240 kernel_profile.py --shapes 0,1,2 --modes fwd
