@@ -209,11 +209,6 @@ def split_sweep(B, T, H, D, channel, only: str = ""):
         runs += [(f"pairs + inverse doubling no-Aqk BK64 w{nw}", dict(pairs_BK=64, pairs_warps=nw, pairs_inverse=True,
                                                                       inverse="doubling"), pairs_no_aqk)
                  for nw in (4, 8)]
-    if channel:  # round 16: block s's keys and gates loaded back instead of picked out of the tiles
-        runs += [(f"pairs + inverse doubling BK64 w{nw} loads", dict(pairs_BK=64, pairs_warps=nw, pairs_inverse=True,
-                                                                      inverse="doubling", pairs_inverse_channel=True,
-                                                                      pairs_loads=True), pairs)
-                 for nw in (4, 8)]
     runs += [(f"inverse {inv} w{nw}", dict(inverse=inv, inverse_warps=nw), inverse)
              for inv, nw in itertools.product(("blocked", "doubling", "blocks16"), (4, 8))]
     runs += [(f"solve BK{bk} w{nw}{' all' if together else ''}", dict(solve_BK=bk, solve_warps=nw, solve_all=together),

@@ -158,7 +158,11 @@
 #   PART=69  the forward's kernels beside fla's (shapes 0-4, one process), the table (run at 9a93a4d)
 #   PART=72  head dim 64 (shape 4): the forward's and fwd+bwd's kernels with the output kernel's vn in fp16 (the
 #            default) and in fp32 (HYBRIDIZE_GDR_VN16=0), alternating, twice each
-# Round 16 (see RESULTS.md "Kernels, round 16"):
+# Round 16 (see RESULTS.md "Kernels, round 16"). PARTs 74, 77 and 78 ran working states that were not committed as
+# such: 74 an option (HYBRIDIZE_GDR_PAIRS_LOADS) between round 14's pairs kernel (41a9ba3) and a4ae389's (which loads
+# always; HYBRIDIZE_GDR_PAIRS_DECAYED=0 there reproduces "loaded"); 77 HYBRIDIZE_GDR_KG16, which became
+# HYBRIDIZE_GDR_KG_FORMAT=bf16 in 591989a; 78 591989a's code with 3 stages for the pair's 64-column blocks (the
+# OutOfResources it found). 75 ran a4ae389, 79-81 591989a:
 #   PART=73  (ran at commit 3bd9e6a, reverted after; segments.py and segments_bench.py are in that commit) the
 #            forward in segments on two streams: wall times against the whole forward and fla at shapes 0 and 2,
 #            both gate kinds, segments of 8-64 chunks, the scan's value block auto or 32
