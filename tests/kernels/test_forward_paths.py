@@ -195,6 +195,7 @@ def test_vn16_output(channel, solve_min, monkeypatch):
         assert rel(o.double() / f, ro) < 5e-3 and rel(o.double() / f, outs[True].double()) < 4e-3
 
 
+@inproc
 def test_pairs_kernel_forms_the_scans_decayed_keys(monkeypatch):
     """Round 16: for the scan that does the solve, the per-channel pairs kernel also writes kg = k e^{G_last - G}
     and k e^G (chunk_prep_split's pairs_decayed), which chunk_prep.decayed's own kernel formed before: the same
@@ -235,6 +236,7 @@ def test_pairs_kernel_forms_the_scans_decayed_keys(monkeypatch):
     assert prep(False, "split")[5].dtype == torch.float32  # _decayed_kernel writes one tensor: fp32
 
 
+@inproc
 @pytest.mark.parametrize("aligned", [False, True])
 def test_scan_kg_formats(aligned, monkeypatch):
     """Round 16: the per-channel scan that does the solve takes kg as a bf16 hi + lo pair (kg_format "split",
