@@ -185,6 +185,8 @@
 #            process), and KDA fwd+bwd kernels at shape 0
 #   PART=81  wall times at the host-bound shapes 0 and 4 (ours only), round 14's code (hybridize/ of 41a9ba3 unpacked
 #            into .r14 and put first on PYTHONPATH) and this round's, alternating, in one call (CODES sets the order)
+#   PART=82  after the review (kg dtype helper, the scan's launch rule restated, kg_lo renamed): correctness of every
+#            case and the forward's kernels at shapes 1 and 3 (the pair's 64-column, 2-stage launch)
 #   PART=76  the final round-16 code: the issue's table (ours, SDPA, decode) and fla's forward kernels beside ours at
 #            shapes 3 and 4
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
@@ -244,6 +246,13 @@ defaults() {
 }
 
 case "${PART:-1}" in
+82)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  step profile 120 kernel_profile.py --shapes 1,3 --modes fwd --no-fla
+  ours_ok correctness | grep "FAIL\|aligned"
+  rows correctness "PASS\|FAILED"
+  rows profile "sum of kernels\|Error"
+  ;;
 81)
   for code in ${CODES:-r14 r16 r14 r16}; do
     if [[ $code == r14 ]]; then pp=.r14:$PYTHONPATH; else pp=$PYTHONPATH; fi

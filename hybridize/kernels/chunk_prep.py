@@ -19,7 +19,7 @@ from ._common import (CHUNK, SUB, Layout, channel_pairwise, chunk_bounds, chunk_
                       gate_kind, invert, unit_lower_inverse_rows)
 from .chunk_prep_blocks import BC as BLOCK_ROWS
 from .chunk_prep_blocks import _prep_blocks_kernel
-from .chunk_prep_split import channel_tiles, chunk_prep_split, scalar_pairs, scan_kg_format
+from .chunk_prep_split import channel_tiles, chunk_prep_split, scalar_pairs, scan_kg_dtype
 from .chunk_scan import SCAN_CONFIG, load_gates, split_update
 
 # Precision of the intermediates between the kernels (w, u, Aqk, kg, and in the backward h, vn, dh)
@@ -252,8 +252,7 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
         G, w, u, Aqk, T, kg = chunk_prep_split(q, k, v, g, beta, scale, layout, w_dtype, inter_dtype, aqk, solve)
         if not solve:
             if channel and kg is None:  # (the pairs kernel forms them: chunk_prep_split's pairs_decayed)
-                kg_dtype = torch.bfloat16 if scan_kg_format(k.dtype, fused=False) == "bf16" else inter_dtype
-                kg, w = decayed(k, G, layout, kg_dtype, start_dtype=w_dtype)
+                kg, w = decayed(k, G, layout, scan_kg_dtype(k.dtype, inter_dtype, fused=False), start_dtype=w_dtype)
             return G, w, None, Aqk, T, kg
         return G, w, u, Aqk, (T if store_t else None), kg
     G = torch.empty(g.shape, device=g.device, dtype=torch.float32)

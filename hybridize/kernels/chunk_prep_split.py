@@ -36,8 +36,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import (CHUNK, EXP_CLAMP, SUB, Layout, chunk_bounds, chunk_tokens, dot_dtype, dot_precision, invert,
-                      pick_row)
+from ._common import CHUNK, EXP_CLAMP, SUB, Layout, chunk_bounds, chunk_tokens, dot_dtype, dot_precision, invert
 from .chunk_prep_blocks import _store_row_block, block_inverse
 from .chunk_scan import SCAN_CONFIG, load_gates
 
@@ -50,12 +49,15 @@ def scan_kg_format(k_dtype: torch.dtype, fused: bool = True) -> str:
     return "fp32" if fmt == "split" and not fused else fmt
 
 
-def scan_kg(k: torch.Tensor, inter: torch.dtype, fused: bool = True) -> torch.Tensor:
-    """kg's memory for scan_kg_format: [2, *k.shape] bf16 (hi, lo) for "split"."""
-    fmt = scan_kg_format(k.dtype, fused)
-    if fmt == "split":
-        return torch.empty((2,) + tuple(k.shape), device=k.device, dtype=torch.bfloat16)
-    return torch.empty_like(k, dtype=torch.bfloat16 if fmt == "bf16" else inter)
+def scan_kg_dtype(k_dtype: torch.dtype, inter: torch.dtype, fused: bool = True) -> torch.dtype:
+    """kg's element type for scan_kg_format: bf16 for "bf16" and "split", else the intermediates'."""
+    return inter if scan_kg_format(k_dtype, fused) == "fp32" else torch.bfloat16
+
+
+def scan_kg(k: torch.Tensor, inter: torch.dtype) -> torch.Tensor:
+    """kg's memory, as the pairs kernel writes it: [2, *k.shape] (hi, lo) for "split", else k's shape."""
+    shape = ((2,) if scan_kg_format(k.dtype) == "split" else ()) + tuple(k.shape)
+    return torch.empty(shape, device=k.device, dtype=scan_kg_dtype(k.dtype, inter))
 
 # Columns per step (pairs: key columns summed over; solve: key or value columns per program), warps
 # of each kernel, and the round-9 choices, each timed on the H100 at (1, 8192, 16, 128), bf16, fp32
@@ -389,7 +391,7 @@ def chunk_prep_split(q, k, v, g, beta, scale: float, layout: Layout, w_dtype: to
     T = torch.empty(1, L, H, CHUNK, device=k.device, dtype=torch.float32)
     Aqk = torch.empty(1, L, H, CHUNK, device=k.device, dtype=inter) if aqk else None
     channel = g.dim() == 4
-    decay = not solve and channel and pairs_invert(channel) and SPLIT_CONFIG["pairs_decayed"]
+    decay = not solve and channel and SPLIT_CONFIG["pairs_decayed"]
     kg = scan_kg(k, inter) if decay else None
     kG = torch.empty_like(k, dtype=w_dtype) if decay else None
     launch_pairs(q, k, g, beta, scale, layout, G, T, Aqk, kg, kG)

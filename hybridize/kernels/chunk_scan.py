@@ -123,7 +123,7 @@ def load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K: tl.constexpr, CHANNEL
 
 
 @triton.jit
-def _scan_kernel(q, k, k_lo, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, cu, chunk_offsets, scale, H,
+def _scan_kernel(q, k, kg_lo, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, cu, chunk_offsets, scale, H,
                  K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                  CHANNEL: tl.constexpr, KG: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
                  STORE_H: tl.constexpr, STORE_VN: tl.constexpr, FUSE_O: tl.constexpr, PREC: tl.constexpr,
@@ -172,7 +172,7 @@ def _scan_kernel(q, k, k_lo, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, c
         b_u = tl.load(u + p_v, mask=m_v, other=0.0).to(tl.float32)
         b_k = tl.load(k + p_k, mask=m_k, other=0.0)
         if SPLIT == 4:
-            b_klo = tl.load(k_lo + p_k, mask=m_k, other=0.0)
+            b_klo = tl.load(kg_lo + p_k, mask=m_k, other=0.0)
         if SPLIT != 1 and SPLIT < 3:
             b_k = b_k.to(tl.float32)
         if KG and KG_REGS and SPLIT < 3:
@@ -213,8 +213,8 @@ def _scan_kernel(q, k, k_lo, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, c
             h = tl.dot(kt, lo, tl.dot(kt, hi, h * eGl))
         elif SPLIT == 4:  # kg as bf16 hi + lo from the prep (kg_format "split"): SPLIT 2 without splitting kg here
             hi, lo = split16(vn, KDT)
-            k_hi, k_lo2 = tl.trans(b_k.to(KDT)), tl.trans(b_klo.to(KDT))
-            h = tl.dot(k_lo2, hi, tl.dot(k_hi, lo, tl.dot(k_hi, hi, h * eGl)))
+            kt_hi, kt_lo = tl.trans(b_k.to(KDT)), tl.trans(b_klo.to(KDT))
+            h = tl.dot(kt_lo, hi, tl.dot(kt_hi, lo, tl.dot(kt_hi, hi, h * eGl)))
         elif KG:  # k arrives as kg = k e^{G_last - G}, from the prep (no exp on this serial path)
             h = h * eGl + tl.dot(tl.trans(b_k.to(DT)), vn_dt, input_precision=PREC)
         else:
@@ -278,13 +278,15 @@ def _scan_launch(V: int, programs: int, K: int, dtype: torch.dtype, channel: boo
         bv = _pick_bv(V, programs, K, enough=256 if K <= 128 else 128)
     opts = launch_options(K, bv, dtype, channel)
     if 64 < K <= 128 and bv >= 32:
-        block, stages = (int(x) for x in SCAN_CONFIG["split_kg_launch"].split("x"))
-        if channel and solve and not SCAN_CONFIG["BV"]:
-            bv = min(block if kg_split else 64, triton.next_power_of_2(V))
-        elif not (channel and solve):
-            opts["num_stages"] = min(opts["num_stages"], SCAN_CONFIG["wide_block_stages"])
-        if channel and solve and kg_split:
+        if channel and solve:
+            block, stages = 64, opts["num_stages"]
+            if kg_split:
+                block, stages = (int(x) for x in SCAN_CONFIG["split_kg_launch"].split("x"))
+            if not SCAN_CONFIG["BV"]:
+                bv = min(block, triton.next_power_of_2(V))
             opts["num_stages"] = min(opts["num_stages"], stages)
+        else:
+            opts["num_stages"] = min(opts["num_stages"], SCAN_CONFIG["wide_block_stages"])
     return bv, opts
 
 
@@ -327,7 +329,8 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
                        kg.dtype if kg is not None else None, kg_lo is not None)
     if N:
         _scan_kernel[(triton.cdiv(V, BV), N * H)](
-            q, k if kg is None else kg, kg_lo if kg_lo is not None else dummy, w, u, G, Aqk if Aqk is not None else dummy,
+            q, k if kg is None else kg, kg_lo if kg_lo is not None else dummy, w, u, G,
+            Aqk if Aqk is not None else dummy,
             beta if beta is not None else dummy, kG if kG is not None else dummy,
             initial_state if initial_state is not None else dummy,
             o if fuse_o else dummy, ht if ht is not None else dummy, h_out if store_h else dummy,

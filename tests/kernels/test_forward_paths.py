@@ -247,7 +247,8 @@ def test_scan_kg_formats(aligned, monkeypatch):
     from hybridize.kernels.chunk_scan import split_kind
     bf, f32 = torch.bfloat16, torch.float32
     assert split_kind(bf, f32, bf, 128, True, kg_dtype=bf, kg_split=True) == 4
-    assert split_kind(bf, f32, bf, 128, True, kg_dtype=bf) == 3 and split_kind(bf, f32, bf, 128, True, kg_dtype=f32) == 0
+    assert split_kind(bf, f32, bf, 128, True, kg_dtype=bf) == 3
+    assert split_kind(bf, f32, bf, 128, True, kg_dtype=f32) == 0
     ins = make_inputs(3, 1, T, H, 128, V, True, bf, 1, True, aligned)
     ref_o, ref_ht = recurrent_gated_delta_rule(*(x.double() for x in ins[:5]), initial_state=ins[5].double(),
                                                output_final_state=True, use_qk_l2norm=True)
