@@ -189,6 +189,11 @@
 #            case and the forward's kernels at shapes 1 and 3 (the pair's 64-column, 2-stage launch)
 #   PART=76  the final round-16 code: the table (ours, SDPA, decode) and fla's forward kernels beside ours at
 #            shapes 3 and 4
+# Round 17 (the prep's last kernel and the scan side by side, hybridize/kernels/overlap.py):
+#   PART=83  the GPU's time per forward from CUDA-graph replays, overlap on and off, ours only, with the
+#            bit-for-bit check of the two paths (kernel_graphs.py --no-fla), all five shapes; correctness of every case
+#   PART=84  kernel_graphs.py with fla beside, shapes 0-2 (SHAPES overrides)
+#   PART=85  the same at shapes 3 and 4
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -246,6 +251,17 @@ defaults() {
 }
 
 case "${PART:-1}" in
+83)
+  step graphs 200 kernel_graphs.py --shapes 0,1,2,3,4 --no-fla --check 10
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  ours_ok correctness | grep "FAIL" | head -8
+  rows correctness "PASS\|FAILED"
+  rows graphs "^| \|Error\|error"
+  ;;
+84|85)
+  step graphs_fla 280 kernel_graphs.py --shapes "${SHAPES:-$([[ $PART == 84 ]] && echo 0,1,2 || echo 3,4)}" --check 5
+  rows graphs_fla "^| \|Error\|error\|capture"
+  ;;
 82)
   step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
   step profile 120 kernel_profile.py --shapes 1,3 --modes fwd --no-fla
