@@ -194,6 +194,11 @@
 #            bit-for-bit check of the two paths (kernel_graphs.py --no-fla), all five shapes; correctness of every case
 #   PART=84  kernel_graphs.py with fla beside, shapes 0-2 (SHAPES overrides)
 #   PART=85  the same at shapes 3 and 4
+#   PART=86  where the overlapped forward's time goes: kernel_timeline.py at shape 0 (both gates, overlap on and off:
+#            each kernel's start and duration, and each Triton kernel's registers, shared memory and warps), again
+#            with the scans at 2 and 1 stages (HYBRIDIZE_GDR_SCAN_STAGES)
+#   PART=87  GDN only, the overlap's segment size (HYBRIDIZE_GDR_OVERLAP_SEG 8, 32, 128): kernel_graphs.py at shapes 0
+#            and 2, and kernel_timeline.py --graph at shape 0 (the kernels as replayed from a graph)
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -257,6 +262,20 @@ case "${PART:-1}" in
   ours_ok correctness | grep "FAIL" | head -8
   rows correctness "PASS\|FAILED"
   rows graphs "^| \|Error\|error"
+  ;;
+86)
+  step timeline 150 kernel_timeline.py --shapes 0
+  step timeline_s2 100 HYBRIDIZE_GDR_SCAN_STAGES=2 kernel_timeline.py --shapes 0 --modes auto
+  step timeline_s1 100 HYBRIDIZE_GDR_SCAN_STAGES=1 kernel_timeline.py --shapes 0 --modes auto
+  cat "$OUT/timeline.log" "$OUT/timeline_s2.log" "$OUT/timeline_s1.log"
+  ;;
+87)
+  for seg in 8 32 128; do
+    step "graphs_seg$seg" 120 HYBRIDIZE_GDR_OVERLAP_SEG=$seg kernel_graphs.py --shapes 0,2 --gates gdn --no-fla --check 5
+    rows "graphs_seg$seg" "^| [GK]D\|rror" "seg $seg "
+  done
+  step timeline_graph 100 HYBRIDIZE_GDR_OVERLAP_SEG=32 kernel_timeline.py --shapes 0 --gates gdn --graph
+  cat "$OUT/timeline_graph.log"
   ;;
 84|85)
   step graphs_fla 280 kernel_graphs.py --shapes "${SHAPES:-$([[ $PART == 84 ]] && echo 0,1,2 || echo 3,4)}" --check 5

@@ -1,0 +1,103 @@
+"""When each kernel of one forward runs on the GPU, and what each compiled Triton kernel holds per program
+(registers, shared memory, warps): what decides whether two kernels can share a multiprocessor.
+
+    PYTHONPATH=. python benchmarks/kernel_timeline.py [--shapes 0] [--gates gdn,kda] [--modes auto,0] [--graph]
+
+For each case the forward is warmed, then run --iters times under torch.profiler; the last run's kernels are
+printed with their start relative to its first kernel and their duration (us, from the profiler's GPU
+timeline). The overlap mode (hybridize/kernels/overlap.py) is set per run: "auto" and "0" (off). With
+--graph the runs are replays of a CUDA graph of the forward (its kernels back to back, as the GPU can run them).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+
+import torch
+import triton
+from torch.profiler import ProfilerActivity, profile
+
+from benchmarks.bench_kernels import SHAPES, inputs
+from hybridize.kernels import gated_delta_rule
+from hybridize.kernels import overlap as overlap_mod
+
+_COMPILED: dict = {}
+_run = triton.runtime.jit.JITFunction.run
+
+
+def _recording_run(self, *args, **kwargs):
+    kernel = _run(self, *args, **kwargs)
+    if kernel is not None and hasattr(kernel, "n_regs"):
+        meta = kernel.metadata
+        _COMPILED[self.fn.__name__] = (kernel.n_regs, getattr(kernel, "n_spills", -1), meta.shared, meta.num_warps,
+                                       getattr(meta, "num_stages", -1))
+    return kernel
+
+
+triton.runtime.jit.JITFunction.run = _recording_run
+
+
+def timeline(xs, iters: int, graph: bool = False):
+    def step():
+        return gated_delta_rule(*xs, output_final_state=True)
+
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    if graph:  # the forward's kernels replayed from a CUDA graph: no host between them
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            step()
+        step = g.replay  # noqa: F811
+        for _ in range(3):
+            step()
+        torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(iters):
+            step()
+        torch.cuda.synchronize()
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "trace.json")
+        prof.export_chrome_trace(path)
+        with open(path) as f:
+            events = json.load(f)["traceEvents"]
+    kernels = sorted((e for e in events if e.get("cat") == "kernel"), key=lambda e: e["ts"])
+    per_run = len(kernels) // iters
+    last = kernels[-per_run:]
+    t0 = last[0]["ts"]
+    return [(e["name"][:40], e["ts"] - t0, e["dur"]) for e in last]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shapes", default="0")
+    ap.add_argument("--gates", default="gdn,kda")
+    ap.add_argument("--modes", default="auto,0")
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--graph", action="store_true", help="replay a CUDA graph of the forward")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    props = torch.cuda.get_device_properties(0)
+    print(f"{props.name}: {props.multi_processor_count} multiprocessors")
+    for i in args.shapes.split(","):
+        B, T, H, D = SHAPES[int(i)] if i.isdigit() else tuple(int(x) for x in i.split("x"))
+        for gate in args.gates.split(","):
+            xs = [x.detach() for x in inputs(B, T, H, D, gate == "kda", False)]
+            for mode in args.modes.split(","):
+                overlap_mod.OVERLAP_CONFIG["mode"] = mode
+                _COMPILED.clear()
+                with torch.no_grad():
+                    rows = timeline(xs, args.iters, args.graph)
+                print(f"\n{gate.upper()} fwd ({B},{T},{H},{D}), overlap {mode}: kernel, start us, duration us")
+                for name, start, dur in rows:
+                    print(f"  {name:40s} {start:9.1f} {dur:9.1f}")
+                print("  span", f"{rows[-1][1] + rows[-1][2]:.1f} us")
+                for name, (regs, spills, smem, warps, stages) in _COMPILED.items():
+                    print(f"  {name}: {regs} registers/thread, {spills} spills, {smem} B shared, {warps} warps, "
+                          f"{stages} stages")
+
+
+if __name__ == "__main__":
+    main()
