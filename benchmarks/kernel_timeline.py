@@ -1,12 +1,12 @@
 """When each kernel of one forward runs on the GPU, and what each compiled Triton kernel holds per program
 (registers, shared memory, warps): what decides whether two kernels can share a multiprocessor.
 
-    PYTHONPATH=. python benchmarks/kernel_timeline.py [--shapes 0] [--gates gdn,kda] [--modes auto,0] [--graph]
+    PYTHONPATH=. python benchmarks/kernel_timeline.py [--shapes 0] [--gates gdn,kda] [--graph]
 
 For each case the forward is warmed, then run --iters times under torch.profiler; the last run's kernels are
 printed with their start relative to its first kernel and their duration (us, from the profiler's GPU
-timeline). The overlap mode (hybridize/kernels/overlap.py) is set per run: "auto" and "0" (off). With
---graph the runs are replays of a CUDA graph of the forward (its kernels back to back, as the GPU can run them).
+timeline). With --graph the runs are replays of a CUDA graph of the forward (its kernels back to back, as the
+GPU can run them). Round 17 ran it on the overlapped forward of commit fdf0edd (benchmarks/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.bench_kernels import SHAPES, inputs
 from hybridize.kernels import gated_delta_rule
-from hybridize.kernels import overlap as overlap_mod
 
 _COMPILED: dict = {}
 _run = triton.runtime.jit.JITFunction.run
@@ -74,7 +73,6 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shapes", default="0")
     ap.add_argument("--gates", default="gdn,kda")
-    ap.add_argument("--modes", default="auto,0")
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--graph", action="store_true", help="replay a CUDA graph of the forward")
     ap.add_argument("--out", default=None)
@@ -85,18 +83,16 @@ def main():
         B, T, H, D = SHAPES[int(i)] if i.isdigit() else tuple(int(x) for x in i.split("x"))
         for gate in args.gates.split(","):
             xs = [x.detach() for x in inputs(B, T, H, D, gate == "kda", False)]
-            for mode in args.modes.split(","):
-                overlap_mod.OVERLAP_CONFIG["mode"] = mode
-                _COMPILED.clear()
-                with torch.no_grad():
-                    rows = timeline(xs, args.iters, args.graph)
-                print(f"\n{gate.upper()} fwd ({B},{T},{H},{D}), overlap {mode}: kernel, start us, duration us")
-                for name, start, dur in rows:
-                    print(f"  {name:40s} {start:9.1f} {dur:9.1f}")
-                print("  span", f"{rows[-1][1] + rows[-1][2]:.1f} us")
-                for name, (regs, spills, smem, warps, stages) in _COMPILED.items():
-                    print(f"  {name}: {regs} registers/thread, {spills} spills, {smem} B shared, {warps} warps, "
-                          f"{stages} stages")
+            _COMPILED.clear()
+            with torch.no_grad():
+                rows = timeline(xs, args.iters, args.graph)
+            print(f"\n{gate.upper()} fwd ({B},{T},{H},{D}): kernel, start us, duration us")
+            for name, start, dur in rows:
+                print(f"  {name:40s} {start:9.1f} {dur:9.1f}")
+            print("  span", f"{rows[-1][1] + rows[-1][2]:.1f} us")
+            for name, (regs, spills, smem, warps, stages) in _COMPILED.items():
+                print(f"  {name}: {regs} registers/thread, {spills} spills, {smem} B shared, {warps} warps, "
+                      f"{stages} stages")
 
 
 if __name__ == "__main__":

@@ -189,16 +189,18 @@
 #            case and the forward's kernels at shapes 1 and 3 (the pair's 64-column, 2-stage launch)
 #   PART=76  the final round-16 code: the table (ours, SDPA, decode) and fla's forward kernels beside ours at
 #            shapes 3 and 4
-# Round 17 (the prep's last kernel and the scan side by side, hybridize/kernels/overlap.py):
+# Round 17. PARTs 83, 86 and 87 measured the prep's last kernel and the scan side by side (overlap.py, commits
+# 957f377 and fdf0edd, reverted; benchmarks/RESULTS.md, "Kernels, round 17"): to rerun them, check out fdf0edd.
 #   PART=83  the GPU's time per forward from CUDA-graph replays, overlap on and off, ours only, with the
-#            bit-for-bit check of the two paths (kernel_graphs.py --no-fla), all five shapes; correctness of every case
-#   PART=84  kernel_graphs.py with fla beside, shapes 0-2 (SHAPES overrides)
-#   PART=85  the same at shapes 3 and 4
+#            bit-for-bit check of the two paths (that commit's kernel_graphs.py --no-fla), all five shapes; correctness
 #   PART=86  where the overlapped forward's time goes: kernel_timeline.py at shape 0 (both gates, overlap on and off:
 #            each kernel's start and duration, and each Triton kernel's registers, shared memory and warps), again
 #            with the scans at 2 and 1 stages (HYBRIDIZE_GDR_SCAN_STAGES)
 #   PART=87  GDN only, the overlap's segment size (HYBRIDIZE_GDR_OVERLAP_SEG 8, 32, 128): kernel_graphs.py at shapes 0
 #            and 2, and kernel_timeline.py --graph at shape 0 (the kernels as replayed from a graph)
+#   PART=84  the final code: kernel_graphs.py (the GPU's time per forward from CUDA-graph replays) with fla beside,
+#            shapes 0-2 (SHAPES overrides), and kernel_timeline.py --graph at shape 0 (ours)
+#   PART=85  kernel_graphs.py with fla beside at shapes 3 and 4
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -278,8 +280,10 @@ case "${PART:-1}" in
   cat "$OUT/timeline_graph.log"
   ;;
 84|85)
-  step graphs_fla 280 kernel_graphs.py --shapes "${SHAPES:-$([[ $PART == 84 ]] && echo 0,1,2 || echo 3,4)}" --check 5
-  rows graphs_fla "^| \|Error\|error\|capture"
+  step graphs_fla 280 kernel_graphs.py --shapes "${SHAPES:-$([[ $PART == 84 ]] && echo 0,1,2 || echo 3,4)}"
+  [[ $PART == 84 ]] && step timeline_graph 100 kernel_timeline.py --shapes 0 --graph
+  rows graphs_fla "^| \|rror\|capture"
+  [[ $PART == 84 ]] && grep "span" "$OUT/timeline_graph.log"
   ;;
 82)
   step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check

@@ -21,12 +21,11 @@ import torch
 from ._common import make_layout
 from .chunk_bwd import chunk_bwd
 from .chunk_output import OUTPUT_CONFIG, chunk_output
-from .chunk_prep import chunk_prep, inter_dtypes, overlap_ok, solve_in_scan
-from .chunk_prep_split import chunk_solve, scan_kg_format
-from .chunk_scan import SCAN_CONFIG, chunk_scan, scan_programs
+from .chunk_prep import chunk_prep, inter_dtypes, solve_in_scan
+from .chunk_prep_split import chunk_solve
+from .chunk_scan import SCAN_CONFIG, chunk_scan
 from .decode import recurrent_update
 from .l2norm import keys_bwd, keys_fwd, out_grad, unit_bwd, unit_fwd
-from .overlap import make_overlap, use_overlap
 
 # Up to this many new tokens per sequence (and no gradient), the token-by-token kernel is used.
 DECODE_MAX_T = 16
@@ -64,13 +63,12 @@ def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=Fals
     # the scan does the solve where solve_in_scan says so, unless the backward needs this pass's w.
     aqk = store_for_bwd or keep_t or fuse_o or not OUTPUT_CONFIG["qk"]
     solve = store_for_bwd or fuse_o or not solve_in_scan(k, inter, channel, layout.num_seqs * k.shape[2])
-    ov = _overlap(k, v, layout, channel, solve, fuse_o)
     G, w, u, Aqk, T, kg = chunk_prep(q, k, v, g, beta, scale, layout, store_t=store_for_bwd or keep_t,
-                                     inter=inter, aqk=aqk, solve=solve, overlap=ov)
+                                     inter=inter, aqk=aqk, solve=solve)
     T_kept = T if store_for_bwd or keep_t else None
     if store_for_bwd:  # the backward's states and vn keep the intermediates' precision
         o, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
-                                  output_final_state=want_final, store_h=True, kg=kg, overlap=ov)
+                                  output_final_state=want_final, store_h=True, kg=kg)
         if want_o:
             o = chunk_output(q, G, Aqk, h, vn, scale, layout, qh_dtype=w.dtype, row_scale=row_scale)
     elif fuse_o:
@@ -84,23 +82,11 @@ def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=Fals
         vn16 = OUTPUT_CONFIG["vn16"] and q.dtype != torch.float32 and (not solve or u.dtype == torch.float32)
         _, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
                                   output_final_state=want_final, store_h=True, state_dtype=q.dtype, kg=kg,
-                                  solve=None if solve else (T, v, beta, w), vn16=vn16, overlap=ov)
+                                  solve=None if solve else (T, v, beta, w), vn16=vn16)
         check = ((w, u) if solve else (T, v, beta, w)) if vn16 else None
         o = chunk_output(q, G, Aqk, h, vn, scale, layout, qh_dtype=inter_dtypes(k, inter, channel)[0],
                          row_scale=row_scale, k=k, vn_check=check)
     return o, ht, (G, w, Aqk, T_kept, h, vn, kg)
-
-
-def _overlap(k, v, layout, channel: bool, solve: bool, fuse_o: bool):
-    """An overlap.Overlap when the prep's last kernel and the scan run side by side (overlap.py), else None."""
-    K, H = k.shape[-1], k.shape[2]
-    if fuse_o or not layout.num_chunks or not overlap_ok(K, channel, solve):
-        return None
-    kg_split = channel and not solve and scan_kg_format(k.dtype) == "split"
-    programs = scan_programs(v.shape[-1], layout.num_seqs * H, K, k.dtype, channel, not solve, kg_split)
-    if not use_overlap(k.device, programs):
-        return None
-    return make_overlap(k.device, H, layout.num_chunks)
 
 
 def _normalised(q, k, v, beta, l2: bool):

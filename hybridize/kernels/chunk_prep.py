@@ -19,7 +19,7 @@ from ._common import (CHUNK, SUB, Layout, channel_pairwise, chunk_bounds, chunk_
                       gate_kind, invert, unit_lower_inverse_rows)
 from .chunk_prep_blocks import BC as BLOCK_ROWS
 from .chunk_prep_blocks import _prep_blocks_kernel
-from .chunk_prep_split import channel_tiles, chunk_prep_split, overlap_producer, scalar_pairs, scan_kg_dtype
+from .chunk_prep_split import channel_tiles, chunk_prep_split, scalar_pairs, scan_kg_dtype
 from .chunk_scan import SCAN_CONFIG, load_gates, split_update
 
 # Precision of the intermediates between the kernels (w, u, Aqk, kg, and in the backward h, vn, dh)
@@ -229,14 +229,8 @@ def solve_in_scan(k: torch.Tensor, inter: str | None, channel: bool, seqs_heads:
     return split_update(k.dtype, u_dtype, w_dtype, k.shape[-1])
 
 
-def overlap_ok(K: int, channel: bool, solve: bool) -> bool:
-    """Whether chunk_prep's last kernel can feed an overlapped scan (overlap.py): the split design's, where
-    chunk_prep_split.overlap_producer allows."""
-    return (prep_design(K, channel) if solve else "split") == "split" and overlap_producer(channel, solve)
-
-
 def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = False, inter: str | None = None,
-               aqk: bool = True, solve: bool = True, overlap=None):
+               aqk: bool = True, solve: bool = True):
     """q, k [1, L, H, K], v [1, L, H, V] (packed, contiguous), g [1, L, H] or [1, L, H, K], beta [1, L, H].
 
     Returns G (fp32, g's shape), w ([1,L,H,K]), u ([1,L,H,V]), Aqk ([1,L,H,C]) in the intermediates'
@@ -247,8 +241,7 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
     scan that folds the solve in: solve_in_scan): G, Aqk and T by the split design's pairs kernel at
     every head dim, u None, and w None for scalar gates; per-channel gates get w = k e^G (in w's dtype,
     the residual's key operand) and kg, from the pairs kernel (chunk_prep_split's pairs_decayed, the
-    default since round 16) or one pass of _decayed_kernel. overlap (overlap.Overlap; the split design only,
-    where chunk_prep_split.overlap_producer allows, see overlap_ok): its last kernel signals each chunk."""
+    default since round 16) or one pass of _decayed_kernel."""
     _, L, H, K = k.shape
     V = v.shape[-1]
     channel = g.dim() == 4
@@ -256,15 +249,12 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
     design = prep_design(K, channel) if solve else "split"
     aqk = aqk or channel or design == "blocks"
     if design == "split":  # allocates its own outputs (T always: A is formed in its buffer)
-        G, w, u, Aqk, T, kg = chunk_prep_split(q, k, v, g, beta, scale, layout, w_dtype, inter_dtype, aqk, solve,
-                                               overlap)
+        G, w, u, Aqk, T, kg = chunk_prep_split(q, k, v, g, beta, scale, layout, w_dtype, inter_dtype, aqk, solve)
         if not solve:
             if channel and kg is None:  # (the pairs kernel forms them: chunk_prep_split's pairs_decayed)
                 kg, w = decayed(k, G, layout, scan_kg_dtype(k.dtype, inter_dtype, fused=False), start_dtype=w_dtype)
             return G, w, None, Aqk, T, kg
         return G, w, u, Aqk, (T if store_t else None), kg
-    if overlap is not None:
-        raise ValueError(f"chunk_prep: the {design!r} prep design has no producer for the overlapped scan")
     G = torch.empty(g.shape, device=g.device, dtype=torch.float32)
     w = torch.empty_like(k, dtype=w_dtype)
     u = torch.empty_like(v, dtype=inter_dtype)

@@ -39,7 +39,6 @@ import triton.language as tl
 from ._common import CHUNK, EXP_CLAMP, SUB, Layout, chunk_bounds, chunk_tokens, dot_dtype, dot_precision, invert
 from .chunk_prep_blocks import _store_row_block, block_inverse
 from .chunk_scan import SCAN_CONFIG, load_gates
-from .overlap import Overlap, no_overlap_args, producer_ids, signal_chunk
 
 
 def scan_kg_format(k_dtype: torch.dtype, fused: bool = True) -> str:
@@ -165,17 +164,17 @@ def _side_by_side(a, b):
 
 
 @triton.jit
-def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, kg_out, kg_lo_out, kG_out, cu, chunks, scale, H, flags, NSEG,
+def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, kg_out, kg_lo_out, kG_out, cu, chunks, scale, H,
                   K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SB: tl.constexpr, CHANNEL: tl.constexpr,
                   INVERT: tl.constexpr, DOUBLING: tl.constexpr, PREC: tl.constexpr, PAIR_PREC: tl.constexpr,
                   DT: tl.constexpr, STORE_AQK: tl.constexpr = True, DECAYED: tl.constexpr = False,
-                  KG_SPLIT: tl.constexpr = False, SEG: tl.constexpr = 1, SIGNAL: tl.constexpr = False):
+                  KG_SPLIT: tl.constexpr = False):
     """G, A (or, with INVERT, T = (I + A)^-1) and Aqk of one (chunk, head); scalar gates without
     STORE_AQK leave Aqk to the output kernel (chunk_output's QK) and read no q here. DECAYED (per-channel
     gates): also k e^{G_last - G} into kg_out (with KG_SPLIT as bf16 hi there and lo into kg_lo_out) and k e^G
-    into kG_out, for the scan that does the solve. SIGNAL: the producer of overlap.py (chunk-major programs,
-    a counter per finished chunk for the scan running beside it)."""
-    i_c, i_h = producer_ids(H, SIGNAL)
+    into kG_out, for the scan that does the solve."""
+    i_c = tl.program_id(0)
+    i_h = tl.program_id(1)
     bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
     rows = tl.arange(0, C)
     valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
@@ -241,8 +240,6 @@ def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, kg_out, kg_lo_out, kG_ou
         if INVERT:
             A = invert(A, C, SB, DOUBLING, PREC)
         tl.store(A_out + p_c, A, mask=valid[:, None])
-    if SIGNAL:
-        signal_chunk(flags, i_c, i_h, NSEG, SEG)
 
 
 @triton.jit
@@ -318,13 +315,13 @@ def _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, tok, valid, last_tok, i
 
 
 @triton.jit
-def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, cu, chunks, H, flags, NSEG, K: tl.constexpr,
-                  V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr, CHANNEL: tl.constexpr,
-                  STORE_KG: tl.constexpr, ALL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr,
-                  SEG: tl.constexpr = 1, SIGNAL: tl.constexpr = False):
+def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, cu, chunks, H, K: tl.constexpr, V: tl.constexpr,
+                  BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr, CHANNEL: tl.constexpr,
+                  STORE_KG: tl.constexpr, ALL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
     """Program (chunk, head, j): column block j (_solve_columns); with ALL, program (chunk, head) does
-    every column block, reading T once instead of once per block. SIGNAL (with ALL): as _pairs_kernel's."""
-    i_c, i_h = producer_ids(H, SIGNAL)
+    every column block, reading T once instead of once per block."""
+    i_c = tl.program_id(0)
+    i_h = tl.program_id(1)
     bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
     rows = tl.arange(0, C)
     valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
@@ -334,8 +331,6 @@ def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, cu, chunks, H, fla
         for i_j in tl.static_range((K + BK - 1) // BK + (V + BV - 1) // BV):
             _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, tok, valid, last_tok, i_h, H, i_j, K, V, BK, BV,
                            CHANNEL, STORE_KG, PREC, DT)
-        if SIGNAL:
-            signal_chunk(flags, i_c, i_h, NSEG, SEG)
     else:
         _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, tok, valid, last_tok, i_h, H, tl.program_id(2), K, V,
                        BK, BV, CHANNEL, STORE_KG, PREC, DT)
@@ -347,34 +342,20 @@ def pairs_invert(channel: bool) -> bool:
     return SPLIT_CONFIG["pairs_inverse"] and (not channel or SPLIT_CONFIG["pairs_inverse_channel"])
 
 
-def _grid(layout: Layout, H: int, overlap: Overlap | None) -> tuple:
-    """(chunk, head) programs; chunk-major on a 1-D grid for overlap's producer (producer_ids)."""
-    return (layout.num_chunks * H,) if overlap is not None else (layout.num_chunks, H)
-
-
-def _flag_args(overlap: Overlap | None, dummy: torch.Tensor) -> dict:
-    if overlap is None:
-        return no_overlap_args(dummy, producer=True)
-    overlap.fork()  # the scan's stream waits for everything before this launch, not for it
-    return overlap.producer_args()
-
-
-def launch_pairs(q, k, g, beta, scale: float, layout: Layout, G, A, Aqk, kg=None, kG=None,
-                 overlap: Overlap | None = None) -> None:
+def launch_pairs(q, k, g, beta, scale: float, layout: Layout, G, A, Aqk, kg=None, kG=None) -> None:
     """Aqk None (scalar gates only): not formed here (the output kernel forms it). kg, kG (per-channel gates,
     both or neither): k e^{G_last - G} and k e^G are written too (_pairs_kernel's DECAYED); kg [2, ...] takes
-    the former as a bf16 hi + lo pair (scan_kg). overlap: the producer of overlap.py."""
+    the former as a bf16 hi + lo pair (scan_kg)."""
     H, K = k.shape[2], k.shape[3]
     split = kg is not None and kg.dim() == 5
     if layout.num_chunks:
-        _pairs_kernel[_grid(layout, H, overlap)](
+        _pairs_kernel[(layout.num_chunks, H)](
             q, k, g, beta, G, A, Aqk if Aqk is not None else A, (kg[0] if split else kg) if kg is not None else A,
             kg[1] if split else A, kG if kG is not None else A, layout.cu, layout.chunks, scale, H, K=K,
             BK=min(SPLIT_CONFIG["pairs_BK"], triton.next_power_of_2(K)), C=CHUNK, SB=SUB, CHANNEL=g.dim() == 4,
             INVERT=pairs_invert(g.dim() == 4), DOUBLING=SPLIT_CONFIG["inverse"] == "doubling",
             PREC=dot_precision(k.dtype), PAIR_PREC=dot_precision(k.dtype), DT=dot_dtype(k.dtype),
-            STORE_AQK=Aqk is not None, DECAYED=kg is not None, KG_SPLIT=split, num_warps=SPLIT_CONFIG["pairs_warps"],
-            **_flag_args(overlap, layout.cu))
+            STORE_AQK=Aqk is not None, DECAYED=kg is not None, KG_SPLIT=split, num_warps=SPLIT_CONFIG["pairs_warps"])
 
 
 def launch_inverse(T, layout: Layout, dtype: torch.dtype) -> None:
@@ -385,63 +366,48 @@ def launch_inverse(T, layout: Layout, dtype: torch.dtype) -> None:
             num_warps=SPLIT_CONFIG["inverse_warps"])
 
 
-def launch_solve(k, v, G, beta, T, layout: Layout, w, u, kg, overlap: Overlap | None = None) -> None:
-    """overlap (with SPLIT_CONFIG["solve_all"] only): the producer of overlap.py."""
+def launch_solve(k, v, G, beta, T, layout: Layout, w, u, kg) -> None:
     _, _, H, K = k.shape
     V = v.shape[-1]
     BK = min(SPLIT_CONFIG["solve_BK"], triton.next_power_of_2(K))
     BV = min(SPLIT_CONFIG["solve_BK"], triton.next_power_of_2(V))
     together = SPLIT_CONFIG["solve_all"]
-    grid = _grid(layout, H, overlap) if together else (layout.num_chunks, H, triton.cdiv(K, BK) + triton.cdiv(V, BV))
     if layout.num_chunks:
-        _solve_kernel[grid](
+        _solve_kernel[(layout.num_chunks, H, 1 if together else triton.cdiv(K, BK) + triton.cdiv(V, BV))](
             k, v, G, beta, T, w, u, kg if kg is not None else w, layout.cu, layout.chunks, H, K=K, V=V, BK=BK, BV=BV,
             C=CHUNK, CHANNEL=G.dim() == 4, STORE_KG=kg is not None, ALL=together, PREC=dot_precision(k.dtype),
-            DT=dot_dtype(k.dtype), num_warps=SPLIT_CONFIG["solve_warps"], **_flag_args(overlap, layout.cu))
-
-
-def overlap_producer(channel: bool, solve: bool) -> bool:
-    """Whether the last kernel of chunk_prep_split can be overlap.py's producer: one whose (chunk, head)
-    programs finish everything the scan reads of that chunk (the pairs kernel that inverts, and for
-    per-channel gates also writes the decayed keys; or the solve kernel that does all columns at once)."""
-    if not pairs_invert(channel):
-        return False
-    return SPLIT_CONFIG["solve_all"] if solve else (not channel or SPLIT_CONFIG["pairs_decayed"])
+            DT=dot_dtype(k.dtype), num_warps=SPLIT_CONFIG["solve_warps"])
 
 
 def chunk_prep_split(q, k, v, g, beta, scale: float, layout: Layout, w_dtype: torch.dtype, inter: torch.dtype,
-                     aqk: bool = True, solve: bool = True, overlap: Overlap | None = None):
+                     aqk: bool = True, solve: bool = True):
     """chunk_prep's outputs (G, w, u, Aqk, T, kg) by the three kernels above; T is always made (it is
     where A is formed), kg for per-channel gates only. w in w_dtype, u, Aqk and kg in inter; Aqk None
     when not aqk (scalar gates); w, u and kg None without solve (the solve kernel does not run), except
     that per-channel gates with SPLIT_CONFIG["pairs_decayed"] then get kg and, in w's place, k e^G (in
-    w_dtype) from the pairs kernel: the operands of the scan that does the solve (chunk_prep.decayed's).
-    overlap (where overlap_producer allows): the last kernel signals each chunk for the scan beside it."""
+    w_dtype) from the pairs kernel: the operands of the scan that does the solve (chunk_prep.decayed's)."""
     _, L, H, K = k.shape
     G = torch.empty(g.shape, device=g.device, dtype=torch.float32)
     T = torch.empty(1, L, H, CHUNK, device=k.device, dtype=torch.float32)
     Aqk = torch.empty(1, L, H, CHUNK, device=k.device, dtype=inter) if aqk else None
     channel = g.dim() == 4
-    if overlap is not None and not overlap_producer(channel, solve):
-        raise ValueError("chunk_prep_split: this configuration has no producer for the overlapped scan")
     decay = not solve and channel and SPLIT_CONFIG["pairs_decayed"]
     kg = scan_kg(k, inter) if decay else None
     kG = torch.empty_like(k, dtype=w_dtype) if decay else None
-    launch_pairs(q, k, g, beta, scale, layout, G, T, Aqk, kg, kG, overlap=None if solve else overlap)
+    launch_pairs(q, k, g, beta, scale, layout, G, T, Aqk, kg, kG)
     if not pairs_invert(channel):
         launch_inverse(T, layout, k.dtype)
     if not solve:
         return G, kG, None, Aqk, T, kg
-    w, u, kg = chunk_solve(k, v, G, beta, T, layout, w_dtype, inter, overlap)
+    w, u, kg = chunk_solve(k, v, G, beta, T, layout, w_dtype, inter)
     return G, w, u, Aqk, T, kg
 
 
-def chunk_solve(k, v, G, beta, T, layout: Layout, w_dtype: torch.dtype, inter: torch.dtype,
-                overlap: Overlap | None = None):
+def chunk_solve(k, v, G, beta, T, layout: Layout, w_dtype: torch.dtype, inter: torch.dtype):
     """w (in w_dtype), u and kg (per-channel gates; both in inter) from the prep's G and T: the part of
     the prep that the backward re-runs when the forward kept G, T and Aqk (autograd.RECOMPUTE)."""
     w = torch.empty_like(k, dtype=w_dtype)
     u = torch.empty_like(v, dtype=inter)
     kg = torch.empty_like(k, dtype=inter) if G.dim() == 4 else None
-    launch_solve(k, v, G, beta, T, layout, w, u, kg, overlap)
+    launch_solve(k, v, G, beta, T, layout, w, u, kg)
     return w, u, kg

@@ -17,7 +17,6 @@ The backward re-runs the scan with STORE_H to get each chunk's starting state an
 """
 from __future__ import annotations
 
-import contextlib
 import os
 
 import torch
@@ -25,7 +24,6 @@ import triton
 import triton.language as tl
 
 from ._common import CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision, split16, via_registers
-from .overlap import Overlap, no_overlap_args, wait_segment
 
 # Value columns per program and warps: the tuning knobs of the latency-bound scan; fuse_o selects
 # the output inside the scan (the first version) instead of chunk_output.py.
@@ -125,84 +123,12 @@ def load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K: tl.constexpr, CHANNEL
 
 
 @triton.jit
-def _scan_step(h, i_t, q, k, kg_lo, w, u, G, Aqk, beta, kG, o, h_out, vn_out, bos, eos, c0, i_h, H, scale, rows, kk, vv,
-               km, vm, m_s, p_s, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, CHANNEL: tl.constexpr,
-               KG: tl.constexpr, STORE_H: tl.constexpr, STORE_VN: tl.constexpr, FUSE_O: tl.constexpr,
-               PREC: tl.constexpr, DT: tl.constexpr, WDT: tl.constexpr, KG_REGS: tl.constexpr, SPLIT: tl.constexpr, KDT: tl.constexpr,
-               SOLVE: tl.constexpr):
-    """Chunk i_t of the document [bos, eos): stores its starting state (STORE_H) and vn, returns the state after it."""
-    valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
-    m_k = valid[:, None] & km[None, :]
-    m_v = valid[:, None] & vm[None, :]
-    p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
-    p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
-    if STORE_H:
-        tl.store(h_out + ((c0 + i_t) * H + i_h) * K * V + p_s, h.to(h_out.dtype.element_ty), mask=m_s)
-    if SOLVE:
-        b_T = tl.load(w + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0)
-        b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
-    else:
-        b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(WDT)
-    b_u = tl.load(u + p_v, mask=m_v, other=0.0).to(tl.float32)
-    b_k = tl.load(k + p_k, mask=m_k, other=0.0)
-    if SPLIT == 4:
-        b_klo = tl.load(kg_lo + p_k, mask=m_k, other=0.0)
-    if SPLIT != 1 and SPLIT < 3:
-        b_k = b_k.to(tl.float32)
-    if KG and KG_REGS and SPLIT < 3:
-        b_k = via_registers(b_k, scale / scale)
-    eG, eGlG, eGl = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
-    if SOLVE:  # u - w h = T diag(beta) (v - e^G k h): T's product on the residual, in tf32
-        if CHANNEL:
-            b_kG = tl.load(kG + p_k, mask=m_k, other=0.0).to(WDT)
-            x = (b_u - tl.dot(b_kG, h.to(WDT))) * b_b[:, None]
-        else:
-            x = (b_u - tl.dot(b_k.to(WDT), h.to(WDT)) * eG) * b_b[:, None]
-        vn = tl.dot(b_T, x, input_precision=PREC)
-    else:
-        vn = b_u - tl.dot(b_w, h.to(WDT), input_precision=PREC)
-    vn_dt = vn.to(DT)
-    if STORE_VN:
-        tl.store(vn_out + p_v, vn.to(vn_out.dtype.element_ty), mask=m_v)
-    if FUSE_O:
-        b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(tl.float32) * scale
-        b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
-        b_o = tl.dot((b_q * eG).to(DT), h.to(DT), input_precision=PREC)
-        b_o += tl.dot(b_A, vn_dt, input_precision=PREC)
-        tl.store(o + p_v, b_o.to(o.dtype.element_ty), mask=m_v)
-    if SPLIT == 1:
-        # The gate goes on vn's rows, so k enters the product as loaded (exact): no fp32 copy of the
-        # [C, K] tile to transpose through shared memory each step, as tf32 operands need.
-        hi, lo = split16(vn * eGlG, KDT)
-        kt = tl.trans(b_k.to(KDT))
-        h = tl.dot(kt, lo, tl.dot(kt, hi, h * eGl))
-    elif SPLIT == 2:
-        hi, lo = split16(vn, KDT)
-        k_hi, k_lo = split16(b_k, KDT)
-        k_hi, k_lo = tl.trans(k_hi), tl.trans(k_lo)
-        h = tl.dot(k_lo, hi, tl.dot(k_hi, lo, tl.dot(k_hi, hi, h * eGl)))
-    elif SPLIT == 3:  # kg in bf16 (kg_format "bf16"): as SPLIT 1, the gate already in the keys
-        hi, lo = split16(vn, KDT)
-        kt = tl.trans(b_k.to(KDT))
-        h = tl.dot(kt, lo, tl.dot(kt, hi, h * eGl))
-    elif SPLIT == 4:  # kg as bf16 hi + lo from the prep (kg_format "split"): SPLIT 2 without splitting kg here
-        hi, lo = split16(vn, KDT)
-        kt_hi, kt_lo = tl.trans(b_k.to(KDT)), tl.trans(b_klo.to(KDT))
-        h = tl.dot(kt_lo, hi, tl.dot(kt_hi, lo, tl.dot(kt_hi, hi, h * eGl)))
-    elif KG:  # k arrives as kg = k e^{G_last - G}, from the prep (no exp on this serial path)
-        h = h * eGl + tl.dot(tl.trans(b_k.to(DT)), vn_dt, input_precision=PREC)
-    else:
-        h = h * eGl + tl.dot(tl.trans((b_k * eGlG).to(DT)), vn_dt, input_precision=PREC)
-    return h
-
-
-@triton.jit
 def _scan_kernel(q, k, kg_lo, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, cu, chunk_offsets, scale, H,
-                 flags, NSEG, NC, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
+                 K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                  CHANNEL: tl.constexpr, KG: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
                  STORE_H: tl.constexpr, STORE_VN: tl.constexpr, FUSE_O: tl.constexpr, PREC: tl.constexpr,
                  DT: tl.constexpr, WDT: tl.constexpr, KG_REGS: tl.constexpr, SPLIT: tl.constexpr,
-                 KDT: tl.constexpr, SOLVE: tl.constexpr, SEG: tl.constexpr = 1, WAIT: tl.constexpr = False):
+                 KDT: tl.constexpr, SOLVE: tl.constexpr):
     """DT: operand type of the products on u's side (the state update, the fused output); WDT: of w h,
     which can be a 16-bit product where u is fp32 (intermediates "mixed": see chunk_prep.INTERMEDIATES).
     SPLIT 1 (scalar gates, bf16 k, fp32 vn): the state update as two bf16 products, k^T hi + k^T lo,
@@ -210,8 +136,7 @@ def _scan_kernel(q, k, kg_lo, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, 
     kg and vn both split, three products (the lo^T lo term is under 2^-16 of the rest).
     SOLVE (split_update's case): w holds T = (I + A)^-1 (fp32 [L, H, C]) and u the values v; the prep's
     solve is folded in, vn = T diag(beta) (v - e^G (k h)), so w and u never go to memory. Per-channel
-    gates take (k e^G) from kG (bf16, the prep's _decayed_kernel), and k is kg as without SOLVE.
-    WAIT: the consumer of overlap.py (its producer, the prep's last kernel, runs beside this one)."""
+    gates take (k e^G) from kG (bf16, the prep's _decayed_kernel), and k is kg as without SOLVE."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -231,20 +156,69 @@ def _scan_kernel(q, k, kg_lo, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, 
         h = tl.load(h0 + state_base + p_s, mask=m_s, other=0.0).to(tl.float32)
     else:
         h = tl.zeros([BK, BV], dtype=tl.float32)
-    if WAIT:  # overlap.py: each segment's chunks once its producer has signalled them, then a plain loop
-        n_t = tl.cdiv(eos - bos, C)
-        c0_32 = c0.to(tl.int32)
-        for s in range(c0_32 // SEG, (c0_32 + n_t + SEG - 1) // SEG):
-            wait_segment(flags, i_h, s, NSEG, NC, SEG)
-            for i_t in range(tl.maximum(s * SEG - c0_32, 0), tl.minimum((s + 1) * SEG - c0_32, n_t)):
-                h = _scan_step(h, i_t, q, k, kg_lo, w, u, G, Aqk, beta, kG, o, h_out, vn_out, bos, eos, c0, i_h, H,
-                               scale, rows, kk, vv, km, vm, m_s, p_s, K, V, C, CHANNEL, KG, STORE_H, STORE_VN, FUSE_O,
-                               PREC, DT, WDT, KG_REGS, SPLIT, KDT, SOLVE)
-    else:
-        for i_t in range(0, tl.cdiv(eos - bos, C)):
-            h = _scan_step(h, i_t, q, k, kg_lo, w, u, G, Aqk, beta, kG, o, h_out, vn_out, bos, eos, c0, i_h, H, scale,
-                           rows, kk, vv, km, vm, m_s, p_s, K, V, C, CHANNEL, KG, STORE_H, STORE_VN, FUSE_O, PREC, DT,
-                           WDT, KG_REGS, SPLIT, KDT, SOLVE)
+    for i_t in range(0, tl.cdiv(eos - bos, C)):
+        valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
+        m_k = valid[:, None] & km[None, :]
+        m_v = valid[:, None] & vm[None, :]
+        p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
+        p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
+        if STORE_H:
+            tl.store(h_out + ((c0 + i_t) * H + i_h) * K * V + p_s, h.to(h_out.dtype.element_ty), mask=m_s)
+        if SOLVE:
+            b_T = tl.load(w + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0)
+            b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
+        else:
+            b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(WDT)
+        b_u = tl.load(u + p_v, mask=m_v, other=0.0).to(tl.float32)
+        b_k = tl.load(k + p_k, mask=m_k, other=0.0)
+        if SPLIT == 4:
+            b_klo = tl.load(kg_lo + p_k, mask=m_k, other=0.0)
+        if SPLIT != 1 and SPLIT < 3:
+            b_k = b_k.to(tl.float32)
+        if KG and KG_REGS and SPLIT < 3:
+            b_k = via_registers(b_k, scale / scale)
+        eG, eGlG, eGl = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
+        if SOLVE:  # u - w h = T diag(beta) (v - e^G k h): T's product on the residual, in tf32
+            if CHANNEL:
+                b_kG = tl.load(kG + p_k, mask=m_k, other=0.0).to(WDT)
+                x = (b_u - tl.dot(b_kG, h.to(WDT))) * b_b[:, None]
+            else:
+                x = (b_u - tl.dot(b_k.to(WDT), h.to(WDT)) * eG) * b_b[:, None]
+            vn = tl.dot(b_T, x, input_precision=PREC)
+        else:
+            vn = b_u - tl.dot(b_w, h.to(WDT), input_precision=PREC)
+        vn_dt = vn.to(DT)
+        if STORE_VN:
+            tl.store(vn_out + p_v, vn.to(vn_out.dtype.element_ty), mask=m_v)
+        if FUSE_O:
+            b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(tl.float32) * scale
+            b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
+            b_o = tl.dot((b_q * eG).to(DT), h.to(DT), input_precision=PREC)
+            b_o += tl.dot(b_A, vn_dt, input_precision=PREC)
+            tl.store(o + p_v, b_o.to(o.dtype.element_ty), mask=m_v)
+        if SPLIT == 1:
+            # The gate goes on vn's rows, so k enters the product as loaded (exact): no fp32 copy of the
+            # [C, K] tile to transpose through shared memory each step, as tf32 operands need.
+            hi, lo = split16(vn * eGlG, KDT)
+            kt = tl.trans(b_k.to(KDT))
+            h = tl.dot(kt, lo, tl.dot(kt, hi, h * eGl))
+        elif SPLIT == 2:
+            hi, lo = split16(vn, KDT)
+            k_hi, k_lo = split16(b_k, KDT)
+            k_hi, k_lo = tl.trans(k_hi), tl.trans(k_lo)
+            h = tl.dot(k_lo, hi, tl.dot(k_hi, lo, tl.dot(k_hi, hi, h * eGl)))
+        elif SPLIT == 3:  # kg in bf16 (kg_format "bf16"): as SPLIT 1, the gate already in the keys
+            hi, lo = split16(vn, KDT)
+            kt = tl.trans(b_k.to(KDT))
+            h = tl.dot(kt, lo, tl.dot(kt, hi, h * eGl))
+        elif SPLIT == 4:  # kg as bf16 hi + lo from the prep (kg_format "split"): SPLIT 2 without splitting kg here
+            hi, lo = split16(vn, KDT)
+            kt_hi, kt_lo = tl.trans(b_k.to(KDT)), tl.trans(b_klo.to(KDT))
+            h = tl.dot(kt_lo, hi, tl.dot(kt_hi, lo, tl.dot(kt_hi, hi, h * eGl)))
+        elif KG:  # k arrives as kg = k e^{G_last - G}, from the prep (no exp on this serial path)
+            h = h * eGl + tl.dot(tl.trans(b_k.to(DT)), vn_dt, input_precision=PREC)
+        else:
+            h = h * eGl + tl.dot(tl.trans((b_k * eGlG).to(DT)), vn_dt, input_precision=PREC)
     if STORE_FINAL:
         tl.store(ht + state_base + p_s, h, mask=m_s)
 
@@ -319,15 +293,14 @@ def _scan_launch(V: int, programs: int, K: int, dtype: torch.dtype, channel: boo
 def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=None,
                output_final_state: bool = False, store_h: bool = False, fuse_o: bool = False,
                state_dtype: torch.dtype | None = None, kg=None, solve: tuple | None = None,
-               vn16: bool = False, overlap: Overlap | None = None):
+               vn16: bool = False):
     """Runs the scan. Returns (o or None, final state or None, h [NC,H,K,V] or None, vn or None).
     h is stored in state_dtype (default: u's dtype), vn in u's dtype. kg: k e^{G_last - G} from the
     prep, used in place of k in the state update when given. solve: (T, v, beta, kG) in place of w and u
     (both None then; split_update's case, see solve_in_scan; kG = k e^G for per-channel gates, else
     None): the scan forms vn from them, and vn is fp32. vn16: vn is stored in fp16 instead (for the output
     kernel only: chunk_output's vn_check; the state update keeps fp32 vn; elements past fp16's range
-    become inf there). overlap: the scan runs beside the prep's last kernel (overlap.py), on overlap's side
-    stream on CUDA; the caller's stream waits for it before returning."""
+    become inf there)."""
     _, L, H, K = k.shape
     beta = kG = None
     if solve is not None:
@@ -355,29 +328,16 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
     split = split_kind(k.dtype, vn_dtype, w_dtype, K, kg is not None, fuse_o or (G.dim() == 4 and kg is None),
                        kg.dtype if kg is not None else None, kg_lo is not None)
     if N:
-        side = overlap.stream if overlap is not None else None
-        if side is not None:  # every output above was allocated on the caller's stream, which joins below
-            side.wait_event(overlap.event)
-        flag_args = overlap.consumer_args() if overlap is not None else no_overlap_args(dummy, producer=False)
-        with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
-            _scan_kernel[(triton.cdiv(V, BV), N * H)](
-                q, k if kg is None else kg, kg_lo if kg_lo is not None else dummy, w, u, G,
-                Aqk if Aqk is not None else dummy,
-                beta if beta is not None else dummy, kG if kG is not None else dummy,
-                initial_state if initial_state is not None else dummy,
-                o if fuse_o else dummy, ht if ht is not None else dummy, h_out if store_h else dummy,
-                vn if store_h else dummy, layout.cu, layout.chunk_offsets, scale, H,
-                K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4, KG=kg is not None,
-                HAS_H0=initial_state is not None, STORE_FINAL=output_final_state, STORE_H=store_h,
-                STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(vn_dtype),
-                WDT=dot_dtype(w_dtype), KG_REGS=SCAN_CONFIG["kg_via_registers"], SPLIT=split,
-                KDT=dot_dtype(torch.bfloat16), SOLVE=solve is not None, **flag_args, **opts)
-        if side is not None:
-            torch.cuda.current_stream().wait_stream(side)
+        _scan_kernel[(triton.cdiv(V, BV), N * H)](
+            q, k if kg is None else kg, kg_lo if kg_lo is not None else dummy, w, u, G,
+            Aqk if Aqk is not None else dummy,
+            beta if beta is not None else dummy, kG if kG is not None else dummy,
+            initial_state if initial_state is not None else dummy,
+            o if fuse_o else dummy, ht if ht is not None else dummy, h_out if store_h else dummy,
+            vn if store_h else dummy, layout.cu, layout.chunk_offsets, scale, H,
+            K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=G.dim() == 4, KG=kg is not None,
+            HAS_H0=initial_state is not None, STORE_FINAL=output_final_state, STORE_H=store_h,
+            STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(vn_dtype),
+            WDT=dot_dtype(w_dtype), KG_REGS=SCAN_CONFIG["kg_via_registers"], SPLIT=split,
+            KDT=dot_dtype(torch.bfloat16), SOLVE=solve is not None, **opts)
     return o, ht, h_out, vn
-
-
-def scan_programs(V: int, seqs_heads: int, K: int, dtype: torch.dtype, channel: bool, solve: bool,
-                  kg_split: bool) -> int:
-    """How many programs chunk_scan launches (_scan_launch's BV): overlap.use_overlap's count."""
-    return triton.cdiv(V, _scan_launch(V, seqs_heads, K, dtype, channel, solve, kg_split)[0]) * seqs_heads
