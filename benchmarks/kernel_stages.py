@@ -209,6 +209,17 @@ def split_sweep(B, T, H, D, channel, only: str = ""):
         runs += [(f"pairs + inverse doubling no-Aqk BK64 w{nw}", dict(pairs_BK=64, pairs_warps=nw, pairs_inverse=True,
                                                                       inverse="doubling"), pairs_no_aqk)
                  for nw in (4, 8)]
+    if channel:  # round 17: the forward's own variant (decayed keys, kg as a hi + lo pair) over warps, stages, maxnreg
+        kg2, kG = sp.scan_kg(k, dtypes[1]), torch.empty_like(k, dtype=dtypes[0])
+        decayed = lambda: sp.launch_pairs(q, k, g, beta, scale, layout, G, Tm, Aqk, kg2, kG)  # noqa: E731
+        runs += [(f"pairs decayed w{nw} stages {ns} maxnreg {mr}",
+                  dict(pairs_warps=nw, pairs_stages=ns, pairs_maxnreg=mr), decayed)
+                 for nw, ns, mr in itertools.product((4, 8), (None, 1, 2), (None, 128, 168, 200))]
+    else:  # and the no-grad forward's scalar variant (no Aqk) over stages and maxnreg
+        no_aqk = lambda: sp.launch_pairs(q, k, g, beta, scale, layout, G, Tm, None)  # noqa: E731
+        runs += [(f"pairs decayed-free no-Aqk w4 stages {ns} maxnreg {mr}",
+                  dict(pairs_warps=4, pairs_stages=ns, pairs_maxnreg=mr), no_aqk)
+                 for ns, mr in itertools.product((None, 1, 2), (None, 96, 128))]
     runs += [(f"inverse {inv} w{nw}", dict(inverse=inv, inverse_warps=nw), inverse)
              for inv, nw in itertools.product(("blocked", "doubling", "blocks16"), (4, 8))]
     runs += [(f"solve BK{bk} w{nw}{' all' if together else ''}", dict(solve_BK=bk, solve_warps=nw, solve_all=together),

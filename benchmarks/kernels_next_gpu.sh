@@ -201,6 +201,14 @@
 #   PART=84  the final code: kernel_graphs.py (the GPU's time per forward from CUDA-graph replays) with fla beside,
 #            shapes 0-2 (SHAPES overrides), and kernel_timeline.py --graph at shape 0 (ours)
 #   PART=85  kernel_graphs.py with fla beside at shapes 3 and 4
+#   PART=88  the pairs kernel's launch swept (warps, stages, Triton's maxnreg): the forward's per-channel variant
+#            (decayed keys, kg pair) and the scalar one without Aqk, alone, at shapes 0 and 1
+#   PART=89  the forward's kernels with fla's precision of the intermediates (HYBRIDIZE_GDR_INTER=bf16; ours only, shapes
+#            0-4), and correctness with them (kernels_correctness.py --only bf16 --inter-variants bf16)
+#   PART=90  the scan swept at head dim 64 (shape 4: BV, warps, stages, with and without the solve folded in), both gates
+#   PART=91  the scan at head dim <= 64 with the solve folded in capped at 32 value columns (narrow_solve_bv): correctness
+#            of every case, the forward's kernels beside fla's at shape 4, and kernel_graphs.py at shape 4; the same
+#            two with the cap off (HYBRIDIZE_GDR_SCAN_NARROW_SOLVE_BV=0) in the same call
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -278,6 +286,35 @@ case "${PART:-1}" in
   done
   step timeline_graph 100 HYBRIDIZE_GDR_OVERLAP_SEG=32 kernel_timeline.py --shapes 0 --gates gdn --graph
   cat "$OUT/timeline_graph.log"
+  ;;
+91)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  step profile_fla 150 kernel_profile.py --shapes 4 --modes fwd
+  step graphs_fla 100 kernel_graphs.py --shapes 4
+  step profile_off 80 HYBRIDIZE_GDR_SCAN_NARROW_SOLVE_BV=0 kernel_profile.py --shapes 4 --modes fwd --no-fla
+  step graphs_off 80 HYBRIDIZE_GDR_SCAN_NARROW_SOLVE_BV=0 kernel_graphs.py --shapes 4 --no-fla
+  ours_ok correctness | grep "FAIL\|D64" | head -12
+  rows correctness "PASS\|FAILED"
+  rows profile_fla "sum of kernels\|_scan" "cap 32: "
+  rows profile_off "sum of kernels\|_scan" "no cap: "
+  rows graphs_fla "^| [GK]" "cap 32: "
+  rows graphs_off "^| [GK]" "no cap: "
+  ;;
+90)
+  step sweep_scan_d64 300 kernel_stages.py --shapes "" --sweep 4 --sweep-gates gdn,kda --sweep-inter mixed --no-fla
+  rows sweep_scan_d64 "sweep"
+  ;;
+89)
+  step profile_bf16 150 HYBRIDIZE_GDR_INTER=bf16 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd --no-fla
+  step correctness_bf16 150 kernels_correctness.py --jobs 16 --no-ref-check --only bf16 --inter-variants bf16
+  rows profile_bf16 "sum of kernels\|rror"
+  grep "aligned" "$OUT/correctness_bf16.log" | grep -i "bf16" | cut -c1-200 | head -12
+  rows correctness_bf16 "PASS\|FAILED"
+  ;;
+88)
+  step sweep_pairs 300 kernel_stages.py --shapes "" --split-sweep 0,1 --split-only "pairs decayed" --sweep-gates gdn,kda \
+    --sweep-inter mixed --no-fla
+  rows sweep_pairs "^| split"
   ;;
 84|85)
   step graphs_fla 280 kernel_graphs.py --shapes "${SHAPES:-$([[ $PART == 84 ]] && echo 0,1,2 || echo 3,4)}"

@@ -84,7 +84,19 @@ SPLIT_CONFIG = {"pairs_BK": 64, "pairs_warps": 4, "inverse": os.environ.get("HYB
                 "pairs_inverse": os.environ.get("HYBRIDIZE_GDR_PAIRS_INVERSE", "1") == "1",
                 "solve_all": os.environ.get("HYBRIDIZE_GDR_SOLVE_ALL", "1") == "1",
                 "pairs_inverse_channel": os.environ.get("HYBRIDIZE_GDR_PAIRS_INVERSE_KDA", "1") == "1",
-                "pairs_decayed": os.environ.get("HYBRIDIZE_GDR_PAIRS_DECAYED", "1") == "1"}
+                "pairs_decayed": os.environ.get("HYBRIDIZE_GDR_PAIRS_DECAYED", "1") == "1",
+                # launch knobs of the pairs kernel for sweeps (kernel_stages.py --split-sweep): pipeline depth and
+                # a register cap per thread (Triton's maxnreg); None leaves Triton's defaults
+                "pairs_stages": None, "pairs_maxnreg": None}
+
+
+def _pairs_launch() -> dict:
+    opts = {"num_warps": SPLIT_CONFIG["pairs_warps"]}
+    if SPLIT_CONFIG["pairs_stages"]:
+        opts["num_stages"] = SPLIT_CONFIG["pairs_stages"]
+    if SPLIT_CONFIG["pairs_maxnreg"]:
+        opts["maxnreg"] = SPLIT_CONFIG["pairs_maxnreg"]
+    return opts
 
 
 @triton.jit
@@ -355,7 +367,7 @@ def launch_pairs(q, k, g, beta, scale: float, layout: Layout, G, A, Aqk, kg=None
             BK=min(SPLIT_CONFIG["pairs_BK"], triton.next_power_of_2(K)), C=CHUNK, SB=SUB, CHANNEL=g.dim() == 4,
             INVERT=pairs_invert(g.dim() == 4), DOUBLING=SPLIT_CONFIG["inverse"] == "doubling",
             PREC=dot_precision(k.dtype), PAIR_PREC=dot_precision(k.dtype), DT=dot_dtype(k.dtype),
-            STORE_AQK=Aqk is not None, DECAYED=kg is not None, KG_SPLIT=split, num_warps=SPLIT_CONFIG["pairs_warps"])
+            STORE_AQK=Aqk is not None, DECAYED=kg is not None, KG_SPLIT=split, **_pairs_launch())
 
 
 def launch_inverse(T, layout: Layout, dtype: torch.dtype) -> None:

@@ -95,7 +95,8 @@ SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": int(_STAGES or 3), "cha
                                         else {"gdn": 32, "kda": 0}),
                "solve_channel": os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE_KDA", "1") == "1",
                "kg_format": os.environ.get("HYBRIDIZE_GDR_KG_FORMAT", "split"),
-               "split_kg_launch": os.environ.get("HYBRIDIZE_GDR_SPLIT_KG_LAUNCH", "64x2")}
+               "split_kg_launch": os.environ.get("HYBRIDIZE_GDR_SPLIT_KG_LAUNCH", "64x2"),
+               "narrow_solve_bv": int(os.environ.get("HYBRIDIZE_GDR_SCAN_NARROW_SOLVE_BV", "32"))}
 
 
 def launch_options(K: int, BV: int, dtype: torch.dtype, channel: bool = False) -> dict:
@@ -271,12 +272,19 @@ def _scan_launch(V: int, programs: int, K: int, dtype: torch.dtype, channel: boo
     3 stages where the plain scan takes blocks of 32 with 2: at (4,4096,16,128), H100, round 13 (call
     11), 0.347 ms against 0.492 (the plain scan's best there: 0.290). With kg as a hi + lo pair (kg_split) the
     64-column blocks' third stage does not fit in shared memory (237,568 bytes needed at head dim 128, H100):
-    SCAN_CONFIG["split_kg_launch"] (BV x stages) applies there."""
+    SCAN_CONFIG["split_kg_launch"] (BV x stages) applies there. At head dim <= 64 the scan that folds the solve in
+    takes at most SCAN_CONFIG["narrow_solve_bv"] value columns (0: no cap; per-channel gates then 2 stages): the
+    scan alone at (8,2048,9,64), H100, round 17 (call 7), GDN 0.099 ms with 64 columns and 3 stages -> 0.089 with
+    32 and 3; KDA 0.123 -> 0.114 with 32 and 2 (0.160 with 32 and 3)."""
     if K <= 64:
         bv = _pick_bv(V, programs, K, enough=64)
     else:
         bv = _pick_bv(V, programs, K, enough=256 if K <= 128 else 128)
     opts = launch_options(K, bv, dtype, channel)
+    if K <= 64 and solve and SCAN_CONFIG["narrow_solve_bv"] and not SCAN_CONFIG["BV"]:
+        bv = min(bv, SCAN_CONFIG["narrow_solve_bv"])
+        if channel:
+            opts["num_stages"] = min(opts["num_stages"], 2)
     if 64 < K <= 128 and bv >= 32:
         if channel and solve:
             block, stages = 64, opts["num_stages"]
