@@ -209,6 +209,8 @@
 #   PART=91  the scan at head dim <= 64 with the solve folded in capped at 32 value columns (narrow_solve_bv): correctness
 #            of every case, the forward's kernels beside fla's at shape 4, and kernel_graphs.py at shape 4; the same
 #            two with the cap off (HYBRIDIZE_GDR_SCAN_NARROW_SOLVE_BV=0) in the same call
+#   PART=92  the final round-17 code (the cap for scalar gates only): correctness of every case, the forward's kernels
+#            beside fla's at shape 4, and the table (ours, SDPA, decode) at shape 4
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -286,6 +288,15 @@ case "${PART:-1}" in
   done
   step timeline_graph 100 HYBRIDIZE_GDR_OVERLAP_SEG=32 kernel_timeline.py --shapes 0 --gates gdn --graph
   cat "$OUT/timeline_graph.log"
+  ;;
+92)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  step profile_fla 150 kernel_profile.py --shapes 4 --modes fwd
+  step bench 150 "${BENCH[@]}" --shapes 4
+  ours_ok correctness | grep "FAIL" | head -8
+  rows correctness "PASS\|FAILED"
+  rows profile_fla "sum of kernels\|_scan"
+  rows bench "^| [GK]D[AN] f\|^| decode"
   ;;
 91)
   step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check

@@ -272,19 +272,18 @@ def _scan_launch(V: int, programs: int, K: int, dtype: torch.dtype, channel: boo
     3 stages where the plain scan takes blocks of 32 with 2: at (4,4096,16,128), H100, round 13 (call
     11), 0.347 ms against 0.492 (the plain scan's best there: 0.290). With kg as a hi + lo pair (kg_split) the
     64-column blocks' third stage does not fit in shared memory (237,568 bytes needed at head dim 128, H100):
-    SCAN_CONFIG["split_kg_launch"] (BV x stages) applies there. At head dim <= 64 the scan that folds the solve in
-    takes at most SCAN_CONFIG["narrow_solve_bv"] value columns (0: no cap; per-channel gates then 2 stages): the
-    scan alone at (8,2048,9,64), H100, round 17 (call 7), GDN 0.099 ms with 64 columns and 3 stages -> 0.089 with
-    32 and 3; KDA 0.123 -> 0.114 with 32 and 2 (0.160 with 32 and 3)."""
+    SCAN_CONFIG["split_kg_launch"] (BV x stages) applies there. At head dim <= 64, scalar gates' scan that folds the
+    solve in takes at most SCAN_CONFIG["narrow_solve_bv"] value columns (0: no cap). H100, round 17, (8,2048,9,64):
+    the scan alone (call 7) 0.099 ms with 64 columns -> 0.089 with 32; in the forward (call 8) 0.085 -> 0.080, the
+    forward's kernels 0.206 -> 0.200. Per-channel gates keep 64: 32 columns with 2 stages were faster alone
+    (0.123 -> 0.114) but not in the forward (scan 0.096 -> 0.102, forward 0.353 -> 0.360)."""
     if K <= 64:
         bv = _pick_bv(V, programs, K, enough=64)
     else:
         bv = _pick_bv(V, programs, K, enough=256 if K <= 128 else 128)
     opts = launch_options(K, bv, dtype, channel)
-    if K <= 64 and solve and SCAN_CONFIG["narrow_solve_bv"] and not SCAN_CONFIG["BV"]:
+    if K <= 64 and solve and not channel and SCAN_CONFIG["narrow_solve_bv"] and not SCAN_CONFIG["BV"]:
         bv = min(bv, SCAN_CONFIG["narrow_solve_bv"])
-        if channel:
-            opts["num_stages"] = min(opts["num_stages"], 2)
     if 64 < K <= 128 and bv >= 32:
         if channel and solve:
             block, stages = 64, opts["num_stages"]
