@@ -23,6 +23,18 @@ from torch.profiler import ProfilerActivity, profile
 from benchmarks.bench_kernels import SHAPES, fla, inputs, ours
 
 
+def profiled(step, iters: int, warm: int = 3):
+    """torch.profiler (CUDA activity) over `iters` calls of step, after `warm` calls outside it."""
+    for _ in range(warm):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(iters):
+            step()
+        torch.cuda.synchronize()
+    return prof
+
+
 def kernel_times(fn, B, T, H, D, channel, iters, bwd=True):
     """{kernel name: ms per forward(+backward)}, summed over launches, sorted largest first."""
     xs = inputs(B, T, H, D, channel, bwd)
@@ -35,13 +47,7 @@ def kernel_times(fn, B, T, H, D, channel, iters, bwd=True):
         if bwd:
             (o[0] if isinstance(o, tuple) else o).backward(do)
 
-    for _ in range(3):
-        step()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(iters):
-            step()
-        torch.cuda.synchronize()
+    prof = profiled(step, iters)
     total = collections.Counter()
     for ev in prof.events():
         if ev.device_type == torch.autograd.DeviceType.CUDA:

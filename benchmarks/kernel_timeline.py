@@ -17,9 +17,9 @@ import tempfile
 
 import torch
 import triton
-from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.bench_kernels import SHAPES, inputs
+from benchmarks.kernel_profile import profiled
 from hybridize.kernels import gated_delta_rule
 
 _COMPILED: dict = {}
@@ -42,21 +42,15 @@ def timeline(xs, iters: int, graph: bool = False):
     def step():
         return gated_delta_rule(*xs, output_final_state=True)
 
-    for _ in range(3):
-        step()
-    torch.cuda.synchronize()
     if graph:  # the forward's kernels replayed from a CUDA graph: no host between them
+        for _ in range(3):
+            step()
+        torch.cuda.synchronize()
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g):
             step()
         step = g.replay  # noqa: F811
-        for _ in range(3):
-            step()
-        torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(iters):
-            step()
-        torch.cuda.synchronize()
+    prof = profiled(step, iters)
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "trace.json")
         prof.export_chrome_trace(path)
