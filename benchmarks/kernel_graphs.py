@@ -29,13 +29,19 @@ def ours(q, k, v, g, beta):
     return gated_delta_rule(q, k, v, g, beta, output_final_state=True)
 
 
-def graph_ms(fn, xs, warm: int, reps: int) -> float:
+def captured(fn, xs) -> torch.cuda.CUDAGraph:
+    """A CUDA graph of fn(*xs), after three eager calls (compile, autotune)."""
     for _ in range(3):
         fn(*xs)
     torch.cuda.synchronize()
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         fn(*xs)
+    return graph
+
+
+def graph_ms(fn, xs, warm: int, reps: int) -> float:
+    graph = captured(fn, xs)
     for _ in range(warm):
         graph.replay()
     torch.cuda.synchronize()

@@ -19,6 +19,7 @@ import torch
 import triton
 
 from benchmarks.bench_kernels import SHAPES, inputs
+from benchmarks.kernel_graphs import captured
 from benchmarks.kernel_profile import profiled
 from hybridize.kernels import gated_delta_rule
 
@@ -42,15 +43,8 @@ def timeline(xs, iters: int, graph: bool = False):
     def step():
         return gated_delta_rule(*xs, output_final_state=True)
 
-    if graph:  # the forward's kernels replayed from a CUDA graph: no host between them
-        for _ in range(3):
-            step()
-        torch.cuda.synchronize()
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            step()
-        step = g.replay  # noqa: F811
-    prof = profiled(step, iters)
+    # with graph, the forward's kernels replayed from a CUDA graph: no host between them
+    prof = profiled(captured(step, ()).replay if graph else step, iters)
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "trace.json")
         prof.export_chrome_trace(path)

@@ -211,6 +211,8 @@
 #            two with the cap off (HYBRIDIZE_GDR_SCAN_NARROW_SOLVE_BV=0) in the same call
 #   PART=92  the final round-17 code (the cap for scalar gates only): correctness of every case, the forward's kernels
 #            beside fla's at shape 4, and the table (ours, SDPA, decode) at shape 4
+#   PART=93  after the review (the scan's SPLIT 1/3 and 2/4 branches merged; one graph-capture helper): correctness of
+#            every case, the forward's kernels at shapes 0, 1, 4 (ours), kernel_timeline.py --graph at shape 0
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -288,6 +290,15 @@ case "${PART:-1}" in
   done
   step timeline_graph 100 HYBRIDIZE_GDR_OVERLAP_SEG=32 kernel_timeline.py --shapes 0 --gates gdn --graph
   cat "$OUT/timeline_graph.log"
+  ;;
+93)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  step profile 120 kernel_profile.py --shapes 0,1,4 --modes fwd --no-fla
+  step timeline_graph 100 kernel_timeline.py --shapes 0 --graph
+  ours_ok correctness | grep "FAIL" | head -8
+  rows correctness "PASS\|FAILED"
+  rows profile "sum of kernels\|_scan"
+  grep "span\|_scan_kernel:" "$OUT/timeline_graph.log"
   ;;
 92)
   step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check

@@ -197,25 +197,23 @@ def _scan_kernel(q, k, kg_lo, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, 
             b_o = tl.dot((b_q * eG).to(DT), h.to(DT), input_precision=PREC)
             b_o += tl.dot(b_A, vn_dt, input_precision=PREC)
             tl.store(o + p_v, b_o.to(o.dtype.element_ty), mask=m_v)
-        if SPLIT == 1:
-            # The gate goes on vn's rows, so k enters the product as loaded (exact): no fp32 copy of the
-            # [C, K] tile to transpose through shared memory each step, as tf32 operands need.
-            hi, lo = split16(vn * eGlG, KDT)
+        if SPLIT == 1 or SPLIT == 3:
+            # Two bf16 products of the keys as loaded (exact) and vn's halves. SPLIT 1: the scalar gate goes on vn's
+            # rows, so there is no fp32 copy of the [C, K] tile to transpose through shared memory each step, as tf32
+            # operands need. SPLIT 3 (kg in bf16, kg_format "bf16"): the gate is already in the keys.
+            hi, lo = split16(vn * eGlG if SPLIT == 1 else vn, KDT)
             kt = tl.trans(b_k.to(KDT))
             h = tl.dot(kt, lo, tl.dot(kt, hi, h * eGl))
-        elif SPLIT == 2:
+        elif SPLIT == 2 or SPLIT == 4:
+            # Three bf16 products of kg's and vn's halves (the lo^T lo term is under 2^-16 of the rest). SPLIT 2:
+            # fp32 kg split here; SPLIT 4 (kg_format "split"): its halves as the prep wrote them.
             hi, lo = split16(vn, KDT)
-            k_hi, k_lo = split16(b_k, KDT)
+            if SPLIT == 2:
+                k_hi, k_lo = split16(b_k, KDT)
+            else:
+                k_hi, k_lo = b_k.to(KDT), b_klo.to(KDT)
             k_hi, k_lo = tl.trans(k_hi), tl.trans(k_lo)
             h = tl.dot(k_lo, hi, tl.dot(k_hi, lo, tl.dot(k_hi, hi, h * eGl)))
-        elif SPLIT == 3:  # kg in bf16 (kg_format "bf16"): as SPLIT 1, the gate already in the keys
-            hi, lo = split16(vn, KDT)
-            kt = tl.trans(b_k.to(KDT))
-            h = tl.dot(kt, lo, tl.dot(kt, hi, h * eGl))
-        elif SPLIT == 4:  # kg as bf16 hi + lo from the prep (kg_format "split"): SPLIT 2 without splitting kg here
-            hi, lo = split16(vn, KDT)
-            kt_hi, kt_lo = tl.trans(b_k.to(KDT)), tl.trans(b_klo.to(KDT))
-            h = tl.dot(kt_lo, hi, tl.dot(kt_hi, lo, tl.dot(kt_hi, hi, h * eGl)))
         elif KG:  # k arrives as kg = k e^{G_last - G}, from the prep (no exp on this serial path)
             h = h * eGl + tl.dot(tl.trans(b_k.to(DT)), vn_dt, input_precision=PREC)
         else:
