@@ -26,7 +26,9 @@ from triton.compiler import ASTSource
 from hybridize.kernels import chunk_bwd, chunk_output, chunk_prep, chunk_prep_blocks, chunk_prep_split, chunk_scan
 
 TARGET = GPUTarget("cuda", 90, 32)
-PTXAS = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+# HYBRIDIZE_PTXAS: another ptxas, e.g. Triton 3.9's ptxas-blackwell (CUDA 13), whose PTX its ptxas (12.9) rejects
+PTXAS = os.environ.get("HYBRIDIZE_PTXAS",
+                       os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas"))
 
 
 def compile_report(fn, sig: dict, consts: dict, num_warps: int, num_stages: int = 1) -> dict:
@@ -127,11 +129,15 @@ def bwd_rows(D: int) -> list:
             sig["w"] = "*bf16"
         sig.update(cu="*i32", chunk_offsets="*i32", scale="fp32", H="i32")
         consts = dict(K=D, V=D, BK=D, BV=bv, C=64, CHANNEL=True, DECAYED=dec, LOCAL=local, HAS_DHT=False,
-                      STORE_DH0=False, PREC="tf32", DT=tl.float32, WDT=tl.bfloat16 if mixed else tl.float32)
+                      STORE_DH0=False, PREC="tf32", DT=tl.float32, WDT=tl.bfloat16 if mixed else tl.float32,
+                      SPLIT=0, KDT=tl.bfloat16)
         opts = chunk_scan.launch_options(D, bv, None, True)
         stages = 2 if local and D <= 128 else 1  # as chunk_bwd.launch_dh
         out.append((f"bwd dh KDA D{D} BV{bv}{' decayed' if dec else ''}{' local dvn' if local else ''}"
                     f"{' mixed' if mixed else ''}", chunk_bwd._dh_kernel, sig, consts, opts["num_warps"], stages))
+        if mixed and D <= 128:  # BWD_CONFIG["dh_split_channel"]: every product as bf16 pairs
+            out.append((f"bwd dh KDA D{D} BV{bv} decayed local dvn mixed split", chunk_bwd._dh_kernel, sig,
+                        dict(consts, SPLIT=2), opts["num_warps"], stages))
     cfg = chunk_bwd.BWD_CONFIG
     for shared, split in ((False, False), (True, False), (True, True)):
         sig = ptrs(["q", "k", "v", "beta", "do", "dq", "dk", "dv"], "*bf16")

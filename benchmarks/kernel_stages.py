@@ -139,10 +139,23 @@ def backward_operands(B, T, H, D, channel):
     return (q, k, v, g, beta), torch.randn_like(v), scale, layout, inter
 
 
-def dh_sweep(B, T, H, D, channel):
+DH_GRID = {"bv": (16, 32, 64), "warps": (2, 4), "stages": (1, 2), "dvn": ("scan", "kernel"), "split": (0,)}
+
+
+def dh_grid(spec: str) -> dict:
+    """--dh-grid "bv=16,32;stages=2,3;split=0,1": DH_GRID with the named knobs replaced."""
+    grid = dict(DH_GRID)
+    for part in (p for p in spec.split(";") if p):
+        name, values = part.split("=")
+        grid[name] = tuple(v if name == "dvn" else int(v) for v in values.split(","))
+    return grid
+
+
+def dh_sweep(B, T, H, D, channel, grid=None):
     """The backward's dh scan (chunk_bwd.launch_dh) alone over (BV, warps, stages, where Aqk^T do is
-    formed: "scan" in the serial loop or "kernel" in parallel before it), and the whole chunk_bwd at
-    each setting. Inputs: backward_operands."""
+    formed: "scan" in the serial loop or "kernel" in parallel before it, and for per-channel gates
+    BWD_CONFIG["dh_split_channel"]), and the whole chunk_bwd at each setting. grid: DH_GRID's knobs.
+    Inputs: backward_operands."""
     from hybridize.kernels import chunk_bwd as bwd_mod
     (q, k, v, g, beta), do, scale, layout, (G, w, Aqk, Tm, h, vn, kg) = backward_operands(B, T, H, D, channel)
     ops = bwd_mod.dh_operands(q, k, G, layout, vn.dtype, kg)  # as chunk_bwd: vn's dtype, not w's ("mixed")
@@ -152,15 +165,18 @@ def dh_sweep(B, T, H, D, channel):
     rows = []
     # 8 warps are left out: at BV 16 they ended round 8's sweep with an illegal memory access (the
     # shipped launch uses 4; the crash was not investigated further)
-    for bv, nw, ns, local in itertools.product((16, 32, 64), (2, 4), (1, 2), ("scan", "kernel")):
-        bwd_mod.BWD_CONFIG.update(dh_BV=bv, dh_warps=nw, dh_stages=ns, dvn_local=local)
+    grid = grid or DH_GRID
+    for bv, nw, ns, local, split in itertools.product(*(grid[n] for n in ("bv", "warps", "stages", "dvn", "split"))):
+        bwd_mod.BWD_CONFIG.update(dh_BV=bv, dh_warps=nw, dh_stages=ns, dvn_local=local, dh_split_channel=bool(split))
+        if split and not channel:
+            continue
         try:
             t = bench(lambda: bwd_mod.launch_dh(*ops, w, G, Aqk, do, None, dh_all, dvn, None, layout, scale))
             t_all = bench(lambda: bwd_mod.chunk_bwd(q, k, v, g, beta, scale, layout, G, w, Aqk, Tm, h, vn, do, None,
                                                     False, kg=kg))
         except Exception as err:  # noqa: BLE001 - out of shared memory etc.: recorded, not fatal
             t, t_all = f"{type(err).__name__}", None
-        rows.append((bv, nw, ns, local, t, t_all))
+        rows.append((bv, nw, ns, f"{local}{' split' if split else ''}", t, t_all))
     bwd_mod.BWD_CONFIG.clear()
     bwd_mod.BWD_CONFIG.update(saved)
     return rows
@@ -267,6 +283,8 @@ def main():
     ap.add_argument("--split-sweep", default="", help="shape indices whose v5 (split) prep kernels to sweep")
     ap.add_argument("--split-only", default="", help="only the split sweep's runs whose label holds this text")
     ap.add_argument("--dh-sweep", default="", help="shape indices whose backward dh scan to sweep")
+    ap.add_argument("--dh-grid", default="", help='the dh sweep\'s knobs, e.g. "bv=16,32;stages=2;split=0,1"')
+    ap.add_argument("--dh-gates", default="gdn,kda", help="gates of the dh sweep")
     ap.add_argument("--output-sweep", default="", help="shape indices whose output kernel to sweep")
     ap.add_argument("--bwd-sweep", default="", help="shape indices whose backward (stage-2 launch) to sweep")
     ap.add_argument("--sweep-gates", default="gdn", help="gates of the scan, split and output sweeps: gdn, kda or gdn,kda")
@@ -321,10 +339,11 @@ def main():
                 lines.append(line)
     for i in (int(s) for s in args.dh_sweep.split(",") if s):
         B, T, H, D = SHAPES[i]
-        for channel in (False, True):
-            rows = dh_sweep(B, T, H, D, channel)  # (BV, warps, stages, dvn_local, dh ms, chunk_bwd ms)
+        for channel in (g == "kda" for g in args.dh_gates.split(",")):
+            # (BV, warps, stages, dvn_local, dh ms, chunk_bwd ms)
+            rows = dh_sweep(B, T, H, D, channel, dh_grid(args.dh_grid))
             timed = [r for r in rows if isinstance(r[4], float)]
-            for r in sorted(timed, key=lambda r: r[4])[:4] + [r for r in rows if not isinstance(r[4], float)][:2]:
+            for r in sorted(timed, key=lambda r: r[4])[:6] + [r for r in rows if not isinstance(r[4], float)][:2]:
                 line = (f"| dh sweep {'KDA' if channel else 'GDN'} ({B},{T},{H},{D}) | BV {r[0]} warps {r[1]} "
                         f"stages {r[2]} dvn {r[3]} | dh {r[4] if isinstance(r[4], str) else f'{r[4]:.3f}'} | "
                         f"chunk_bwd {'—' if r[5] is None else f'{r[5]:.3f}'} |")

@@ -213,6 +213,15 @@
 #            beside fla's at shape 4, and the issue's table (ours, SDPA, decode) at shape 4
 #   PART=93  after the review (the scan's SPLIT 1/3 and 2/4 branches merged; one graph-capture helper): correctness of
 #            every case, the forward's kernels at shapes 0, 1, 4 (ours), kernel_timeline.py --graph at shape 0
+# Round 18:
+#   PART=94  the KDA dh scan's products as bf16 pairs (HYBRIDIZE_GDR_DH_SPLIT_KDA=1): correctness of the KDA cases with
+#            it, the dh scan swept with it off and on (kda, shapes 0, 1, 4), KDA fwd+bwd kernels at shape 0 off and on
+#   PART=95  chunk matrices (T, A, Aqk, dA, dM) stored and loaded as their lower triangle only (tril_mask): correctness
+#            of every case; the forward's kernels at shapes 0, 1, 4, this code and round 17's (hybridize/ of dcdd928
+#            unpacked into .dev/r17 and put first on PYTHONPATH), alternating (CODES sets the order)
+#   PART=96  the same two codes: forward kernels at shapes 2 and 3, fwd+bwd kernels at shape 0
+#   PART=97  per-channel gates' scale q e^G written by the pairs kernel for the output kernel (OUTPUT_CONFIG["qg"]):
+#            correctness of every case; KDA forward kernels at shapes 0-4 with it on and off (HYBRIDIZE_GDR_QG=0)
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -270,6 +279,46 @@ defaults() {
 }
 
 case "${PART:-1}" in
+97)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  for val in 1 0 1 0; do
+    step "profile_qg$val" 100 HYBRIDIZE_GDR_QG=$val kernel_profile.py --shapes 0,1,2,3,4 --modes fwd --no-fla --gates kda
+    rows "profile_qg$val" "sum of kernels\|_output\|_pairs" "qg $val: "
+  done
+  ours_ok correctness | grep "FAIL" | head -8
+  rows correctness "PASS\|FAILED"
+  ;;
+95)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  for code in ${CODES:-new r17 new r17}; do
+    if [[ $code == r17 ]]; then pp=.dev/r17:$PYTHONPATH; else pp=$PYTHONPATH; fi
+    step "profile_$code" 90 "PYTHONPATH=$pp" kernel_profile.py --shapes 0,1,4 --modes fwd --no-fla
+    rows "profile_$code" "sum of kernels\|_pairs\|_solve" "$code "
+  done
+  ours_ok correctness | grep "FAIL" | head -8
+  rows correctness "PASS\|FAILED"
+  ;;
+96)
+  for code in ${CODES:-new r17}; do
+    if [[ $code == r17 ]]; then pp=.dev/r17:$PYTHONPATH; else pp=$PYTHONPATH; fi
+    step "profile_$code" 150 "PYTHONPATH=$pp" kernel_profile.py --shapes 2,3 --modes fwd --no-fla
+    step "profile_bwd_$code" 100 "PYTHONPATH=$pp" kernel_profile.py --shapes 0 --modes fwd+bwd --no-fla
+    rows "profile_$code" "sum of kernels" "$code "
+    rows "profile_bwd_$code" "sum of kernels\|_bwd\|_dh" "$code "
+  done
+  ;;
+94)
+  step correctness 200 HYBRIDIZE_GDR_DH_SPLIT_KDA=1 kernels_correctness.py --jobs 16 --no-ref-check --only kda
+  step dh_sweep 240 kernel_stages.py --shapes "" --dh-sweep 0,1,4 --dh-gates kda --sweep-inter mixed --no-fla \
+    --dh-grid "bv=16,32,64;warps=4;stages=2,3;dvn=kernel;split=0,1"
+  for val in 0 1; do
+    step "profile_$val" 100 HYBRIDIZE_GDR_DH_SPLIT_KDA=$val kernel_profile.py --shapes 0 --modes fwd+bwd --no-fla --gates kda
+    rows "profile_$val" "sum of kernels\|_dh_kernel" "split $val: "
+  done
+  ours_ok correctness | grep "FAIL" | head -8
+  rows correctness "PASS\|FAILED"
+  rows dh_sweep "^| dh\|rror"
+  ;;
 83)
   step graphs 200 kernel_graphs.py --shapes 0,1,2,3,4 --no-fla --check 10
   step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check

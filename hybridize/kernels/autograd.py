@@ -22,7 +22,7 @@ from ._common import make_layout
 from .chunk_bwd import chunk_bwd
 from .chunk_output import OUTPUT_CONFIG, chunk_output
 from .chunk_prep import chunk_prep, inter_dtypes, solve_in_scan
-from .chunk_prep_split import chunk_solve
+from .chunk_prep_split import chunk_solve, pairs_decayed
 from .chunk_scan import SCAN_CONFIG, chunk_scan
 from .decode import recurrent_update
 from .l2norm import keys_bwd, keys_fwd, out_grad, unit_bwd, unit_fwd
@@ -63,8 +63,13 @@ def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=Fals
     # the scan does the solve where solve_in_scan says so, unless the backward needs this pass's w.
     aqk = store_for_bwd or keep_t or fuse_o or not OUTPUT_CONFIG["qk"]
     solve = store_for_bwd or fuse_o or not solve_in_scan(k, inter, channel, layout.num_seqs * k.shape[2])
+    qh_dtype = inter_dtypes(k, inter, channel)[0]
+    # per-channel gates: scale q e^G for the output kernel, from the pairs kernel (OUTPUT_CONFIG["qg"])
+    qg = (torch.empty_like(q, dtype=qh_dtype) if OUTPUT_CONFIG["qg"] and k.shape[-1] <= OUTPUT_CONFIG["qg_max_dim"]
+          and qh_dtype != torch.float32 and not store_for_bwd and not fuse_o and pairs_decayed(channel, solve)
+          else None)
     G, w, u, Aqk, T, kg = chunk_prep(q, k, v, g, beta, scale, layout, store_t=store_for_bwd or keep_t,
-                                     inter=inter, aqk=aqk, solve=solve)
+                                     inter=inter, aqk=aqk, solve=solve, qg=qg)
     T_kept = T if store_for_bwd or keep_t else None
     if store_for_bwd:  # the backward's states and vn keep the intermediates' precision
         o, ht, h, vn = chunk_scan(q, k, w, u, G, Aqk, scale, layout, initial_state=h0,
@@ -84,8 +89,8 @@ def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=Fals
                                   output_final_state=want_final, store_h=True, state_dtype=q.dtype, kg=kg,
                                   solve=None if solve else (T, v, beta, w), vn16=vn16)
         check = ((w, u) if solve else (T, v, beta, w)) if vn16 else None
-        o = chunk_output(q, G, Aqk, h, vn, scale, layout, qh_dtype=inter_dtypes(k, inter, channel)[0],
-                         row_scale=row_scale, k=k, vn_check=check)
+        o = chunk_output(q, G, Aqk, h, vn, scale, layout, qh_dtype=qh_dtype, row_scale=row_scale, k=k,
+                         vn_check=check, qg=qg)
     return o, ht, (G, w, Aqk, T_kept, h, vn, kg)
 
 

@@ -21,10 +21,10 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import (CHUNK, SUB, Layout, channel_colside, channel_grads, channel_rowside, chunk_bounds, chunk_tokens,
-                      dot_dtype, dot_precision, gate_kind, split16)
+from ._common import (CHUNK, SUB, Layout, channel_colside, channel_grads, channel_rowside, chunk_bounds, chunk_matrix,
+                      chunk_tokens, dot_dtype, dot_precision, gate_kind, split16, tril_mask)
 from .chunk_prep import decayed
-from .chunk_scan import _pick_bv, launch_options, load_gates, split_update
+from .chunk_scan import SCAN_CONFIG, _pick_bv, launch_options, load_gates, split_update
 
 # decayed (per-channel gates): "kernel" (default) hands the dh scan q e^G and k e^{G_last - G} formed
 # in parallel (chunk_prep.decayed; kg is the forward's own), as the forward's scan gets kg; "scan"
@@ -56,6 +56,10 @@ from .chunk_scan import _pick_bv, launch_options, load_gates, split_update
 # the aligned-key gradients up by a third (dv 5.5e-3 -> 7.3e-3, dbeta 5.6e-3 -> 7.4e-3; both read
 # 5.5-5.7e-3 in six calls without it, while dg moves between 1.8e-2 and 2.9e-2 from call to call).
 # HYBRIDIZE_GDR_DH16=gdn turns it on.
+# dh_split_channel: per-channel gates' dh scan with every product as bf16 pairs (_dh_kernel's SPLIT 2). Off by
+# default (HYBRIDIZE_GDR_DH_SPLIT_KDA=1 turns it on): H100, round 18 (call 1, kernel_stages.py --dh-sweep), the
+# dh scan at (1,8192,16,128) 0.544 -> 0.563 ms in the fwd+bwd profile and (4,4096,16,128) 0.752 -> 0.881 at
+# their best launches; only at head dim 64 was it faster, (8,2048,9,64) 0.199 -> 0.173, 2% of that fwd+bwd.
 # BK / BV: stage 2's key columns per program and value columns per step, by design and gate kind
 # ("gdn" scalar, "kda" per-channel). H100, round 10, the whole chunk_bwd swept over BK {32, 64} x
 # BV {32, 64} x warps {4, 8} (kernel_stages.py --bwd-sweep; 8 warps won everywhere), ms, the old
@@ -74,7 +78,8 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "dh_warps": int(os.environ.get("HYBRIDIZE_GDR_DH_WARPS", "0")) or None,
               "dh_stages": int(os.environ.get("HYBRIDIZE_GDR_DH_STAGES", "0")) or None,
               "design": os.environ.get("HYBRIDIZE_GDR_BWD", "auto"), "values_BV": 32, "values_warps": 8,
-              "dh16": os.environ.get("HYBRIDIZE_GDR_DH16", "").split(",")}
+              "dh16": os.environ.get("HYBRIDIZE_GDR_DH16", "").split(","),
+              "dh_split_channel": os.environ.get("HYBRIDIZE_GDR_DH_SPLIT_KDA", "0") == "1"}
 
 
 @triton.jit
@@ -89,7 +94,7 @@ def _local_dvn_kernel(Aqk, do, out, cu, chunks, H, V: tl.constexpr, BV: tl.const
     valid, tok, _ = chunk_tokens(bos, eos, i_t, rows, C)
     m_v = valid[:, None] & (vv < V)[None, :]
     p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
-    b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
+    b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=tril_mask(rows, valid), other=0.0).to(DT)
     b_do = tl.load(do + p_v, mask=m_v, other=0.0).to(DT)
     tl.store(out + p_v, tl.dot(tl.trans(b_A), b_do, input_precision=PREC), mask=m_v)
 
@@ -106,7 +111,10 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_of
     "mixed" intermediates); the two state-side products, (q e^G)^T do and w^T dvn, mirror the forward's
     state update and stay in DT. SPLIT (scalar gates, bf16 q, k and w, fp32 dvn; chunk_scan.split_update):
     the three products take q, k and w as loaded (16-bit, exact) and the fp32 side as hi + lo, two bf16
-    halves carrying 16 bits, the gates moved onto that side's rows; KDT is their operand type."""
+    halves carrying 16 bits, the gates moved onto that side's rows; KDT is their operand type. SPLIT 2
+    (per-channel gates, DECAYED fp32 q e^G and kg, bf16 w and do, fp32 dvn; dh_split_kind): the gates
+    cannot move off the key side, so q e^G and kg are split too; kg dh as three bf16 products, the other
+    two as two each, every operand 16-bit (tf32 would need fp32 tiles transposed through shared memory)."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -139,21 +147,33 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_of
         if DECAYED:  # the unused factors above are dead code: only e^{G_last} is computed
             eG = 1.0
             eGlG = 1.0
-        if SPLIT:
+        if SPLIT == 1:
             b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(KDT)
             b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(KDT)
+            b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(KDT)
+        elif SPLIT == 2:  # fp32 q e^G and kg, split off the serial chain (neither depends on dh)
+            qh, ql = split16(tl.load(q + p_k, mask=m_k, other=0.0) * scale, KDT)
+            kh, kl = split16(tl.load(k + p_k, mask=m_k, other=0.0), KDT)
             b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(KDT)
         else:
             b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(tl.float32) * scale
             b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
             b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(DT)
-        b_do = tl.load(do + p_v, mask=m_v, other=0.0).to(DT)
+        b_do = tl.load(do + p_v, mask=m_v, other=0.0).to(KDT if SPLIT == 2 else DT)
         if LOCAL:
             dvn = tl.load(dvl + p_v, mask=m_v, other=0.0)
         else:
-            b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(DT)
+            b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=tril_mask(rows, valid),
+                          other=0.0).to(DT)
             dvn = tl.dot(tl.trans(b_A), b_do, input_precision=PREC)
-        if SPLIT:
+        if SPLIT == 2:
+            hi, lo = split16(dh, KDT)
+            dvn += tl.dot(kh, lo, tl.dot(kl, hi, tl.dot(kh, hi)))  # kl lo (2^-16 of the product) dropped
+            tl.store(dvn_out + p_v, dvn, mask=m_v)
+            dh = tl.dot(tl.trans(ql), b_do, tl.dot(tl.trans(qh), b_do, dh * eGl))
+            hi, lo = split16(dvn, KDT)
+            dh -= tl.dot(tl.trans(b_w), lo, tl.dot(tl.trans(b_w), hi))
+        elif SPLIT == 1:
             hi, lo = split16(dh, KDT)
             dvn += eGlG * tl.dot(b_k, lo, tl.dot(b_k, hi))
             tl.store(dvn_out + p_v, dvn, mask=m_v)
@@ -183,7 +203,7 @@ def _bwd_values_kernel(v, beta, T, vn, dvn, do, dv, dvb_out, dA_out, dM_out, dbe
     valid, tok, _ = chunk_tokens(bos, eos, i_t, rows, C)
     b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
     p_c = (tok[:, None] * H + i_h) * C + rows[None, :]
-    b_T = tl.load(T + p_c, mask=valid[:, None], other=0.0)
+    b_T = tl.load(T + p_c, mask=tril_mask(rows, valid), other=0.0)
     dA = tl.zeros([C, C], dtype=tl.float32)
     dM = tl.zeros([C, C], dtype=tl.float32)
     db = tl.zeros([C], dtype=tl.float32)
@@ -202,8 +222,8 @@ def _bwd_values_kernel(v, beta, T, vn, dvn, do, dv, dvb_out, dA_out, dM_out, dbe
         dvb_dt = dvb.to(DT)
         dA += tl.dot(dvb_dt, tl.trans(b_vn), input_precision=PREC)
         dM += tl.dot(b_do, tl.trans(b_vn), input_precision=PREC)
-    tl.store(dA_out + p_c, tl.where(rows[:, None] > rows[None, :], -dA, 0.0), mask=valid[:, None])
-    tl.store(dM_out + p_c, tl.where(rows[:, None] >= rows[None, :], dM, 0.0), mask=valid[:, None])
+    tl.store(dA_out + p_c, tl.where(rows[:, None] > rows[None, :], -dA, 0.0), mask=tril_mask(rows, valid))
+    tl.store(dM_out + p_c, tl.where(rows[:, None] >= rows[None, :], dM, 0.0), mask=tril_mask(rows, valid))
     tl.store(dbeta_v + tok * H + i_h, db, mask=valid)
 
 
@@ -230,7 +250,7 @@ def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, db
     b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
     p_c = (tok[:, None] * H + i_h) * C + rows[None, :]
     if not SPLIT:
-        b_T = tl.load(T + p_c, mask=valid[:, None], other=0.0)
+        b_T = tl.load(T + p_c, mask=tril_mask(rows, valid), other=0.0)
     # G is the forward's own (loaded, not recomputed: the prep's block-wise cumulative sum rounds
     # differently from a 64-row one, and with |G| ~ 100 that difference alone put dk at 1e-5).
     # Past the document end it must stay at its last value (not 0), or the split decay factors
@@ -287,8 +307,8 @@ def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, db
         dGl_h += tl.sum(b_h.to(tl.float32) * b_dh.to(tl.float32), 1)
 
     if SPLIT:
-        dA = tl.load(dA_buf + p_c, mask=valid[:, None], other=0.0)
-        dM = tl.load(dM_buf + p_c, mask=valid[:, None], other=0.0)
+        dA = tl.load(dA_buf + p_c, mask=tril_mask(rows, valid), other=0.0)
+        dM = tl.load(dM_buf + p_c, mask=tril_mask(rows, valid), other=0.0)
     else:
         dA = tl.where(rows[:, None] > rows[None, :], -dA, 0.0)
         dM = tl.where(rows[:, None] >= rows[None, :], dM, 0.0)
@@ -354,6 +374,19 @@ def dh_operands(q, k, G, layout: Layout, dtype: torch.dtype, kg=None):
     return decayed(q, G, layout, dtype, from_start=True), kd, True
 
 
+def dh_split_kind(q_dtype: torch.dtype, k_dtype: torch.dtype, w_dtype: torch.dtype, do_dtype: torch.dtype,
+                  dvn_dtype: torch.dtype, K: int, channel: bool, decayed_in: bool) -> int:
+    """The dh scan's SPLIT: 1 for scalar gates in chunk_scan.split_update's case; 2 for per-channel gates
+    with fp32 decayed operands (q e^G, kg), bf16 w and do and fp32 dvn at head dim <= 128, when
+    BWD_CONFIG["dh_split_channel"] is on; else 0 (tf32 products)."""
+    if not channel and not decayed_in:
+        return int(split_update(k_dtype, dvn_dtype, w_dtype, K))
+    if (channel and decayed_in and BWD_CONFIG["dh_split_channel"] and SCAN_CONFIG["split_update"] and K <= 128
+            and q_dtype == k_dtype == dvn_dtype == torch.float32 and w_dtype == do_dtype == torch.bfloat16):
+        return 2
+    return 0
+
+
 def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layout: Layout, scale: float) -> None:
     """The dh scan (stage 1) over all documents; with BWD_CONFIG["dvn_local"] == "kernel", preceded by
     the parallel Aqk^T do. q, k, decayed_in: as dh_operands returns them."""
@@ -382,7 +415,7 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
             # 16-bit tiles: at most 2 stages, since the forward scan's 3 (SCAN_CONFIG["channel_stages"])
             # were measured for that scan only (H100, round 10, call 14)
             opts["num_stages"] = min(opts["num_stages"], 2)
-    split = split_update(k.dtype, dvn.dtype, w.dtype, K, excluded=channel or decayed_in)
+    split = dh_split_kind(q.dtype, k.dtype, w.dtype, do.dtype, dvn.dtype, K, channel, decayed_in)
     if split:
         # With one stage the split kernel computed wrong gradients (D64) or faulted (D128) on the H100
         # (triton 3.6; benchmarks/RESULTS.md, round 12, call 4); with 2 it is correct (and so it was with the
@@ -434,8 +467,8 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
         dvb = dA = dM = do  # unused pointers unless split
         if split:
             dvb = torch.empty(1, L, H, V, device=dev, dtype=torch.float32)
-            dA = torch.empty(1, L, H, CHUNK, device=dev, dtype=torch.float32)
-            dM = torch.empty_like(dA)
+            dA = chunk_matrix(L, H, dev, torch.float32)
+            dM = chunk_matrix(L, H, dev, torch.float32)
             _bwd_values_kernel[(layout.num_chunks, H)](
                 v, beta, T, vn, dvn, do, dv, dvb, dA, dM, db_part[NK], layout.cu, layout.chunks, H,
                 V=V, BV=min(BWD_CONFIG["values_BV"], triton.next_power_of_2(V)), C=CHUNK, PREC=prec,

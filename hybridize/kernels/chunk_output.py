@@ -25,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import CHUNK, Layout, chunk_bounds, chunk_tokens, dot_dtype, dot_precision
+from ._common import CHUNK, Layout, chunk_bounds, chunk_tokens, dot_dtype, dot_precision, tril_mask
 from .chunk_scan import load_gates
 
 # Round 13 (H100, benchmarks/RESULTS.md "Kernels, round 13", calls 1, 3, 4; the kernel alone, ms):
@@ -50,7 +50,16 @@ from .chunk_scan import load_gates
 #   the host: GDN forward at (8,2048,9,64), wall time, 0.404 -> 0.211 ms, fwd+bwd 1.568 -> 1.061.
 OUTPUT_CONFIG = {"BK": 64, "BV": 128, "num_warps": 4, "num_stages": 3,
                  "qk": os.environ.get("HYBRIDIZE_GDR_QK", "1") == "1",
-                 "vn16": os.environ.get("HYBRIDIZE_GDR_VN16", "1") == "1"}
+                 "vn16": os.environ.get("HYBRIDIZE_GDR_VN16", "1") == "1",
+                 "qg": os.environ.get("HYBRIDIZE_GDR_QG", "1") == "1", "qg_max_dim": 64}
+# qg (round 18; HYBRIDIZE_GDR_QG=0 turns it off): per-channel gates' (scale q e^G), rounded to the 16-bit
+#   operand type of its product with h, is written by the pairs kernel beside the scan's decayed keys
+#   (chunk_prep_split.pairs_decayed) and read here instead of q (16-bit) and G (fp32): the same operand bit for
+#   bit, 2 bytes per element read instead of 6, and no exp here. At head dims up to qg_max_dim only: H100,
+#   round 18 (call 5), KDA forward kernel sums, off -> on, ms: (8,2048,9,64) 0.346 -> 0.338 (output 0.057 ->
+#   0.042); but at head dim 128 the pairs kernel (255 registers, spilling) paid more for the extra store than
+#   this kernel saved: (1,8192,16,128) 0.749 -> 0.780 (pairs 0.330 -> 0.384, output 0.100 -> 0.075),
+#   (2,16384,32,128) 4.333 -> 4.473.
 
 
 @triton.jit
@@ -75,7 +84,7 @@ def _vn_again(keys, T_in, vals, beta, G, h, tok, valid, rows, i_c, i_h, H, vv, v
     if not CHANNEL:
         R = R * tl.exp(tl.load(G + tok * H + i_h, mask=valid, other=0.0))[:, None]
     b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
-    b_T = tl.load(T_in + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0)
+    b_T = tl.load(T_in + (tok[:, None] * H + i_h) * C + rows[None, :], mask=tril_mask(rows, valid), other=0.0)
     return tl.dot(b_T, (x - R) * b_b[:, None], input_precision=PREC)
 
 
@@ -84,11 +93,11 @@ def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, keys, T_in, vals, beta, cu
                    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                    CHANNEL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, HDT: tl.constexpr,
                    ROW_SCALE: tl.constexpr, QK: tl.constexpr, KDT: tl.constexpr, STAGES: tl.constexpr,
-                   VN16: tl.constexpr, HALF: tl.constexpr, SOLVE: tl.constexpr):
+                   VN16: tl.constexpr, HALF: tl.constexpr, SOLVE: tl.constexpr, QG: tl.constexpr = False):
     """DT: operand type of Aqk vn; HDT: of (scale q e^G) h. ROW_SCALE: o's rows times row_scale.
     QK (scalar gates): Aqk formed here from q and k (KDT: their products' operand type).
     VN16: vn is fp16 (HALF: fp16's operand type); where Aqk vn is not finite, Aqk (fp32) times vn formed again
-    (_vn_again, from keys, T_in, vals, beta)."""
+    (_vn_again, from keys, T_in, vals, beta). QG (per-channel gates): q holds scale q e^G (OUTPUT_CONFIG["qg"])."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     i_v = tl.program_id(2)
@@ -108,11 +117,14 @@ def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, keys, T_in, vals, beta, cu
         km = kk < K
         p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
         m_k = valid[:, None] & km[None, :]
-        eG, _, _ = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
         b_q = tl.load(q + p_k, mask=m_k, other=0.0)
         b_h = tl.load(h + ((i_c.to(tl.int64) * H + i_h) * K + kk[:, None]) * V + vv[None, :],
                       mask=km[:, None] & vm[None, :], other=0.0).to(HDT)
-        b_o += tl.dot((b_q.to(tl.float32) * scale * eG).to(HDT), b_h, input_precision=PREC)
+        if QG:  # q is already scale q e^G in HDT's type
+            b_o += tl.dot(b_q.to(HDT), b_h, input_precision=PREC)
+        else:
+            eG, _, _ = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
+            b_o += tl.dot((b_q.to(tl.float32) * scale * eG).to(HDT), b_h, input_precision=PREC)
         if QK:
             b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(KDT)
             M = tl.dot(b_q.to(KDT), tl.trans(b_k), M, input_precision=PREC)
@@ -120,7 +132,8 @@ def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, keys, T_in, vals, beta, cu
         Gc = tl.load(G + tok * H + i_h, mask=valid, other=0.0)
         A = M * tl.exp(tl.where(rows[:, None] >= rows[None, :], Gc[:, None] - Gc[None, :], float("-inf"))) * scale
     else:
-        A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0).to(tl.float32)
+        A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=tril_mask(rows, valid),
+                    other=0.0).to(tl.float32)
     if VN16:
         part = tl.dot(A.to(tl.float16).to(HALF), tl.load(vn + p_v, mask=m_v, other=0.0).to(HALF))
         # An inf in vn makes its column non-finite in every row (inf x 0 is NaN), an inf in A its row: a row sum
@@ -142,14 +155,16 @@ def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, keys, T_in, vals, beta, cu
 
 def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch.dtype | None = None,
                  row_scale: torch.Tensor | None = None, k: torch.Tensor | None = None,
-                 vn_check: tuple | None = None):
+                 vn_check: tuple | None = None, qg: torch.Tensor | None = None):
     """q [1,L,H,K]; G fp32 (g's shape); Aqk [1,L,H,C], or None with k [1,L,H,K] (scalar gates: Aqk is
     formed here); h [NC,H,K,V]; vn [1,L,H,V] -> o [1,L,H,V] (q's dtype).
     qh_dtype: the precision of the (scale q e^G) h product (w's dtype: a 16-bit product with the
     "mixed" intermediates, whose Aqk vn stays tf32); default: as Aqk vn. row_scale: fp32 [L*H], a
     factor per (token, head) applied before o is rounded (the fused L2 norm's rho for q).
     vn_check: vn is fp16 (chunk_scan's vn16), and these are the operands the scan formed it from, for the
-    chunks where it overflowed: (T, v, beta, kG) as chunk_scan's solve (kG None for scalar gates), or (w, u)."""
+    chunks where it overflowed: (T, v, beta, kG) as chunk_scan's solve (kG None for scalar gates), or (w, u).
+    qg: scale q e^G in qh_dtype (per-channel gates; the pairs kernel's, OUTPUT_CONFIG["qg"]), read in place of q
+    and G for that product."""
     _, L, H, K = q.shape
     V = vn.shape[-1]
     o = torch.empty(1, L, H, V, device=q.device, dtype=q.dtype)
@@ -173,11 +188,13 @@ def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch
         keys, vals = vn_check if vn16 else (G, G)
         T_in = beta = G
     _output_kernel[(layout.num_chunks, H, triton.cdiv(V, BV))](
-        q, k if k is not None else q, G, Aqk if not qk else G, h, vn, o, row_scale if row_scale is not None else G,
+        q if qg is None else qg, k if k is not None else q, G, Aqk if not qk else G, h, vn, o,
+        row_scale if row_scale is not None else G,
         keys, T_in, vals, beta, layout.cu, layout.chunks, scale, H,
         K=K, V=V, BK=BK, BV=BV, C=CHUNK, CHANNEL=G.dim() == 4,
         PREC=dot_precision(q.dtype), DT=dot_dtype(dt), HDT=dot_dtype(dt if qh_dtype is None else qh_dtype),
         ROW_SCALE=row_scale is not None, QK=qk, KDT=dot_dtype(q.dtype),
         STAGES=OUTPUT_CONFIG["num_stages"] if K > BK else 1,
-        VN16=vn16, HALF=dot_dtype(torch.float16), SOLVE=int(solve), num_warps=OUTPUT_CONFIG["num_warps"])
+        VN16=vn16, HALF=dot_dtype(torch.float16), SOLVE=int(solve), QG=qg is not None,
+        num_warps=OUTPUT_CONFIG["num_warps"])
     return o

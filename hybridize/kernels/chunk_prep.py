@@ -15,8 +15,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import (CHUNK, SUB, Layout, channel_pairwise, chunk_bounds, chunk_tokens, dot_dtype, dot_precision,
-                      gate_kind, invert, unit_lower_inverse_rows)
+from ._common import (CHUNK, SUB, Layout, channel_pairwise, chunk_bounds, chunk_matrix, chunk_tokens, dot_dtype,
+                      dot_precision, gate_kind, invert, tril_mask, unit_lower_inverse_rows)
 from .chunk_prep_blocks import BC as BLOCK_ROWS
 from .chunk_prep_blocks import _prep_blocks_kernel
 from .chunk_prep_split import channel_tiles, chunk_prep_split, scalar_pairs, scan_kg_dtype
@@ -161,7 +161,7 @@ def _prep_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, cu, chun
         Tm = invert(A, C, SB, DOUBLING, PREC)
     else:
         Tm = unit_lower_inverse_rows(A, C)
-    m_c = valid[:, None]
+    m_c = tril_mask(rows, valid)
     p_c = (tok[:, None] * H + i_h) * C + rows[None, :]
     if STORE_T:
         tl.store(T_out + p_c, Tm, mask=m_c)
@@ -230,7 +230,7 @@ def solve_in_scan(k: torch.Tensor, inter: str | None, channel: bool, seqs_heads:
 
 
 def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = False, inter: str | None = None,
-               aqk: bool = True, solve: bool = True):
+               aqk: bool = True, solve: bool = True, qg: torch.Tensor | None = None):
     """q, k [1, L, H, K], v [1, L, H, V] (packed, contiguous), g [1, L, H] or [1, L, H, K], beta [1, L, H].
 
     Returns G (fp32, g's shape), w ([1,L,H,K]), u ([1,L,H,V]), Aqk ([1,L,H,C]) in the intermediates'
@@ -241,7 +241,8 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
     scan that folds the solve in: solve_in_scan): G, Aqk and T by the split design's pairs kernel at
     every head dim, u None, and w None for scalar gates; per-channel gates get w = k e^G (in w's dtype,
     the residual's key operand) and kg, from the pairs kernel (chunk_prep_split's pairs_decayed, the
-    default since round 16) or one pass of _decayed_kernel."""
+    default since round 16) or one pass of _decayed_kernel; that pairs kernel also fills qg, if given, with
+    scale q e^G (the output kernel's operand, chunk_output's qg)."""
     _, L, H, K = k.shape
     V = v.shape[-1]
     channel = g.dim() == 4
@@ -249,7 +250,8 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
     design = prep_design(K, channel) if solve else "split"
     aqk = aqk or channel or design == "blocks"
     if design == "split":  # allocates its own outputs (T always: A is formed in its buffer)
-        G, w, u, Aqk, T, kg = chunk_prep_split(q, k, v, g, beta, scale, layout, w_dtype, inter_dtype, aqk, solve)
+        G, w, u, Aqk, T, kg = chunk_prep_split(q, k, v, g, beta, scale, layout, w_dtype, inter_dtype, aqk, solve,
+                                               qg)
         if not solve:
             if channel and kg is None:  # (the pairs kernel forms them: chunk_prep_split's pairs_decayed)
                 kg, w = decayed(k, G, layout, scan_kg_dtype(k.dtype, inter_dtype, fused=False), start_dtype=w_dtype)
@@ -258,8 +260,8 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
     G = torch.empty(g.shape, device=g.device, dtype=torch.float32)
     w = torch.empty_like(k, dtype=w_dtype)
     u = torch.empty_like(v, dtype=inter_dtype)
-    Aqk = torch.empty(1, L, H, CHUNK, device=k.device, dtype=inter_dtype) if aqk else None
-    T = torch.empty(1, L, H, CHUNK, device=k.device, dtype=torch.float32) if store_t else w
+    Aqk = chunk_matrix(L, H, k.device, inter_dtype) if aqk else None
+    T = chunk_matrix(L, H, k.device, torch.float32) if store_t else w
     if design == "blocks":
         kg = torch.empty_like(k, dtype=inter_dtype) if channel else None
         if layout.num_chunks:

@@ -36,7 +36,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import CHUNK, EXP_CLAMP, SUB, Layout, chunk_bounds, chunk_tokens, dot_dtype, dot_precision, invert
+from ._common import (CHUNK, EXP_CLAMP, SUB, Layout, chunk_bounds, chunk_matrix, chunk_tokens, dot_dtype, dot_precision,
+                      invert, lower_sectors, tril_mask)
 from .chunk_prep_blocks import _store_row_block, block_inverse
 from .chunk_scan import SCAN_CONFIG, load_gates
 
@@ -163,10 +164,11 @@ def _store_columns(A_out, Aqk_out, A_s, M_s, b, tok, valid, rows, i_h, H, scale,
                    C: tl.constexpr, SB: tl.constexpr, STORE_A: tl.constexpr):
     cols = s * SB + tl.arange(0, SB)
     p = (tok[:, None] * H + i_h) * C + cols[None, :]
+    lower = valid[:, None] & lower_sectors(rows, cols)  # tril_mask's part of this column block
     if STORE_A:
-        tl.store(A_out + p, tl.where(rows[:, None] > cols[None, :], A_s * b[:, None], 0.0), mask=valid[:, None])
+        tl.store(A_out + p, tl.where(rows[:, None] > cols[None, :], A_s * b[:, None], 0.0), mask=lower)
     M_s = tl.where(rows[:, None] >= cols[None, :], M_s * scale, 0.0)
-    tl.store(Aqk_out + p, M_s.to(Aqk_out.dtype.element_ty), mask=valid[:, None])
+    tl.store(Aqk_out + p, M_s.to(Aqk_out.dtype.element_ty), mask=lower)
 
 
 @triton.jit
@@ -176,15 +178,16 @@ def _side_by_side(a, b):
 
 
 @triton.jit
-def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, kg_out, kg_lo_out, kG_out, cu, chunks, scale, H,
+def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, kg_out, kg_lo_out, kG_out, qG_out, cu, chunks, scale, H,
                   K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SB: tl.constexpr, CHANNEL: tl.constexpr,
                   INVERT: tl.constexpr, DOUBLING: tl.constexpr, PREC: tl.constexpr, PAIR_PREC: tl.constexpr,
                   DT: tl.constexpr, STORE_AQK: tl.constexpr = True, DECAYED: tl.constexpr = False,
-                  KG_SPLIT: tl.constexpr = False):
+                  KG_SPLIT: tl.constexpr = False, STORE_QG: tl.constexpr = False):
     """G, A (or, with INVERT, T = (I + A)^-1) and Aqk of one (chunk, head); scalar gates without
     STORE_AQK leave Aqk to the output kernel (chunk_output's QK) and read no q here. DECAYED (per-channel
     gates): also k e^{G_last - G} into kg_out (with KG_SPLIT as bf16 hi there and lo into kg_lo_out) and k e^G
-    into kG_out, for the scan that does the solve."""
+    into kG_out, for the scan that does the solve; with STORE_QG also scale q e^G into qG_out, for the output
+    kernel (chunk_output's QG: the operand it would form, rounded to qG_out's type the same way)."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
@@ -219,6 +222,8 @@ def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, kg_out, kg_lo_out, kG_ou
                 else:
                     tl.store(kg_out + p_k, kgv.to(kg_out.dtype.element_ty), mask=m_k)
                 tl.store(kG_out + p_k, (kf * tl.exp(G)).to(kG_out.dtype.element_ty), mask=m_k)
+                if STORE_QG:
+                    tl.store(qG_out + p_k, (qf * scale * tl.exp(G)).to(qG_out.dtype.element_ty), mask=m_k)
             a, m = _column_block(kf, qf, G, k, G_out, t0, last_tok, i_h, H, kk, km, rows, 0, SB, K, PAIR_PREC, DT)
             A0 += a
             M0 += m
@@ -238,7 +243,7 @@ def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, kg_out, kg_lo_out, kG_ou
         if INVERT:  # the four column blocks as one [C, C] tile (C == 4 SB), inverted here
             A = _side_by_side(_side_by_side(A0, A1), _side_by_side(A2, A3))
             A = invert(tl.where(rows[:, None] > rows[None, :], A * b[:, None], 0.0), C, SB, DOUBLING, PREC)
-            tl.store(A_out + (tok[:, None] * H + i_h) * C + rows[None, :], A, mask=valid[:, None])
+            tl.store(A_out + (tok[:, None] * H + i_h) * C + rows[None, :], A, mask=tril_mask(rows, valid))
     else:
         G = tl.cumsum(tl.load(g + tok * H + i_h, mask=valid, other=0.0).to(tl.float32), 0)
         tl.store(G_out + tok * H + i_h, G, mask=valid)
@@ -247,11 +252,11 @@ def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, kg_out, kg_lo_out, kG_ou
         D = tl.exp(tl.where(rows[:, None] >= rows[None, :], G[:, None] - G[None, :], float("-inf")))
         p_c = (tok[:, None] * H + i_h) * C + rows[None, :]
         if STORE_AQK:
-            tl.store(Aqk_out + p_c, (M * D * scale).to(Aqk_out.dtype.element_ty), mask=valid[:, None])
+            tl.store(Aqk_out + p_c, (M * D * scale).to(Aqk_out.dtype.element_ty), mask=tril_mask(rows, valid))
         A = tl.where(rows[:, None] > rows[None, :], A * D, 0.0) * b[:, None]
         if INVERT:
             A = invert(A, C, SB, DOUBLING, PREC)
-        tl.store(A_out + p_c, A, mask=valid[:, None])
+        tl.store(A_out + p_c, A, mask=tril_mask(rows, valid))
 
 
 @triton.jit
@@ -272,16 +277,17 @@ def _inverse_kernel(T_buf, cu, chunks, H, C: tl.constexpr, SB: tl.constexpr, BLO
         p1 = T_buf + (t_1[:, None] * H + i_h) * C + r[None, :]
         p2 = T_buf + (t_2[:, None] * H + i_h) * C + r[None, :]
         p3 = T_buf + (t_3[:, None] * H + i_h) * C + r[None, :]
-        A00 = tl.load(p0, mask=m0[:, None], other=0.0)
+        # the diagonal blocks' upper triangles past tril_mask were never written
+        A00 = tl.load(p0, mask=tril_mask(r, m0), other=0.0)
         A10 = tl.load(p1, mask=m1[:, None], other=0.0)
-        A11 = tl.load(p1 + SB, mask=m1[:, None], other=0.0)
+        A11 = tl.load(p1 + SB, mask=tril_mask(r, m1), other=0.0)
         A20 = tl.load(p2, mask=m2[:, None], other=0.0)
         A21 = tl.load(p2 + SB, mask=m2[:, None], other=0.0)
-        A22 = tl.load(p2 + 2 * SB, mask=m2[:, None], other=0.0)
+        A22 = tl.load(p2 + 2 * SB, mask=tril_mask(r, m2), other=0.0)
         A30 = tl.load(p3, mask=m3[:, None], other=0.0)
         A31 = tl.load(p3 + SB, mask=m3[:, None], other=0.0)
         A32 = tl.load(p3 + 2 * SB, mask=m3[:, None], other=0.0)
-        A33 = tl.load(p3 + 3 * SB, mask=m3[:, None], other=0.0)
+        A33 = tl.load(p3 + 3 * SB, mask=tril_mask(r, m3), other=0.0)
         D0, D1, D2, D3, T10, T20, T21, T30, T31, T32 = block_inverse(A00, A11, A22, A33, A10, A20, A21, A30, A31,
                                                                      A32, r, PREC)
         tl.debug_barrier()  # in place: every thread's loads before any store
@@ -294,9 +300,9 @@ def _inverse_kernel(T_buf, cu, chunks, H, C: tl.constexpr, SB: tl.constexpr, BLO
         rows = tl.arange(0, C)
         valid, tok, _ = chunk_tokens(bos, eos, i_t, rows, C)
         p_c = T_buf + (tok[:, None] * H + i_h) * C + rows[None, :]
-        Tm = invert(tl.load(p_c, mask=valid[:, None], other=0.0), C, SB, DOUBLING, PREC)
+        Tm = invert(tl.load(p_c, mask=tril_mask(rows, valid), other=0.0), C, SB, DOUBLING, PREC)
         tl.debug_barrier()  # in place: every thread's loads before any store
-        tl.store(p_c, Tm, mask=valid[:, None])
+        tl.store(p_c, Tm, mask=tril_mask(rows, valid))
 
 
 @triton.jit
@@ -338,7 +344,7 @@ def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, cu, chunks, H, K: 
     rows = tl.arange(0, C)
     valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
     b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
-    Tm = tl.load(T_buf + (tok[:, None] * H + i_h) * C + rows[None, :], mask=valid[:, None], other=0.0)
+    Tm = tl.load(T_buf + (tok[:, None] * H + i_h) * C + rows[None, :], mask=tril_mask(rows, valid), other=0.0)
     if ALL:
         for i_j in tl.static_range((K + BK - 1) // BK + (V + BV - 1) // BV):
             _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, tok, valid, last_tok, i_h, H, i_j, K, V, BK, BV,
@@ -354,20 +360,29 @@ def pairs_invert(channel: bool) -> bool:
     return SPLIT_CONFIG["pairs_inverse"] and (not channel or SPLIT_CONFIG["pairs_inverse_channel"])
 
 
-def launch_pairs(q, k, g, beta, scale: float, layout: Layout, G, A, Aqk, kg=None, kG=None) -> None:
+def pairs_decayed(channel: bool, solve: bool) -> bool:
+    """Whether chunk_prep_split's pairs kernel forms the scan's decayed keys (kg, k e^G) and takes a buffer for
+    scale q e^G (chunk_prep's qg): per-channel gates, for the scan that does the solve, with
+    SPLIT_CONFIG["pairs_decayed"]."""
+    return not solve and channel and SPLIT_CONFIG["pairs_decayed"]
+
+
+def launch_pairs(q, k, g, beta, scale: float, layout: Layout, G, A, Aqk, kg=None, kG=None, qG=None) -> None:
     """Aqk None (scalar gates only): not formed here (the output kernel forms it). kg, kG (per-channel gates,
     both or neither): k e^{G_last - G} and k e^G are written too (_pairs_kernel's DECAYED); kg [2, ...] takes
-    the former as a bf16 hi + lo pair (scan_kg)."""
+    the former as a bf16 hi + lo pair (scan_kg). qG (with kg and kG only): scale q e^G too."""
     H, K = k.shape[2], k.shape[3]
     split = kg is not None and kg.dim() == 5
     if layout.num_chunks:
         _pairs_kernel[(layout.num_chunks, H)](
             q, k, g, beta, G, A, Aqk if Aqk is not None else A, (kg[0] if split else kg) if kg is not None else A,
-            kg[1] if split else A, kG if kG is not None else A, layout.cu, layout.chunks, scale, H, K=K,
+            kg[1] if split else A, kG if kG is not None else A, qG if qG is not None else A, layout.cu, layout.chunks,
+            scale, H, K=K,
             BK=min(SPLIT_CONFIG["pairs_BK"], triton.next_power_of_2(K)), C=CHUNK, SB=SUB, CHANNEL=g.dim() == 4,
             INVERT=pairs_invert(g.dim() == 4), DOUBLING=SPLIT_CONFIG["inverse"] == "doubling",
             PREC=dot_precision(k.dtype), PAIR_PREC=dot_precision(k.dtype), DT=dot_dtype(k.dtype),
-            STORE_AQK=Aqk is not None, DECAYED=kg is not None, KG_SPLIT=split, **_pairs_launch())
+            STORE_AQK=Aqk is not None, DECAYED=kg is not None, KG_SPLIT=split, STORE_QG=qG is not None,
+            **_pairs_launch())
 
 
 def launch_inverse(T, layout: Layout, dtype: torch.dtype) -> None:
@@ -392,21 +407,22 @@ def launch_solve(k, v, G, beta, T, layout: Layout, w, u, kg) -> None:
 
 
 def chunk_prep_split(q, k, v, g, beta, scale: float, layout: Layout, w_dtype: torch.dtype, inter: torch.dtype,
-                     aqk: bool = True, solve: bool = True):
+                     aqk: bool = True, solve: bool = True, qg: torch.Tensor | None = None):
     """chunk_prep's outputs (G, w, u, Aqk, T, kg) by the three kernels above; T is always made (it is
     where A is formed), kg for per-channel gates only. w in w_dtype, u, Aqk and kg in inter; Aqk None
     when not aqk (scalar gates); w, u and kg None without solve (the solve kernel does not run), except
     that per-channel gates with SPLIT_CONFIG["pairs_decayed"] then get kg and, in w's place, k e^G (in
-    w_dtype) from the pairs kernel: the operands of the scan that does the solve (chunk_prep.decayed's)."""
+    w_dtype) from the pairs kernel: the operands of the scan that does the solve (chunk_prep.decayed's).
+    qg: filled with scale q e^G (in its dtype) when pairs_decayed(channel, solve), else left alone."""
     _, L, H, K = k.shape
     G = torch.empty(g.shape, device=g.device, dtype=torch.float32)
-    T = torch.empty(1, L, H, CHUNK, device=k.device, dtype=torch.float32)
-    Aqk = torch.empty(1, L, H, CHUNK, device=k.device, dtype=inter) if aqk else None
+    T = chunk_matrix(L, H, k.device, torch.float32)
+    Aqk = chunk_matrix(L, H, k.device, inter) if aqk else None
     channel = g.dim() == 4
-    decay = not solve and channel and SPLIT_CONFIG["pairs_decayed"]
+    decay = pairs_decayed(channel, solve)
     kg = scan_kg(k, inter) if decay else None
     kG = torch.empty_like(k, dtype=w_dtype) if decay else None
-    launch_pairs(q, k, g, beta, scale, layout, G, T, Aqk, kg, kG)
+    launch_pairs(q, k, g, beta, scale, layout, G, T, Aqk, kg, kG, qg if decay else None)
     if not pairs_invert(channel):
         launch_inverse(T, layout, k.dtype)
     if not solve:

@@ -6,7 +6,8 @@
 * the output kernel forming Aqk = tril(scale q k^T e^{G_t - G_s}) itself when no backward needs it stored
   (chunk_output's QK; scalar gates);
 * (round 14) the output kernel reading vn in fp16, and forming vn again in fp32 for a chunk whose fp16
-  product is not finite (chunk_output's VN16, _vn_again).
+  product is not finite (chunk_output's VN16, _vn_again);
+* (round 18) the output kernel reading per-channel gates' scale q e^G from the pairs kernel (chunk_output's QG).
 
 Each against float64 over the very same operands. Under the interpreter every product is fp32 (no tf32
 rounding, h not rounded to bf16 for k h) and the state update is split into bf16 halves (2^-16), so the
@@ -221,7 +222,9 @@ def test_pairs_kernel_forms_the_scans_decayed_keys(monkeypatch):
         outs = [prep(fused, fmt) for fused in (False, True)]
         for name, a, b in zip(("G", "k e^G", "u", "Aqk", "T", "kg"), *outs):
             assert (a is None) == (b is None), name
-            assert a is None or torch.equal(a, b), name
+            # Aqk and T: their upper triangles are never written (NaN under the tests' poison), in both runs
+            assert a is None or (torch.equal(a.isnan(), b.isnan())
+                                 and torch.equal(a.nan_to_num(), b.nan_to_num())), name
         assert outs[1][1].dtype == torch.bfloat16 and outs[1][5].dtype == dtype
     kg = prep(True, "fp32")[5].double()
     pair = prep(True, "split")[5]
@@ -263,3 +266,46 @@ def test_scan_kg_formats(aligned, monkeypatch):
     if aligned:
         assert err["bf16"] > 1.5 * err["split"]
     assert not torch.equal(hts["split"], hts["fp32"]) and not torch.equal(hts["split"], hts["bf16"])
+
+
+@inproc
+def test_output_reads_scaled_q_eg_from_the_pairs_kernel(monkeypatch):
+    """Round 18: for per-channel gates, the pairs kernel that forms the scan's decayed keys also writes
+    scale q e^G in bf16 (chunk_prep's qg), and the output kernel reads it in place of q and G
+    (OUTPUT_CONFIG["qg"], up to head dim qg_max_dim): on the GPU the same bf16 operand it formed itself.
+    Here: qg is scale q e^G from the prep's own G to one bf16 rounding, the forward takes that path (and
+    not past qg_max_dim), and o with it matches the float64 recurrence and o without it, over packed
+    documents with partial chunks."""
+    from hybridize.kernels import autograd
+    from hybridize.kernels import chunk_prep as prep_mod
+    q, k, v, g, beta, _ = make_inputs(17, 1, 333, H, 64, 64, True, torch.bfloat16, 3, False)
+    cu = torch.tensor([0, 70, 200, 333], dtype=torch.int32)
+    layout = make_layout(1, 333, cu, "cpu")
+    scale = 64 ** -0.5
+    qg = torch.full_like(q, float("nan"))
+    G = prep_mod.chunk_prep(q, k, v, g, beta, scale, layout, solve=False, qg=qg)[0]
+    ref = q.float() * scale * G.exp()
+    assert torch.isfinite(qg).all()
+    # one bf16 rounding: 2^-8 to nearest on the GPU, 2^-7 by the interpreter's truncation
+    # (relative bounds for scale q e^G over 2^-100: below, bf16's subnormals, an absolute one)
+    err, normal = (qg.float() - ref).abs(), ref.abs() >= 2.0 ** -100
+    assert bool((err <= 1.01 * 2.0 ** -7 * ref.abs())[normal].all()) and bool((err < 2.0 ** -100)[~normal].all())
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("qg") is not None)
+        return chunk_output(*args, **kwargs)
+
+    chunk_output = autograd.chunk_output
+    monkeypatch.setattr(autograd, "chunk_output", spy)
+    outs = {}
+    for on, max_dim in ((False, 64), (True, 32), (True, 64)):  # on, but over the head dims it serves: off
+        monkeypatch.setitem(OUTPUT_CONFIG, "qg", on)
+        monkeypatch.setitem(OUTPUT_CONFIG, "qg_max_dim", max_dim)
+        with torch.no_grad():
+            outs[on and max_dim == 64] = gated_delta_rule(q, k, v, g, beta, cu_seqlens=cu.long())[0]
+    assert seen == [False, False, True]
+    ro = torch.cat([recurrent_gated_delta_rule(*(x[:, a:b].double() for x in (q, k, v, g, beta)))[0]
+                    for a, b in ((0, 70), (70, 200), (200, 333))], 1)
+    assert rel(outs[True], ro) < 5e-3 and rel(outs[True], outs[False]) < 4e-3, (rel(outs[True], ro),
+                                                                               rel(outs[True], outs[False]))

@@ -25,6 +25,13 @@ from .test_gated_delta_kernels import inproc, rel  # noqa: E402
 T, H, K, V, BOUND = 200, 2, 64, 32, 2e-4  # T: three full chunks and a partial one
 
 
+def chunk_lower(x):
+    """x [1, T, H, CHUNK] (each token's row of its chunk's matrix) with the row's entries past the diagonal
+    zeroed: a lower-triangular Aqk, as the kernels store and read it (_common.tril_mask)."""
+    pos = torch.arange(x.shape[1]) % CHUNK
+    return x * (torch.arange(CHUNK)[None, :] <= pos[:, None])[None, :, None, :]
+
+
 def operands(seed: int):
     gen = torch.Generator().manual_seed(seed)
     r = lambda *s: torch.randn(*s, generator=gen)  # noqa: E731
@@ -94,7 +101,7 @@ def test_dh_scan_split_matches_float64():
     q, k = r(1, T, H, K).bfloat16(), torch.nn.functional.normalize(r(1, T, H, K), dim=-1).bfloat16()
     w = (0.5 * r(1, T, H, K)).bfloat16()
     do = r(1, T, H, V).bfloat16()
-    Aqk = torch.tril(0.1 * r(1, T, H, CHUNK))
+    Aqk = chunk_lower(0.1 * r(1, T, H, CHUNK))
     dht = 0.1 * r(1, H, K, V)
     scale = K ** -0.5
     assert split_update(k.dtype, torch.float32, w.dtype, K)
@@ -119,6 +126,45 @@ def test_dh_scan_split_matches_float64():
     assert max(errs) < BOUND, errs
 
 
+@inproc
+def test_dh_scan_split_per_channel_matches_float64(monkeypatch):
+    """Per-channel gates (BWD_CONFIG["dh_split_channel"], SPLIT 2): the dh scan takes q e^G and
+    kg = k e^{G_last - G} formed in fp32 (chunk_prep.decayed), bf16 w and do:
+    dvn = Aqk^T do + kg dh; dh <- e^{G_last} dh + scale (q e^G)^T do - w^T dvn, kg dh as three bf16
+    products and the other two as two each."""
+    from hybridize.kernels import chunk_bwd
+    monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "dh_split_channel", True)
+    r, _, chunks = operands(6)
+    g = -5.0 * torch.sigmoid(r(1, T, H, K) - 1.0)
+    G = torch.cat([c.cumsum(1) for c in g.split(CHUNK, dim=1)], 1)
+    q, k = r(1, T, H, K), torch.nn.functional.normalize(r(1, T, H, K), dim=-1)
+    qg = q * G.exp()
+    kg = torch.cat([k[:, c] * (G[:, c][:, -1:] - G[:, c]).exp() for c in chunks], 1)
+    w, do = (0.5 * r(1, T, H, K)).bfloat16(), r(1, T, H, V).bfloat16()
+    Aqk = chunk_lower(0.1 * r(1, T, H, CHUNK))
+    dht = 0.1 * r(1, H, K, V)
+    scale = K ** -0.5
+    f32, bf = torch.float32, torch.bfloat16
+    assert chunk_bwd.dh_split_kind(f32, f32, bf, bf, f32, K, True, True) == 2
+    layout = make_layout(1, T, None, "cpu")
+    dh_all = torch.empty(layout.num_chunks, H, K, V)
+    dvn, dh0 = torch.empty(1, T, H, V), torch.empty(1, H, K, V)
+    launch_dh(qg, kg, True, w, G, Aqk, do, dht, dh_all, dvn, dh0, layout, scale)
+    dh = dht[0].double()
+    qd, kd, wd, dod, Ad, Gd = (x[0].double() for x in (qg, kg, w, do, Aqk, G))
+    ref_dh, ref_dvn = [None] * len(chunks), torch.zeros(T, H, V, dtype=torch.float64)
+    for i in reversed(range(len(chunks))):
+        c = chunks[i]
+        ref_dh[i] = dh.clone()
+        dv = torch.einsum("thj,thv->jhv", Ad[c][..., :c.stop - c.start], dod[c])
+        dv = dv + torch.einsum("thk,hkv->thv", kd[c], dh)
+        ref_dvn[c] = dv
+        dh = (dh * Gd[c][-1].exp()[..., None] + torch.einsum("thk,thv->hkv", scale * qd[c], dod[c])
+              - torch.einsum("thk,thv->hkv", wd[c], dv))
+    errs = (rel(torch.stack(ref_dh), dh_all.double()), rel(ref_dvn, dvn[0].double()), rel(dh, dh0[0].double()))
+    assert max(errs) < BOUND, errs
+
+
 def test_split_update_scope():
     """Where the split runs: bf16 keys with fp32 intermediates, scalar gates, head dim <= 128; and not
     when turned off (HYBRIDIZE_GDR_SPLIT=0 sets SCAN_CONFIG["split_update"])."""
@@ -132,6 +178,12 @@ def test_split_update_scope():
     assert not split_update(f32, f32, f32, 64)
     assert scan_mod.split_kind(bf, f32, bf, 128, kg=False) == 1
     assert scan_mod.split_kind(bf, f32, bf, 128, kg=True) == (2 if scan_mod.SCAN_CONFIG["split_kg"] else 0)
+    from hybridize.kernels.chunk_bwd import BWD_CONFIG, dh_split_kind
+    assert dh_split_kind(bf, bf, bf, bf, f32, 128, False, False) == 1
+    assert dh_split_kind(f32, f32, bf, bf, f32, 128, True, True) == (2 if BWD_CONFIG["dh_split_channel"] else 0)
+    assert dh_split_kind(f32, f32, f32, bf, f32, 128, True, True) == 0  # intermediates="fp32"
+    assert dh_split_kind(f32, f32, bf, bf, f32, 256, True, True) == 0
+    assert dh_split_kind(bf, bf, bf, bf, f32, 128, True, False) == 0  # exponentiated in the loop
     saved = scan_mod.SCAN_CONFIG["split_update"]
     try:
         scan_mod.SCAN_CONFIG["split_update"] = False
