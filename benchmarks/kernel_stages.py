@@ -231,6 +231,11 @@ def split_sweep(B, T, H, D, channel, only: str = ""):
         runs += [(f"pairs decayed w{nw} stages {ns} maxnreg {mr}",
                   dict(pairs_warps=nw, pairs_stages=ns, pairs_maxnreg=mr), decayed)
                  for nw, ns, mr in itertools.product((4, 8), (None, 1, 2), (None, 128, 168, 200))]
+        # round 18: over the key columns summed per step, with and without scale q e^G for the output (qg)
+        qG = torch.empty_like(q, dtype=dtypes[0])
+        with_qg = lambda: sp.launch_pairs(q, k, g, beta, scale, layout, G, Tm, Aqk, kg2, kG, qG)  # noqa: E731
+        runs += [(f"pairs decayed BK{bk} w{nw}{' qg' if qg else ''}", dict(pairs_BK=bk, pairs_warps=nw),
+                  with_qg if qg else decayed) for qg, bk, nw in itertools.product((False, True), (16, 32, 64), (4, 8))]
     else:  # and the no-grad forward's scalar variant (no Aqk) over stages and maxnreg
         no_aqk = lambda: sp.launch_pairs(q, k, g, beta, scale, layout, G, Tm, None)  # noqa: E731
         runs += [(f"pairs decayed-free no-Aqk w4 stages {ns} maxnreg {mr}",
