@@ -224,10 +224,10 @@
 #            correctness of every case; KDA forward kernels at shapes 0-4 with it on and off (HYBRIDIZE_GDR_QG=0)
 #   PART=98  the KDA pairs kernel (decayed keys) over its key columns per step (BK 16, 32, 64) and warps, with and
 #            without scale q e^G for the output kernel, at shapes 0, 1, 4 (kernel_stages.py --split-only "pairs decayed BK")
-#   PART=99  the final round-18 code: correctness of every case, the forward's kernels beside fla's at shapes 0-2 (one
-#            process), and fwd+bwd kernels at shape 0 (ours)
-#   PART=100 the final round-18 code: the issue's table (ours, SDPA, decode) and fla's forward kernels beside ours at
-#            shapes 3 and 4
+#   PART=99  the final round-18 code: PART=80's recipe (correctness of every case, the forward's kernels beside fla's
+#            at shapes 0-2 in one process, fwd+bwd kernels at shape 0)
+#   PART=100 the final round-18 code: PART=76's recipe (the issue's table: ours, SDPA, decode; fla's forward kernels
+#            beside ours at shapes 3 and 4)
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -285,21 +285,6 @@ defaults() {
 }
 
 case "${PART:-1}" in
-99)
-  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
-  step profile_fla 240 kernel_profile.py --shapes 0,1,2 --modes fwd
-  step profile_bwd 100 kernel_profile.py --shapes 0 --modes fwd+bwd --no-fla
-  ours_ok correctness | grep "FAIL\|aligned"
-  rows correctness "PASS\|FAILED"
-  rows profile_fla "sum of kernels"
-  rows profile_bwd "sum of kernels"
-  ;;
-100)
-  step bench_all 260 "${BENCH[@]}" --shapes 0,1,2,3,4
-  step profile_fla 300 kernel_profile.py --shapes 3,4 --modes fwd
-  rows bench_all "^| [GK]D[AN] f\|^| decode" "default "
-  rows profile_fla "sum of kernels"
-  ;;
 98)
   step sweep_pairs 300 kernel_stages.py --shapes "" --split-sweep 0,1,4 --split-only "pairs decayed BK" --sweep-gates kda \
     --sweep-inter mixed --no-fla
@@ -433,7 +418,7 @@ case "${PART:-1}" in
     rows "bench_$code" "^| [GK]D[AN] f" "$code "
   done
   ;;
-80)
+80|99)
   step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
   step profile_fla 240 kernel_profile.py --shapes 0,1,2 --modes fwd
   step profile_bwd 100 kernel_profile.py --shapes 0 --modes fwd+bwd --no-fla
@@ -476,7 +461,7 @@ case "${PART:-1}" in
   rows profile_kg16_1 "KDA.*sum of kernels\|KDA.*_scan\|KDA.*_pairs" "kg16 "
   rows sweep_kg16 "solve"
   ;;
-76)
+76|100)
   step bench_all 260 "${BENCH[@]}" --shapes 0,1,2,3,4
   step profile_fla 300 kernel_profile.py --shapes 3,4 --modes fwd
   rows bench_all "^| [GK]D[AN] f\|^| decode" "default "

@@ -92,6 +92,34 @@ def test_scan_split_kg_matches_float64(monkeypatch):
                lambda c, h, vc: h * Gd[c][-1].exp()[..., None] + torch.einsum("thk,thv->hkv", kgd[c], vc), kg=kg)
 
 
+def check_dh_scan(q, k, decayed: bool, w, G, do, seed_r, chunks, q_rows, k_rows):
+    """Runs the dh scan (launch_dh) on these operands with a lower-triangular Aqk and a small dht, and
+    compares dh per chunk, dvn and dh0 with the float64 reverse recurrence
+        dvn = Aqk^T do + k' dh;  dh <- e^{G_last} dh + q'^T do - w^T dvn,
+    q' = q_rows(chunk) and k' = k_rows(chunk) (float64 [n, H, K]: the gates and the scale applied)."""
+    Aqk = chunk_lower(0.1 * seed_r(1, T, H, CHUNK))
+    dht = 0.1 * seed_r(1, H, K, V)
+    layout = make_layout(1, T, None, "cpu")
+    dh_all = torch.empty(layout.num_chunks, H, K, V)
+    dvn, dh0 = torch.empty(1, T, H, V), torch.empty(1, H, K, V)
+    launch_dh(q, k, decayed, w, G, Aqk, do, dht, dh_all, dvn, dh0, layout, K ** -0.5)
+    dh = dht[0].double()
+    wd, dod, Ad, Gd = (x[0].double() for x in (w, do, Aqk, G))
+    ref_dh, ref_dvn = [None] * len(chunks), torch.zeros(T, H, V, dtype=torch.float64)
+    for i in reversed(range(len(chunks))):
+        c = chunks[i]
+        ref_dh[i] = dh.clone()
+        dv = torch.einsum("thj,thv->jhv", Ad[c][..., :c.stop - c.start], dod[c])
+        dv = dv + torch.einsum("thk,hkv->thv", k_rows(c), dh)
+        ref_dvn[c] = dv
+        Gl = Gd[c][-1]
+        # (G_last: [H] for scalar gates, [H, K] per channel)
+        dh = (dh * Gl.exp().reshape(Gl.shape + (1,) * (3 - Gl.dim())) + torch.einsum("thk,thv->hkv", q_rows(c), dod[c])
+              - torch.einsum("thk,thv->hkv", wd[c], dv))
+    errs = (rel(torch.stack(ref_dh), dh_all.double()), rel(ref_dvn, dvn[0].double()), rel(dh, dh0[0].double()))
+    assert max(errs) < BOUND, errs
+
+
 @inproc
 def test_dh_scan_split_matches_float64():
     """The backward's dh scan in reverse, with bf16 q, k, w (as "mixed" stores w) and fp32 Aqk, do':
@@ -101,29 +129,11 @@ def test_dh_scan_split_matches_float64():
     q, k = r(1, T, H, K).bfloat16(), torch.nn.functional.normalize(r(1, T, H, K), dim=-1).bfloat16()
     w = (0.5 * r(1, T, H, K)).bfloat16()
     do = r(1, T, H, V).bfloat16()
-    Aqk = chunk_lower(0.1 * r(1, T, H, CHUNK))
-    dht = 0.1 * r(1, H, K, V)
-    scale = K ** -0.5
     assert split_update(k.dtype, torch.float32, w.dtype, K)
-    layout = make_layout(1, T, None, "cpu")
-    dh_all = torch.empty(layout.num_chunks, H, K, V)
-    dvn, dh0 = torch.empty(1, T, H, V), torch.empty(1, H, K, V)
-    launch_dh(q, k, False, w, G, Aqk, do, dht, dh_all, dvn, dh0, layout, scale)
-    dh = dht[0].double()
-    qd, kd, wd, dod, Ad, Gd = (x[0].double() for x in (q, k, w, do, Aqk, G))
-    ref_dh, ref_dvn = [None] * len(chunks), torch.zeros(T, H, V, dtype=torch.float64)
-    for i in reversed(range(len(chunks))):
-        c = chunks[i]
-        n = c.stop - c.start
-        ref_dh[i] = dh.clone()
-        Gc, Gl = Gd[c], Gd[c][-1]
-        dv = torch.einsum("thj,thv->jhv", Ad[c][..., :n], dod[c])
-        dv = dv + torch.einsum("thk,hkv->thv", kd[c] * (Gl - Gc).exp()[..., None], dh)
-        ref_dvn[c] = dv
-        dh = (dh * Gl.exp()[:, None, None] + torch.einsum("thk,thv->hkv", scale * qd[c] * Gc.exp()[..., None], dod[c])
-              - torch.einsum("thk,thv->hkv", wd[c], dv))
-    errs = (rel(torch.stack(ref_dh), dh_all.double()), rel(ref_dvn, dvn[0].double()), rel(dh, dh0[0].double()))
-    assert max(errs) < BOUND, errs
+    qd, kd, Gd = (x[0].double() for x in (q, k, G))
+    check_dh_scan(q, k, False, w, G, do, r, chunks,
+                  lambda c: K ** -0.5 * qd[c] * Gd[c].exp()[..., None],
+                  lambda c: kd[c] * (Gd[c][-1] - Gd[c]).exp()[..., None])
 
 
 @inproc
@@ -141,28 +151,10 @@ def test_dh_scan_split_per_channel_matches_float64(monkeypatch):
     qg = q * G.exp()
     kg = torch.cat([k[:, c] * (G[:, c][:, -1:] - G[:, c]).exp() for c in chunks], 1)
     w, do = (0.5 * r(1, T, H, K)).bfloat16(), r(1, T, H, V).bfloat16()
-    Aqk = chunk_lower(0.1 * r(1, T, H, CHUNK))
-    dht = 0.1 * r(1, H, K, V)
-    scale = K ** -0.5
     f32, bf = torch.float32, torch.bfloat16
     assert chunk_bwd.dh_split_kind(f32, f32, bf, bf, f32, K, True, True) == 2
-    layout = make_layout(1, T, None, "cpu")
-    dh_all = torch.empty(layout.num_chunks, H, K, V)
-    dvn, dh0 = torch.empty(1, T, H, V), torch.empty(1, H, K, V)
-    launch_dh(qg, kg, True, w, G, Aqk, do, dht, dh_all, dvn, dh0, layout, scale)
-    dh = dht[0].double()
-    qd, kd, wd, dod, Ad, Gd = (x[0].double() for x in (qg, kg, w, do, Aqk, G))
-    ref_dh, ref_dvn = [None] * len(chunks), torch.zeros(T, H, V, dtype=torch.float64)
-    for i in reversed(range(len(chunks))):
-        c = chunks[i]
-        ref_dh[i] = dh.clone()
-        dv = torch.einsum("thj,thv->jhv", Ad[c][..., :c.stop - c.start], dod[c])
-        dv = dv + torch.einsum("thk,hkv->thv", kd[c], dh)
-        ref_dvn[c] = dv
-        dh = (dh * Gd[c][-1].exp()[..., None] + torch.einsum("thk,thv->hkv", scale * qd[c], dod[c])
-              - torch.einsum("thk,thv->hkv", wd[c], dv))
-    errs = (rel(torch.stack(ref_dh), dh_all.double()), rel(ref_dvn, dvn[0].double()), rel(dh, dh0[0].double()))
-    assert max(errs) < BOUND, errs
+    qd, kd = qg[0].double(), kg[0].double()
+    check_dh_scan(qg, kg, True, w, G, do, r, chunks, lambda c: K ** -0.5 * qd[c], lambda c: kd[c])
 
 
 def test_split_update_scope():
