@@ -228,6 +228,12 @@
 #            at shapes 0-2 in one process, fwd+bwd kernels at shape 0)
 #   PART=100 the final round-18 code: PART=76's recipe (the issue's table: ours, SDPA, decode; fla's forward kernels
 #            beside ours at shapes 3 and 4)
+#   PART=101 the GDN dh scan at 2 and 3 stages (BV 16, 32; shapes 0, 4), and KDA fwd+bwd kernels at head dim 64 with
+#            the dh scan's bf16 pairs off and on (HYBRIDIZE_GDR_DH_SPLIT_KDA)
+#   PART=102 the GDN dh scan at 3 stages (BWD_CONFIG["split_stages"]): correctness of every case; the dh scan at 2
+#            and 3 stages at the default BV (shapes 1 and 3: BV 64); GDN fwd+bwd kernels at shapes 0, 1, 4 with 3 and
+#            with 2 stages (HYBRIDIZE_GDR_DH_SPLIT_STAGES=2)
+#   PART=103 the final round-18 code after PART=102: the issue's table at shape 2 (GDN fwd+bwd at 32K against SDPA)
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -285,6 +291,32 @@ defaults() {
 }
 
 case "${PART:-1}" in
+103)
+  step bench_32k 200 "${BENCH[@]}" --shapes 2
+  rows bench_32k "^| [GK]D[AN] f" "default "
+  ;;
+102)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  step dh_sweep 150 kernel_stages.py --shapes "" --dh-sweep 1,3 --dh-gates gdn --sweep-inter mixed --no-fla \
+    --dh-grid "bv=64;warps=4;stages=2,3;dvn=kernel"
+  for val in 3 2; do
+    step "profile_s$val" 100 HYBRIDIZE_GDR_DH_SPLIT_STAGES=$val kernel_profile.py --shapes 0,1,4 --modes fwd+bwd --no-fla \
+      --gates gdn
+    rows "profile_s$val" "sum of kernels\|_dh_kernel" "stages $val: "
+  done
+  ours_ok correctness | grep "FAIL\|aligned"
+  rows correctness "PASS\|FAILED"
+  rows dh_sweep "^| dh\|rror"
+  ;;
+101)
+  step dh_sweep 200 kernel_stages.py --shapes "" --dh-sweep 0,4 --dh-gates gdn --sweep-inter mixed --no-fla \
+    --dh-grid "bv=16,32;warps=4;stages=2,3;dvn=kernel"
+  for val in 0 1 0 1; do
+    step "profile_$val" 100 HYBRIDIZE_GDR_DH_SPLIT_KDA=$val kernel_profile.py --shapes 4 --modes fwd+bwd --no-fla --gates kda
+    rows "profile_$val" "sum of kernels\|_dh_kernel" "split $val: "
+  done
+  rows dh_sweep "^| dh\|rror"
+  ;;
 98)
   step sweep_pairs 300 kernel_stages.py --shapes "" --split-sweep 0,1,4 --split-only "pairs decayed BK" --sweep-gates kda \
     --sweep-inter mixed --no-fla

@@ -60,6 +60,12 @@ from .chunk_scan import SCAN_CONFIG, _pick_bv, launch_options, load_gates, split
 # default (HYBRIDIZE_GDR_DH_SPLIT_KDA=1 turns it on): H100, round 18 (call 1, kernel_stages.py --dh-sweep), the
 # dh scan at (1,8192,16,128) 0.544 -> 0.563 ms in the fwd+bwd profile and (4,4096,16,128) 0.752 -> 0.881 at
 # their best launches; only at head dim 64 was it faster, (8,2048,9,64) 0.199 -> 0.173, 2% of that fwd+bwd.
+# split_stages: pipeline stages of scalar gates' dh scan with its products as bf16 pairs (SPLIT 1; at least 2, see
+# launch_dh). 3 (HYBRIDIZE_GDR_DH_SPLIT_STAGES=2 restores round 12's 2): H100, round 18 (call 9, kernel_stages.py
+# --dh-sweep with the Aqk^T do kernel), the dh scan at (1,8192,16,128) 0.439 -> 0.342 ms (BV 16), at (8,2048,9,64)
+# 0.153 -> 0.133 (BV 32); call 10: (4,4096,16,128) 0.497 -> 0.447, (2,16384,32,128) 1.946 -> 1.699 (BV 64), and GDN
+# fwd+bwd kernel sums 2.009 -> 1.914 ms at (1,8192,16,128), 3.250 -> 3.227 at (4,4096,16,128), 0.854 -> 0.832 at
+# (8,2048,9,64); every correctness case passes.
 # BK / BV: stage 2's key columns per program and value columns per step, by design and gate kind
 # ("gdn" scalar, "kda" per-channel). H100, round 10, the whole chunk_bwd swept over BK {32, 64} x
 # BV {32, 64} x warps {4, 8} (kernel_stages.py --bwd-sweep; 8 warps won everywhere), ms, the old
@@ -79,7 +85,8 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "dh_stages": int(os.environ.get("HYBRIDIZE_GDR_DH_STAGES", "0")) or None,
               "design": os.environ.get("HYBRIDIZE_GDR_BWD", "auto"), "values_BV": 32, "values_warps": 8,
               "dh16": os.environ.get("HYBRIDIZE_GDR_DH16", "").split(","),
-              "dh_split_channel": os.environ.get("HYBRIDIZE_GDR_DH_SPLIT_KDA", "0") == "1"}
+              "dh_split_channel": os.environ.get("HYBRIDIZE_GDR_DH_SPLIT_KDA", "0") == "1",
+              "split_stages": int(os.environ.get("HYBRIDIZE_GDR_DH_SPLIT_STAGES", "3"))}
 
 
 @triton.jit
@@ -419,8 +426,9 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
     if split:
         # With one stage the split kernel computed wrong gradients (D64) or faulted (D128) on the H100
         # (triton 3.6; benchmarks/RESULTS.md, round 12, call 4); with 2 it is correct (and so it was with the
-        # products summed instead of chained through the accumulator).
-        opts["num_stages"] = max(opts["num_stages"], 2)
+        # products summed instead of chained through the accumulator). Scalar gates' split (16-bit q, k, w
+        # tiles) takes BWD_CONFIG["split_stages"].
+        opts["num_stages"] = max(opts["num_stages"], BWD_CONFIG["split_stages"] if split == 1 else 2)
     if BWD_CONFIG["dh_warps"]:
         opts["num_warps"] = BWD_CONFIG["dh_warps"]
     if BWD_CONFIG["dh_stages"]:
