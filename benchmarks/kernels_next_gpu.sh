@@ -234,6 +234,9 @@
 #            and 3 stages at the default BV (shapes 1 and 3: BV 64); GDN fwd+bwd kernels at shapes 0, 1, 4 with 3 and
 #            with 2 stages (HYBRIDIZE_GDR_DH_SPLIT_STAGES=2)
 #   PART=103 the final round-18 code after PART=102: the table at shape 2 (GDN fwd+bwd at 32K against SDPA)
+#   PART=104 the backward's chunk kernel (_bwd_kernel) at 2 pipeline stages (HYBRIDIZE_GDR_BWD_STAGES=2): correctness of
+#            every case with it; fwd+bwd kernels at shapes 0, 1, 4 with 1 and 2 stages
+#   PART=105 the final round-18 code (the backward's chunk kernel at 2 stages): the table at shapes 0 and 2
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -291,6 +294,19 @@ defaults() {
 }
 
 case "${PART:-1}" in
+105)
+  step bench 200 "${BENCH[@]}" --shapes 0,2
+  rows bench "^| [GK]D[AN] f" "default "
+  ;;
+104)
+  step correctness 200 HYBRIDIZE_GDR_BWD_STAGES=2 kernels_correctness.py --jobs 16 --no-ref-check
+  for val in 1 2; do
+    step "profile_s$val" 150 HYBRIDIZE_GDR_BWD_STAGES=$val kernel_profile.py --shapes 0,1,4 --modes fwd+bwd --no-fla
+    rows "profile_s$val" "sum of kernels\|_bwd_kernel" "stages $val: "
+  done
+  ours_ok correctness | grep "FAIL" | head -8
+  rows correctness "PASS\|FAILED"
+  ;;
 103)
   step bench_32k 200 "${BENCH[@]}" --shapes 2
   rows bench_32k "^| [GK]D[AN] f" "default "

@@ -66,6 +66,10 @@ from .chunk_scan import SCAN_CONFIG, _pick_bv, launch_options, load_gates, split
 # 0.153 -> 0.133 (BV 32); call 10: (4,4096,16,128) 0.497 -> 0.447, (2,16384,32,128) 1.946 -> 1.699 (BV 64), and GDN
 # fwd+bwd kernel sums 2.009 -> 1.914 ms at (1,8192,16,128), 3.250 -> 3.227 at (4,4096,16,128), 0.854 -> 0.832 at
 # (8,2048,9,64); every correctness case passes.
+# stages: pipeline stages of stage 2's key-side kernel (_bwd_kernel; 1 until round 18). 2 (HYBRIDIZE_GDR_BWD_STAGES=1
+# restores 1): H100, round 18 (call 12), fwd+bwd kernel sums 1 -> 2 stages, ms: GDN 1.925 -> 1.846 at (1,8192,16,128)
+# (the kernel 0.911 -> 0.840), 3.220 -> 3.043 at (4,4096,16,128); KDA 3.807 -> 3.786 and 6.446 -> 6.385; head dim 64
+# within 0.01 (GDN 0.831 -> 0.827, KDA 1.614 -> 1.622); every correctness case passes.
 # BK / BV: stage 2's key columns per program and value columns per step, by design and gate kind
 # ("gdn" scalar, "kda" per-channel). H100, round 10, the whole chunk_bwd swept over BK {32, 64} x
 # BV {32, 64} x warps {4, 8} (kernel_stages.py --bwd-sweep; 8 warps won everywhere), ms, the old
@@ -86,7 +90,8 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "design": os.environ.get("HYBRIDIZE_GDR_BWD", "auto"), "values_BV": 32, "values_warps": 8,
               "dh16": os.environ.get("HYBRIDIZE_GDR_DH16", "").split(","),
               "dh_split_channel": os.environ.get("HYBRIDIZE_GDR_DH_SPLIT_KDA", "0") == "1",
-              "split_stages": int(os.environ.get("HYBRIDIZE_GDR_DH_SPLIT_STAGES", "3"))}
+              "split_stages": int(os.environ.get("HYBRIDIZE_GDR_DH_SPLIT_STAGES", "3")),
+              "stages": int(os.environ.get("HYBRIDIZE_GDR_BWD_STAGES", "2"))}
 
 
 @triton.jit
@@ -486,6 +491,6 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
             layout.cu, layout.chunks, scale, H, L,
             K=K, V=V, BK=BK, BV=BV, C=CHUNK, SB=SUB, CHANNEL=channel,
             SHARED_FACTORS=BWD_CONFIG["factors"] == "shared", SPLIT=split, PREC=prec, DT=dot_dtype(vn.dtype),
-            num_warps=BWD_CONFIG["num_warps"], num_stages=1)
+            num_warps=BWD_CONFIG["num_warps"], num_stages=BWD_CONFIG["stages"])
     dg = dg_part[0] if channel else dg_part.sum(0)
     return dq, dk, dv, dg, db_part.sum(0), dh0
