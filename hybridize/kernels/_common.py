@@ -106,6 +106,21 @@ def tril_mask(rows, valid):
     return valid[:, None] & lower_sectors(rows, rows)
 
 
+@triton.jit
+def load_chunk_matrix(ptr, tok, valid, rows, i_h, H, C: tl.constexpr):
+    """One chunk's [C, C] tile of a chunk matrix (chunk_matrix, rows of tokens tok, head i_h): its tril_mask
+    part as stored, zeros elsewhere."""
+    return tl.load(ptr + (tok[:, None] * H + i_h) * C + rows[None, :], mask=tril_mask(rows, valid), other=0.0)
+
+
+@triton.jit
+def store_chunk_matrix(ptr, x, tok, valid, rows, i_h, H, C: tl.constexpr):
+    """x, lower triangular ([C, C], zeros above the diagonal), into a chunk matrix: its tril_mask part, in the
+    matrix's element type."""
+    tl.store(ptr + (tok[:, None] * H + i_h) * C + rows[None, :], x.to(ptr.dtype.element_ty),
+             mask=tril_mask(rows, valid))
+
+
 def gate_kind(channel: bool) -> str:
     """The configuration key of a gate kind: "kda" for per-channel gates, "gdn" for scalar ones."""
     return "kda" if channel else "gdn"

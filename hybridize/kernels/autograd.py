@@ -64,10 +64,10 @@ def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=Fals
     aqk = store_for_bwd or keep_t or fuse_o or not OUTPUT_CONFIG["qk"]
     solve = store_for_bwd or fuse_o or not solve_in_scan(k, inter, channel, layout.num_seqs * k.shape[2])
     qh_dtype = inter_dtypes(k, inter, channel)[0]
-    # per-channel gates: scale q e^G for the output kernel, from the pairs kernel (OUTPUT_CONFIG["qg"])
+    # per-channel gates: scale q e^G for the output kernel, from the pairs kernel (OUTPUT_CONFIG["qg"]). Only
+    # without the solve (so not for a backward or the fused output), where w and so qh_dtype are 16-bit.
     qg = (torch.empty_like(q, dtype=qh_dtype) if OUTPUT_CONFIG["qg"] and k.shape[-1] <= OUTPUT_CONFIG["qg_max_dim"]
-          and qh_dtype != torch.float32 and not store_for_bwd and not fuse_o and pairs_decayed(channel, solve)
-          else None)
+          and pairs_decayed(channel, solve) else None)
     G, w, u, Aqk, T, kg = chunk_prep(q, k, v, g, beta, scale, layout, store_t=store_for_bwd or keep_t,
                                      inter=inter, aqk=aqk, solve=solve, qg=qg)
     T_kept = T if store_for_bwd or keep_t else None

@@ -22,7 +22,8 @@ import triton
 import triton.language as tl
 
 from ._common import (CHUNK, SUB, Layout, channel_colside, channel_grads, channel_rowside, chunk_bounds, chunk_matrix,
-                      chunk_tokens, dot_dtype, dot_precision, gate_kind, split16, tril_mask)
+                      chunk_tokens, dot_dtype, dot_precision, gate_kind, load_chunk_matrix, split16,
+                      store_chunk_matrix)
 from .chunk_prep import decayed
 from .chunk_scan import SCAN_CONFIG, _pick_bv, launch_options, load_gates, split_update
 
@@ -106,7 +107,7 @@ def _local_dvn_kernel(Aqk, do, out, cu, chunks, H, V: tl.constexpr, BV: tl.const
     valid, tok, _ = chunk_tokens(bos, eos, i_t, rows, C)
     m_v = valid[:, None] & (vv < V)[None, :]
     p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
-    b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=tril_mask(rows, valid), other=0.0).to(DT)
+    b_A = load_chunk_matrix(Aqk, tok, valid, rows, i_h, H, C).to(DT)
     b_do = tl.load(do + p_v, mask=m_v, other=0.0).to(DT)
     tl.store(out + p_v, tl.dot(tl.trans(b_A), b_do, input_precision=PREC), mask=m_v)
 
@@ -175,8 +176,7 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_of
         if LOCAL:
             dvn = tl.load(dvl + p_v, mask=m_v, other=0.0)
         else:
-            b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=tril_mask(rows, valid),
-                          other=0.0).to(DT)
+            b_A = load_chunk_matrix(Aqk, tok, valid, rows, i_h, H, C).to(DT)
             dvn = tl.dot(tl.trans(b_A), b_do, input_precision=PREC)
         if SPLIT == 2:
             hi, lo = split16(dh, KDT)
@@ -214,8 +214,7 @@ def _bwd_values_kernel(v, beta, T, vn, dvn, do, dv, dvb_out, dA_out, dM_out, dbe
     rows = tl.arange(0, C)
     valid, tok, _ = chunk_tokens(bos, eos, i_t, rows, C)
     b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
-    p_c = (tok[:, None] * H + i_h) * C + rows[None, :]
-    b_T = tl.load(T + p_c, mask=tril_mask(rows, valid), other=0.0)
+    b_T = load_chunk_matrix(T, tok, valid, rows, i_h, H, C)
     dA = tl.zeros([C, C], dtype=tl.float32)
     dM = tl.zeros([C, C], dtype=tl.float32)
     db = tl.zeros([C], dtype=tl.float32)
@@ -234,8 +233,8 @@ def _bwd_values_kernel(v, beta, T, vn, dvn, do, dv, dvb_out, dA_out, dM_out, dbe
         dvb_dt = dvb.to(DT)
         dA += tl.dot(dvb_dt, tl.trans(b_vn), input_precision=PREC)
         dM += tl.dot(b_do, tl.trans(b_vn), input_precision=PREC)
-    tl.store(dA_out + p_c, tl.where(rows[:, None] > rows[None, :], -dA, 0.0), mask=tril_mask(rows, valid))
-    tl.store(dM_out + p_c, tl.where(rows[:, None] >= rows[None, :], dM, 0.0), mask=tril_mask(rows, valid))
+    store_chunk_matrix(dA_out, tl.where(rows[:, None] > rows[None, :], -dA, 0.0), tok, valid, rows, i_h, H, C)
+    store_chunk_matrix(dM_out, tl.where(rows[:, None] >= rows[None, :], dM, 0.0), tok, valid, rows, i_h, H, C)
     tl.store(dbeta_v + tok * H + i_h, db, mask=valid)
 
 
@@ -260,9 +259,8 @@ def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, db
     b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
     b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(tl.float32) * scale
     b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
-    p_c = (tok[:, None] * H + i_h) * C + rows[None, :]
     if not SPLIT:
-        b_T = tl.load(T + p_c, mask=tril_mask(rows, valid), other=0.0)
+        b_T = load_chunk_matrix(T, tok, valid, rows, i_h, H, C)
     # G is the forward's own (loaded, not recomputed: the prep's block-wise cumulative sum rounds
     # differently from a 64-row one, and with |G| ~ 100 that difference alone put dk at 1e-5).
     # Past the document end it must stay at its last value (not 0), or the split decay factors
@@ -319,8 +317,8 @@ def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, db
         dGl_h += tl.sum(b_h.to(tl.float32) * b_dh.to(tl.float32), 1)
 
     if SPLIT:
-        dA = tl.load(dA_buf + p_c, mask=tril_mask(rows, valid), other=0.0)
-        dM = tl.load(dM_buf + p_c, mask=tril_mask(rows, valid), other=0.0)
+        dA = load_chunk_matrix(dA_buf, tok, valid, rows, i_h, H, C)
+        dM = load_chunk_matrix(dM_buf, tok, valid, rows, i_h, H, C)
     else:
         dA = tl.where(rows[:, None] > rows[None, :], -dA, 0.0)
         dM = tl.where(rows[:, None] >= rows[None, :], dM, 0.0)

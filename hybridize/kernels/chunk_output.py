@@ -25,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import CHUNK, Layout, chunk_bounds, chunk_tokens, dot_dtype, dot_precision, tril_mask
+from ._common import CHUNK, Layout, chunk_bounds, chunk_tokens, dot_dtype, dot_precision, load_chunk_matrix
 from .chunk_scan import load_gates
 
 # Round 13 (H100, benchmarks/RESULTS.md "Kernels, round 13", calls 1, 3, 4; the kernel alone, ms):
@@ -84,7 +84,7 @@ def _vn_again(keys, T_in, vals, beta, G, h, tok, valid, rows, i_c, i_h, H, vv, v
     if not CHANNEL:
         R = R * tl.exp(tl.load(G + tok * H + i_h, mask=valid, other=0.0))[:, None]
     b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
-    b_T = tl.load(T_in + (tok[:, None] * H + i_h) * C + rows[None, :], mask=tril_mask(rows, valid), other=0.0)
+    b_T = load_chunk_matrix(T_in, tok, valid, rows, i_h, H, C)
     return tl.dot(b_T, (x - R) * b_b[:, None], input_precision=PREC)
 
 
@@ -132,8 +132,7 @@ def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, keys, T_in, vals, beta, cu
         Gc = tl.load(G + tok * H + i_h, mask=valid, other=0.0)
         A = M * tl.exp(tl.where(rows[:, None] >= rows[None, :], Gc[:, None] - Gc[None, :], float("-inf"))) * scale
     else:
-        A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=tril_mask(rows, valid),
-                    other=0.0).to(tl.float32)
+        A = load_chunk_matrix(Aqk, tok, valid, rows, i_h, H, C).to(tl.float32)
     if VN16:
         part = tl.dot(A.to(tl.float16).to(HALF), tl.load(vn + p_v, mask=m_v, other=0.0).to(HALF))
         # An inf in vn makes its column non-finite in every row (inf x 0 is NaN), an inf in A its row: a row sum

@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from ._common import (CHUNK, SUB, Layout, channel_pairwise, chunk_bounds, chunk_matrix, chunk_tokens, dot_dtype,
-                      dot_precision, gate_kind, invert, tril_mask, unit_lower_inverse_rows)
+                      dot_precision, gate_kind, invert, store_chunk_matrix, unit_lower_inverse_rows)
 from .chunk_prep_blocks import BC as BLOCK_ROWS
 from .chunk_prep_blocks import _prep_blocks_kernel
 from .chunk_prep_split import channel_tiles, chunk_prep_split, scalar_pairs, scan_kg_dtype
@@ -161,12 +161,10 @@ def _prep_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, cu, chun
         Tm = invert(A, C, SB, DOUBLING, PREC)
     else:
         Tm = unit_lower_inverse_rows(A, C)
-    m_c = tril_mask(rows, valid)
-    p_c = (tok[:, None] * H + i_h) * C + rows[None, :]
     if STORE_T:
-        tl.store(T_out + p_c, Tm, mask=m_c)
+        store_chunk_matrix(T_out, Tm, tok, valid, rows, i_h, H, C)
     if STORE_AQK:
-        tl.store(Aqk_out + p_c, M.to(Aqk_out.dtype.element_ty), mask=m_c)
+        store_chunk_matrix(Aqk_out, M, tok, valid, rows, i_h, H, C)
     for k0 in tl.static_range(0, K, BK):
         kk = k0 + tl.arange(0, BK)
         m_k = valid[:, None] & (kk < K)[None, :]

@@ -37,7 +37,7 @@ import triton
 import triton.language as tl
 
 from ._common import (CHUNK, EXP_CLAMP, SUB, Layout, chunk_bounds, chunk_matrix, chunk_tokens, dot_dtype, dot_precision,
-                      invert, lower_sectors, tril_mask)
+                      invert, load_chunk_matrix, lower_sectors, store_chunk_matrix, tril_mask)
 from .chunk_prep_blocks import _store_row_block, block_inverse
 from .chunk_scan import SCAN_CONFIG, load_gates
 
@@ -243,20 +243,19 @@ def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, kg_out, kg_lo_out, kG_ou
         if INVERT:  # the four column blocks as one [C, C] tile (C == 4 SB), inverted here
             A = _side_by_side(_side_by_side(A0, A1), _side_by_side(A2, A3))
             A = invert(tl.where(rows[:, None] > rows[None, :], A * b[:, None], 0.0), C, SB, DOUBLING, PREC)
-            tl.store(A_out + (tok[:, None] * H + i_h) * C + rows[None, :], A, mask=tril_mask(rows, valid))
+            store_chunk_matrix(A_out, A, tok, valid, rows, i_h, H, C)
     else:
         G = tl.cumsum(tl.load(g + tok * H + i_h, mask=valid, other=0.0).to(tl.float32), 0)
         tl.store(G_out + tok * H + i_h, G, mask=valid)
         A, M = scalar_pairs(q, k, tok, valid, i_h, H, K, BK, C, PREC, DT, STORE_AQK)
         # exp of the masked difference: -inf above the diagonal gives exact zeros, no overflow
         D = tl.exp(tl.where(rows[:, None] >= rows[None, :], G[:, None] - G[None, :], float("-inf")))
-        p_c = (tok[:, None] * H + i_h) * C + rows[None, :]
         if STORE_AQK:
-            tl.store(Aqk_out + p_c, (M * D * scale).to(Aqk_out.dtype.element_ty), mask=tril_mask(rows, valid))
+            store_chunk_matrix(Aqk_out, M * D * scale, tok, valid, rows, i_h, H, C)
         A = tl.where(rows[:, None] > rows[None, :], A * D, 0.0) * b[:, None]
         if INVERT:
             A = invert(A, C, SB, DOUBLING, PREC)
-        tl.store(A_out + p_c, A, mask=tril_mask(rows, valid))
+        store_chunk_matrix(A_out, A, tok, valid, rows, i_h, H, C)
 
 
 @triton.jit
@@ -299,10 +298,9 @@ def _inverse_kernel(T_buf, cu, chunks, H, C: tl.constexpr, SB: tl.constexpr, BLO
     else:
         rows = tl.arange(0, C)
         valid, tok, _ = chunk_tokens(bos, eos, i_t, rows, C)
-        p_c = T_buf + (tok[:, None] * H + i_h) * C + rows[None, :]
-        Tm = invert(tl.load(p_c, mask=tril_mask(rows, valid), other=0.0), C, SB, DOUBLING, PREC)
+        Tm = invert(load_chunk_matrix(T_buf, tok, valid, rows, i_h, H, C), C, SB, DOUBLING, PREC)
         tl.debug_barrier()  # in place: every thread's loads before any store
-        tl.store(p_c, Tm, mask=tril_mask(rows, valid))
+        store_chunk_matrix(T_buf, Tm, tok, valid, rows, i_h, H, C)
 
 
 @triton.jit
@@ -344,7 +342,7 @@ def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, cu, chunks, H, K: 
     rows = tl.arange(0, C)
     valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
     b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
-    Tm = tl.load(T_buf + (tok[:, None] * H + i_h) * C + rows[None, :], mask=tril_mask(rows, valid), other=0.0)
+    Tm = load_chunk_matrix(T_buf, tok, valid, rows, i_h, H, C)
     if ALL:
         for i_j in tl.static_range((K + BK - 1) // BK + (V + BV - 1) // BV):
             _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, tok, valid, last_tok, i_h, H, i_j, K, V, BK, BV,

@@ -23,7 +23,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision, split16, tril_mask, via_registers
+from ._common import (CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision, load_chunk_matrix, split16,
+                      via_registers)
 
 # Value columns per program and warps: the tuning knobs of the latency-bound scan; fuse_o selects
 # the output inside the scan (the first version) instead of chunk_output.py.
@@ -166,7 +167,7 @@ def _scan_kernel(q, k, kg_lo, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, 
         if STORE_H:
             tl.store(h_out + ((c0 + i_t) * H + i_h) * K * V + p_s, h.to(h_out.dtype.element_ty), mask=m_s)
         if SOLVE:
-            b_T = tl.load(w + (tok[:, None] * H + i_h) * C + rows[None, :], mask=tril_mask(rows, valid), other=0.0)
+            b_T = load_chunk_matrix(w, tok, valid, rows, i_h, H, C)
             b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
         else:
             b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(WDT)
@@ -193,8 +194,7 @@ def _scan_kernel(q, k, kg_lo, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, 
             tl.store(vn_out + p_v, vn.to(vn_out.dtype.element_ty), mask=m_v)
         if FUSE_O:
             b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(tl.float32) * scale
-            b_A = tl.load(Aqk + (tok[:, None] * H + i_h) * C + rows[None, :], mask=tril_mask(rows, valid),
-                          other=0.0).to(DT)
+            b_A = load_chunk_matrix(Aqk, tok, valid, rows, i_h, H, C).to(DT)
             b_o = tl.dot((b_q * eG).to(DT), h.to(DT), input_precision=PREC)
             b_o += tl.dot(b_A, vn_dt, input_precision=PREC)
             tl.store(o + p_v, b_o.to(o.dtype.element_ty), mask=m_v)
