@@ -237,6 +237,13 @@
 #   PART=104 the backward's chunk kernel (_bwd_kernel) at 2 pipeline stages (HYBRIDIZE_GDR_BWD_STAGES=2): correctness of
 #            every case with it; fwd+bwd kernels at shapes 0, 1, 4 with 1 and 2 stages
 #   PART=105 the final round-18 code (the backward's chunk kernel at 2 stages): the table at shapes 0 and 2
+# Round 19:
+#   PART=106 the KDA backward's decayed operands in fp16 with the fused L2 norm (BWD_CONFIG["decayed16"]): correctness
+#            of every case; the dh scan swept with fp32 and fp16 operands (shapes 0, 1, 4); KDA fwd+bwd kernels with
+#            the fused L2 norm (HYBRIDIZE_BENCH_L2=1) at shapes 0, 1, 4, fp16 on and off (HYBRIDIZE_GDR_DECAYED16=0)
+#   PART=107 fla's KDA fwd+bwd kernels beside ours, both with the fused L2 norm (shape 0; fla autotunes for minutes)
+#   PART=108 decayed16 "kg" (kg in fp16, q e^G in fp32; the default after call 1): correctness of every case; KDA fwd+bwd
+#            kernels with the fused L2 norm at shapes 0, 1, 4 with "kg", "0" and "both", alternating twice
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -294,6 +301,39 @@ defaults() {
 }
 
 case "${PART:-1}" in
+106)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  step dh_sweep 240 kernel_stages.py --shapes "" --dh-sweep 0,1,4 --dh-gates kda --sweep-inter mixed --no-fla \
+    --dh-grid "bv=16,32;warps=4;stages=1,2,3;dvn=kernel;dec=32,16"
+  for val in 1 0; do
+    step "profile_d$val" 150 HYBRIDIZE_BENCH_L2=1 HYBRIDIZE_GDR_DECAYED16=$val kernel_profile.py --shapes 0,1,4 \
+      --modes fwd+bwd --no-fla --gates kda
+    rows "profile_d$val" "sum of kernels\|_dh_kernel\|_scan_kernel\|_solve_kernel\|_decayed" "decayed16=$val: "
+  done
+  rows dh_sweep "^| dh sweep"
+  ours_ok correctness | grep "FAIL\|aligned"
+  rows correctness "PASS\|FAILED"
+  ;;
+108)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  for rep in 1 2; do
+    for val in kg 0 both; do
+      step "profile_${val}_$rep" 150 HYBRIDIZE_BENCH_L2=1 HYBRIDIZE_GDR_DECAYED16=$val kernel_profile.py --shapes 0,1,4 \
+        --modes fwd+bwd --no-fla --gates kda
+    done
+  done
+  for rep in 1 2; do
+    for val in kg 0 both; do
+      rows "profile_${val}_$rep" "sum of kernels\|_dh_kernel\|_scan_kernel" "$val ($rep): "
+    done
+  done
+  ours_ok correctness | grep "FAIL\|aligned"
+  rows correctness "PASS\|FAILED"
+  ;;
+107)
+  step profile_fla 400 HYBRIDIZE_BENCH_L2=1 kernel_profile.py --shapes 0 --modes fwd+bwd --gates kda
+  rows profile_fla "sum of kernels"
+  ;;
 105)
   step bench 200 "${BENCH[@]}" --shapes 0,2
   rows bench "^| [GK]D[AN] f" "default "

@@ -19,7 +19,7 @@ import os
 import torch
 
 from ._common import make_layout
-from .chunk_bwd import chunk_bwd
+from .chunk_bwd import chunk_bwd, decayed_dtype
 from .chunk_output import OUTPUT_CONFIG, chunk_output
 from .chunk_prep import chunk_prep, inter_dtypes, solve_in_scan
 from .chunk_prep_split import chunk_solve, pairs_decayed
@@ -143,7 +143,9 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
             _, _, (G, w, Aqk, T, h, vn, kg) = _forward(qn, kn, v_in, gp, b_in, scale, h0, False, layout,
                                                        store_for_bwd=True, inter=ctx.inter)
         elif h is None:  # RECOMPUTE "solve": the prep's pairs and inverse are not run again
-            w, u, kg = chunk_solve(kn, v_in, G, b_in, T, layout, *inter_dtypes(kn, ctx.inter, G.dim() == 4))
+            w_dtype, inter = inter_dtypes(kn, ctx.inter, G.dim() == 4)
+            kg_dtype = decayed_dtype(kn.dtype, inter, G.dim() == 4, ctx.l2)
+            w, u, kg = chunk_solve(kn, v_in, G, b_in, T, layout, w_dtype, inter, kg_dtype)
             _, _, h, vn = chunk_scan(qn, kn, w, u, G, Aqk, scale, layout, initial_state=h0, store_h=True, kg=kg)
         # RECOMPUTE "none": the forward kept everything
         do = _packed(do.to(vp.dtype))
@@ -151,7 +153,8 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
             do, drho_q = out_grad(do, o, rho_q)
         dht = dht.contiguous().float() if dht is not None else None
         dq, dk, dv, dg, db, dh0 = chunk_bwd(qn, kn, v_in, gp, b_in, scale, layout, G, w, Aqk, T, h, vn, do, dht,
-                                            need_dh0=h0 is not None and ctx.needs_input_grad[6], kg=kg)
+                                            need_dh0=h0 is not None and ctx.needs_input_grad[6], kg=kg,
+                                            unit_keys=ctx.l2)
         if ctx.l2:
             dq = unit_bwd(qp, dq, drho_q)
             dk, dv, db = keys_bwd(kp, vp, bp, dk, dv, db)

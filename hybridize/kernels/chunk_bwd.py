@@ -71,6 +71,18 @@ from .chunk_scan import SCAN_CONFIG, _pick_bv, launch_options, load_gates, split
 # restores 1): H100, round 18 (call 12), fwd+bwd kernel sums 1 -> 2 stages, ms: GDN 1.925 -> 1.846 at (1,8192,16,128)
 # (the kernel 0.911 -> 0.840), 3.220 -> 3.043 at (4,4096,16,128); KDA 3.807 -> 3.786 and 6.446 -> 6.385; head dim 64
 # within 0.01 (GDN 0.831 -> 0.827, KDA 1.614 -> 1.622); every correctness case passes.
+# decayed16: the backward's decayed operands (kg = k e^{G_last - G} from the solve kernel, q e^G from _decayed_kernel;
+# per-channel gates) in fp16 instead of fp32, when the fused L2 norm bounds them (|q' e^G|, |k' e^{G_last - G}| <=
+# 2^1/2: l2norm.py's x 2^e has norm 1/rho <= 2^1/2, and every gate factor is <= 1) and the inputs are 16-bit with fp32
+# intermediates. Their products in the recompute scan and the dh scan stay tf32 on fp32 tiles, and fp16 keeps tf32's
+# 10 explicit mantissa bits (rounded, where tf32 truncates), so only values under fp16's normal range (6.1e-5) lose
+# relative precision, by at most 3e-8 absolute. HYBRIDIZE_GDR_DECAYED16=0 keeps fp32. H100, round 19 (calls 1-2), KDA
+# fwd+bwd kernel sums with the fused L2 norm, fp32 -> fp16, two runs each, ms: (1,8192,16,128) 4.078 / 4.092 ->
+# 4.071 / 4.071, (4,4096,16,128) 7.054 / 6.971 -> 6.908 / 6.839, (8,2048,9,64) 1.768 / 1.743 -> 1.741 / 1.709. The
+# recompute scan 0.657 -> 0.618, the solve 0.142 -> 0.128 and _decayed_kernel 0.061 -> 0.050 at (1,8192,16,128), but
+# the dh scan 0.548 -> 0.606 there (0.736 -> 0.679 at (4,4096,16,128)): it was not bound by these loads as round 18
+# guessed; fp16 tiles are converted in registers and staged again for the tf32 products. kg alone in fp16 (q e^G in
+# fp32) was worse: the dh scan 0.762 ms.
 # BK / BV: stage 2's key columns per program and value columns per step, by design and gate kind
 # ("gdn" scalar, "kda" per-channel). H100, round 10, the whole chunk_bwd swept over BK {32, 64} x
 # BV {32, 64} x warps {4, 8} (kernel_stages.py --bwd-sweep; 8 warps won everywhere), ms, the old
@@ -92,7 +104,8 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "dh16": os.environ.get("HYBRIDIZE_GDR_DH16", "").split(","),
               "dh_split_channel": os.environ.get("HYBRIDIZE_GDR_DH_SPLIT_KDA", "0") == "1",
               "split_stages": int(os.environ.get("HYBRIDIZE_GDR_DH_SPLIT_STAGES", "3")),
-              "stages": int(os.environ.get("HYBRIDIZE_GDR_BWD_STAGES", "2"))}
+              "stages": int(os.environ.get("HYBRIDIZE_GDR_BWD_STAGES", "2")),
+              "decayed16": os.environ.get("HYBRIDIZE_GDR_DECAYED16", "1") == "1"}
 
 
 @triton.jit
@@ -374,10 +387,20 @@ def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, db
     tl.store(dbeta_part + i_k * L * H + tok * H + i_h, db, mask=valid)
 
 
+def decayed_dtype(in_dtype: torch.dtype, inter: torch.dtype, channel: bool, unit_keys: bool) -> torch.dtype:
+    """The element type of the backward's decayed operands (kg from the recompute's solve, for that scan and the dh
+    scan; q e^G for the dh scan): fp16 where BWD_CONFIG["decayed16"] applies (per-channel gates, unit_keys from the
+    fused L2 norm, 16-bit inputs, fp32 intermediates), else the intermediates' own."""
+    if (BWD_CONFIG["decayed16"] and channel and unit_keys and BWD_CONFIG["decayed"] == "kernel"
+            and in_dtype in (torch.bfloat16, torch.float16) and inter == torch.float32):
+        return torch.float16
+    return inter
+
+
 def dh_operands(q, k, G, layout: Layout, dtype: torch.dtype, kg=None):
-    """(q, k, decayed_in) as the dh scan takes them: q e^G and kg = k e^{G_last - G} in the
-    intermediates' dtype when BWD_CONFIG["decayed"] is "kernel" and the gates are per-channel (kg: the
-    forward's own when given), else q and k themselves."""
+    """(q, k, decayed_in) as the dh scan takes them: q e^G and kg = k e^{G_last - G} (kg: the recompute's own when
+    given) in `dtype` (the intermediates' or decayed_dtype's) when BWD_CONFIG["decayed"] is "kernel" and the gates
+    are per-channel, else q and k themselves."""
     if G.dim() != 4 or BWD_CONFIG["decayed"] != "kernel":
         return q, k, False
     kd = kg if kg is not None else decayed(k, G, layout, dtype)
@@ -445,11 +468,12 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
         SPLIT=split, KDT=dot_dtype(torch.bfloat16), **opts)
 
 
-def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool, kg=None):
+def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool, kg=None,
+              unit_keys: bool = False):
     """Gradients of the chunked rule (inputs packed [1, L, H, ...], q and k already normalised).
-    kg: the forward's k e^{G_last - G} (per-channel gates), used by the dh scan when
-    BWD_CONFIG["decayed"] is "kernel". Returns dq, dk, dv (input dtypes), dg (fp32, g's shape),
-    dbeta (fp32), dh0 (fp32 or None)."""
+    kg: the recomputed k e^{G_last - G} (per-channel gates), used by the dh scan when
+    BWD_CONFIG["decayed"] is "kernel". unit_keys: q and k come from the fused L2 norm (decayed_dtype).
+    Returns dq, dk, dv (input dtypes), dg (fp32, g's shape), dbeta (fp32), dh0 (fp32 or None)."""
     _, L, H, K = k.shape
     V = v.shape[-1]
     N = layout.num_seqs
@@ -461,7 +485,8 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
     dvn = torch.empty_like(vn)
     dh0 = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if need_dh0 else None
     if N:
-        launch_dh(*dh_operands(q, k, G, layout, vn.dtype, kg), w, G, Aqk, do, dht, dh_all, dvn, dh0, layout, scale)
+        dec = decayed_dtype(q.dtype, vn.dtype, channel, unit_keys)
+        launch_dh(*dh_operands(q, k, G, layout, dec, kg), w, G, Aqk, do, dht, dh_all, dvn, dh0, layout, scale)
     design = BWD_CONFIG["design"]
     split = design == "split" or (design == "auto" and channel and K >= 128)
     kind, gates = ("split" if split else "fused"), gate_kind(channel)

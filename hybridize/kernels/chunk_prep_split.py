@@ -429,11 +429,12 @@ def chunk_prep_split(q, k, v, g, beta, scale: float, layout: Layout, w_dtype: to
     return G, w, u, Aqk, T, kg
 
 
-def chunk_solve(k, v, G, beta, T, layout: Layout, w_dtype: torch.dtype, inter: torch.dtype):
-    """w (in w_dtype), u and kg (per-channel gates; both in inter) from the prep's G and T: the part of
-    the prep that the backward re-runs when the forward kept G, T and Aqk (autograd.RECOMPUTE)."""
+def chunk_solve(k, v, G, beta, T, layout: Layout, w_dtype: torch.dtype, inter: torch.dtype,
+                kg_dtype: torch.dtype | None = None):
+    """w (in w_dtype), u (in inter) and kg (per-channel gates; in kg_dtype, default inter) from the prep's G and
+    T: the part of the prep that the backward re-runs when the forward kept G, T and Aqk (autograd.RECOMPUTE)."""
     w = torch.empty_like(k, dtype=w_dtype)
     u = torch.empty_like(v, dtype=inter)
-    kg = torch.empty_like(k, dtype=inter) if G.dim() == 4 else None
+    kg = torch.empty_like(k, dtype=kg_dtype or inter) if G.dim() == 4 else None
     launch_solve(k, v, G, beta, T, layout, w, u, kg)
     return w, u, kg

@@ -183,6 +183,12 @@ def test_aligned_keys_bf16_fused_norm(channel):
     rounds to nearest, which doubles the other errors (o 6e-3, dq 1.1-1.4e-2); and beta is fp32
     here because a truncated bf16 beta' = beta rho^2 is a bias of one sign that the GPU's rounding
     does not have (it would put the state at 7e-3). The H100's figures: benchmarks/RESULTS.md, round 11."""
+    errs, _ = aligned_bf16_fused_norm(channel)
+    assert errs["final_state"] < 5e-3 and errs["dg"] < 5e-3 and max(errs.values()) < 2.5e-2, errs
+
+
+def aligned_bf16_fused_norm(channel):
+    """test_aligned_keys_bf16_fused_norm's case: (errors against float64 by NAMES, our outputs and gradients)."""
     ins = make_inputs(21, 1, 256, 2, 64, 64, channel, torch.bfloat16, 1, True, aligned=True)
     ins[4] = ins[4].float()
     gen = torch.Generator().manual_seed(22)
@@ -193,8 +199,47 @@ def test_aligned_keys_bf16_fused_norm(channel):
     rs = [x.double().requires_grad_() for x in ins]
     ro, rht = recurrent_gated_delta_rule(*rs[:5], initial_state=rs[5], output_final_state=True, use_qk_l2norm=True)
     ((ro * do.bfloat16().double()).sum() + (rht * dht.double()).sum()).backward()
-    errs = dict(zip(NAMES, [rel(a, b) for a, b in zip([o, ht] + [x.grad for x in xs], [ro, rht] + [x.grad for x in rs])]))
+    ours = [o.detach(), ht.detach()] + [x.grad for x in xs]
+    return dict(zip(NAMES, [rel(a, b) for a, b in zip(ours, [ro, rht] + [x.grad for x in rs])])), ours
+
+
+@inproc
+def test_decayed16_backward(monkeypatch):
+    """KDA's backward with the fused L2 norm and bf16 inputs takes kg and q e^G in fp16 (chunk_bwd.decayed_dtype):
+    the path is taken (fp16 buffers) only there; the aligned-key errors against float64 stay within
+    test_aligned_keys_bf16_fused_norm's bounds and within 10% of the fp32 path's; the gradients differ from that
+    path's by under a quarter of their distance to float64, but not by nothing (the operands did change).
+    Under the interpreter the fp32 path's products are exact fp32 (on the GPU they are tf32, 10 bits, as fp16 keeps),
+    so this is the strict side: the paths differ by 2e-4 (dg) to 2.1e-3 (dq), about a seventh of each distance to
+    float64."""
+    from hybridize.kernels import autograd, chunk_bwd
+    seen = {}
+
+    def spy(name, fn):
+        def wrapped(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            seen.setdefault(name, []).append((out[2] if name == "solve" else out).dtype)
+            return out
+        return wrapped
+    monkeypatch.setattr(autograd, "chunk_solve", spy("solve", autograd.chunk_solve))
+    monkeypatch.setattr(chunk_bwd, "decayed", spy("decayed", chunk_bwd.decayed))
+    errs, fp16 = aligned_bf16_fused_norm(True)
+    assert seen == {"solve": [torch.float16], "decayed": [torch.float16]}, seen
     assert errs["final_state"] < 5e-3 and errs["dg"] < 5e-3 and max(errs.values()) < 2.5e-2, errs
+    seen.clear()
+    monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "decayed16", False)
+    errs32, fp32 = aligned_bf16_fused_norm(True)
+    assert seen == {"solve": [torch.float32], "decayed": [torch.float32]}, seen
+    diffs = {n: rel(a, b) for n, a, b in zip(NAMES, fp16, fp32)}
+    assert all(diffs[n] == 0 for n in NAMES[:2]), diffs  # the forward is untouched
+    assert 0 < max(diffs.values()) and all(diffs[n] < 0.25 * errs32[n] for n in NAMES[2:]), (diffs, errs32)
+    assert all(errs[n] <= 1.1 * errs32[n] for n in NAMES), (errs, errs32)
+    # not without the fused norm (unbounded keys), nor for fp32 inputs
+    monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "decayed16", True)
+    assert chunk_bwd.decayed_dtype(torch.bfloat16, torch.float32, True, True) == torch.float16
+    assert chunk_bwd.decayed_dtype(torch.bfloat16, torch.float32, True, False) == torch.float32
+    assert chunk_bwd.decayed_dtype(torch.float32, torch.float32, True, True) == torch.float32
+    assert chunk_bwd.decayed_dtype(torch.bfloat16, torch.float32, False, True) == torch.float32
 
 
 @inproc
