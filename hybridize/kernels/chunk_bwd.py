@@ -105,15 +105,13 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "dh_split_channel": os.environ.get("HYBRIDIZE_GDR_DH_SPLIT_KDA", "0") == "1",
               "split_stages": int(os.environ.get("HYBRIDIZE_GDR_DH_SPLIT_STAGES", "3")),
               "stages": int(os.environ.get("HYBRIDIZE_GDR_BWD_STAGES", "2")),
-              "decayed16": os.environ.get("HYBRIDIZE_GDR_DECAYED16", "1") == "1",
-              "qdo": os.environ.get("HYBRIDIZE_GDR_QDO", "0") == "1"}
+              "decayed16": os.environ.get("HYBRIDIZE_GDR_DECAYED16", "1") == "1"}
 
 
 @triton.jit
-def _local_dvn_kernel(Aqk, do, out, q, qdo, scale, cu, chunks, H, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr,
-                      BV: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, QDO: tl.constexpr):
-    """Aqk^T do of one (chunk, head, BV value columns): the part of dvn that needs no state. QDO: also
-    scale (q e^G)^T do (q holds q e^G) into qdo [chunks, H, K, V] fp32, the dh scan's term that needs no state."""
+def _local_dvn_kernel(Aqk, do, out, cu, chunks, H, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
+                      PREC: tl.constexpr, DT: tl.constexpr):
+    """Aqk^T do of one (chunk, head, BV value columns): the part of dvn that needs no state."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     vv = tl.program_id(2) * BV + tl.arange(0, BV)
@@ -125,21 +123,14 @@ def _local_dvn_kernel(Aqk, do, out, q, qdo, scale, cu, chunks, H, K: tl.constexp
     b_A = load_chunk_matrix(Aqk, tok, valid, rows, i_h, H, C).to(DT)
     b_do = tl.load(do + p_v, mask=m_v, other=0.0).to(DT)
     tl.store(out + p_v, tl.dot(tl.trans(b_A), b_do, input_precision=PREC), mask=m_v)
-    if QDO:
-        kk = tl.arange(0, BK)
-        km = kk < K
-        b_q = tl.load(q + (tok[:, None] * H + i_h) * K + kk[None, :], mask=valid[:, None] & km[None, :], other=0.0)
-        b_p = tl.dot(tl.trans((b_q.to(tl.float32) * scale).to(DT)), b_do, input_precision=PREC)
-        tl.store(qdo + (i_c.to(tl.int64) * H + i_h) * K * V + kk[:, None] * V + vv[None, :], b_p,
-                 mask=km[:, None] & (vv < V)[None, :])
 
 
 @triton.jit
-def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, qdo, cu, chunk_offsets, scale, H,
+def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_offsets, scale, H,
                K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                CHANNEL: tl.constexpr, DECAYED: tl.constexpr, LOCAL: tl.constexpr, HAS_DHT: tl.constexpr,
                STORE_DH0: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, WDT: tl.constexpr,
-               SPLIT: tl.constexpr, KDT: tl.constexpr, QDO: tl.constexpr):
+               SPLIT: tl.constexpr, KDT: tl.constexpr):
     """DECAYED: q arrives as q e^G and k as k e^{G_last - G} (chunk_prep.decayed), so the serial step
     exponentiates only the [K] vector e^{G_last}. LOCAL: dvl holds Aqk^T do (fp32, _local_dvn_kernel).
     WDT: operand type of (k e^{G_last - G}) dh', the mirror of the forward's w h (16-bit with the
@@ -149,9 +140,7 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, qdo, cu, chu
     halves carrying 16 bits, the gates moved onto that side's rows; KDT is their operand type. SPLIT 2
     (per-channel gates, DECAYED fp32 q e^G and kg, bf16 w and do, fp32 dvn; dh_split_kind): the gates
     cannot move off the key side, so q e^G and kg are split too; kg dh as three bf16 products, the other
-    two as two each, every operand 16-bit (tf32 would need fp32 tiles transposed through shared memory).
-    QDO (SPLIT 0, DECAYED, LOCAL): scale (q e^G)^T do arrives in qdo per chunk (_local_dvn_kernel's QDO), so the
-    serial step loads a [K, BV] fp32 tile instead of forming that product."""
+    two as two each, every operand 16-bit (tf32 would need fp32 tiles transposed through shared memory)."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -193,8 +182,7 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, qdo, cu, chu
             kh, kl = split16(tl.load(k + p_k, mask=m_k, other=0.0), KDT)
             b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(KDT)
         else:
-            if not QDO:
-                b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(tl.float32) * scale
+            b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(tl.float32) * scale
             b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
             b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(DT)
         b_do = tl.load(do + p_v, mask=m_v, other=0.0).to(KDT if SPLIT == 2 else DT)
@@ -222,10 +210,7 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, qdo, cu, chu
             dvn += tl.dot((b_k * eGlG).to(WDT), dh.to(WDT), input_precision=PREC)
             dvn_dt = dvn.to(DT)
             tl.store(dvn_out + p_v, dvn_dt, mask=m_v)
-            if QDO:
-                dh = dh * eGl + tl.load(qdo + ((c0 + i_t) * H + i_h) * K * V + p_s, mask=m_s, other=0.0)
-            else:
-                dh = dh * eGl + tl.dot(tl.trans((b_q * eG).to(DT)), b_do, input_precision=PREC)
+            dh = dh * eGl + tl.dot(tl.trans((b_q * eG).to(DT)), b_do, input_precision=PREC)
             dh -= tl.dot(tl.trans(b_w), dvn_dt, input_precision=PREC)
     if STORE_DH0:
         tl.store(dh0 + state_base + p_s, dh, mask=m_s)
@@ -445,16 +430,12 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
     # do is in the inputs' dtype; the products follow vn's (w may be 16-bit where vn is fp32: "mixed")
     prec, dt = dot_precision(do.dtype), dot_dtype(dvn.dtype)
     local = BWD_CONFIG["dvn_local"] == "kernel"
-    split = dh_split_kind(q.dtype, k.dtype, w.dtype, do.dtype, dvn.dtype, K, channel, decayed_in)
-    dvl = qdo = None
+    dvl = None
     if local and layout.num_chunks:
         dvl = torch.empty(1, L, H, V, device=do.device, dtype=torch.float32)
-        if BWD_CONFIG["qdo"] and decayed_in and not split and K <= 128:
-            qdo = torch.empty(layout.num_chunks, H, K, V, device=do.device, dtype=torch.float32)
         BVl = min(64, triton.next_power_of_2(V))
         _local_dvn_kernel[(layout.num_chunks, H, triton.cdiv(V, BVl))](
-            Aqk, do, dvl, q, qdo if qdo is not None else dvl, scale, layout.cu, layout.chunks, H, K=K, V=V,
-            BK=triton.next_power_of_2(K), BV=BVl, C=CHUNK, PREC=prec, DT=dt, QDO=qdo is not None, num_warps=4)
+            Aqk, do, dvl, layout.cu, layout.chunks, H, V=V, BV=BVl, C=CHUNK, PREC=prec, DT=dt, num_warps=4)
     BV = BWD_CONFIG["dh_BV"] or _pick_bv(V, N * H, K)
     # by the tiles' dtype: fp32 intermediates at BV=64 need 238 KB with 2 stages (KDA, H100)
     opts = launch_options(K, BV, dvn.dtype, channel)
@@ -467,6 +448,7 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
             # 16-bit tiles: at most 2 stages, since the forward scan's 3 (SCAN_CONFIG["channel_stages"])
             # were measured for that scan only (H100, round 10, call 14)
             opts["num_stages"] = min(opts["num_stages"], 2)
+    split = dh_split_kind(q.dtype, k.dtype, w.dtype, do.dtype, dvn.dtype, K, channel, decayed_in)
     if split:
         # With one stage the split kernel computed wrong gradients (D64) or faulted (D128) on the H100
         # (triton 3.6; benchmarks/RESULTS.md, round 12, call 4); with 2 it is correct (and so it was with the
@@ -479,11 +461,11 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
         opts["num_stages"] = BWD_CONFIG["dh_stages"]
     _dh_kernel[(triton.cdiv(V, BV), N * H)](
         q, k, w, G, Aqk, do, dht if dht is not None else do, dh_all, dvn, dh0 if dh0 is not None else do,
-        dvl if dvl is not None else do, qdo if qdo is not None else do, layout.cu, layout.chunk_offsets, scale, H,
+        dvl if dvl is not None else do, layout.cu, layout.chunk_offsets, scale, H,
         K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=channel, DECAYED=decayed_in,
         LOCAL=dvl is not None, HAS_DHT=dht is not None, STORE_DH0=dh0 is not None, PREC=prec, DT=dt,
         WDT=dot_dtype(w.dtype if gate_kind(channel) in BWD_CONFIG["dh16"] else dvn.dtype),
-        SPLIT=split, KDT=dot_dtype(torch.bfloat16), QDO=qdo is not None, **opts)
+        SPLIT=split, KDT=dot_dtype(torch.bfloat16), **opts)
 
 
 def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool, kg=None,
