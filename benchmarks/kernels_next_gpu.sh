@@ -244,6 +244,12 @@
 #   PART=107 fla's KDA fwd+bwd kernels beside ours, both with the fused L2 norm (shape 0; fla autotunes for minutes)
 #   PART=108 decayed16 "kg" (kg in fp16, q e^G in fp32; the default after call 1): correctness of every case; KDA fwd+bwd
 #            kernels with the fused L2 norm at shapes 0, 1, 4 with "kg", "0" and "both", alternating twice
+#   PART=109 (ran at b8720e3; that code was reverted after it) the dh scan's state-free term (q e^G)^T do formed per
+#            chunk in parallel (HYBRIDIZE_GDR_QDO=1): KDA correctness; KDA fwd+bwd kernels at shapes 0, 1, 4 with it
+#            on and off, with the fused L2 norm (twice) and without
+#   PART=110 the backward's recompute scan with kg as a bf16 hi + lo pair (BWD_CONFIG["kg_pair"]): correctness of every
+#            case; KDA fwd+bwd kernels at shapes 0, 1, 4: with the fused L2 norm, pair on / off and decayed16 on / off;
+#            without it, pair on / off
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -311,6 +317,22 @@ case "${PART:-1}" in
     rows "profile_d$val" "sum of kernels\|_dh_kernel\|_scan_kernel\|_solve_kernel\|_decayed" "decayed16=$val: "
   done
   rows dh_sweep "^| dh sweep"
+  ours_ok correctness | grep "FAIL\|aligned"
+  rows correctness "PASS\|FAILED"
+  ;;
+110)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  for cfg in 1_1 0_1 1_0 0_0; do
+    step "profile_l2_$cfg" 150 HYBRIDIZE_BENCH_L2=1 HYBRIDIZE_GDR_BWD_KG_PAIR=${cfg%_*} HYBRIDIZE_GDR_DECAYED16=${cfg#*_} \
+      kernel_profile.py --shapes 0,1,4 --modes fwd+bwd --no-fla --gates kda
+  done
+  for val in 1 0; do
+    step "profile_nol2_$val" 150 HYBRIDIZE_GDR_BWD_KG_PAIR=$val kernel_profile.py --shapes 0,1,4 --modes fwd+bwd \
+      --no-fla --gates kda
+  done
+  for run in l2_1_1 l2_0_1 l2_1_0 l2_0_0 nol2_1 nol2_0; do
+    rows "profile_$run" "sum of kernels\|_dh_kernel\|_scan_kernel\|_solve" "pair/dec16 $run: "
+  done
   ours_ok correctness | grep "FAIL\|aligned"
   rows correctness "PASS\|FAILED"
   ;;
