@@ -19,11 +19,11 @@ import os
 import torch
 
 from ._common import make_layout
-from .chunk_bwd import BWD_CONFIG, chunk_bwd, decayed_dtype
+from .chunk_bwd import chunk_bwd, decayed_dtype
 from .chunk_output import OUTPUT_CONFIG, chunk_output
 from .chunk_prep import chunk_prep, inter_dtypes, solve_in_scan
-from .chunk_prep_split import chunk_solve, pairs_decayed, scan_kg_format
-from .chunk_scan import SCAN_CONFIG, chunk_scan, split_update
+from .chunk_prep_split import chunk_solve, pairs_decayed
+from .chunk_scan import SCAN_CONFIG, chunk_scan
 from .decode import recurrent_update
 from .l2norm import keys_bwd, keys_fwd, out_grad, unit_bwd, unit_fwd
 
@@ -94,14 +94,6 @@ def _forward(q, k, v, g, beta, scale, h0, want_final, layout, store_for_bwd=Fals
     return o, ht, (G, w, Aqk, T_kept, h, vn, kg)
 
 
-def recompute_kg_pair(k, w_dtype: torch.dtype, inter: torch.dtype, channel: bool) -> bool:
-    """Whether the backward's recompute scan takes kg as a bf16 hi + lo pair (chunk_scan's SPLIT 4, as the forward's
-    scan does under SCAN_CONFIG["kg_format"] "split"), with the dh scan's kg written beside it by the same solve
-    kernel: BWD_CONFIG["kg_pair"], per-channel gates, and chunk_scan.split_update's case."""
-    return (BWD_CONFIG["kg_pair"] and channel and scan_kg_format(k.dtype) == "split"
-            and split_update(k.dtype, inter, w_dtype, k.shape[-1]))
-
-
 def _normalised(q, k, v, beta, l2: bool):
     """(q', k', v', beta', rho_q) as the kernels take them: with the fused L2 norm, q and k scaled
     exactly by powers of two and the rest of their norms moved into v, beta and o's row scale rho_q
@@ -151,14 +143,10 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
             _, _, (G, w, Aqk, T, h, vn, kg) = _forward(qn, kn, v_in, gp, b_in, scale, h0, False, layout,
                                                        store_for_bwd=True, inter=ctx.inter)
         elif h is None:  # RECOMPUTE "solve": the prep's pairs and inverse are not run again
-            channel = G.dim() == 4
-            w_dtype, inter = inter_dtypes(kn, ctx.inter, channel)
-            pair = recompute_kg_pair(kn, w_dtype, inter, channel)
-            w, u, kg, kg_dh = chunk_solve(kn, v_in, G, b_in, T, layout, w_dtype, inter,
-                                          decayed_dtype(kn.dtype, inter, channel, ctx.l2), kg_pair=pair)
+            w_dtype, inter = inter_dtypes(kn, ctx.inter, G.dim() == 4)
+            kg_dtype = decayed_dtype(kn.dtype, inter, G.dim() == 4, ctx.l2)
+            w, u, kg = chunk_solve(kn, v_in, G, b_in, T, layout, w_dtype, inter, kg_dtype)
             _, _, h, vn = chunk_scan(qn, kn, w, u, G, Aqk, scale, layout, initial_state=h0, store_h=True, kg=kg)
-            if pair:  # the dh scan's own copy
-                kg = kg_dh
         # RECOMPUTE "none": the forward kept everything
         do = _packed(do.to(vp.dtype))
         if ctx.l2:

@@ -105,8 +105,7 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "dh_split_channel": os.environ.get("HYBRIDIZE_GDR_DH_SPLIT_KDA", "0") == "1",
               "split_stages": int(os.environ.get("HYBRIDIZE_GDR_DH_SPLIT_STAGES", "3")),
               "stages": int(os.environ.get("HYBRIDIZE_GDR_BWD_STAGES", "2")),
-              "decayed16": os.environ.get("HYBRIDIZE_GDR_DECAYED16", "1") == "1",
-              "kg_pair": os.environ.get("HYBRIDIZE_GDR_BWD_KG_PAIR", "1") == "1"}
+              "decayed16": os.environ.get("HYBRIDIZE_GDR_DECAYED16", "1") == "1"}
 
 
 @triton.jit

@@ -37,7 +37,7 @@ import triton
 import triton.language as tl
 
 from ._common import (CHUNK, EXP_CLAMP, SUB, Layout, chunk_bounds, chunk_matrix, chunk_tokens, dot_dtype, dot_precision,
-                      invert, load_chunk_matrix, lower_sectors, split16, store_chunk_matrix, tril_mask)
+                      invert, load_chunk_matrix, lower_sectors, store_chunk_matrix, tril_mask)
 from .chunk_prep_blocks import _store_row_block, block_inverse
 from .chunk_scan import SCAN_CONFIG, load_gates
 
@@ -304,13 +304,11 @@ def _inverse_kernel(T_buf, cu, chunks, H, C: tl.constexpr, SB: tl.constexpr, BLO
 
 
 @triton.jit
-def _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, kg_lo_out, kgd_out, tok, valid, last_tok, i_h, H, i_j,
-                   K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CHANNEL: tl.constexpr,
-                   STORE_KG: tl.constexpr, KG_SPLIT: tl.constexpr, KG_DH: tl.constexpr, PREC: tl.constexpr,
-                   DT: tl.constexpr):
+def _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, tok, valid, last_tok, i_h, H, i_j, K: tl.constexpr,
+                   V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, CHANNEL: tl.constexpr, STORE_KG: tl.constexpr,
+                   PREC: tl.constexpr, DT: tl.constexpr):
     """Column block i_j of one chunk: for i_j < cdiv(K, BK) key columns i_j*BK.. of w (and kg), else
-    value columns of u. KG_SPLIT: kg as a bf16 hi + lo pair (hi into kg_out, lo into kg_lo_out); KG_DH: kg once more,
-    in kgd_out's dtype (for the backward's dh scan)."""
+    value columns of u."""
     NK: tl.constexpr = (K + BK - 1) // BK
     if i_j < NK:
         kk = i_j * BK + tl.arange(0, BK)
@@ -322,15 +320,7 @@ def _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, kg_lo_out, kgd_out, tok
         w = tl.dot(Tm, kf * eG * b[:, None], input_precision=PREC)
         tl.store(w_out + p_k, w.to(w_out.dtype.element_ty), mask=m_k)
         if STORE_KG:
-            kgv = kf * eGlG
-            if KG_SPLIT:
-                kg_hi, kg_lo = split16(kgv, tl.bfloat16)
-                tl.store(kg_out + p_k, kg_hi, mask=m_k)
-                tl.store(kg_lo_out + p_k, kg_lo, mask=m_k)
-            else:
-                tl.store(kg_out + p_k, kgv.to(kg_out.dtype.element_ty), mask=m_k)
-            if KG_DH:
-                tl.store(kgd_out + p_k, kgv.to(kgd_out.dtype.element_ty), mask=m_k)
+            tl.store(kg_out + p_k, (kf * eGlG).to(kg_out.dtype.element_ty), mask=m_k)
     else:
         vv = (i_j - NK) * BV + tl.arange(0, BV)
         m_v = valid[:, None] & (vv < V)[None, :]
@@ -341,10 +331,9 @@ def _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, kg_lo_out, kgd_out, tok
 
 
 @triton.jit
-def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, kg_lo_out, kgd_out, cu, chunks, H, K: tl.constexpr,
-                  V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr, CHANNEL: tl.constexpr,
-                  STORE_KG: tl.constexpr, KG_SPLIT: tl.constexpr, KG_DH: tl.constexpr, ALL: tl.constexpr,
-                  PREC: tl.constexpr, DT: tl.constexpr):
+def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, cu, chunks, H, K: tl.constexpr, V: tl.constexpr,
+                  BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr, CHANNEL: tl.constexpr,
+                  STORE_KG: tl.constexpr, ALL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
     """Program (chunk, head, j): column block j (_solve_columns); with ALL, program (chunk, head) does
     every column block, reading T once instead of once per block."""
     i_c = tl.program_id(0)
@@ -356,11 +345,11 @@ def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, kg_lo_out, kgd_out
     Tm = load_chunk_matrix(T_buf, tok, valid, rows, i_h, H, C)
     if ALL:
         for i_j in tl.static_range((K + BK - 1) // BK + (V + BV - 1) // BV):
-            _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, kg_lo_out, kgd_out, tok, valid, last_tok, i_h, H, i_j,
-                           K, V, BK, BV, CHANNEL, STORE_KG, KG_SPLIT, KG_DH, PREC, DT)
+            _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, tok, valid, last_tok, i_h, H, i_j, K, V, BK, BV,
+                           CHANNEL, STORE_KG, PREC, DT)
     else:
-        _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, kg_lo_out, kgd_out, tok, valid, last_tok, i_h, H,
-                       tl.program_id(2), K, V, BK, BV, CHANNEL, STORE_KG, KG_SPLIT, KG_DH, PREC, DT)
+        _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, tok, valid, last_tok, i_h, H, tl.program_id(2), K, V,
+                       BK, BV, CHANNEL, STORE_KG, PREC, DT)
 
 
 def pairs_invert(channel: bool) -> bool:
@@ -402,20 +391,17 @@ def launch_inverse(T, layout: Layout, dtype: torch.dtype) -> None:
             num_warps=SPLIT_CONFIG["inverse_warps"])
 
 
-def launch_solve(k, v, G, beta, T, layout: Layout, w, u, kg, kg_dh=None) -> None:
-    """kg: None, kg in its dtype, or [2, ...] bf16 (hi, lo); kg_dh: kg once more, in its own dtype."""
+def launch_solve(k, v, G, beta, T, layout: Layout, w, u, kg) -> None:
     _, _, H, K = k.shape
     V = v.shape[-1]
     BK = min(SPLIT_CONFIG["solve_BK"], triton.next_power_of_2(K))
     BV = min(SPLIT_CONFIG["solve_BK"], triton.next_power_of_2(V))
     together = SPLIT_CONFIG["solve_all"]
-    split = kg is not None and kg.dim() == 5
     if layout.num_chunks:
         _solve_kernel[(layout.num_chunks, H, 1 if together else triton.cdiv(K, BK) + triton.cdiv(V, BV))](
-            k, v, G, beta, T, w, u, (kg[0] if split else kg) if kg is not None else w, kg[1] if split else w,
-            kg_dh if kg_dh is not None else w, layout.cu, layout.chunks, H, K=K, V=V, BK=BK, BV=BV,
-            C=CHUNK, CHANNEL=G.dim() == 4, STORE_KG=kg is not None, KG_SPLIT=split, KG_DH=kg_dh is not None,
-            ALL=together, PREC=dot_precision(k.dtype), DT=dot_dtype(k.dtype), num_warps=SPLIT_CONFIG["solve_warps"])
+            k, v, G, beta, T, w, u, kg if kg is not None else w, layout.cu, layout.chunks, H, K=K, V=V, BK=BK, BV=BV,
+            C=CHUNK, CHANNEL=G.dim() == 4, STORE_KG=kg is not None, ALL=together, PREC=dot_precision(k.dtype),
+            DT=dot_dtype(k.dtype), num_warps=SPLIT_CONFIG["solve_warps"])
 
 
 def chunk_prep_split(q, k, v, g, beta, scale: float, layout: Layout, w_dtype: torch.dtype, inter: torch.dtype,
@@ -439,24 +425,16 @@ def chunk_prep_split(q, k, v, g, beta, scale: float, layout: Layout, w_dtype: to
         launch_inverse(T, layout, k.dtype)
     if not solve:
         return G, kG, None, Aqk, T, kg
-    w, u, kg, _ = chunk_solve(k, v, G, beta, T, layout, w_dtype, inter)
+    w, u, kg = chunk_solve(k, v, G, beta, T, layout, w_dtype, inter)
     return G, w, u, Aqk, T, kg
 
 
 def chunk_solve(k, v, G, beta, T, layout: Layout, w_dtype: torch.dtype, inter: torch.dtype,
-                kg_dtype: torch.dtype | None = None, kg_pair: bool = False):
-    """w (in w_dtype), u (in inter), kg and kg_dh (per-channel gates, else None) from the prep's G and T: the part of
-    the prep that the backward re-runs when the forward kept G, T and Aqk (autograd.RECOMPUTE). kg in kg_dtype
-    (default inter), and kg_dh None; with kg_pair, kg is [2, *k.shape] bf16 (hi, lo: the scan's SPLIT 4 operand)
-    and kg_dh kg in kg_dtype (for the dh scan)."""
+                kg_dtype: torch.dtype | None = None):
+    """w (in w_dtype), u (in inter) and kg (per-channel gates; in kg_dtype, default inter) from the prep's G and
+    T: the part of the prep that the backward re-runs when the forward kept G, T and Aqk (autograd.RECOMPUTE)."""
     w = torch.empty_like(k, dtype=w_dtype)
     u = torch.empty_like(v, dtype=inter)
-    kg = kg_dh = None
-    if G.dim() == 4:
-        kg_dh = torch.empty_like(k, dtype=kg_dtype or inter)
-        if kg_pair:
-            kg = torch.empty((2,) + tuple(k.shape), device=k.device, dtype=torch.bfloat16)
-        else:
-            kg, kg_dh = kg_dh, None
-    launch_solve(k, v, G, beta, T, layout, w, u, kg, kg_dh)
-    return w, u, kg, kg_dh
+    kg = torch.empty_like(k, dtype=kg_dtype or inter) if G.dim() == 4 else None
+    launch_solve(k, v, G, beta, T, layout, w, u, kg)
+    return w, u, kg

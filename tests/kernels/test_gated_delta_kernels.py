@@ -218,9 +218,7 @@ def test_decayed16_backward(monkeypatch):
     def spy(name, fn):
         def wrapped(*args, **kwargs):
             out = fn(*args, **kwargs)
-            # the solve's kg for the dh scan: kg_dh beside a pair, else kg
-            dh_kg = (out[3] if out[3] is not None else out[2]) if name == "solve" else out
-            seen.setdefault(name, []).append(dh_kg.dtype)
+            seen.setdefault(name, []).append((out[2] if name == "solve" else out).dtype)
             return out
         return wrapped
     monkeypatch.setattr(autograd, "chunk_solve", spy("solve", autograd.chunk_solve))
@@ -242,41 +240,6 @@ def test_decayed16_backward(monkeypatch):
     assert chunk_bwd.decayed_dtype(torch.bfloat16, torch.float32, True, False) == torch.float32
     assert chunk_bwd.decayed_dtype(torch.float32, torch.float32, True, True) == torch.float32
     assert chunk_bwd.decayed_dtype(torch.bfloat16, torch.float32, False, True) == torch.float32
-
-
-@inproc
-def test_recompute_kg_pair(monkeypatch):
-    """The backward's recompute scan takes kg as a bf16 hi + lo pair (BWD_CONFIG["kg_pair"]; chunk_scan's SPLIT 4)
-    from the solve kernel, which writes the dh scan's kg beside it: the pair is there and equals the dh scan's kg
-    (fp32 here) to 15 bits or better, the aligned-key errors against float64 stay within test_aligned_keys_bf16_fused_norm's bounds and
-    within 10% of the path without the pair, and the gradients differ from that path's (so it ran) by under a
-    quarter of their distance to float64."""
-    from hybridize.kernels import autograd, chunk_bwd
-    pairs = []
-
-    def spy(*args, **kwargs):
-        out = solve(*args, **kwargs)
-        pairs.append(out[2:])
-        return out
-    solve = autograd.chunk_solve
-    monkeypatch.setattr(autograd, "chunk_solve", spy)
-    monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "decayed16", False)  # the dh scan's kg in fp32, to compare the pair to
-    errs, ours = aligned_bf16_fused_norm(True)
-    (kg, kg_dh), = pairs
-    assert kg.shape == (2,) + kg_dh.shape and kg.dtype == torch.bfloat16, (kg.shape, kg.dtype)
-    whole = kg[0].double() + kg[1].double()
-    # 2^-15: the interpreter truncates to bf16 (the GPU rounds), which costs the pair its last bit
-    assert ((whole - kg_dh.double()).abs() <= 2.0 ** -15 * kg_dh.double().abs()).all()
-    assert (kg[1] != 0).any()  # the low half carries bits
-    assert errs["final_state"] < 5e-3 and errs["dg"] < 5e-3 and max(errs.values()) < 2.5e-2, errs
-    pairs.clear()
-    monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "kg_pair", False)
-    errs1, single = aligned_bf16_fused_norm(True)
-    assert pairs[0][0].dim() == 4 and pairs[0][1] is None
-    diffs = {n: rel(a, b) for n, a, b in zip(NAMES, ours, single)}
-    assert all(diffs[n] == 0 for n in NAMES[:2]), diffs  # the forward is untouched
-    assert 0 < max(diffs.values()) and all(diffs[n] < 0.25 * errs1[n] for n in NAMES[2:]), (diffs, errs1)
-    assert all(errs[n] <= 1.1 * errs1[n] for n in NAMES), (errs, errs1)
 
 
 @inproc
