@@ -250,6 +250,8 @@
 #   PART=110 the backward's recompute scan with kg as a bf16 hi + lo pair (BWD_CONFIG["kg_pair"]): correctness of every
 #            case; KDA fwd+bwd kernels at shapes 0, 1, 4: with the fused L2 norm, pair on / off and decayed16 on / off;
 #            without it, pair on / off
+#   PART=111 why the backward's recompute scan takes twice the forward scan's time: scan_recompute_probe.py at shapes
+#            0, 1, 4 (the forward's scan, the recompute, states in bf16, no stores, 32 value columns)
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -335,6 +337,10 @@ case "${PART:-1}" in
   done
   ours_ok correctness | grep "FAIL\|aligned"
   rows correctness "PASS\|FAILED"
+  ;;
+111)
+  step probe 300 scan_recompute_probe.py --shapes 0,1,4
+  rows probe "^| scan probe"
   ;;
 108)
   step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
