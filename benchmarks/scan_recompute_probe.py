@@ -37,7 +37,7 @@ def probe(B, T, H, D, channel):
     G, w, u, Aqk, Tm, kg = chunk_prep(q, k, v, g, beta, scale, layout, store_t=True, solve=solve)
     fw = (w, u, None) if u is not None else (None, None, (Tm, v, beta, w))
     # the backward's recompute: the solve kernel's w, u (and kg), then the scan keeping fp32 states and vn
-    wb, ub, kgb, _ = chunk_solve(k, v, G, beta, Tm, layout, w_dtype, inter)
+    wb, ub, kgb = chunk_solve(k, v, G, beta, Tm, layout, w_dtype, inter)
     saved = dict(scan_mod.SCAN_CONFIG)
 
     def scan(store_h=True, state_dtype=None):
