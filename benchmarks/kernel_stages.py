@@ -189,20 +189,35 @@ def dh_sweep(B, T, H, D, channel, grid=None):
     return rows
 
 
-def bwd_sweep(B, T, H, D, channel):
-    """The whole chunk_bwd over its stage-2 launch (key columns BK, value columns BV, warps; the same for
-    every design and gate kind) at the design "auto" picks. Inputs: backward_operands."""
+BWD_GRID = {"bk": (32, 64), "bv": (32, 64), "warps": (4, 8), "stages": (None,)}
+
+
+def bwd_grid(spec: str) -> dict:
+    """--bwd-grid "bk=16,32;stages=1,2": BWD_GRID with the named knobs replaced."""
+    grid = dict(BWD_GRID)
+    for part in (p for p in spec.split(";") if p):
+        name, values = part.split("=")
+        grid[name] = tuple(int(v) for v in values.split(","))
+    return grid
+
+
+def bwd_sweep(B, T, H, D, channel, grid=None):
+    """The whole chunk_bwd over its stage-2 launch (key columns BK, value columns BV, warps, the key-side kernel's
+    stages (None: BWD_CONFIG's); the same for every design and gate kind) at the design "auto" picks. Inputs:
+    backward_operands."""
     from hybridize.kernels import chunk_bwd as bwd_mod
     (q, k, v, g, beta), do, scale, layout, (G, w, Aqk, Tm, h, vn, kg) = backward_operands(B, T, H, D, channel)
     saved = dict(bwd_mod.BWD_CONFIG)
     rows = []
-    for bk, bv, nw in itertools.product((32, 64), (32, 64), (4, 8)):
+    grid = grid or BWD_GRID
+    for bk, bv, nw, ns in itertools.product(*(grid[n] for n in ("bk", "bv", "warps", "stages"))):
         every = {"fused": {"gdn": None, "kda": None}, "split": {"gdn": None, "kda": None}}
         bwd_mod.BWD_CONFIG.update(BK={d: dict.fromkeys(g, bk) for d, g in every.items()},
-                                  BV={d: dict.fromkeys(g, bv) for d, g in every.items()}, num_warps=nw)
+                                  BV={d: dict.fromkeys(g, bv) for d, g in every.items()}, num_warps=nw,
+                                  stages=ns or saved["stages"])
         t = timed(lambda: bwd_mod.chunk_bwd(q, k, v, g, beta, scale, layout, G, w, Aqk, Tm, h, vn, do, None, False,
                                             kg=kg))
-        rows.append((bk, bv, nw, t))
+        rows.append((bk, bv, nw, ns or saved["stages"], t))
     bwd_mod.BWD_CONFIG.clear()
     bwd_mod.BWD_CONFIG.update(saved)
     return rows
@@ -299,6 +314,8 @@ def main():
     ap.add_argument("--dh-gates", default="gdn,kda", help="gates of the dh sweep")
     ap.add_argument("--output-sweep", default="", help="shape indices whose output kernel to sweep")
     ap.add_argument("--bwd-sweep", default="", help="shape indices whose backward (stage-2 launch) to sweep")
+    ap.add_argument("--bwd-grid", default="", help='the bwd sweep\'s knobs, e.g. "bk=16,32;stages=1,2"')
+    ap.add_argument("--bwd-gates", default="gdn,kda", help="gates of the bwd sweep")
     ap.add_argument("--sweep-gates", default="gdn", help="gates of the scan, split and output sweeps: gdn, kda or gdn,kda")
     ap.add_argument("--sweep-inter", default="fp32",
                     help="intermediates' setting during the sweeps (fp32, mixed, bf16)")
@@ -337,7 +354,8 @@ def main():
     sweeps = (("prep sweep", args.prep_sweep, prep_sweep, ("BK", "warps"), (False, True)),
               ("scan sweep", args.sweep, sweep, ("BV", "warps", "stages"), sweep_gates),
               ("output sweep", args.output_sweep, output_sweep, ("vn", "BV", "warps", "stages"), sweep_gates),
-              ("bwd sweep", args.bwd_sweep, bwd_sweep, ("BK", "BV", "warps"), (False, True)))
+              ("bwd sweep", args.bwd_sweep, lambda *a: bwd_sweep(*a, bwd_grid(args.bwd_grid)),
+               ("BK", "BV", "warps", "stages"), tuple(g == "kda" for g in args.bwd_gates.split(","))))
     for label, which, fn, knobs, gates in sweeps:
         for i in (int(s) for s in which.split(",") if s):
             B, T, H, D = SHAPES[i]

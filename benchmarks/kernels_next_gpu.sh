@@ -252,6 +252,8 @@
 #            without it, pair on / off
 #   PART=111 why the backward's recompute scan takes twice the forward scan's time: scan_recompute_probe.py at shapes
 #            0, 1, 4 (the forward's scan, the recompute, states in bf16, no stores, 32 value columns)
+#   PART=112 the backward's key-side kernel launch swept again for KDA at shapes 0, 1, 4 (kernel_stages.py --bwd-sweep,
+#            BK 16 / 32 / 64, BV 32 / 64, 8 warps, 1 / 2 / 3 stages): whole chunk_bwd
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -337,6 +339,11 @@ case "${PART:-1}" in
   done
   ours_ok correctness | grep "FAIL\|aligned"
   rows correctness "PASS\|FAILED"
+  ;;
+112)
+  step bwd_sweep 400 kernel_stages.py --shapes "" --bwd-sweep 0,1,4 --bwd-gates kda --sweep-inter mixed --no-fla \
+    --bwd-grid "bk=16,32,64;bv=32,64;warps=8;stages=1,2,3"
+  rows bwd_sweep "^| bwd sweep" | cut -c1-400
   ;;
 111)
   step probe 300 scan_recompute_probe.py --shapes 0,1,4
