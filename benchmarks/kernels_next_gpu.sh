@@ -254,6 +254,8 @@
 #            0, 1, 4 (the forward's scan, the recompute, states in bf16, no stores, 32 value columns)
 #   PART=112 the backward's key-side kernel launch swept again for KDA at shapes 0, 1, 4 (kernel_stages.py --bwd-sweep,
 #            BK 16 / 32 / 64, BV 32 / 64, 8 warps, 1 / 2 / 3 stages): whole chunk_bwd
+#   PART=113 the key-side kernel's stages: KDA at BK 32, BV 32 with 3 and 4 stages; GDN at its launch (BK 64, BV 32)
+#            with 2 and 3 (kernel_stages.py --bwd-sweep, shapes 0, 1, 4)
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -339,6 +341,14 @@ case "${PART:-1}" in
   done
   ours_ok correctness | grep "FAIL\|aligned"
   rows correctness "PASS\|FAILED"
+  ;;
+113)
+  step bwd_kda 300 kernel_stages.py --shapes "" --bwd-sweep 0,1,4 --bwd-gates kda --sweep-inter mixed --no-fla \
+    --bwd-grid "bk=32;bv=32;warps=8;stages=3,4"
+  step bwd_gdn 300 kernel_stages.py --shapes "" --bwd-sweep 0,1,4 --bwd-gates gdn --sweep-inter mixed --no-fla \
+    --bwd-grid "bk=64;bv=32;warps=8;stages=2,3"
+  rows bwd_kda "^| bwd sweep" | cut -c1-300
+  rows bwd_gdn "^| bwd sweep" | cut -c1-300
   ;;
 112)
   step bwd_sweep 400 kernel_stages.py --shapes "" --bwd-sweep 0,1,4 --bwd-gates kda --sweep-inter mixed --no-fla \
