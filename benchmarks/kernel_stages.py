@@ -217,7 +217,7 @@ def bwd_sweep(B, T, H, D, channel, grid=None):
                                   stages=ns or saved["stages"])
         t = timed(lambda: bwd_mod.chunk_bwd(q, k, v, g, beta, scale, layout, G, w, Aqk, Tm, h, vn, do, None, False,
                                             kg=kg))
-        rows.append((bk, bv, nw, ns or saved["stages"], t))
+        rows.append((bk, bv, nw, ns or "default", t))
     bwd_mod.BWD_CONFIG.clear()
     bwd_mod.BWD_CONFIG.update(saved)
     return rows

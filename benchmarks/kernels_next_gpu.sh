@@ -256,6 +256,9 @@
 #            BK 16 / 32 / 64, BV 32 / 64, 8 warps, 1 / 2 / 3 stages): whole chunk_bwd
 #   PART=113 the key-side kernel's stages: KDA at BK 32, BV 32 with 3 and 4 stages; GDN at its launch (BK 64, BV 32)
 #            with 2 and 3 (kernel_stages.py --bwd-sweep, shapes 0, 1, 4)
+#   PART=114 the round-19 code (KDA's split backward at BV 32, 3 stages; decayed16): correctness of every case; fwd+bwd
+#            kernels at shapes 0, 1, 4 (ours); the table at shapes 0-2 (ours, SDPA)
+#   PART=115 fla's fwd+bwd kernels beside ours at shape 0, KDA, without and with the fused L2 norm
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -341,6 +344,21 @@ case "${PART:-1}" in
   done
   ours_ok correctness | grep "FAIL\|aligned"
   rows correctness "PASS\|FAILED"
+  ;;
+114)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  step profile_bwd 150 kernel_profile.py --shapes 0,1,4 --modes fwd+bwd --no-fla
+  step bench 220 "${BENCH[@]}" --shapes 0,1,2
+  rows profile_bwd "sum of kernels\|_bwd_kernel\|_dh_kernel"
+  rows bench "^| [GK]D[AN] f"
+  ours_ok correctness | grep "FAIL\|aligned"
+  rows correctness "PASS\|FAILED"
+  ;;
+115)
+  step profile_fla 280 kernel_profile.py --shapes 0 --modes fwd+bwd --gates kda
+  step profile_fla_l2 280 HYBRIDIZE_BENCH_L2=1 kernel_profile.py --shapes 0 --modes fwd+bwd --gates kda
+  rows profile_fla "sum of kernels" "no L2: "
+  rows profile_fla_l2 "sum of kernels" "fused L2: "
   ;;
 113)
   step bwd_kda 300 kernel_stages.py --shapes "" --bwd-sweep 0,1,4 --bwd-gates kda --sweep-inter mixed --no-fla \

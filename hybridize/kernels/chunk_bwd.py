@@ -67,8 +67,9 @@ from .chunk_scan import SCAN_CONFIG, _pick_bv, launch_options, load_gates, split
 # 0.153 -> 0.133 (BV 32); call 10: (4,4096,16,128) 0.497 -> 0.447, (2,16384,32,128) 1.946 -> 1.699 (BV 64), and GDN
 # fwd+bwd kernel sums 2.009 -> 1.914 ms at (1,8192,16,128), 3.250 -> 3.227 at (4,4096,16,128), 0.854 -> 0.832 at
 # (8,2048,9,64); every correctness case passes.
-# stages: pipeline stages of stage 2's key-side kernel (_bwd_kernel; 1 until round 18). 2 (HYBRIDIZE_GDR_BWD_STAGES=1
-# restores 1): H100, round 18 (call 12), fwd+bwd kernel sums 1 -> 2 stages, ms: GDN 1.925 -> 1.846 at (1,8192,16,128)
+# stages: pipeline stages of stage 2's key-side kernel (_bwd_kernel; 1 until round 18), by design and gate kind
+# (HYBRIDIZE_GDR_BWD_STAGES=N sets all). 2, and 3 for per-channel gates' split design (round 19, below). H100, round 18
+# (call 12), fwd+bwd kernel sums 1 -> 2 stages, ms: GDN 1.925 -> 1.846 at (1,8192,16,128)
 # (the kernel 0.911 -> 0.840), 3.220 -> 3.043 at (4,4096,16,128); KDA 3.807 -> 3.786 and 6.446 -> 6.385; head dim 64
 # within 0.01 (GDN 0.831 -> 0.827, KDA 1.614 -> 1.622); every correctness case passes.
 # decayed16: the backward's decayed operands (kg = k e^{G_last - G} from the solve kernel, q e^G from _decayed_kernel;
@@ -91,10 +92,15 @@ from .chunk_scan import SCAN_CONFIG, _pick_bv, launch_options, load_gates, split
 #   GDN (8,2048,9,64), fused     0.835 -> 0.627 (BV 32)
 #   KDA (8,2048,9,64), fused     1.281 -> 1.189 (BK 32)
 #   KDA (1,8192,16,128), split   2.748, already the best
+# Round 19 (H100, calls 7-8, kernel_stages.py --bwd-sweep, the whole chunk_bwd, 8 warps): KDA's split design (head dim
+# 128) from BV 64 at 2 stages to BV 32 at 3: (1,8192,16,128) 2.558 -> 2.466 ms (4 stages: 2.454), (4,4096,16,128) 4.657
+# -> 4.441; BK 16 was slower everywhere (3.352 and 6.210 at its best), BK 64 too (2.512, 4.554). KDA's fused design
+# (head dim 64) stays (BK 32, BV 64: 1.083 / 1.089 / 1.088 ms at 1 / 2 / 3 stages), and GDN keeps 2 stages (3: 1.191 ->
+# 1.221 at (1,8192,16,128), 2.103 -> 2.165 at (4,4096,16,128), 0.516 -> 0.510 at (8,2048,9,64)).
 # dh_BV / dh_warps / dh_stages: the dh scan's launch, None = as the forward scan's (_pick_bv,
 # launch_options). Set by benchmarks/kernel_stages.py --dh-sweep.
 BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda": 32}},
-              "BV": {"fused": {"gdn": 32, "kda": 64}, "split": {"gdn": 64, "kda": 64}}, "num_warps": 8,
+              "BV": {"fused": {"gdn": 32, "kda": 64}, "split": {"gdn": 64, "kda": 32}}, "num_warps": 8,
               "decayed": os.environ.get("HYBRIDIZE_GDR_DH", "kernel"),
               "factors": os.environ.get("HYBRIDIZE_GDR_BWD_FACTORS", "shared"),
               "dvn_local": os.environ.get("HYBRIDIZE_GDR_DVN", "kernel"), "dh_BV": None,
@@ -104,7 +110,8 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "dh16": os.environ.get("HYBRIDIZE_GDR_DH16", "").split(","),
               "dh_split_channel": os.environ.get("HYBRIDIZE_GDR_DH_SPLIT_KDA", "0") == "1",
               "split_stages": int(os.environ.get("HYBRIDIZE_GDR_DH_SPLIT_STAGES", "3")),
-              "stages": int(os.environ.get("HYBRIDIZE_GDR_BWD_STAGES", "2")),
+              "stages": (int(os.environ["HYBRIDIZE_GDR_BWD_STAGES"]) if os.environ.get("HYBRIDIZE_GDR_BWD_STAGES")
+                         else {"fused": {"gdn": 2, "kda": 2}, "split": {"gdn": 2, "kda": 3}}),
               "decayed16": os.environ.get("HYBRIDIZE_GDR_DECAYED16", "1") == "1"}
 
 
@@ -493,6 +500,8 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
     BK = min(BWD_CONFIG["BK"][kind][gates], BKf)
     BV = min(BWD_CONFIG["BV"][kind][gates], triton.next_power_of_2(V))
     NK = triton.cdiv(K, BK)
+    stages = BWD_CONFIG["stages"]
+    stages = stages[kind][gates] if isinstance(stages, dict) else stages
     dq = torch.empty_like(q)
     dk = torch.empty_like(k)
     dv = torch.empty_like(v)
@@ -514,6 +523,6 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
             layout.cu, layout.chunks, scale, H, L,
             K=K, V=V, BK=BK, BV=BV, C=CHUNK, SB=SUB, CHANNEL=channel,
             SHARED_FACTORS=BWD_CONFIG["factors"] == "shared", SPLIT=split, PREC=prec, DT=dot_dtype(vn.dtype),
-            num_warps=BWD_CONFIG["num_warps"], num_stages=BWD_CONFIG["stages"])
+            num_warps=BWD_CONFIG["num_warps"], num_stages=stages)
     dg = dg_part[0] if channel else dg_part.sum(0)
     return dq, dk, dv, dg, db_part.sum(0), dh0
