@@ -259,6 +259,9 @@
 #   PART=114 the round-19 code (KDA's split backward at BV 32, 3 stages; decayed16): correctness of every case; fwd+bwd
 #            kernels at shapes 0, 1, 4 (ours); the table at shapes 0-2 (ours, SDPA)
 #   PART=115 fla's fwd+bwd kernels beside ours at shape 0, KDA, without and with the fused L2 norm
+#   PART=116 the fused L2 norm's outputs kept for the backward (autograd.KEEP_NORMALISED): correctness of every case;
+#            fwd+bwd kernels with the fused norm at shapes 0, 1, 4, kept and recomputed (HYBRIDIZE_GDR_KEEP_L2=0); KDA
+#            beside fla at shape 0 with the fused norm
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -342,6 +345,19 @@ case "${PART:-1}" in
   for run in l2_1_1 l2_0_1 l2_1_0 l2_0_0 nol2_1 nol2_0; do
     rows "profile_$run" "sum of kernels\|_dh_kernel\|_scan_kernel\|_solve" "pair/dec16 $run: "
   done
+  ours_ok correctness | grep "FAIL\|aligned"
+  rows correctness "PASS\|FAILED"
+  ;;
+116)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  for val in 1 0; do
+    step "profile_keep$val" 150 HYBRIDIZE_BENCH_L2=1 HYBRIDIZE_GDR_KEEP_L2=$val kernel_profile.py --shapes 0,1,4 \
+      --modes fwd+bwd --no-fla
+  done
+  step profile_fla_l2 280 HYBRIDIZE_BENCH_L2=1 kernel_profile.py --shapes 0 --modes fwd+bwd --gates kda
+  rows profile_keep1 "sum of kernels" "keep: "
+  rows profile_keep0 "sum of kernels" "recompute: "
+  rows profile_fla_l2 "sum of kernels" "fused L2: "
   ours_ok correctness | grep "FAIL\|aligned"
   rows correctness "PASS\|FAILED"
   ;;

@@ -46,6 +46,13 @@ _FLOAT = (torch.float16, torch.bfloat16, torch.float32)
 # fp32, which is why fla recomputes them), held from forward to backward. Under activation
 # checkpointing that memory lives only while one layer's backward runs.
 RECOMPUTE = os.environ.get("HYBRIDIZE_GDR_RECOMPUTE", "solve")
+# With the fused L2 norm, the backward takes the forward's normalised q', k', v', beta' and rho_q instead of running
+# the norm's kernels again (except under RECOMPUTE "all", which keeps the least memory): two [L, H, K] tensors and
+# one [L, H, V] in the inputs' dtype more per layer until the backward (96 MB at 8192 tokens x 16 heads x 128, bf16),
+# as fla keeps its normalised q and k. H100, round 19 (call 10), KDA fwd+bwd at (1,8192,16,128) with the fused norm:
+# the norm's kernels took 0.285 ms (fla's: 0.140), 0.139 of it in four _unit_fwd_kernel launches, two of them this
+# recompute. HYBRIDIZE_GDR_KEEP_L2=0 recomputes.
+KEEP_NORMALISED = os.environ.get("HYBRIDIZE_GDR_KEEP_L2", "1") == "1"
 
 
 def _packed(x):
@@ -126,7 +133,9 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
             kept = (G, None, Aqk, Tm, None, None, None)
         else:
             kept = (None,) * 7
-        ctx.save_for_backward(qp, kp, vp, gp, bp, h0, o if use_qk_l2norm else None, *kept)
+        normed = ((qn, kn, v_in, b_in, rho_q) if grad and use_qk_l2norm and KEEP_NORMALISED and recompute != "all"
+                  else (None,) * 5)
+        ctx.save_for_backward(qp, kp, vp, gp, bp, h0, o if use_qk_l2norm else None, *kept, *normed)
         ctx.layout, ctx.scale, ctx.l2, ctx.inter = layout, scale, use_qk_l2norm, inter
         ctx.shapes = (q.shape, g.shape, beta.shape)
         ctx.dtypes = (q.dtype, k.dtype, v.dtype, g.dtype, beta.dtype)
@@ -135,10 +144,12 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do, dht):
-        qp, kp, vp, gp, bp, h0, o, G, w, Aqk, T, h, vn, kg = ctx.saved_tensors
+        qp, kp, vp, gp, bp, h0, o, G, w, Aqk, T, h, vn, kg, *normed = ctx.saved_tensors
         layout, scale = ctx.layout, ctx.scale
-        # the fused L2 norm's scaled q, k, v, beta again (the same kernel: the same values)
-        qn, kn, v_in, b_in, rho_q = _normalised(qp, kp, vp, bp, ctx.l2)
+        if normed[0] is not None:  # the fused L2 norm's scaled q, k, v, beta, kept (KEEP_NORMALISED)
+            qn, kn, v_in, b_in, rho_q = normed
+        else:  # computed again (the same kernel: the same values)
+            qn, kn, v_in, b_in, rho_q = _normalised(qp, kp, vp, bp, ctx.l2)
         if G is None:  # RECOMPUTE "all"
             _, _, (G, w, Aqk, T, h, vn, kg) = _forward(qn, kn, v_in, gp, b_in, scale, h0, False, layout,
                                                        store_for_bwd=True, inter=ctx.inter)

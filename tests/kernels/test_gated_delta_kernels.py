@@ -302,6 +302,35 @@ def test_earlier_versions(version, monkeypatch):
 
 
 @inproc
+@pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
+def test_fused_norm_kept_for_backward(channel, monkeypatch):
+    """autograd.KEEP_NORMALISED: the backward takes the forward's normalised q', k', v', beta' instead of running the
+    norm's kernels again (one _normalised call, not two), with bitwise the same gradients as when it recomputes them;
+    under recompute="all" it recomputes."""
+    from hybridize.kernels import autograd
+    calls = []
+
+    def spy(*args):
+        calls.append(args[-1])
+        return normalised(*args)
+    normalised = autograd._normalised
+    monkeypatch.setattr(autograd, "_normalised", spy)
+    ins = make_inputs(81, 1, 100, 2, 64, 64, channel, torch.bfloat16, 1, True)
+    gen = torch.Generator().manual_seed(82)
+    do = torch.randn(1, 100, 2, 64, generator=gen)
+    grads = {}
+    for keep, recompute in ((True, "solve"), (False, "solve"), (True, "all")):
+        monkeypatch.setattr(autograd, "KEEP_NORMALISED", keep)
+        calls.clear()
+        xs = [x.clone().requires_grad_() for x in ins]
+        o, _ = gated_delta_rule(*xs[:5], initial_state=xs[5], use_qk_l2norm=True, recompute=recompute)
+        (o.float() * do).sum().backward()
+        grads[keep, recompute] = [x.grad for x in xs]
+        assert len(calls) == (1 if keep and recompute != "all" else 2), (keep, recompute, calls)
+    assert all(torch.equal(a, b) for a, b in zip(grads[True, "solve"], grads[False, "solve"]))
+
+
+@inproc
 def test_recompute_argument():
     """gated_delta_rule(recompute=...) picks what the forward keeps for the backward (more kept, less
     recomputed), every choice exact; a wrong value is a one-line ValueError."""
