@@ -361,3 +361,42 @@ def channel_grads(dA, P, dM, k, q, G, rows, C: tl.constexpr, SB: tl.constexpr, P
         Ym += tl.where(inb[:, None], tl.dot(tl.trans(dM), tl.where(after, q * f_row, 0.0), input_precision=PREC)
                        * f_col, 0.0)
     return Xa0, Ya, Xm, Ym
+
+
+@triton.jit
+def channel_grads_sliced(dA_buf, dM_buf, scratch, k, q, G, b_k, b_q, Gc, Gl, b_b, bos, eos, i_t, tok, valid, rows, kk,
+                         km, i_h, H, scale, K: tl.constexpr, C: tl.constexpr, SB: tl.constexpr, PREC: tl.constexpr):
+    """channel_grads where dA and dM are in memory (chunk matrices): each block of SB columns of them is loaded as a
+    [C, SB] tile and the block's rows of k, q (times scale) and G as [SB, BK] tiles, so that every product is
+    [C, SB] x [SB, BK] or [SB, C] x [C, BK] where channel_grads multiplies masked [C, C] x [C, BK] tiles (a quarter
+    of the work at SB = C / 4), and no [C, C] tile is held. Returns (Xa0, Xm, Ya + Ym). Ya and Ym come out a row
+    block at a time; their sum passes through `scratch` (this program's own [C, BK] of a buffer shaped like k) to
+    become one [C, BK] tile. b_k, b_q, Gc: the program's [C, BK] tiles as channel_grads takes them; Gl: G at the
+    chunk's last real token (the value of Gc past the document end)."""
+    Xa0 = tl.zeros(b_k.shape, dtype=tl.float32)
+    Xm = tl.zeros(b_k.shape, dtype=tl.float32)
+    for s in tl.static_range(C // SB):
+        js = s * SB + tl.arange(0, SB)
+        valid_s, tok_s, _ = chunk_tokens(bos, eos, i_t, js, C)
+        m_s = valid_s[:, None] & km[None, :]
+        p_s = (tok_s[:, None] * H + i_h) * K + kk[None, :]
+        m_cols = valid[:, None] & lower_sectors(rows, js)
+        p_cols = (tok[:, None] * H + i_h) * C + js[None, :]
+        dA_s = tl.load(dA_buf + p_cols, mask=m_cols, other=0.0)
+        dM_s = tl.load(dM_buf + p_cols, mask=m_cols, other=0.0)
+        k_js = tl.load(k + p_s, mask=m_s, other=0.0).to(tl.float32)
+        q_js = tl.load(q + p_s, mask=m_s, other=0.0).to(tl.float32) * scale
+        G_js = tl.where(valid_s[:, None], tl.load(G + p_s, mask=m_s, other=0.0), Gl[None, :])
+        Gr = pick_row(Gc, rows, s * SB + SB // 2)
+        after = (rows >= s * SB)[:, None]
+        f_row = tl.exp(tl.minimum(Gc - Gr[None, :], EXP_CLAMP))  # e^{G_t - G_r}, rows t at or after the block
+        f_col = tl.exp(tl.minimum(Gr[None, :] - G_js, EXP_CLAMP))  # e^{G_r - G_j}, the block's rows j
+        k_s = k_js * f_col
+        Xa0 += tl.where(after, tl.dot(dA_s, k_s, input_precision=PREC) * f_row, 0.0)
+        Xm += tl.where(after, tl.dot(dM_s, k_s, input_precision=PREC) * f_row, 0.0)
+        ya = tl.dot(tl.trans(dA_s * b_b[:, None]), tl.where(after, b_k * f_row, 0.0), input_precision=PREC)
+        ym = tl.dot(tl.trans(dM_s), tl.where(after, b_q * f_row, 0.0), input_precision=PREC)
+        tl.store(scratch + p_s, (ya + ym) * f_col, mask=m_s)
+    tl.debug_barrier()  # every row block stored before any thread loads the whole tile
+    p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
+    return Xa0, Xm, tl.load(scratch + p_k, mask=valid[:, None] & km[None, :], other=0.0)
