@@ -262,6 +262,9 @@
 #   PART=116 the fused L2 norm's outputs kept for the backward (autograd.KEEP_NORMALISED): correctness of every case;
 #            fwd+bwd kernels with the fused norm at shapes 0, 1, 4, kept and recomputed (HYBRIDIZE_GDR_KEEP_L2=0); KDA
 #            beside fla at shape 0 with the fused norm
+#   PART=117 the KDA split backward's pairwise gradients from column blocks of dA and dM (BWD_CONFIG["sliced"]):
+#            correctness of every case; fwd+bwd kernels at shapes 0, 1, 4 sliced and not (HYBRIDIZE_GDR_BWD_SLICED=0);
+#            the key-side launch around its default (BV 32 / 64, 2 / 3 stages); KDA fwd+bwd beside fla at shape 0
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -347,6 +350,22 @@ case "${PART:-1}" in
   done
   ours_ok correctness | grep "FAIL\|aligned"
   rows correctness "PASS\|FAILED"
+  ;;
+117)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  for val in 1 0; do
+    step "profile_sliced$val" 120 HYBRIDIZE_GDR_BWD_SLICED=$val kernel_profile.py --shapes 0,1,4 --modes fwd+bwd \
+      --no-fla --gates kda
+  done
+  step bwd_sweep 150 kernel_stages.py --shapes "" --bwd-sweep 0,1 --bwd-gates kda --sweep-inter mixed --no-fla \
+    --bwd-grid "bk=32;bv=32,64;warps=8;stages=2,3"
+  rows profile_sliced1 "sum of kernels\|_bwd_kernel" "sliced: "
+  rows profile_sliced0 "sum of kernels\|_bwd_kernel" "unsliced: "
+  rows bwd_sweep "^| bwd sweep" | cut -c1-300
+  ours_ok correctness | grep "FAIL\|aligned"
+  rows correctness "PASS\|FAILED"
+  step profile_fla 200 kernel_profile.py --shapes 0 --modes fwd+bwd --gates kda
+  rows profile_fla "sum of kernels"
   ;;
 116)
   step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
