@@ -21,9 +21,9 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import (CHUNK, SUB, Layout, channel_colside, channel_grads, channel_grads_sliced, channel_rowside,
-                      chunk_bounds, chunk_matrix, chunk_tokens, dot_dtype, dot_precision, gate_kind, load_chunk_matrix,
-                      split16, store_chunk_matrix)
+from ._common import (CHUNK, SUB, Layout, channel_colside, channel_grads, channel_rowside, chunk_bounds, chunk_matrix,
+                      chunk_tokens, dot_dtype, dot_precision, gate_kind, load_chunk_matrix, split16,
+                      store_chunk_matrix)
 from .chunk_prep import decayed
 from .chunk_scan import SCAN_CONFIG, _pick_bv, launch_options, load_gates, split_update
 
@@ -112,8 +112,7 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "split_stages": int(os.environ.get("HYBRIDIZE_GDR_DH_SPLIT_STAGES", "3")),
               "stages": (int(os.environ["HYBRIDIZE_GDR_BWD_STAGES"]) if os.environ.get("HYBRIDIZE_GDR_BWD_STAGES")
                          else {"fused": {"gdn": 2, "kda": 2}, "split": {"gdn": 2, "kda": 3}}),
-              "decayed16": os.environ.get("HYBRIDIZE_GDR_DECAYED16", "1") == "1",
-              "sliced": os.environ.get("HYBRIDIZE_GDR_BWD_SLICED", "1") == "1"}
+              "decayed16": os.environ.get("HYBRIDIZE_GDR_DECAYED16", "1") == "1"}
 
 
 @triton.jit
@@ -264,10 +263,9 @@ def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, db
                 cu, chunks, scale, H, L,
                 K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                 SB: tl.constexpr, CHANNEL: tl.constexpr, SHARED_FACTORS: tl.constexpr, SPLIT: tl.constexpr,
-                PREC: tl.constexpr, DT: tl.constexpr, SLICED: tl.constexpr):
+                PREC: tl.constexpr, DT: tl.constexpr):
     """SPLIT: _bwd_values_kernel has already formed dvb, dv, beta's v-part, dA and dM (once per chunk
-    and head instead of once per key block); this kernel loads dvb, dA and dM. SLICED (SPLIT, per-channel gates):
-    the pairwise gradients by _common.channel_grads_sliced, from dA and dM loaded a column block at a time."""
+    and head instead of once per key block); this kernel loads dvb, dA and dM."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     i_k = tl.program_id(2)
@@ -339,9 +337,8 @@ def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, db
         dGl_h += tl.sum(b_h.to(tl.float32) * b_dh.to(tl.float32), 1)
 
     if SPLIT:
-        if not SLICED:
-            dA = load_chunk_matrix(dA_buf, tok, valid, rows, i_h, H, C)
-            dM = load_chunk_matrix(dM_buf, tok, valid, rows, i_h, H, C)
+        dA = load_chunk_matrix(dA_buf, tok, valid, rows, i_h, H, C)
+        dM = load_chunk_matrix(dM_buf, tok, valid, rows, i_h, H, C)
     else:
         dA = tl.where(rows[:, None] > rows[None, :], -dA, 0.0)
         dM = tl.where(rows[:, None] >= rows[None, :], dM, 0.0)
@@ -359,34 +356,24 @@ def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, db
     dG -= kd_grad
     dGl = tl.sum(kd_grad, 0) + dGl_h * eGl
     # Through the pairwise matrices A = beta_t (k_t . k_j decayed) and Aqk = q'_t . k_j decayed.
+    P = dA * b_b[:, None]
     if CHANNEL:
-        if SLICED:  # (dg_part's [C, BK] of this program is the scratch: dg is stored there last)
-            Xa0, Xm, YaYm = channel_grads_sliced(dA_buf, dM_buf, dg_part, k, q, G, b_k, b_q, Gc, Gl, b_b, bos, eos, i_t,
-                                                 tok, valid, rows, kk, km, i_h, H, scale, K, C, SB, PREC)
-            Xa = Xa0 * b_b[:, None]
-            dk_acc += Xa + YaYm
-            dG += b_k * Xa + b_q * Xm - b_k * YaYm
+        if SHARED_FACTORS:
+            Xa0, Ya, Xm, Ym = channel_grads(dA, P, dM, b_k, b_q, Gc, rows, C, SB, PREC)
         else:
-            P = dA * b_b[:, None]
-            if SHARED_FACTORS:
-                Xa0, Ya, Xm, Ym = channel_grads(dA, P, dM, b_k, b_q, Gc, rows, C, SB, PREC)
-            else:
-                Xa0 = channel_rowside(dA, b_k, Gc, rows, C, SB, PREC)  # rows not yet scaled by beta
-                Ya = channel_colside(P, b_k, Gc, rows, C, SB, PREC)
-                Xm = channel_rowside(dM, b_k, Gc, rows, C, SB, PREC)
-                Ym = channel_colside(dM, b_q, Gc, rows, C, SB, PREC)
-            Xa = Xa0 * b_b[:, None]
-            dk_acc += Xa + Ya + Ym
-            dG += b_k * (Xa - Ya) + b_q * Xm - b_k * Ym
+            Xa0 = channel_rowside(dA, b_k, Gc, rows, C, SB, PREC)  # rows not yet scaled by beta
+            Ya = channel_colside(P, b_k, Gc, rows, C, SB, PREC)
+            Xm = channel_rowside(dM, b_k, Gc, rows, C, SB, PREC)
+            Ym = channel_colside(dM, b_q, Gc, rows, C, SB, PREC)
+        Xa = Xa0 * b_b[:, None]
+        dk_acc += Xa + Ya + Ym
         dq_acc += Xm
+        dG += b_k * (Xa - Ya) + b_q * Xm - b_k * Ym
         # dbeta_t = sum_j dA[t,j] (k_t . k_j decayed) = sum_d k[t,d] Xa0[t,d]
         db += tl.sum(b_k * Xa0, 1)
         dg = tl.cumsum(dG, 0, reverse=True) + dGl[None, :]
-        if SLICED:
-            tl.debug_barrier()  # every thread's load of the scratch before this store
         tl.store(dg_part + p_k, dg, mask=m_k)  # key blocks own disjoint columns
     else:
-        P = dA * b_b[:, None]
         lower = rows[:, None] >= rows[None, :]
         D = tl.exp(tl.where(lower, Gc[:, None] - Gc[None, :], float("-inf")))
         S = tl.dot(b_k, tl.trans(b_k), input_precision=PREC) * D  # this key block's share
@@ -536,7 +523,6 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
             layout.cu, layout.chunks, scale, H, L,
             K=K, V=V, BK=BK, BV=BV, C=CHUNK, SB=SUB, CHANNEL=channel,
             SHARED_FACTORS=BWD_CONFIG["factors"] == "shared", SPLIT=split, PREC=prec, DT=dot_dtype(vn.dtype),
-            SLICED=split and channel and BWD_CONFIG["sliced"],
             num_warps=BWD_CONFIG["num_warps"], num_stages=stages)
     dg = dg_part[0] if channel else dg_part.sum(0)
     return dq, dk, dv, dg, db_part.sum(0), dh0

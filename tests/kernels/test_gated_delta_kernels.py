@@ -374,34 +374,6 @@ def test_inverse_methods(method, monkeypatch):
 
 
 @inproc
-@pytest.mark.parametrize("case", ["packed", "K128V64", "bf16"])
-def test_bwd_sliced(case, monkeypatch):
-    """The split backward's pairwise gradients for per-channel gates from dA and dM loaded a column block at a time
-    (BWD_CONFIG["sliced"], _common.channel_grads_sliced) against float64, over packed documents (an empty one, a
-    one-token one: rows past the document end in the row blocks), several key blocks and bf16; and not bitwise equal
-    to the unsliced path (the sums are ordered differently), so the path did run. The chunk matrices are NaN past
-    what is stored (tests/kernels/conftest.py), so a column block read past the stored triangle fails."""
-    from hybridize.kernels import chunk_bwd
-    monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "design", "split")
-    monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "BK", {**chunk_bwd.BWD_CONFIG["BK"], "split": {"gdn": 32, "kda": 32}})
-    args, kw = {"packed": ((91, 1, 150, 2, 64, 64, True), {"cu": [0, 10, 10, 11, 90, 150], "l2": True}),
-                "K128V64": ((92, 1, 100, 2, 128, 64, True), {}),
-                "bf16": ((93, 1, 100, 2, 64, 64, True), {"dtype": torch.bfloat16, "l2": True})}[case]
-    outs = {}
-    for sliced in (True, False):
-        monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "sliced", sliced)
-        ins = make_inputs(args[0], *args[1:7], kw.get("dtype", torch.float32), len(kw.get("cu", [0, 0])) - 1,
-                          kw.get("l2", False))
-        xs = [x.clone().requires_grad_() for x in ins]
-        cu = torch.tensor(kw["cu"], dtype=torch.int32) if "cu" in kw else None
-        o, _ = gated_delta_rule(*xs[:5], initial_state=xs[5], cu_seqlens=cu, use_qk_l2norm=kw.get("l2", False))
-        (o.float() * torch.randn(o.shape, generator=torch.Generator().manual_seed(9))).sum().backward()
-        outs[sliced] = [x.grad for x in xs]
-        check(*args, **kw)
-    assert any(not torch.equal(a, b) for a, b in zip(outs[True], outs[False]))
-
-
-@inproc
 @pytest.mark.parametrize("case", ["packed", "K32V128", "K128V64"])
 @pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
 def test_bwd_split(case, channel, monkeypatch):
