@@ -247,9 +247,9 @@
 #   PART=109 (ran at b8720e3; that code was reverted after it) the dh scan's state-free term (q e^G)^T do formed per
 #            chunk in parallel (HYBRIDIZE_GDR_QDO=1): KDA correctness; KDA fwd+bwd kernels at shapes 0, 1, 4 with it
 #            on and off, with the fused L2 norm (twice) and without
-#   PART=110 (ran at 1961908; reverted after it) the backward's recompute scan with kg as a bf16 hi + lo pair (BWD_CONFIG["kg_pair"]): correctness of every
-#            case; KDA fwd+bwd kernels at shapes 0, 1, 4: with the fused L2 norm, pair on / off and decayed16 on / off;
-#            without it, pair on / off
+#   PART=110 (ran at 1961908; reverted after it) the backward's recompute scan with kg as a bf16 hi + lo pair
+#            (BWD_CONFIG["kg_pair"]): correctness of every case; KDA fwd+bwd kernels at shapes 0, 1, 4: with the fused
+#            L2 norm, pair on / off and decayed16 on / off; without it, pair on / off
 #   PART=111 why the backward's recompute scan takes twice the forward scan's time: scan_recompute_probe.py at shapes
 #            0, 1, 4 (the forward's scan, the recompute, states in bf16, no stores, 32 value columns)
 #   PART=112 the backward's key-side kernel launch swept again for KDA at shapes 0, 1, 4 (kernel_stages.py --bwd-sweep,
@@ -262,9 +262,9 @@
 #   PART=116 the fused L2 norm's outputs kept for the backward (autograd.KEEP_NORMALISED): correctness of every case;
 #            fwd+bwd kernels with the fused norm at shapes 0, 1, 4, kept and recomputed (HYBRIDIZE_GDR_KEEP_L2=0); KDA
 #            beside fla at shape 0 with the fused norm
-#   PART=117 (ran at 3e197a5; reverted after it) the KDA split backward's pairwise gradients from column blocks of dA and dM (BWD_CONFIG["sliced"]):
-#            correctness of every case; fwd+bwd kernels at shapes 0, 1, 4 sliced and not (HYBRIDIZE_GDR_BWD_SLICED=0);
-#            the key-side launch around its default (BV 32 / 64, 2 / 3 stages); KDA fwd+bwd beside fla at shape 0
+#   PART=117 (ran at 3e197a5; reverted after it) the KDA split backward's pairwise gradients from column blocks of
+#            dA and dM (BWD_CONFIG["sliced"]): correctness of every case; fwd+bwd kernels at shapes 0, 1, 4 sliced and
+#            not (HYBRIDIZE_GDR_BWD_SLICED=0); the key-side launch around its default; KDA fwd+bwd beside fla at shape 0
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
