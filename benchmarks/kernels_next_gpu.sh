@@ -242,8 +242,9 @@
 #            of every case; the dh scan swept with fp32 and fp16 operands (shapes 0, 1, 4); KDA fwd+bwd kernels with
 #            the fused L2 norm (HYBRIDIZE_BENCH_L2=1) at shapes 0, 1, 4, fp16 on and off (HYBRIDIZE_GDR_DECAYED16=0)
 #   PART=107 fla's KDA fwd+bwd kernels beside ours, both with the fused L2 norm (shape 0; fla autotunes for minutes)
-#   PART=108 decayed16 "kg" (kg in fp16, q e^G in fp32; the default after call 1): correctness of every case; KDA fwd+bwd
-#            kernels with the fused L2 norm at shapes 0, 1, 4 with "kg", "0" and "both", alternating twice
+#   PART=108 (ran on an uncommitted version whose HYBRIDIZE_GDR_DECAYED16 took "kg" (kg alone in fp16), "both" or "0";
+#            the committed code takes 1 (= "both") or 0) correctness of every case; KDA fwd+bwd kernels with the fused
+#            L2 norm at shapes 0, 1, 4 with "kg", "0" and "both", alternating twice
 #   PART=109 (ran at b8720e3; that code was reverted after it) the dh scan's state-free term (q e^G)^T do formed per
 #            chunk in parallel (HYBRIDIZE_GDR_QDO=1): KDA correctness; KDA fwd+bwd kernels at shapes 0, 1, 4 with it
 #            on and off, with the fused L2 norm (twice) and without
