@@ -160,17 +160,17 @@ def dh_sweep(B, T, H, D, channel, grid=None):
     Inputs: backward_operands."""
     from hybridize.kernels import chunk_bwd as bwd_mod
     (q, k, v, g, beta), do, scale, layout, (G, w, Aqk, Tm, h, vn, kg) = backward_operands(B, T, H, D, channel)
-    # as chunk_bwd: vn's dtype, not w's ("mixed"), or fp16 (dec 16)
+    grid = grid or DH_GRID
+    # as chunk_bwd: vn's dtype, not w's ("mixed"), or fp16 (dec 16); only the bit widths the grid asks for
     operands = {bits: bwd_mod.dh_operands(q, k, G, layout, vn.dtype if bits == 32 else torch.float16,
                                           kg if bits == 32 or kg is None else kg.to(torch.float16))
-                for bits in (32, 16)}
+                for bits in grid["dec"]}
     dh_all = torch.empty(layout.num_chunks, H, D, D, device=q.device, dtype=vn.dtype)
     dvn = torch.empty_like(vn)
     saved = dict(bwd_mod.BWD_CONFIG)
     rows = []
     # 8 warps are left out: at BV 16 they ended round 8's sweep with an illegal memory access (the
     # shipped launch uses 4; the crash was not investigated further)
-    grid = grid or DH_GRID
     names = ("bv", "warps", "stages", "dvn", "split", "dec")
     for bv, nw, ns, local, split, bits in itertools.product(*(grid[n] for n in names)):
         bwd_mod.BWD_CONFIG.update(dh_BV=bv, dh_warps=nw, dh_stages=ns, dvn_local=local, dh_split_channel=bool(split))

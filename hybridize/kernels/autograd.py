@@ -154,9 +154,10 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
             _, _, (G, w, Aqk, T, h, vn, kg) = _forward(qn, kn, v_in, gp, b_in, scale, h0, False, layout,
                                                        store_for_bwd=True, inter=ctx.inter)
         elif h is None:  # RECOMPUTE "solve": the prep's pairs and inverse are not run again
-            w_dtype, inter = inter_dtypes(kn, ctx.inter, G.dim() == 4)
-            kg_dtype = decayed_dtype(kn.dtype, inter, G.dim() == 4, ctx.l2)
-            w, u, kg = chunk_solve(kn, v_in, G, b_in, T, layout, w_dtype, inter, kg_dtype)
+            channel = G.dim() == 4
+            w_dtype, inter = inter_dtypes(kn, ctx.inter, channel)
+            w, u, kg = chunk_solve(kn, v_in, G, b_in, T, layout, w_dtype, inter,
+                                   decayed_dtype(kn.dtype, inter, channel, ctx.l2))
             _, _, h, vn = chunk_scan(qn, kn, w, u, G, Aqk, scale, layout, initial_state=h0, store_h=True, kg=kg)
         # RECOMPUTE "none": the forward kept everything
         do = _packed(do.to(vp.dtype))
