@@ -90,13 +90,14 @@ def rows(dims):
                     sig["k"] = f"*{hi}"
                 sig.update(ptrs(["w"], f"*{lo}"))
                 sig.update(ptrs(["u", "Aqk", "vn_out"], f"*{hi}"))
-                sig.update(ptrs(["G", "h0", "ht"], "*fp32"))
-                sig.update(h_out="*bf16", cu="*i32", chunk_offsets="*i32", scale="fp32", H="i32")
+                sig.update(ptrs(["G", "h0", "ht", "kg_lo", "kG"], "*fp32"))
+                sig.update(beta="*bf16", h_out="*bf16", cu="*i32", chunk_offsets="*i32", scale="fp32", H="i32")
                 consts = dict(K=D, V=D, BK=D, BV=bv, C=64, CHANNEL=channel, KG=kg, HAS_H0=False,
                               STORE_FINAL=False, STORE_H=True, STORE_VN=True, FUSE_O=False, PREC="tf32",
                               DT=tl.float32 if hi == "fp32" else tl.bfloat16,
                               WDT=tl.float32 if lo == "fp32" else tl.bfloat16,
-                              KG_REGS=chunk_scan.SCAN_CONFIG["kg_via_registers"])
+                              KG_REGS=chunk_scan.SCAN_CONFIG["kg_via_registers"], SPLIT=0, KDT=tl.bfloat16,
+                              SOLVE=False)
                 opts = chunk_scan.launch_options(D, bv, None, channel)
                 out.append((f"scan {gate} D{D} BV{bv} {inter}{' kg' if kg else ''}", chunk_scan._scan_kernel, sig, consts,
                             opts["num_warps"], opts["num_stages"]))

@@ -16,6 +16,7 @@ scalar gates) is written per key block and summed on the host.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import torch
 import triton
@@ -476,10 +477,12 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
 
 
 def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool, kg=None,
-              unit_keys: bool = False):
+              unit_keys: bool = False, join: Callable[[], None] | None = None):
     """Gradients of the chunked rule (inputs packed [1, L, H, ...], q and k already normalised).
     kg: the recomputed k e^{G_last - G} (per-channel gates), used by the dh scan when
     BWD_CONFIG["decayed"] is "kernel". unit_keys: q and k come from the fused L2 norm (decayed_dtype).
+    join: called once the dh scan is queued and before stage 2, the first kernel to read h and vn (which the dh scan
+    does not: autograd computes them on a side stream meanwhile and waits for it there).
     Returns dq, dk, dv (input dtypes), dg (fp32, g's shape), dbeta (fp32), dh0 (fp32 or None)."""
     _, L, H, K = k.shape
     V = v.shape[-1]
@@ -494,6 +497,8 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
     if N:
         dec = decayed_dtype(q.dtype, vn.dtype, channel, unit_keys)
         launch_dh(*dh_operands(q, k, G, layout, dec, kg), w, G, Aqk, do, dht, dh_all, dvn, dh0, layout, scale)
+    if join is not None:
+        join()
     design = BWD_CONFIG["design"]
     split = design == "split" or (design == "auto" and channel and K >= 128)
     kind, gates = ("split" if split else "fused"), gate_kind(channel)
