@@ -266,6 +266,10 @@
 #   PART=117 (ran at 3e197a5; reverted after it) the KDA split backward's pairwise gradients from column blocks of
 #            dA and dM (BWD_CONFIG["sliced"]): correctness of every case; fwd+bwd kernels at shapes 0, 1, 4 sliced and
 #            not (HYBRIDIZE_GDR_BWD_SLICED=0); the key-side launch around its default; KDA fwd+bwd beside fla at shape 0
+# Round 20:
+#   PART=118 the backward's recompute scan on a side stream beside the dh scan (autograd.OVERLAP): correctness of every
+#            case; overlap_bench.py (gradients bitwise equal with and without; fwd+bwd wall and CUDA-graph medians) at
+#            SHAPES (default 0,4)
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -323,6 +327,13 @@ defaults() {
 }
 
 case "${PART:-1}" in
+118)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  step overlap 330 overlap_bench.py --shapes "${SHAPES:-0,4}" ${FLA:+--fla}
+  rows overlap "^| [GK]D[AN]"
+  ours_ok correctness | grep "FAIL\|aligned"
+  rows correctness "PASS\|FAILED"
+  ;;
 106)
   step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
   step dh_sweep 240 kernel_stages.py --shapes "" --dh-sweep 0,1,4 --dh-gates kda --sweep-inter mixed --no-fla \
