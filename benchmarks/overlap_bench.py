@@ -27,7 +27,7 @@ def grads(B, T, H, D, channel):
     torch.manual_seed(0)
     xs = inputs(B, T, H, D, channel, True)
     do = torch.randn(B, T, H, D, device="cuda", generator=torch.Generator("cuda").manual_seed(0)).bfloat16()
-    ours(*xs).backward(do)
+    ours(*xs)[0].backward(do)
     return [x.grad.clone() for x in xs]
 
 
@@ -39,13 +39,13 @@ def graph_ms(B, T, H, D, channel, reps: int = 30) -> float:
     warm.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(warm):
         for _ in range(3):
-            ours(*xs).backward(do)
+            ours(*xs)[0].backward(do)
     torch.cuda.current_stream().wait_stream(warm)
     for x in xs:
         x.grad = None
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        ours(*xs).backward(do)
+        ours(*xs)[0].backward(do)
     for _ in range(5):
         graph.replay()
     times = []
