@@ -1,7 +1,7 @@
 """When each kernel of one forward runs on the GPU, and what each compiled Triton kernel holds per program
 (registers, shared memory, warps): what decides whether two kernels can share a multiprocessor.
 
-    PYTHONPATH=. python benchmarks/kernel_timeline.py [--shapes 0] [--gates gdn,kda] [--graph]
+    PYTHONPATH=. python benchmarks/kernel_timeline.py [--shapes 0] [--gates gdn,kda] [--graph | --bwd]
 
 For each case the forward is warmed, then run --iters times under torch.profiler; the last run's kernels are
 printed with their start relative to its first kernel and their duration (us, from the profiler's GPU
@@ -39,9 +39,13 @@ def _recording_run(self, *args, **kwargs):
 triton.runtime.jit.JITFunction.run = _recording_run
 
 
-def timeline(xs, iters: int, graph: bool = False):
+def timeline(xs, iters: int, graph: bool = False, do=None):
     def step():
-        return gated_delta_rule(*xs, output_final_state=True)
+        if do is None:
+            return gated_delta_rule(*xs, output_final_state=True)
+        for x in xs:
+            x.grad = None
+        gated_delta_rule(*xs, output_final_state=True)[0].backward(do)
 
     # with graph, the forward's kernels replayed from a CUDA graph: no host between them
     prof = profiled(captured(step, ()).replay if graph else step, iters)
@@ -54,7 +58,7 @@ def timeline(xs, iters: int, graph: bool = False):
     per_run = len(kernels) // iters
     last = kernels[-per_run:]
     t0 = last[0]["ts"]
-    return [(e["name"][:40], e["ts"] - t0, e["dur"]) for e in last]
+    return [(f'{e["name"][:34]} s{e.get("args", {}).get("stream", "?")}', e["ts"] - t0, e["dur"]) for e in last]
 
 
 def main():
@@ -63,6 +67,7 @@ def main():
     ap.add_argument("--gates", default="gdn,kda")
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--graph", action="store_true", help="replay a CUDA graph of the forward")
+    ap.add_argument("--bwd", action="store_true", help="forward and backward (eager; with the stream each kernel ran on)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     props = torch.cuda.get_device_properties(0)
@@ -70,11 +75,15 @@ def main():
     for i in args.shapes.split(","):
         B, T, H, D = SHAPES[int(i)] if i.isdigit() else tuple(int(x) for x in i.split("x"))
         for gate in args.gates.split(","):
-            xs = [x.detach() for x in inputs(B, T, H, D, gate == "kda", False)]
+            xs = [x.detach().requires_grad_(args.bwd) for x in inputs(B, T, H, D, gate == "kda", False)]
             _COMPILED.clear()
-            with torch.no_grad():
-                rows = timeline(xs, args.iters, args.graph)
-            print(f"\n{gate.upper()} fwd ({B},{T},{H},{D}): kernel, start us, duration us")
+            if args.bwd:
+                rows = timeline(xs, args.iters, do=torch.randn(B, T, H, D, device="cuda").bfloat16())
+            else:
+                with torch.no_grad():
+                    rows = timeline(xs, args.iters, args.graph)
+            mode = "fwd+bwd" if args.bwd else "fwd"
+            print(f"\n{gate.upper()} {mode} ({B},{T},{H},{D}): kernel, start us, duration us")
             for name, start, dur in rows:
                 print(f"  {name:40s} {start:9.1f} {dur:9.1f}")
             print("  span", f"{rows[-1][1] + rows[-1][2]:.1f} us")

@@ -5,8 +5,9 @@
 For each case (bf16 inputs as bench_kernels.py, fwd+bwd with dq, dk, dv, dg, dbeta):
   same     the gradients with the recompute scan on a side stream, three times, and once on one stream: all
            bitwise equal (a missing wait would read h or vn half-written, and differ from run to run);
-  wall     fwd+bwd medians (triton.testing.do_bench, CUDA events), one stream / side stream / one stream again in
-           the same process, so a drift of the GPU's clock shows as a difference between the two one-stream rows;
+  wall     fwd+bwd medians (triton.testing.do_bench, CUDA events): one stream, then the side stream with its scan at
+           each of --stages pipeline stages (autograd.OVERLAP_SCAN_STAGES; 0: the scan's own), then one stream again
+           in the same process, so a drift of the GPU's clock shows as a difference between the two one-stream rows;
   graph    the same from CUDA-graph replays of fwd+bwd (the GPU's time, no host between kernels);
   fla      with --fla, fla 0.6.0's fwd+bwd wall median (KDA only: its GDN backward refuses on Hopper).
 """
@@ -66,8 +67,10 @@ def main():
     ap.add_argument("--gates", default="gdn,kda")
     ap.add_argument("--fla", action="store_true")
     ap.add_argument("--no-graph", action="store_true")
+    ap.add_argument("--stages", default="1,0", help="the side stream's scan stages to time (0: the scan's own)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    stages = [int(x) for x in args.stages.split(",")]
     rows = []
     for i in args.shapes.split(","):
         B, T, H, D = SHAPES[int(i)]
@@ -81,24 +84,29 @@ def main():
                 runs.setdefault(overlap, []).append(grads(B, T, H, D, channel))
             ref = runs[False][0]
             row["same"] = all(torch.equal(a, b) for run in runs[True] for a, b in zip(run, ref))
-            for label, overlap in (("one", False), ("side", True), ("one_again", False)):
-                autograd.OVERLAP = overlap
+            labels = [("one", False, 0)] + [(f"side{n}", True, n) for n in stages] + [("one_again", False, 0)]
+            for label, overlap, n in labels:
+                autograd.OVERLAP, autograd.OVERLAP_SCAN_STAGES = overlap, n
                 row[f"wall_{label}"] = time_impl(ours, B, T, H, D, channel, True)
                 if not args.no_graph and label != "one_again":
                     row[f"graph_{label}"] = graph_ms(B, T, H, D, channel)
-            autograd.OVERLAP = True
+            autograd.OVERLAP, autograd.OVERLAP_SCAN_STAGES = True, stages[0]
             if args.fla and channel and fla(channel) is not None:
                 row["fla_wall"] = time_impl(fla(channel), B, T, H, D, channel, True)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    print("\n| case | same grads | wall one stream | wall side stream | wall one again | graph one | graph side "
-          "| fla wall | side / fla |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| case | same grads | time | one stream | " + " | ".join(f"side, scan stages {n}" for n in stages)
+          + " | one stream again | fla | first side / fla |")
+    print("|---|---|---|---|" + "---|" * len(stages) + "---|---|---|")
     f = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
     for r in rows:
-        ratio = f"{r['wall_side'] / r['fla_wall']:.2f}x" if r.get("fla_wall") else "-"
-        print(f"| {r['case']} | {r['same']} | {f(r['wall_one'])} | {f(r['wall_side'])} | {f(r['wall_one_again'])} | "
-              f"{f(r.get('graph_one'))} | {f(r.get('graph_side'))} | {f(r.get('fla_wall'))} | {ratio} |")
+        ratio = f"{r[f'wall_side{stages[0]}'] / r['fla_wall']:.2f}x" if r.get("fla_wall") else "-"
+        sides = " | ".join(f(r.get(f"wall_side{n}")) for n in stages)
+        print(f"| {r['case']} | {r['same']} | wall | {f(r['wall_one'])} | {sides} | {f(r['wall_one_again'])} | "
+              f"{f(r.get('fla_wall'))} | {ratio} |")
+        if not args.no_graph:
+            sides = " | ".join(f(r.get(f"graph_side{n}")) for n in stages)
+            print(f"| {r['case']} | {r['same']} | graph | {f(r['graph_one'])} | {sides} | - | - | - |")
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "rows.json"), "w") as fh:

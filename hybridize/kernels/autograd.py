@@ -59,6 +59,9 @@ KEEP_NORMALISED = os.environ.get("HYBRIDIZE_GDR_KEEP_L2", "1") == "1"
 # documents leave each at about one program per multiprocessor, and two of them can share one. Stage 2 waits for
 # both. HYBRIDIZE_GDR_OVERLAP=0 runs them one after the other on the current stream.
 OVERLAP = os.environ.get("HYBRIDIZE_GDR_OVERLAP", "1") == "1"
+# The side stream's scan runs at this pipeline depth (0: its own), so that its shared memory and the dh scan's fit on
+# one multiprocessor together (228 KB on the H100); it has time to spare, being the shorter of the two.
+OVERLAP_SCAN_STAGES = int(os.environ.get("HYBRIDIZE_GDR_OVERLAP_STAGES", "1"))
 _SIDE_STREAMS: dict = {}
 
 
@@ -189,7 +192,8 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
                                    decayed_dtype(kn.dtype, inter, channel, ctx.l2))
             side = _fork(kn)
             with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
-                _, _, h, vn = chunk_scan(qn, kn, w, u, G, Aqk, scale, layout, initial_state=h0, store_h=True, kg=kg)
+                _, _, h, vn = chunk_scan(qn, kn, w, u, G, Aqk, scale, layout, initial_state=h0, store_h=True, kg=kg,
+                                         num_stages=OVERLAP_SCAN_STAGES if side is not None else None)
         # RECOMPUTE "none": the forward kept everything
         do = _packed(do.to(vp.dtype))
         if ctx.l2:

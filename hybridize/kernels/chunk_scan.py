@@ -299,14 +299,15 @@ def _scan_launch(V: int, programs: int, K: int, dtype: torch.dtype, channel: boo
 def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=None,
                output_final_state: bool = False, store_h: bool = False, fuse_o: bool = False,
                state_dtype: torch.dtype | None = None, kg=None, solve: tuple | None = None,
-               vn16: bool = False):
+               vn16: bool = False, num_stages: int | None = None):
     """Runs the scan. Returns (o or None, final state or None, h [NC,H,K,V] or None, vn or None).
     h is stored in state_dtype (default: u's dtype), vn in u's dtype. kg: k e^{G_last - G} from the
     prep, used in place of k in the state update when given. solve: (T, v, beta, kG) in place of w and u
     (both None then; split_update's case, see solve_in_scan; kG = k e^G for per-channel gates, else
     None): the scan forms vn from them, and vn is fp32. vn16: vn is stored in fp16 instead (for the output
     kernel only: chunk_output's vn_check; the state update keeps fp32 vn; elements past fp16's range
-    become inf there)."""
+    become inf there). num_stages: the launch's pipeline depth in place of _scan_launch's (fewer stages hold less
+    shared memory, so that the scan fits on a multiprocessor beside another kernel: autograd.OVERLAP)."""
     _, L, H, K = k.shape
     beta = kG = None
     if solve is not None:
@@ -328,6 +329,8 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
     BV, opts = _scan_launch(V, N * H, K, k.dtype, G.dim() == 4, solve is not None, kg_lo is not None)
     if fuse_o:  # the output's tiles too: 3 stages needed 261 KB of shared memory (H100, bf16, head dim 128)
         opts["num_stages"] = min(opts["num_stages"], 2)
+    if num_stages:
+        opts["num_stages"] = num_stages
     dummy = u
     # (with solve: the state update as without it, w's dtype being kG's or k's)
     w_dtype = (kG if kG is not None else k).dtype if solve is not None else w.dtype
