@@ -84,6 +84,9 @@ def main():
                 runs.setdefault(overlap, []).append(grads(B, T, H, D, channel))
             ref = runs[False][0]
             row["same"] = all(torch.equal(a, b) for run in runs[True] for a, b in zip(run, ref))
+            # where not: how far apart, relative to the gradient's norm (largest over the five gradients and runs)
+            row["diff"] = max(((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-30)).item()
+                              for run in runs[True] for a, b in zip(run, ref))
             labels = [("one", False, 0)] + [(f"side{n}", True, n) for n in stages] + [("one_again", False, 0)]
             for label, overlap, n in labels:
                 autograd.OVERLAP, autograd.OVERLAP_SCAN_STAGES = overlap, n
@@ -102,7 +105,7 @@ def main():
     for r in rows:
         ratio = f"{r[f'wall_side{stages[0]}'] / r['fla_wall']:.2f}x" if r.get("fla_wall") else "-"
         sides = " | ".join(f(r.get(f"wall_side{n}")) for n in stages)
-        print(f"| {r['case']} | {r['same']} | wall | {f(r['wall_one'])} | {sides} | {f(r['wall_one_again'])} | "
+        print(f"| {r['case']} | {r['same']} ({r['diff']:.1e}) | wall | {f(r['wall_one'])} | {sides} | {f(r['wall_one_again'])} | "
               f"{f(r.get('fla_wall'))} | {ratio} |")
         if not args.no_graph:
             sides = " | ".join(f(r.get(f"graph_side{n}")) for n in stages)

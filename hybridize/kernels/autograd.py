@@ -24,7 +24,7 @@ from .chunk_bwd import chunk_bwd, decayed_dtype
 from .chunk_output import OUTPUT_CONFIG, chunk_output
 from .chunk_prep import chunk_prep, inter_dtypes, solve_in_scan
 from .chunk_prep_split import chunk_solve, pairs_decayed
-from .chunk_scan import SCAN_CONFIG, chunk_scan
+from .chunk_scan import SCAN_CONFIG, chunk_scan, scan_outputs
 from .decode import recurrent_update
 from .l2norm import keys_bwd, keys_fwd, out_grad, unit_bwd, unit_fwd
 
@@ -62,6 +62,9 @@ OVERLAP = os.environ.get("HYBRIDIZE_GDR_OVERLAP", "1") == "1"
 # The side stream's scan runs at this pipeline depth (0: its own), so that its shared memory and the dh scan's fit on
 # one multiprocessor together (228 KB on the H100); it has time to spare, being the shorter of the two.
 OVERLAP_SCAN_STAGES = int(os.environ.get("HYBRIDIZE_GDR_OVERLAP_STAGES", "1"))
+# Where the side stream starts: "dh", right before the dh scan (after the kernels that prepare its operands), or
+# "start", right after the solve.
+OVERLAP_AT = os.environ.get("HYBRIDIZE_GDR_OVERLAP_AT", "dh")
 _SIDE_STREAMS: dict = {}
 
 
@@ -178,6 +181,7 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
         qp, kp, vp, gp, bp, h0, o, G, w, Aqk, T, h, vn, kg, *normed = ctx.saved_tensors
         layout, scale = ctx.layout, ctx.scale
         side = None  # the stream the recompute scan runs on (_fork), joined before chunk_bwd's stage 2
+        beside = None  # or the recompute itself, queued by chunk_bwd right before the dh scan
         if normed[0] is not None:  # the fused L2 norm's scaled q, k, v, beta, kept (KEEP_NORMALISED)
             qn, kn, v_in, b_in, rho_q = normed
         else:  # computed again (the same kernel: the same values)
@@ -190,10 +194,18 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
             w_dtype, inter = inter_dtypes(kn, ctx.inter, channel)
             w, u, kg = chunk_solve(kn, v_in, G, b_in, T, layout, w_dtype, inter,
                                    decayed_dtype(kn.dtype, inter, channel, ctx.l2))
-            side = _fork(kn)
-            with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
-                _, _, h, vn = chunk_scan(qn, kn, w, u, G, Aqk, scale, layout, initial_state=h0, store_h=True, kg=kg,
-                                         num_stages=OVERLAP_SCAN_STAGES if side is not None else None)
+            h, vn = scan_outputs(kn, u, layout, True)
+
+            def recompute():
+                nonlocal side
+                side = _fork(kn)
+                with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
+                    chunk_scan(qn, kn, w, u, G, Aqk, scale, layout, initial_state=h0, store_h=True, kg=kg,
+                               num_stages=OVERLAP_SCAN_STAGES if side is not None else None, out=(h, vn))
+            if OVERLAP_AT == "start":
+                recompute()
+            else:
+                beside = recompute
         # RECOMPUTE "none": the forward kept everything
         do = _packed(do.to(vp.dtype))
         if ctx.l2:
@@ -201,7 +213,7 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
         dht = dht.contiguous().float() if dht is not None else None
         dq, dk, dv, dg, db, dh0 = chunk_bwd(qn, kn, v_in, gp, b_in, scale, layout, G, w, Aqk, T, h, vn, do, dht,
                                             need_dh0=h0 is not None and ctx.needs_input_grad[6], kg=kg,
-                                            unit_keys=ctx.l2, join=lambda: _join(side, h, vn))
+                                            unit_keys=ctx.l2, beside=beside, join=lambda: _join(side, h, vn))
         if ctx.l2:
             dq = unit_bwd(qp, dq, drho_q)
             dk, dv, db = keys_bwd(kp, vp, bp, dk, dv, db)

@@ -333,9 +333,10 @@ def test_fused_norm_kept_for_backward(channel, monkeypatch):
 @inproc
 @pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
 def test_backward_waits_for_recomputed_states(channel, monkeypatch):
-    """The recompute scan's h and vn may still be in flight (autograd runs it on a side stream on CUDA) until chunk_bwd
-    calls join: here the scan hands over NaN-filled h and vn and join fills in the real ones, so any kernel that read
-    them before join would turn the gradients NaN. They must equal, bitwise, those of the plain order."""
+    """The recompute scan's h and vn may still be in flight (autograd runs it on a side stream on CUDA, queued by
+    chunk_bwd's beside right before the dh scan) until chunk_bwd calls join: here the scan leaves its h and vn buffers
+    NaN and join fills in the real values, so any kernel that read them before join would turn the gradients NaN.
+    They must equal, bitwise, those of the plain order."""
     from hybridize.kernels import autograd
     ins = make_inputs(91, 1, 150, 2, 64, 64, channel, torch.bfloat16, 1, False)
     do = torch.randn(1, 150, 2, 64, generator=torch.Generator().manual_seed(92))
@@ -351,10 +352,12 @@ def test_backward_waits_for_recomputed_states(channel, monkeypatch):
     real = []
     scan = autograd.chunk_scan
 
-    def late_scan(*args, **kwargs):
+    def late_scan(*args, out, **kwargs):  # the real h and vn kept aside; the buffers handed on stay NaN until join
         o, ht, h, vn = scan(*args, **kwargs)
         real.append((h, vn))
-        return o, ht, torch.full_like(h, float("nan")), torch.full_like(vn, float("nan"))
+        for t in out:
+            t.fill_(float("nan"))
+        return o, ht, *out
 
     def join(side, h, vn):
         assert side is None and len(real) == 1
