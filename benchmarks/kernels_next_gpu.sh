@@ -267,9 +267,9 @@
 #            dA and dM (BWD_CONFIG["sliced"]): correctness of every case; fwd+bwd kernels at shapes 0, 1, 4 sliced and
 #            not (HYBRIDIZE_GDR_BWD_SLICED=0); the key-side launch around its default; KDA fwd+bwd beside fla at shape 0
 # Round 20:
-#   PART=118 the backward's recompute scan on a side stream beside the dh scan (autograd.OVERLAP): correctness of every
-#            case; overlap_bench.py (gradients bitwise equal with and without; fwd+bwd wall and CUDA-graph medians) at
-#            SHAPES (default 0,4)
+#   PART=118 (ran at a29b834; the side stream and overlap_bench.py were reverted after calls 1-5, see d8c5ceb) the
+#            backward's recompute scan on a side stream beside the dh scan (autograd.OVERLAP): correctness of every
+#            case; overlap_bench.py (gradients bitwise equal with and without; fwd+bwd wall and CUDA-graph medians)
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2

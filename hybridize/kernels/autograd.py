@@ -14,7 +14,6 @@ Backward: [l2norm] -> chunk_prep (again, keeping T; or only its solve, from the 
 """
 from __future__ import annotations
 
-import contextlib
 import os
 
 import torch
@@ -24,7 +23,7 @@ from .chunk_bwd import chunk_bwd, decayed_dtype
 from .chunk_output import OUTPUT_CONFIG, chunk_output
 from .chunk_prep import chunk_prep, inter_dtypes, solve_in_scan
 from .chunk_prep_split import chunk_solve, pairs_decayed
-from .chunk_scan import SCAN_CONFIG, chunk_scan, scan_outputs
+from .chunk_scan import SCAN_CONFIG, chunk_scan
 from .decode import recurrent_update
 from .l2norm import keys_bwd, keys_fwd, out_grad, unit_bwd, unit_fwd
 
@@ -54,39 +53,6 @@ RECOMPUTE = os.environ.get("HYBRIDIZE_GDR_RECOMPUTE", "solve")
 # the norm's kernels took 0.285 ms (fla's: 0.140), 0.139 of it in four _unit_fwd_kernel launches, two of them this
 # recompute. HYBRIDIZE_GDR_KEEP_L2=0 recomputes.
 KEEP_NORMALISED = os.environ.get("HYBRIDIZE_GDR_KEEP_L2", "1") == "1"
-# On CUDA, the backward's recompute scan (h, vn) runs on a side stream beside the dh scan and the kernels before it
-# (q e^G, Aqk^T do), which do not read h or vn: both scans walk their chunks one after the other, so a few long
-# documents leave each at about one program per multiprocessor, and two of them can share one. Stage 2 waits for
-# both. HYBRIDIZE_GDR_OVERLAP=0 runs them one after the other on the current stream.
-OVERLAP = os.environ.get("HYBRIDIZE_GDR_OVERLAP", "1") == "1"
-# The side stream's scan runs at this pipeline depth (0: its own), so that its shared memory and the dh scan's fit on
-# one multiprocessor together (228 KB on the H100); it has time to spare, being the shorter of the two.
-OVERLAP_SCAN_STAGES = int(os.environ.get("HYBRIDIZE_GDR_OVERLAP_STAGES", "1"))
-# Where the side stream starts: "dh", right before the dh scan (after the kernels that prepare its operands), or
-# "start", right after the solve.
-OVERLAP_AT = os.environ.get("HYBRIDIZE_GDR_OVERLAP_AT", "dh")
-_SIDE_STREAMS: dict = {}
-
-
-def _fork(x: torch.Tensor):
-    """A side stream of x's device that has waited for the work queued so far on the current one (None on the
-    CPU or without OVERLAP): kernels launched on it run beside the current stream's next ones."""
-    if not (OVERLAP and x.is_cuda):
-        return None
-    side = _SIDE_STREAMS.setdefault(x.device, torch.cuda.Stream(x.device))
-    side.wait_stream(torch.cuda.current_stream(x.device))
-    return side
-
-
-def _join(side, *made):
-    """The current stream waits for `side`; the tensors made there are marked as used here too, so that the caching
-    allocator does not hand their memory to the side stream again before this stream is done with them."""
-    if side is None:
-        return
-    here = torch.cuda.current_stream(side.device)
-    here.wait_stream(side)
-    for t in made:
-        t.record_stream(here)
 
 
 def _packed(x):
@@ -180,8 +146,6 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
     def backward(ctx, do, dht):
         qp, kp, vp, gp, bp, h0, o, G, w, Aqk, T, h, vn, kg, *normed = ctx.saved_tensors
         layout, scale = ctx.layout, ctx.scale
-        side = None  # the stream the recompute scan runs on (_fork), joined before chunk_bwd's stage 2
-        beside = None  # or the recompute itself, queued by chunk_bwd right before the dh scan
         if normed[0] is not None:  # the fused L2 norm's scaled q, k, v, beta, kept (KEEP_NORMALISED)
             qn, kn, v_in, b_in, rho_q = normed
         else:  # computed again (the same kernel: the same values)
@@ -194,18 +158,7 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
             w_dtype, inter = inter_dtypes(kn, ctx.inter, channel)
             w, u, kg = chunk_solve(kn, v_in, G, b_in, T, layout, w_dtype, inter,
                                    decayed_dtype(kn.dtype, inter, channel, ctx.l2))
-            h, vn = scan_outputs(kn, u, layout, True)
-
-            def recompute():
-                nonlocal side
-                side = _fork(kn)
-                with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
-                    chunk_scan(qn, kn, w, u, G, Aqk, scale, layout, initial_state=h0, store_h=True, kg=kg,
-                               num_stages=OVERLAP_SCAN_STAGES if side is not None else None, out=(h, vn))
-            if OVERLAP_AT == "start":
-                recompute()
-            else:
-                beside = recompute
+            _, _, h, vn = chunk_scan(qn, kn, w, u, G, Aqk, scale, layout, initial_state=h0, store_h=True, kg=kg)
         # RECOMPUTE "none": the forward kept everything
         do = _packed(do.to(vp.dtype))
         if ctx.l2:
@@ -213,7 +166,7 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
         dht = dht.contiguous().float() if dht is not None else None
         dq, dk, dv, dg, db, dh0 = chunk_bwd(qn, kn, v_in, gp, b_in, scale, layout, G, w, Aqk, T, h, vn, do, dht,
                                             need_dh0=h0 is not None and ctx.needs_input_grad[6], kg=kg,
-                                            unit_keys=ctx.l2, beside=beside, join=lambda: _join(side, h, vn))
+                                            unit_keys=ctx.l2)
         if ctx.l2:
             dq = unit_bwd(qp, dq, drho_q)
             dk, dv, db = keys_bwd(kp, vp, bp, dk, dv, db)

@@ -16,7 +16,6 @@ scalar gates) is written per key block and summed on the host.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 import torch
 import triton
@@ -428,11 +427,9 @@ def dh_split_kind(q_dtype: torch.dtype, k_dtype: torch.dtype, w_dtype: torch.dty
     return 0
 
 
-def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layout: Layout, scale: float,
-              before_scan: Callable[[], None] | None = None) -> None:
+def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layout: Layout, scale: float) -> None:
     """The dh scan (stage 1) over all documents; with BWD_CONFIG["dvn_local"] == "kernel", preceded by
-    the parallel Aqk^T do. q, k, decayed_in: as dh_operands returns them. before_scan: called right before the
-    scan's launch (chunk_bwd's beside)."""
+    the parallel Aqk^T do. q, k, decayed_in: as dh_operands returns them."""
     _, L, H, K = k.shape
     V = do.shape[-1]
     N = layout.num_seqs
@@ -469,8 +466,6 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
         opts["num_warps"] = BWD_CONFIG["dh_warps"]
     if BWD_CONFIG["dh_stages"]:
         opts["num_stages"] = BWD_CONFIG["dh_stages"]
-    if before_scan is not None:
-        before_scan()
     _dh_kernel[(triton.cdiv(V, BV), N * H)](
         q, k, w, G, Aqk, do, dht if dht is not None else do, dh_all, dvn, dh0 if dh0 is not None else do,
         dvl if dvl is not None else do, layout.cu, layout.chunk_offsets, scale, H,
@@ -481,13 +476,10 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
 
 
 def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool, kg=None,
-              unit_keys: bool = False, beside: Callable[[], None] | None = None, join: Callable[[], None] | None = None):
+              unit_keys: bool = False):
     """Gradients of the chunked rule (inputs packed [1, L, H, ...], q and k already normalised).
     kg: the recomputed k e^{G_last - G} (per-channel gates), used by the dh scan when
     BWD_CONFIG["decayed"] is "kernel". unit_keys: q and k come from the fused L2 norm (decayed_dtype).
-    beside, join: autograd's recompute of h and vn on a side stream (autograd.OVERLAP). beside is called right before
-    the dh scan's launch (or at once without documents) to queue it; join once the dh scan is queued and before stage
-    2, the first kernel to read h and vn (the dh scan does not).
     Returns dq, dk, dv (input dtypes), dg (fp32, g's shape), dbeta (fp32), dh0 (fp32 or None)."""
     _, L, H, K = k.shape
     V = v.shape[-1]
@@ -501,12 +493,7 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
     dh0 = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if need_dh0 else None
     if N:
         dec = decayed_dtype(q.dtype, vn.dtype, channel, unit_keys)
-        launch_dh(*dh_operands(q, k, G, layout, dec, kg), w, G, Aqk, do, dht, dh_all, dvn, dh0, layout, scale,
-                  before_scan=beside)
-    elif beside is not None:
-        beside()
-    if join is not None:
-        join()
+        launch_dh(*dh_operands(q, k, G, layout, dec, kg), w, G, Aqk, do, dht, dh_all, dvn, dh0, layout, scale)
     design = BWD_CONFIG["design"]
     split = design == "split" or (design == "auto" and channel and K >= 128)
     kind, gates = ("split" if split else "fused"), gate_kind(channel)

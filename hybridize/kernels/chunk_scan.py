@@ -296,35 +296,17 @@ def _scan_launch(V: int, programs: int, K: int, dtype: torch.dtype, channel: boo
     return bv, opts
 
 
-def scan_outputs(k, u, layout: Layout, store_h: bool, state_dtype: torch.dtype | None = None, solve: bool = False,
-                 vn16: bool = False):
-    """(h [NC, H, K, V], vn [1, L, H, V]) as chunk_scan stores them (None, None without store_h): h in state_dtype
-    (default: u's dtype), vn in u's dtype (fp32 when the scan does the solve, fp16 with vn16)."""
-    if not store_h:
-        return None, None
-    _, L, H, K = k.shape
-    V = u.shape[-1]
-    h = torch.empty(layout.num_chunks, H, K, V, device=k.device, dtype=state_dtype or u.dtype)
-    # vn keeps the intermediates' precision: the output kernel's q h + Aqk vn cancels on aligned keys,
-    # and vn rounded to bf16 tripled the output error there (1.1e-2 vs 3.9e-3; h in bf16 costs nothing).
-    vn_dtype = torch.float32 if solve else u.dtype
-    return h, torch.empty(1, L, H, V, device=k.device, dtype=torch.float16 if vn16 else vn_dtype)
-
-
 def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=None,
                output_final_state: bool = False, store_h: bool = False, fuse_o: bool = False,
                state_dtype: torch.dtype | None = None, kg=None, solve: tuple | None = None,
-               vn16: bool = False, num_stages: int | None = None, out: tuple | None = None):
+               vn16: bool = False):
     """Runs the scan. Returns (o or None, final state or None, h [NC,H,K,V] or None, vn or None).
     h is stored in state_dtype (default: u's dtype), vn in u's dtype. kg: k e^{G_last - G} from the
     prep, used in place of k in the state update when given. solve: (T, v, beta, kG) in place of w and u
     (both None then; split_update's case, see solve_in_scan; kG = k e^G for per-channel gates, else
     None): the scan forms vn from them, and vn is fp32. vn16: vn is stored in fp16 instead (for the output
     kernel only: chunk_output's vn_check; the state update keeps fp32 vn; elements past fp16's range
-    become inf there). num_stages: the launch's pipeline depth in place of _scan_launch's (fewer stages hold less
-    shared memory, so that the scan fits on a multiprocessor beside another kernel: autograd.OVERLAP). out: (h, vn)
-    to write into (store_h; as this function would allocate them), for a caller that hands them on before the scan
-    runs."""
+    become inf there)."""
     _, L, H, K = k.shape
     beta = kG = None
     if solve is not None:
@@ -335,16 +317,17 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
     dev = k.device
     o = torch.empty(1, L, H, V, device=dev, dtype=q.dtype) if fuse_o else None
     ht = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if output_final_state else None
-    h_out, vn = out if out is not None else scan_outputs(k, u, layout, store_h, state_dtype, solve is not None, vn16)
+    h_out = torch.empty(layout.num_chunks, H, K, V, device=dev, dtype=state_dtype or u.dtype) if store_h else None
+    # vn keeps the intermediates' precision: the output kernel's q h + Aqk vn cancels on aligned keys,
+    # and vn rounded to bf16 tripled the output error there (1.1e-2 vs 3.9e-3; h in bf16 costs nothing).
     vn_dtype = torch.float32 if solve is not None else u.dtype
+    vn = torch.empty(1, L, H, V, device=dev, dtype=torch.float16 if vn16 else vn_dtype) if store_h else None
     kg_lo = None
     if kg is not None and kg.dim() == 5:  # kg_format "split": [2, ...] = (hi, lo)
         kg, kg_lo = kg[0], kg[1]
     BV, opts = _scan_launch(V, N * H, K, k.dtype, G.dim() == 4, solve is not None, kg_lo is not None)
     if fuse_o:  # the output's tiles too: 3 stages needed 261 KB of shared memory (H100, bf16, head dim 128)
         opts["num_stages"] = min(opts["num_stages"], 2)
-    if num_stages:
-        opts["num_stages"] = num_stages
     dummy = u
     # (with solve: the state update as without it, w's dtype being kG's or k's)
     w_dtype = (kG if kG is not None else k).dtype if solve is not None else w.dtype

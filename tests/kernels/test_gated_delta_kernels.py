@@ -331,44 +331,6 @@ def test_fused_norm_kept_for_backward(channel, monkeypatch):
 
 
 @inproc
-@pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
-def test_backward_waits_for_recomputed_states(channel, monkeypatch):
-    """The recompute scan's h and vn may still be in flight (autograd runs it on a side stream on CUDA, queued by
-    chunk_bwd's beside right before the dh scan) until chunk_bwd calls join: here the scan leaves its h and vn buffers
-    NaN and join fills in the real values, so any kernel that read them before join would turn the gradients NaN.
-    They must equal, bitwise, those of the plain order."""
-    from hybridize.kernels import autograd
-    ins = make_inputs(91, 1, 150, 2, 64, 64, channel, torch.bfloat16, 1, False)
-    do = torch.randn(1, 150, 2, 64, generator=torch.Generator().manual_seed(92))
-
-    def grads(late: bool):
-        xs = [x.clone().requires_grad_() for x in ins]
-        o, _ = gated_delta_rule(*xs[:5], initial_state=xs[5], recompute="solve")
-        if late:  # the backward's scan only
-            monkeypatch.setattr(autograd, "chunk_scan", late_scan)
-            monkeypatch.setattr(autograd, "_join", join)
-        (o.float() * do).sum().backward()
-        return [x.grad for x in xs]
-    real = []
-    scan = autograd.chunk_scan
-
-    def late_scan(*args, out, **kwargs):  # the real h and vn kept aside; the buffers handed on stay NaN until join
-        o, ht, h, vn = scan(*args, **kwargs)
-        real.append((h, vn))
-        for t in out:
-            t.fill_(float("nan"))
-        return o, ht, *out
-
-    def join(side, h, vn):
-        assert side is None and len(real) == 1
-        h.copy_(real[0][0])
-        vn.copy_(real[0][1])
-    plain = grads(False)
-    late = grads(True)
-    assert len(real) == 1 and all(torch.equal(a, b) for a, b in zip(plain, late))
-
-
-@inproc
 def test_recompute_argument():
     """gated_delta_rule(recompute=...) picks what the forward keeps for the backward (more kept, less
     recomputed), every choice exact; a wrong value is a one-line ValueError."""
