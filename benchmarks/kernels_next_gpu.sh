@@ -270,6 +270,9 @@
 #   PART=118 (ran at a29b834; the side stream and overlap_bench.py were reverted after calls 1-5, see d8c5ceb) the
 #            backward's recompute scan on a side stream beside the dh scan (autograd.OVERLAP): correctness of every
 #            case; overlap_bench.py (gradients bitwise equal with and without; fwd+bwd wall and CUDA-graph medians)
+#   PART=119 the KDA dh scan with q e^G pre-transposed (HYBRIDIZE_GDR_DH_QT) and w^T dvn as bf16 pairs
+#            (HYBRIDIZE_GDR_DH_WSPLIT): correctness of every case; KDA fwd+bwd kernels at shapes 0, 1, 4 for each of the
+#            four settings
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -327,6 +330,16 @@ defaults() {
 }
 
 case "${PART:-1}" in
+119)
+  step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
+  for cfg in 1_1 0_0 1_0 0_1; do
+    step "profile_$cfg" 120 HYBRIDIZE_GDR_DH_QT=${cfg%_*} HYBRIDIZE_GDR_DH_WSPLIT=${cfg#*_} kernel_profile.py \
+      --shapes 0,1,4 --modes fwd+bwd --no-fla --gates kda
+    rows "profile_$cfg" "sum of kernels\|_dh_kernel\|_decayed" "qt_wsplit=$cfg: "
+  done
+  ours_ok correctness | grep "FAIL\|aligned"
+  rows correctness "PASS\|FAILED"
+  ;;
 118)
   step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
   step overlap 330 overlap_bench.py --shapes "${SHAPES:-0,4}" ${FLA:+--fla}
