@@ -273,6 +273,7 @@
 #   PART=119 the KDA dh scan with q e^G pre-transposed (HYBRIDIZE_GDR_DH_QT) and w^T dvn as bf16 pairs
 #            (HYBRIDIZE_GDR_DH_WSPLIT): correctness of every case; KDA fwd+bwd kernels at shapes 0, 1, 4 for each of the
 #            four settings
+#   PART=120 the KDA dh scan's launch swept with and without dh_qt / dh_wsplit (kernel_stages.py --dh-sweep 0,1,4)
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -330,6 +331,11 @@ defaults() {
 }
 
 case "${PART:-1}" in
+120)
+  step dh_sweep 540 kernel_stages.py --shapes "" --dh-sweep "${SHAPES:-0,1,4}" --dh-gates kda --sweep-inter mixed --no-fla \
+    --dh-grid "bv=16,32,64;warps=4;stages=1,2;dvn=kernel;qt=0,1;wsplit=0,1"
+  rows dh_sweep "^| dh sweep"
+  ;;
 119)
   step correctness 200 kernels_correctness.py --jobs 16 --no-ref-check
   for cfg in 1_1 0_0 1_0 0_1; do
