@@ -178,7 +178,7 @@ def dh_sweep(B, T, H, D, channel, grid=None):
     for bv, nw, ns, local, split, bits, qt, wsplit in itertools.product(*(grid[n] for n in names)):
         bwd_mod.BWD_CONFIG.update(dh_BV=bv, dh_warps=nw, dh_stages=ns, dvn_local=local, dh_split_channel=bool(split),
                                   dh_qt=bool(qt), dh_wsplit=bool(wsplit))
-        if (split or bits != 32 or qt or wsplit) and not channel or (wsplit and ns == 1):  # launch_dh: >= 2 stages
+        if (split or bits != 32 or qt or wsplit) and not channel:
             continue
         ops = operands[bits, qt]
         try:

@@ -490,8 +490,6 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
         opts["num_stages"] = BWD_CONFIG["dh_stages"]
     wsplit = (not split and BWD_CONFIG["dh_wsplit"] and w.dtype == torch.bfloat16 and dvn.dtype == torch.float32
               and channel)
-    if wsplit:  # as the split kernels above: at 1 stage the pair products faulted (H100, triton 3.6, round 20 call 7)
-        opts["num_stages"] = max(opts["num_stages"], 2)
     _dh_kernel[(triton.cdiv(V, BV), N * H)](
         q, k, w, G, Aqk, do, dht if dht is not None else do, dh_all, dvn, dh0 if dh0 is not None else do,
         dvl if dvl is not None else do, layout.cu, layout.chunk_offsets, scale, H, L,
