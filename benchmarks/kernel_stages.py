@@ -141,9 +141,7 @@ def backward_operands(B, T, H, D, channel):
 
 # dec: the decayed operands' (q e^G, kg; per-channel gates) bits, 32 or 16 (fp16: chunk_bwd.decayed_dtype's; the
 # inputs here are unit vectors, as the fused L2 norm makes them)
-# qt / wsplit: BWD_CONFIG's dh_qt (q e^G transposed) and dh_wsplit (w^T dvn as bf16 pairs), per-channel gates
-DH_GRID = {"bv": (16, 32, 64), "warps": (2, 4), "stages": (1, 2), "dvn": ("scan", "kernel"), "split": (0,), "dec": (32,),
-           "qt": (0,), "wsplit": (0,)}
+DH_GRID = {"bv": (16, 32, 64), "warps": (2, 4), "stages": (1, 2), "dvn": ("scan", "kernel"), "split": (0,), "dec": (32,)}
 
 
 def dh_grid(spec: str) -> dict:
@@ -164,31 +162,28 @@ def dh_sweep(B, T, H, D, channel, grid=None):
     (q, k, v, g, beta), do, scale, layout, (G, w, Aqk, Tm, h, vn, kg) = backward_operands(B, T, H, D, channel)
     grid = grid or DH_GRID
     # as chunk_bwd: vn's dtype, not w's ("mixed"), or fp16 (dec 16); only the bit widths the grid asks for
-    operands = {(bits, qt): bwd_mod.dh_operands(q, k, G, layout, vn.dtype if bits == 32 else torch.float16,
-                                                kg if bits == 32 or kg is None else kg.to(torch.float16),
-                                                transposed=bool(qt))
-                for bits in grid["dec"] for qt in grid["qt"]}
+    operands = {bits: bwd_mod.dh_operands(q, k, G, layout, vn.dtype if bits == 32 else torch.float16,
+                                          kg if bits == 32 or kg is None else kg.to(torch.float16))
+                for bits in grid["dec"]}
     dh_all = torch.empty(layout.num_chunks, H, D, D, device=q.device, dtype=vn.dtype)
     dvn = torch.empty_like(vn)
     saved = dict(bwd_mod.BWD_CONFIG)
     rows = []
     # 8 warps are left out: at BV 16 they ended round 8's sweep with an illegal memory access (the
     # shipped launch uses 4; the crash was not investigated further)
-    names = ("bv", "warps", "stages", "dvn", "split", "dec", "qt", "wsplit")
-    for bv, nw, ns, local, split, bits, qt, wsplit in itertools.product(*(grid[n] for n in names)):
-        bwd_mod.BWD_CONFIG.update(dh_BV=bv, dh_warps=nw, dh_stages=ns, dvn_local=local, dh_split_channel=bool(split),
-                                  dh_qt=bool(qt), dh_wsplit=bool(wsplit))
-        if (split or bits != 32 or qt or wsplit) and not channel:
+    names = ("bv", "warps", "stages", "dvn", "split", "dec")
+    for bv, nw, ns, local, split, bits in itertools.product(*(grid[n] for n in names)):
+        bwd_mod.BWD_CONFIG.update(dh_BV=bv, dh_warps=nw, dh_stages=ns, dvn_local=local, dh_split_channel=bool(split))
+        if (split or bits != 32) and not channel:
             continue
-        ops = operands[bits, qt]
+        ops = operands[bits]
         try:
             t = bench(lambda: bwd_mod.launch_dh(*ops, w, G, Aqk, do, None, dh_all, dvn, None, layout, scale))
             t_all = bench(lambda: bwd_mod.chunk_bwd(q, k, v, g, beta, scale, layout, G, w, Aqk, Tm, h, vn, do, None,
                                                     False, kg=ops[1] if channel else kg, unit_keys=bits == 16))
         except Exception as err:  # noqa: BLE001 - out of shared memory etc.: recorded, not fatal
             t, t_all = f"{type(err).__name__}", None
-        rows.append((bv, nw, ns, f"{local}{' split' if split else ''}{' fp16' if bits == 16 else ''}"
-                     f"{' qt' if qt else ''}{' wsplit' if wsplit else ''}", t, t_all))
+        rows.append((bv, nw, ns, f"{local}{' split' if split else ''}{' fp16' if bits == 16 else ''}", t, t_all))
     bwd_mod.BWD_CONFIG.clear()
     bwd_mod.BWD_CONFIG.update(saved)
     return rows

@@ -270,10 +270,10 @@
 #   PART=118 (ran at a29b834; the side stream and overlap_bench.py were reverted after calls 1-5, see d8c5ceb) the
 #            backward's recompute scan on a side stream beside the dh scan (autograd.OVERLAP): correctness of every
 #            case; overlap_bench.py (gradients bitwise equal with and without; fwd+bwd wall and CUDA-graph medians)
-#   PART=119 the KDA dh scan with q e^G pre-transposed (HYBRIDIZE_GDR_DH_QT) and w^T dvn as bf16 pairs
+#   PART=119 (ran at 85f9606; reverted after PART=120) the KDA dh scan with q e^G pre-transposed (HYBRIDIZE_GDR_DH_QT) and w^T dvn as bf16 pairs
 #            (HYBRIDIZE_GDR_DH_WSPLIT): correctness of every case; KDA fwd+bwd kernels at shapes 0, 1, 4 for each of the
 #            four settings
-#   PART=120 the KDA dh scan's launch swept with and without dh_qt / dh_wsplit (kernel_stages.py --dh-sweep 0,1,4)
+#   PART=120 (ran at 3f1fa68 and affb0a2; reverted) the KDA dh scan's launch swept with and without dh_qt / dh_wsplit (kernel_stages.py --dh-sweep 0,1,4)
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2

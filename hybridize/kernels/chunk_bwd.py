@@ -84,11 +84,6 @@ from .chunk_scan import SCAN_CONFIG, _pick_bv, launch_options, load_gates, split
 # the dh scan 0.548 -> 0.606 there (0.736 -> 0.679 at (4,4096,16,128)): it was not bound by these loads as round 18
 # guessed; fp16 tiles are converted in registers and staged again for the tf32 products. kg alone in fp16 (q e^G in
 # fp32) was worse: the dh scan 0.762 ms.
-# dh_qt / dh_wsplit (per-channel gates' dh scan with its tf32 products, SPLIT 0): q e^G written by _decayed_kernel as
-# [H, K, L] so that (q e^G)^T do takes its tile as loaded (tf32 operands must be K-major; the [C, K] tile was
-# transposed through shared memory each step), and w^T dvn as two bf16 products of w (bf16, exact) and dvn's halves
-# (16-bit operands transpose inside the instruction) instead of one tf32 product of w converted and transposed.
-# HYBRIDIZE_GDR_DH_QT=0 / HYBRIDIZE_GDR_DH_WSPLIT=0 turn them off. Round 20: timed below.
 # BK / BV: stage 2's key columns per program and value columns per step, by design and gate kind
 # ("gdn" scalar, "kda" per-channel). H100, round 10, the whole chunk_bwd swept over BK {32, 64} x
 # BV {32, 64} x warps {4, 8} (kernel_stages.py --bwd-sweep; 8 warps won everywhere), ms, the old
@@ -117,9 +112,7 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "split_stages": int(os.environ.get("HYBRIDIZE_GDR_DH_SPLIT_STAGES", "3")),
               "stages": (int(os.environ["HYBRIDIZE_GDR_BWD_STAGES"]) if os.environ.get("HYBRIDIZE_GDR_BWD_STAGES")
                          else {"fused": {"gdn": 2, "kda": 2}, "split": {"gdn": 2, "kda": 3}}),
-              "decayed16": os.environ.get("HYBRIDIZE_GDR_DECAYED16", "1") == "1",
-              "dh_qt": os.environ.get("HYBRIDIZE_GDR_DH_QT", "1") == "1",
-              "dh_wsplit": os.environ.get("HYBRIDIZE_GDR_DH_WSPLIT", "1") == "1"}
+              "decayed16": os.environ.get("HYBRIDIZE_GDR_DECAYED16", "1") == "1"}
 
 
 @triton.jit
@@ -140,11 +133,11 @@ def _local_dvn_kernel(Aqk, do, out, cu, chunks, H, V: tl.constexpr, BV: tl.const
 
 
 @triton.jit
-def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_offsets, scale, H, L,
+def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_offsets, scale, H,
                K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                CHANNEL: tl.constexpr, DECAYED: tl.constexpr, LOCAL: tl.constexpr, HAS_DHT: tl.constexpr,
                STORE_DH0: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, WDT: tl.constexpr,
-               SPLIT: tl.constexpr, KDT: tl.constexpr, QT: tl.constexpr, WSPLIT: tl.constexpr):
+               SPLIT: tl.constexpr, KDT: tl.constexpr):
     """DECAYED: q arrives as q e^G and k as k e^{G_last - G} (chunk_prep.decayed), so the serial step
     exponentiates only the [K] vector e^{G_last}. LOCAL: dvl holds Aqk^T do (fp32, _local_dvn_kernel).
     WDT: operand type of (k e^{G_last - G}) dh', the mirror of the forward's w h (16-bit with the
@@ -154,10 +147,7 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_of
     halves carrying 16 bits, the gates moved onto that side's rows; KDT is their operand type. SPLIT 2
     (per-channel gates, DECAYED fp32 q e^G and kg, bf16 w and do, fp32 dvn; dh_split_kind): the gates
     cannot move off the key side, so q e^G and kg are split too; kg dh as three bf16 products, the other
-    two as two each, every operand 16-bit (tf32 would need fp32 tiles transposed through shared memory).
-    QT (DECAYED, SPLIT 0): q e^G arrives as [H, K, L] (chunk_prep.decayed's transposed), so (q e^G)^T do takes its
-    [BK, C] tile as loaded, K-major as tf32 products need it. WSPLIT (SPLIT 0, bf16 w, fp32 dvn): w^T dvn as two bf16
-    products of w as loaded and dvn's halves (16-bit operands transpose inside the tensor-core instruction)."""
+    two as two each, every operand 16-bit (tf32 would need fp32 tiles transposed through shared memory)."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -199,13 +189,9 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_of
             kh, kl = split16(tl.load(k + p_k, mask=m_k, other=0.0), KDT)
             b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(KDT)
         else:
-            if QT:
-                p_qt = (i_h * K + kk[:, None]).to(tl.int64) * L + tok[None, :]
-                b_q = tl.load(q + p_qt, mask=km[:, None] & valid[None, :], other=0.0).to(tl.float32) * scale
-            else:
-                b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(tl.float32) * scale
+            b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(tl.float32) * scale
             b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
-            b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(KDT if WSPLIT else DT)
+            b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(DT)
         b_do = tl.load(do + p_v, mask=m_v, other=0.0).to(KDT if SPLIT == 2 else DT)
         if LOCAL:
             dvn = tl.load(dvl + p_v, mask=m_v, other=0.0)
@@ -231,15 +217,8 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_of
             dvn += tl.dot((b_k * eGlG).to(WDT), dh.to(WDT), input_precision=PREC)
             dvn_dt = dvn.to(DT)
             tl.store(dvn_out + p_v, dvn_dt, mask=m_v)
-            if QT:
-                dh = dh * eGl + tl.dot(b_q.to(DT), b_do, input_precision=PREC)
-            else:
-                dh = dh * eGl + tl.dot(tl.trans((b_q * eG).to(DT)), b_do, input_precision=PREC)
-            if WSPLIT:
-                hi, lo = split16(dvn, KDT)
-                dh -= tl.dot(tl.trans(b_w), lo, tl.dot(tl.trans(b_w), hi))
-            else:
-                dh -= tl.dot(tl.trans(b_w), dvn_dt, input_precision=PREC)
+            dh = dh * eGl + tl.dot(tl.trans((b_q * eG).to(DT)), b_do, input_precision=PREC)
+            dh -= tl.dot(tl.trans(b_w), dvn_dt, input_precision=PREC)
     if STORE_DH0:
         tl.store(dh0 + state_base + p_s, dh, mask=m_s)
 
@@ -425,14 +404,14 @@ def decayed_dtype(in_dtype: torch.dtype, inter: torch.dtype, channel: bool, unit
     return inter
 
 
-def dh_operands(q, k, G, layout: Layout, dtype: torch.dtype, kg=None, transposed: bool = False):
+def dh_operands(q, k, G, layout: Layout, dtype: torch.dtype, kg=None):
     """(q, k, decayed_in) as the dh scan takes them: q e^G and kg = k e^{G_last - G} (kg: the recompute's own when
     given) in `dtype` (the intermediates' or decayed_dtype's) when BWD_CONFIG["decayed"] is "kernel" and the gates
-    are per-channel, else q and k themselves. transposed: q e^G as [H, K, L] (the dh scan's QT)."""
+    are per-channel, else q and k themselves."""
     if G.dim() != 4 or BWD_CONFIG["decayed"] != "kernel":
         return q, k, False
     kd = kg if kg is not None else decayed(k, G, layout, dtype)
-    return decayed(q, G, layout, dtype, from_start=True, transposed=transposed), kd, True
+    return decayed(q, G, layout, dtype, from_start=True), kd, True
 
 
 def dh_split_kind(q_dtype: torch.dtype, k_dtype: torch.dtype, w_dtype: torch.dtype, do_dtype: torch.dtype,
@@ -455,7 +434,6 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
     V = do.shape[-1]
     N = layout.num_seqs
     channel = G.dim() == 4
-    qt = q.dim() == 3  # q e^G as [H, K, L] (dh_operands' transposed)
     # do is in the inputs' dtype; the products follow vn's (w may be 16-bit where vn is fp32: "mixed")
     prec, dt = dot_precision(do.dtype), dot_dtype(dvn.dtype)
     local = BWD_CONFIG["dvn_local"] == "kernel"
@@ -488,15 +466,13 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
         opts["num_warps"] = BWD_CONFIG["dh_warps"]
     if BWD_CONFIG["dh_stages"]:
         opts["num_stages"] = BWD_CONFIG["dh_stages"]
-    wsplit = (not split and BWD_CONFIG["dh_wsplit"] and w.dtype == torch.bfloat16 and dvn.dtype == torch.float32
-              and channel)
     _dh_kernel[(triton.cdiv(V, BV), N * H)](
         q, k, w, G, Aqk, do, dht if dht is not None else do, dh_all, dvn, dh0 if dh0 is not None else do,
-        dvl if dvl is not None else do, layout.cu, layout.chunk_offsets, scale, H, L,
+        dvl if dvl is not None else do, layout.cu, layout.chunk_offsets, scale, H,
         K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=channel, DECAYED=decayed_in,
         LOCAL=dvl is not None, HAS_DHT=dht is not None, STORE_DH0=dh0 is not None, PREC=prec, DT=dt,
         WDT=dot_dtype(w.dtype if gate_kind(channel) in BWD_CONFIG["dh16"] else dvn.dtype),
-        SPLIT=split, KDT=dot_dtype(torch.bfloat16), QT=qt, WSPLIT=wsplit, **opts)
+        SPLIT=split, KDT=dot_dtype(torch.bfloat16), **opts)
 
 
 def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool, kg=None,
@@ -517,9 +493,7 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
     dh0 = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if need_dh0 else None
     if N:
         dec = decayed_dtype(q.dtype, vn.dtype, channel, unit_keys)
-        qt = BWD_CONFIG["dh_qt"] and not dh_split_kind(dec, dec, w.dtype, do.dtype, vn.dtype, K, channel, True)
-        launch_dh(*dh_operands(q, k, G, layout, dec, kg, transposed=qt), w, G, Aqk, do, dht, dh_all, dvn, dh0, layout,
-                  scale)
+        launch_dh(*dh_operands(q, k, G, layout, dec, kg), w, G, Aqk, do, dht, dh_all, dvn, dh0, layout, scale)
     design = BWD_CONFIG["design"]
     split = design == "split" or (design == "auto" and channel and K >= 128)
     kind, gates = ("split" if split else "fused"), gate_kind(channel)

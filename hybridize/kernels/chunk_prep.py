@@ -80,13 +80,12 @@ PREP_CONFIG = {"design": os.environ.get("HYBRIDIZE_GDR_PREP", "auto"),
 
 
 @triton.jit
-def _decayed_kernel(x, G, out, out_start, cu, chunks, H, L, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
-                    FROM_START: tl.constexpr, BOTH: tl.constexpr, TRANSPOSED: tl.constexpr):
+def _decayed_kernel(x, G, out, out_start, cu, chunks, H, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
+                    FROM_START: tl.constexpr, BOTH: tl.constexpr):
     """x e^{G_last - G} (kg, the scan's state-update operand), or x e^G with FROM_START (q e^G, the
     backward's dh operand), for one (chunk, head, BK key columns) of per-channel gates: the factors
     the sequential kernels would form themselves (load_gates'), in (0, 1] since gates are log-decays.
-    BOTH: x e^{G_last - G} into out and x e^G into out_start (the scan that does the solve reads both).
-    TRANSPOSED: out is [H, K, L] (tokens contiguous), the layout the dh scan's (q e^G)^T takes without a transpose."""
+    BOTH: x e^{G_last - G} into out and x e^G into out_start (the scan that does the solve reads both)."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     kk = tl.program_id(2) * BK + tl.arange(0, BK)
@@ -97,10 +96,7 @@ def _decayed_kernel(x, G, out, out_start, cu, chunks, H, L, K: tl.constexpr, BK:
     p = (tok[:, None] * H + i_h) * K + kk[None, :]
     eG, eGlG, _ = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, True)
     b_x = tl.load(x + p, mask=m, other=0.0).to(tl.float32)
-    if FROM_START and TRANSPOSED:
-        pt = (i_h * K + kk[None, :]).to(tl.int64) * L + tok[:, None]
-        tl.store(out + pt, (b_x * eG).to(out.dtype.element_ty), mask=m)
-    elif FROM_START:
+    if FROM_START:
         tl.store(out + p, (b_x * eG).to(out.dtype.element_ty), mask=m)
     else:
         tl.store(out + p, (b_x * eGlG).to(out.dtype.element_ty), mask=m)
@@ -109,20 +105,18 @@ def _decayed_kernel(x, G, out, out_start, cu, chunks, H, L, K: tl.constexpr, BK:
 
 
 def decayed(x, G, layout: Layout, dtype: torch.dtype, from_start: bool = False,
-            start_dtype: torch.dtype | None = None, transposed: bool = False):
+            start_dtype: torch.dtype | None = None):
     """x [1, L, H, K] times e^{G_last - G} (or e^G, from_start) per chunk, G [1, L, H, K] fp32: one
     parallel pass that takes per-channel exponentials off the sequential kernels' serial path. With
-    start_dtype, returns (x e^{G_last - G}, x e^G in start_dtype) from the one pass. transposed (with from_start):
-    x e^G as [H, K, L]."""
-    L, H, K = x.shape[1:]
-    out = (torch.empty(H, K, L, device=x.device, dtype=dtype) if transposed and from_start
-           else torch.empty_like(x, dtype=dtype))
+    start_dtype, returns (x e^{G_last - G}, x e^G in start_dtype) from the one pass."""
+    out = torch.empty_like(x, dtype=dtype)
     out_start = torch.empty_like(x, dtype=start_dtype) if start_dtype is not None else out
+    K, H = x.shape[-1], x.shape[2]
     if layout.num_chunks:
         BK = min(64, triton.next_power_of_2(K))
         _decayed_kernel[(layout.num_chunks, H, triton.cdiv(K, BK))](
-            x, G, out, out_start, layout.cu, layout.chunks, H, L, K=K, BK=BK, C=CHUNK, FROM_START=from_start,
-            BOTH=start_dtype is not None, TRANSPOSED=transposed and from_start, num_warps=4)
+            x, G, out, out_start, layout.cu, layout.chunks, H, K=K, BK=BK, C=CHUNK, FROM_START=from_start,
+            BOTH=start_dtype is not None, num_warps=4)
     return (out, out_start) if start_dtype is not None else out
 
 
