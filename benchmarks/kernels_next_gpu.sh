@@ -274,6 +274,8 @@
 #            (HYBRIDIZE_GDR_DH_WSPLIT): correctness of every case; KDA fwd+bwd kernels at shapes 0, 1, 4 for each of the
 #            four settings
 #   PART=120 (ran at 3f1fa68 and affb0a2; reverted) the KDA dh scan's launch swept with and without dh_qt / dh_wsplit (kernel_stages.py --dh-sweep 0,1,4)
+#   PART=121 the backward's per-chunk states h (HYBRIDIZE_GDR_BWD_H16) and dh (HYBRIDIZE_GDR_DH_STORE16) stored in
+#            bf16: correctness of every case with each; fwd+bwd kernels at shapes 0, 1, 4 (both gate kinds) with each
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -331,6 +333,21 @@ defaults() {
 }
 
 case "${PART:-1}" in
+121)
+  for cfg in 1_0 0_1 1_1; do
+    step "correctness_$cfg" 200 HYBRIDIZE_GDR_BWD_H16=${cfg%_*} HYBRIDIZE_GDR_DH_STORE16=${cfg#*_} \
+      kernels_correctness.py --jobs 16 --no-ref-check
+  done
+  for cfg in 0_0 1_0 0_1 1_1; do
+    step "profile_$cfg" 100 HYBRIDIZE_GDR_BWD_H16=${cfg%_*} HYBRIDIZE_GDR_DH_STORE16=${cfg#*_} kernel_profile.py \
+      --shapes 0,1,4 --modes fwd+bwd --no-fla
+    rows "profile_$cfg" "sum of kernels" "h16_dh16=$cfg: "
+  done
+  for cfg in 1_0 0_1 1_1; do
+    ours_ok "correctness_$cfg" | grep "FAIL\|aligned" | sed "s/^/h16_dh16=$cfg: /"
+    rows "correctness_$cfg" "PASS\|FAILED" "h16_dh16=$cfg: "
+  done
+  ;;
 120)
   step dh_sweep 540 kernel_stages.py --shapes "" --dh-sweep "${SHAPES:-0,1,4}" --dh-gates kda --sweep-inter mixed --no-fla \
     --dh-grid "bv=16,32,64;warps=4;stages=1,2;dvn=kernel;qt=0,1;wsplit=0,1"

@@ -53,6 +53,9 @@ RECOMPUTE = os.environ.get("HYBRIDIZE_GDR_RECOMPUTE", "solve")
 # the norm's kernels took 0.285 ms (fla's: 0.140), 0.139 of it in four _unit_fwd_kernel launches, two of them this
 # recompute. HYBRIDIZE_GDR_KEEP_L2=0 recomputes.
 KEEP_NORMALISED = os.environ.get("HYBRIDIZE_GDR_KEEP_L2", "1") == "1"
+# The recompute scan's per-chunk states in the inputs' dtype when that is 16-bit (fla keeps its h in bf16): half the
+# bytes the scan writes and the backward's stage 2 reads. HYBRIDIZE_GDR_BWD_H16=1 turns it on (round 20: measured).
+STATES16 = os.environ.get("HYBRIDIZE_GDR_BWD_H16", "0") == "1"
 
 
 def _packed(x):
@@ -158,7 +161,9 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
             w_dtype, inter = inter_dtypes(kn, ctx.inter, channel)
             w, u, kg = chunk_solve(kn, v_in, G, b_in, T, layout, w_dtype, inter,
                                    decayed_dtype(kn.dtype, inter, channel, ctx.l2))
-            _, _, h, vn = chunk_scan(qn, kn, w, u, G, Aqk, scale, layout, initial_state=h0, store_h=True, kg=kg)
+            h_dtype = qn.dtype if STATES16 and qn.dtype != torch.float32 else None
+            _, _, h, vn = chunk_scan(qn, kn, w, u, G, Aqk, scale, layout, initial_state=h0, store_h=True, kg=kg,
+                                     state_dtype=h_dtype)
         # RECOMPUTE "none": the forward kept everything
         do = _packed(do.to(vp.dtype))
         if ctx.l2:

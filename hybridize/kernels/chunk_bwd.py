@@ -84,6 +84,8 @@ from .chunk_scan import SCAN_CONFIG, _pick_bv, launch_options, load_gates, split
 # the dh scan 0.548 -> 0.606 there (0.736 -> 0.679 at (4,4096,16,128)): it was not bound by these loads as round 18
 # guessed; fp16 tiles are converted in registers and staged again for the tf32 products. kg alone in fp16 (q e^G in
 # fp32) was worse: the dh scan 0.762 ms.
+# dh_store16: the dh scan stores each chunk's dh for stage 2 in the inputs' 16-bit dtype instead of fp32
+# (HYBRIDIZE_GDR_DH_STORE16=1; round 20: measured).
 # BK / BV: stage 2's key columns per program and value columns per step, by design and gate kind
 # ("gdn" scalar, "kda" per-channel). H100, round 10, the whole chunk_bwd swept over BK {32, 64} x
 # BV {32, 64} x warps {4, 8} (kernel_stages.py --bwd-sweep; 8 warps won everywhere), ms, the old
@@ -112,7 +114,8 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "split_stages": int(os.environ.get("HYBRIDIZE_GDR_DH_SPLIT_STAGES", "3")),
               "stages": (int(os.environ["HYBRIDIZE_GDR_BWD_STAGES"]) if os.environ.get("HYBRIDIZE_GDR_BWD_STAGES")
                          else {"fused": {"gdn": 2, "kda": 2}, "split": {"gdn": 2, "kda": 3}}),
-              "decayed16": os.environ.get("HYBRIDIZE_GDR_DECAYED16", "1") == "1"}
+              "decayed16": os.environ.get("HYBRIDIZE_GDR_DECAYED16", "1") == "1",
+              "dh_store16": os.environ.get("HYBRIDIZE_GDR_DH_STORE16", "0") == "1"}
 
 
 @triton.jit
@@ -488,7 +491,9 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
     prec = dot_precision(k.dtype)
     channel = g.dim() == 4
     BKf = triton.next_power_of_2(K)
-    dh_all = torch.empty(layout.num_chunks, H, K, V, device=dev, dtype=vn.dtype)
+    # the per-chunk dh in 16 bits for stage 2 (BWD_CONFIG["dh_store16"]; the scan carries it in fp32)
+    dh_dtype = q.dtype if BWD_CONFIG["dh_store16"] and q.dtype != torch.float32 else vn.dtype
+    dh_all = torch.empty(layout.num_chunks, H, K, V, device=dev, dtype=dh_dtype)
     dvn = torch.empty_like(vn)
     dh0 = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if need_dh0 else None
     if N:
