@@ -157,6 +157,18 @@ def split16(x, KDT: tl.constexpr):
 
 
 @triton.jit
+def stored(x, DTYPE: tl.constexpr):
+    """An fp32 tile in DTYPE for a store, bf16 rounded to nearest even by its bits. The GPU's conversion rounds so
+    already (the same result); Triton's interpreter truncates (and ignores fp_downcast_rounding), which in a stored
+    state biases every element one way: the CPU tests would see twice the GPU's error in what reads it."""
+    if DTYPE == tl.bfloat16:
+        bits = x.to(tl.uint32, bitcast=True)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        return bits.to(tl.float32, bitcast=True).to(tl.bfloat16)
+    return x.to(DTYPE)
+
+
+@triton.jit
 def via_registers(x, one):
     """x unchanged, `one` being exactly 1.0 at run time (s / s for a nonzero scalar argument s).
 

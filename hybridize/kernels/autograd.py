@@ -53,9 +53,17 @@ RECOMPUTE = os.environ.get("HYBRIDIZE_GDR_RECOMPUTE", "solve")
 # the norm's kernels took 0.285 ms (fla's: 0.140), 0.139 of it in four _unit_fwd_kernel launches, two of them this
 # recompute. HYBRIDIZE_GDR_KEEP_L2=0 recomputes.
 KEEP_NORMALISED = os.environ.get("HYBRIDIZE_GDR_KEEP_L2", "1") == "1"
-# The recompute scan's per-chunk states in the inputs' dtype when that is 16-bit (fla keeps its h in bf16): half the
-# bytes the scan writes and the backward's stage 2 reads. HYBRIDIZE_GDR_BWD_H16=1 turns it on (round 20: measured).
-STATES16 = os.environ.get("HYBRIDIZE_GDR_BWD_H16", "0") == "1"
+# With bf16 inputs and per-channel gates, the recompute scan stores its per-chunk states h in bf16 (fla keeps its h in
+# bf16; the scan carries h in fp32): half the bytes the scan writes and the backward's stage 2 reads. Not fp16, whose
+# range a state can pass; not scalar gates, whose dg sums h dh over the whole [K, V] state and cancels on aligned keys:
+# there dg's error went 3.0e-3 -> 3.8e-3 on the H100 and doubled (3.8e-3 -> 7.8e-3) in the CPU test, where KDA's moved
+# 3.3e-3 -> 3.6e-3.
+# H100, round 20 (call 9, kernel_profile.py --modes fwd+bwd --no-fla), fwd+bwd kernel sums fp32 -> bf16 h, ms: KDA
+# 3.699 -> 3.604 (1,8192,16,128), 6.278 -> 6.067 (4,4096,16,128), 1.605 -> 1.575 (8,2048,9,64); GDN 1.864 -> 1.877,
+# 3.091 -> 3.069, 0.841 -> 0.830; with the dh scan's dh stored in bf16 too (chunk_bwd's dh_store16), KDA 3.591 / 5.952
+# / 1.556 and GDN 1.836 / 3.018 / 0.799. Every bf16 correctness case passes with both (aligned keys, largest: KDA dq
+# 8.4e-3 -> 8.7e-3, dk 3.8e-3 -> 4.1e-3, dg 3.3e-3 -> 3.8e-3). HYBRIDIZE_GDR_BWD_H16=0 keeps fp32.
+STATES16 = os.environ.get("HYBRIDIZE_GDR_BWD_H16", "1") == "1"
 
 
 def _packed(x):
@@ -161,7 +169,7 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
             w_dtype, inter = inter_dtypes(kn, ctx.inter, channel)
             w, u, kg = chunk_solve(kn, v_in, G, b_in, T, layout, w_dtype, inter,
                                    decayed_dtype(kn.dtype, inter, channel, ctx.l2))
-            h_dtype = qn.dtype if STATES16 and qn.dtype != torch.float32 else None
+            h_dtype = torch.bfloat16 if STATES16 and channel and qn.dtype == torch.bfloat16 else None
             _, _, h, vn = chunk_scan(qn, kn, w, u, G, Aqk, scale, layout, initial_state=h0, store_h=True, kg=kg,
                                      state_dtype=h_dtype)
         # RECOMPUTE "none": the forward kept everything

@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 
 from ._common import (CHUNK, SUB, Layout, channel_colside, channel_grads, channel_rowside, chunk_bounds, chunk_matrix,
-                      chunk_tokens, dot_dtype, dot_precision, gate_kind, load_chunk_matrix, split16,
+                      chunk_tokens, dot_dtype, dot_precision, gate_kind, load_chunk_matrix, split16, stored,
                       store_chunk_matrix)
 from .chunk_prep import decayed
 from .chunk_scan import SCAN_CONFIG, _pick_bv, launch_options, load_gates, split_update
@@ -84,8 +84,9 @@ from .chunk_scan import SCAN_CONFIG, _pick_bv, launch_options, load_gates, split
 # the dh scan 0.548 -> 0.606 there (0.736 -> 0.679 at (4,4096,16,128)): it was not bound by these loads as round 18
 # guessed; fp16 tiles are converted in registers and staged again for the tf32 products. kg alone in fp16 (q e^G in
 # fp32) was worse: the dh scan 0.762 ms.
-# dh_store16: the dh scan stores each chunk's dh for stage 2 in the inputs' 16-bit dtype instead of fp32
-# (HYBRIDIZE_GDR_DH_STORE16=1; round 20: measured).
+# dh_store16: with bf16 inputs and per-channel gates, the dh scan stores each chunk's dh for stage 2 in bf16 instead of fp32 (it carries dh
+# in fp32; dh0 stays fp32), as autograd.STATES16 stores h; round 20's figures are there. HYBRIDIZE_GDR_DH_STORE16=0
+# keeps fp32.
 # BK / BV: stage 2's key columns per program and value columns per step, by design and gate kind
 # ("gdn" scalar, "kda" per-channel). H100, round 10, the whole chunk_bwd swept over BK {32, 64} x
 # BV {32, 64} x warps {4, 8} (kernel_stages.py --bwd-sweep; 8 warps won everywhere), ms, the old
@@ -115,7 +116,7 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "stages": (int(os.environ["HYBRIDIZE_GDR_BWD_STAGES"]) if os.environ.get("HYBRIDIZE_GDR_BWD_STAGES")
                          else {"fused": {"gdn": 2, "kda": 2}, "split": {"gdn": 2, "kda": 3}}),
               "decayed16": os.environ.get("HYBRIDIZE_GDR_DECAYED16", "1") == "1",
-              "dh_store16": os.environ.get("HYBRIDIZE_GDR_DH_STORE16", "0") == "1"}
+              "dh_store16": os.environ.get("HYBRIDIZE_GDR_DH_STORE16", "1") == "1"}
 
 
 @triton.jit
@@ -178,7 +179,7 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_of
         m_v = valid[:, None] & vm[None, :]
         p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
         p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
-        tl.store(dh_out + ((c0 + i_t) * H + i_h) * K * V + p_s, dh.to(dh_out.dtype.element_ty), mask=m_s)
+        tl.store(dh_out + ((c0 + i_t) * H + i_h) * K * V + p_s, stored(dh, dh_out.dtype.element_ty), mask=m_s)
         eG, eGlG, eGl = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
         if DECAYED:  # the unused factors above are dead code: only e^{G_last} is computed
             eG = 1.0
@@ -492,7 +493,7 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
     channel = g.dim() == 4
     BKf = triton.next_power_of_2(K)
     # the per-chunk dh in 16 bits for stage 2 (BWD_CONFIG["dh_store16"]; the scan carries it in fp32)
-    dh_dtype = q.dtype if BWD_CONFIG["dh_store16"] and q.dtype != torch.float32 else vn.dtype
+    dh_dtype = torch.bfloat16 if BWD_CONFIG["dh_store16"] and channel and q.dtype == torch.bfloat16 else vn.dtype
     dh_all = torch.empty(layout.num_chunks, H, K, V, device=dev, dtype=dh_dtype)
     dvn = torch.empty_like(vn)
     dh0 = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if need_dh0 else None

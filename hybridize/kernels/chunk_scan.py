@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import (CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision, load_chunk_matrix, split16,
+from ._common import (CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision, load_chunk_matrix, split16, stored,
                       via_registers)
 
 # Value columns per program and warps: the tuning knobs of the latency-bound scan; fuse_o selects
@@ -165,7 +165,7 @@ def _scan_kernel(q, k, kg_lo, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, 
         p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
         p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
         if STORE_H:
-            tl.store(h_out + ((c0 + i_t) * H + i_h) * K * V + p_s, h.to(h_out.dtype.element_ty), mask=m_s)
+            tl.store(h_out + ((c0 + i_t) * H + i_h) * K * V + p_s, stored(h, h_out.dtype.element_ty), mask=m_s)
         if SOLVE:
             b_T = load_chunk_matrix(w, tok, valid, rows, i_h, H, C)
             b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)

@@ -331,6 +331,38 @@ def test_fused_norm_kept_for_backward(channel, monkeypatch):
 
 
 @inproc
+@pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
+def test_backward_states_in_bf16(channel, monkeypatch):
+    """With bf16 inputs and per-channel gates the backward stores its per-chunk h (recompute scan) and dh (dh scan) for
+    stage 2 in bf16 (autograd.STATES16, BWD_CONFIG["dh_store16"]), scalar gates in fp32. On aligned keys no error
+    against float64 moves by more than 1e-3 from the fp32 stores' (it is 2e-4 here); the CPU interpreter truncates
+    conversions, so _common.stored rounds these to nearest itself, as the GPU does."""
+    from hybridize.kernels import autograd, chunk_bwd
+    seen = {}
+    launch_dh = chunk_bwd.launch_dh
+
+    def spy(*args, **kwargs):
+        seen["dh"] = args[8].dtype  # dh_all
+        return launch_dh(*args, **kwargs)
+    monkeypatch.setattr(chunk_bwd, "launch_dh", spy)
+    bwd = autograd.chunk_bwd
+
+    def spy_bwd(*args, **kwargs):
+        seen["h"] = args[11].dtype
+        return bwd(*args, **kwargs)
+    monkeypatch.setattr(autograd, "chunk_bwd", spy_bwd)
+    errs = {}
+    for on in (False, True):
+        monkeypatch.setattr(autograd, "STATES16", on)
+        monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "dh_store16", on)
+        errs[on], _ = aligned_bf16_fused_norm(channel)
+        want = torch.bfloat16 if on and channel else torch.float32
+        assert seen == {"h": want, "dh": want}, (on, seen)
+    worse = {n: errs[True][n] - errs[False][n] for n in NAMES if errs[True][n] - errs[False][n] > 1e-3}
+    assert not worse, (worse, errs)
+
+
+@inproc
 def test_recompute_argument():
     """gated_delta_rule(recompute=...) picks what the forward keeps for the backward (more kept, less
     recomputed), every choice exact; a wrong value is a one-line ValueError."""
