@@ -165,7 +165,9 @@ def dh_sweep(B, T, H, D, channel, grid=None):
     operands = {bits: bwd_mod.dh_operands(q, k, G, layout, vn.dtype if bits == 32 else torch.float16,
                                           kg if bits == 32 or kg is None else kg.to(torch.float16))
                 for bits in grid["dec"]}
-    dh_all = torch.empty(layout.num_chunks, H, D, D, device=q.device, dtype=vn.dtype)
+    # as chunk_bwd stores it (BWD_CONFIG["dh_store16"]: bf16 for per-channel gates with bf16 inputs)
+    dh16 = bwd_mod.BWD_CONFIG["dh_store16"] and channel and q.dtype == torch.bfloat16
+    dh_all = torch.empty(layout.num_chunks, H, D, D, device=q.device, dtype=torch.bfloat16 if dh16 else vn.dtype)
     dvn = torch.empty_like(vn)
     saved = dict(bwd_mod.BWD_CONFIG)
     rows = []

@@ -276,6 +276,8 @@
 #   PART=120 (ran at 3f1fa68 and affb0a2; reverted) the KDA dh scan's launch swept with and without dh_qt / dh_wsplit (kernel_stages.py --dh-sweep 0,1,4)
 #   PART=121 the backward's per-chunk states h (HYBRIDIZE_GDR_BWD_H16) and dh (HYBRIDIZE_GDR_DH_STORE16) stored in
 #            bf16: correctness of every case with each; fwd+bwd kernels at shapes 0, 1, 4 (both gate kinds) with each
+#   PART=122 the KDA dh scan's launch swept again with dh stored in bf16 (BWD_CONFIG["dh_store16"]): shapes 0, 1, 4
+#   (round 20 also re-ran PART=114 and PART=115's recipes on its final code: calls 10 and 11)
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -333,6 +335,11 @@ defaults() {
 }
 
 case "${PART:-1}" in
+122)
+  step dh_sweep 500 kernel_stages.py --shapes "" --dh-sweep 0,1,4 --dh-gates kda --sweep-inter mixed --no-fla \
+    --dh-grid "bv=16,32,64;warps=4;stages=1,2,3;dvn=kernel"
+  rows dh_sweep "^| dh sweep"
+  ;;
 121)
   for cfg in 1_0 0_1 1_1; do
     step "correctness_$cfg" 150 HYBRIDIZE_GDR_BWD_H16=${cfg%_*} HYBRIDIZE_GDR_DH_STORE16=${cfg#*_} \
