@@ -67,7 +67,8 @@ def main():
     ap.add_argument("--gates", default="gdn,kda")
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--graph", action="store_true", help="replay a CUDA graph of the forward")
-    ap.add_argument("--bwd", action="store_true", help="forward and backward (eager; with the stream each kernel ran on)")
+    ap.add_argument("--bwd", action="store_true",
+                    help="forward and backward (eager; with the stream each kernel ran on)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     props = torch.cuda.get_device_properties(0)

@@ -84,9 +84,9 @@ from .chunk_scan import SCAN_CONFIG, _pick_bv, launch_options, load_gates, split
 # the dh scan 0.548 -> 0.606 there (0.736 -> 0.679 at (4,4096,16,128)): it was not bound by these loads as round 18
 # guessed; fp16 tiles are converted in registers and staged again for the tf32 products. kg alone in fp16 (q e^G in
 # fp32) was worse: the dh scan 0.762 ms.
-# dh_store16: with bf16 inputs and per-channel gates, the dh scan stores each chunk's dh for stage 2 in bf16 instead of fp32 (it carries dh
-# in fp32; dh0 stays fp32), as autograd.STATES16 stores h; round 20's figures are there. HYBRIDIZE_GDR_DH_STORE16=0
-# keeps fp32.
+# dh_store16: with bf16 inputs and per-channel gates, the dh scan stores each chunk's dh for stage 2 in bf16 instead
+# of fp32 (it carries dh in fp32; dh0 stays fp32), as autograd.STATES16 stores h; round 20's figures are there.
+# HYBRIDIZE_GDR_DH_STORE16=0 keeps fp32.
 # BK / BV: stage 2's key columns per program and value columns per step, by design and gate kind
 # ("gdn" scalar, "kda" per-channel). H100, round 10, the whole chunk_bwd swept over BK {32, 64} x
 # BV {32, 64} x warps {4, 8} (kernel_stages.py --bwd-sweep; 8 warps won everywhere), ms, the old
