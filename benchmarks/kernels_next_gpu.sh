@@ -278,6 +278,8 @@
 #            bf16: correctness of every case with each; fwd+bwd kernels at shapes 0, 1, 4 (both gate kinds) with each
 #   PART=122 the KDA dh scan's launch swept again with dh stored in bf16 (BWD_CONFIG["dh_store16"]): shapes 0, 1, 4
 #   (round 20 also re-ran PART=114 and PART=115's recipes on its final code: calls 10 and 11)
+#   PART=123 the forward's kernels beside fla's at all five shapes, both gate kinds (kernel_profile.py --modes fwd): the
+#            forward scan's h store now rounds through _common.stored
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -335,6 +337,10 @@ defaults() {
 }
 
 case "${PART:-1}" in
+123)
+  step profile_fwd 540 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd
+  rows profile_fwd "sum of kernels"
+  ;;
 122)
   step dh_sweep 500 kernel_stages.py --shapes "" --dh-sweep 0,1,4 --dh-gates kda --sweep-inter mixed --no-fla \
     --dh-grid "bv=16,32,64;warps=4;stages=1,2,3;dvn=kernel"
