@@ -280,6 +280,8 @@
 #   (round 20 also re-ran PART=114 and PART=115's recipes on its final code: calls 10 and 11)
 #   PART=123 the forward's kernels beside fla's at all five shapes, both gate kinds (kernel_profile.py --modes fwd): the
 #            forward scan's h store now rounds through _common.stored
+#   PART=124 the dh scan at 32 value columns (HYBRIDIZE_GDR_DH_BV=32) beside the shipped 64 at 64 documents x heads:
+#            fwd+bwd kernels at (4,4096,16,128) and (2,16384,32,128), both gate kinds; correctness of the 16-bit cases
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -337,6 +339,15 @@ defaults() {
 }
 
 case "${PART:-1}" in
+124)
+  for val in 0 32; do
+    step "profile_bv$val" 150 HYBRIDIZE_GDR_DH_BV=$val kernel_profile.py --shapes 1,3 --modes fwd+bwd --no-fla
+    rows "profile_bv$val" "sum of kernels\|_dh_kernel" "dh_BV=$val: "
+  done
+  step correctness_bv32 150 HYBRIDIZE_GDR_DH_BV=32 kernels_correctness.py --jobs 16 --no-ref-check
+  ours_ok correctness_bv32 | grep "FAIL\|aligned"
+  rows correctness_bv32 "PASS\|FAILED"
+  ;;
 123)
   step profile_fwd 540 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd
   rows profile_fwd "sum of kernels"
