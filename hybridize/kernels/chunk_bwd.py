@@ -101,7 +101,10 @@ from .chunk_scan import SCAN_CONFIG, _pick_bv, launch_options, load_gates, split
 # (head dim 64) stays (BK 32, BV 64: 1.083 / 1.089 / 1.088 ms at 1 / 2 / 3 stages), and GDN keeps 2 stages (3: 1.191 ->
 # 1.221 at (1,8192,16,128), 2.103 -> 2.165 at (4,4096,16,128), 0.516 -> 0.510 at (8,2048,9,64)).
 # dh_BV / dh_warps / dh_stages: the dh scan's launch, None = as the forward scan's (_pick_bv,
-# launch_options). Set by benchmarks/kernel_stages.py --dh-sweep.
+# launch_options). Set by benchmarks/kernel_stages.py --dh-sweep, or by HYBRIDIZE_GDR_DH_BV / _WARPS / _STAGES. Round
+# 20 (call 14): 32 value columns in place of _pick_bv's 64 at 64 documents x heads made no difference in fwd+bwd (KDA
+# dh scan 0.721 -> 0.725 ms at (4,4096,16,128), 2.805 -> 2.829 at (2,16384,32,128); GDN slower), although the
+# isolated sweep (call 12) had put it 13% ahead: the sweep times the kernel alone, outside the backward.
 BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda": 32}},
               "BV": {"fused": {"gdn": 32, "kda": 64}, "split": {"gdn": 64, "kda": 32}}, "num_warps": 8,
               "decayed": os.environ.get("HYBRIDIZE_GDR_DH", "kernel"),
