@@ -333,6 +333,11 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
     w_dtype = (kG if kG is not None else k).dtype if solve is not None else w.dtype
     split = split_kind(k.dtype, vn_dtype, w_dtype, K, kg is not None, fuse_o or (G.dim() == 4 and kg is None),
                        kg.dtype if kg is not None else None, kg_lo is not None)
+    if split and opts["num_stages"] < 2:
+        # triton 3.6 compiles the scalar-gate split scan at one stage into wrong gradients (6 GDN bf16 cases, dq up to
+        # 1.0; H100, round 20, call 5), as it did the dh scan's (launch_dh): the split scans take at least 2, whatever
+        # HYBRIDIZE_GDR_SCAN_STAGES says
+        opts["num_stages"] = 2
     if N:
         _scan_kernel[(triton.cdiv(V, BV), N * H)](
             q, k if kg is None else kg, kg_lo if kg_lo is not None else dummy, w, u, G,

@@ -363,6 +363,27 @@ def test_backward_states_in_bf16(channel, monkeypatch):
 
 
 @inproc
+def test_split_scan_never_at_one_stage(monkeypatch):
+    """The split scans (bf16 keys, SPLIT > 0) launch with at least 2 pipeline stages even when the configuration asks
+    for 1 (HYBRIDIZE_GDR_SCAN_STAGES=1): triton 3.6 miscompiles them at 1 on the GPU. The plain fp32 scan keeps 1."""
+    from hybridize.kernels import chunk_scan as scan_mod
+    launches = []
+
+    class Spy:  # stands in for the kernel: records the launch, runs nothing
+        def __getitem__(self, grid):
+            return lambda *args, **kw: launches.append((kw["SPLIT"], kw["num_stages"]))
+    monkeypatch.setattr(scan_mod, "_scan_kernel", Spy())
+    for key in ("num_stages", "channel_stages", "wide_block_stages"):
+        monkeypatch.setitem(scan_mod.SCAN_CONFIG, key, 1)
+    for dtype in (torch.bfloat16, torch.float32):
+        q, k, v, g, beta, _ = make_inputs(5, 1, 128, 2, 64, 64, False, dtype, 1, False)
+        gated_delta_rule(q, k, v, g, beta)
+    split = [stages for kind, stages in launches if kind]
+    plain = [stages for kind, stages in launches if not kind]
+    assert split and plain and min(split) >= 2 and plain == [1] * len(plain), launches
+
+
+@inproc
 def test_recompute_argument():
     """gated_delta_rule(recompute=...) picks what the forward keeps for the backward (more kept, less
     recomputed), every choice exact; a wrong value is a one-line ValueError."""
