@@ -144,12 +144,13 @@ def backward_operands(B, T, H, D, channel):
 DH_GRID = {"bv": (16, 32, 64), "warps": (2, 4), "stages": (1, 2), "dvn": ("scan", "kernel"), "split": (0,), "dec": (32,)}
 
 
-def dh_grid(spec: str) -> dict:
-    """--dh-grid "bv=16,32;stages=2,3;split=0,1": DH_GRID with the named knobs replaced."""
-    grid = dict(DH_GRID)
+def parse_grid(spec: str, base: dict) -> dict:
+    """--dh-grid / --bwd-grid, e.g. "bv=16,32;stages=2,3;dvn=kernel": `base` with the named knobs replaced (numbers
+    as ints, words such as dvn's as they are)."""
+    grid = dict(base)
     for part in (p for p in spec.split(";") if p):
         name, values = part.split("=")
-        grid[name] = tuple(v if name == "dvn" else int(v) for v in values.split(","))
+        grid[name] = tuple(int(v) if v.lstrip("-").isdigit() else v for v in values.split(","))
     return grid
 
 
@@ -165,8 +166,8 @@ def dh_sweep(B, T, H, D, channel, grid=None):
     operands = {bits: bwd_mod.dh_operands(q, k, G, layout, vn.dtype if bits == 32 else torch.float16,
                                           kg if bits == 32 or kg is None else kg.to(torch.float16))
                 for bits in grid["dec"]}
-    # as chunk_bwd stores it (BWD_CONFIG["dh_store16"]: bf16 for per-channel gates with bf16 inputs)
-    dh16 = bwd_mod.BWD_CONFIG["dh_store16"] and channel and q.dtype == torch.bfloat16
+    # as chunk_bwd stores it (BWD_CONFIG["dh_store16"])
+    dh16 = bwd_mod.BWD_CONFIG["dh_store16"] and bwd_mod.bf16_states(q.dtype, channel)
     dh_all = torch.empty(layout.num_chunks, H, D, D, device=q.device, dtype=torch.bfloat16 if dh16 else vn.dtype)
     dvn = torch.empty_like(vn)
     saved = dict(bwd_mod.BWD_CONFIG)
@@ -192,15 +193,6 @@ def dh_sweep(B, T, H, D, channel, grid=None):
 
 
 BWD_GRID = {"bk": (32, 64), "bv": (32, 64), "warps": (4, 8), "stages": (None,)}
-
-
-def bwd_grid(spec: str) -> dict:
-    """--bwd-grid "bk=16,32;stages=1,2": BWD_GRID with the named knobs replaced."""
-    grid = dict(BWD_GRID)
-    for part in (p for p in spec.split(";") if p):
-        name, values = part.split("=")
-        grid[name] = tuple(int(v) for v in values.split(","))
-    return grid
 
 
 def bwd_sweep(B, T, H, D, channel, grid=None):
@@ -356,7 +348,7 @@ def main():
     sweeps = (("prep sweep", args.prep_sweep, prep_sweep, ("BK", "warps"), (False, True)),
               ("scan sweep", args.sweep, sweep, ("BV", "warps", "stages"), sweep_gates),
               ("output sweep", args.output_sweep, output_sweep, ("vn", "BV", "warps", "stages"), sweep_gates),
-              ("bwd sweep", args.bwd_sweep, lambda *a: bwd_sweep(*a, bwd_grid(args.bwd_grid)),
+              ("bwd sweep", args.bwd_sweep, lambda *a: bwd_sweep(*a, parse_grid(args.bwd_grid, BWD_GRID)),
                ("BK", "BV", "warps", "stages"), tuple(g == "kda" for g in args.bwd_gates.split(","))))
     for label, which, fn, knobs, gates in sweeps:
         for i in (int(s) for s in which.split(",") if s):
@@ -373,7 +365,7 @@ def main():
         B, T, H, D = SHAPES[i]
         for channel in (g == "kda" for g in args.dh_gates.split(",")):
             # (BV, warps, stages, dvn_local, dh ms, chunk_bwd ms)
-            rows = dh_sweep(B, T, H, D, channel, dh_grid(args.dh_grid))
+            rows = dh_sweep(B, T, H, D, channel, parse_grid(args.dh_grid, DH_GRID))
             timed = [r for r in rows if isinstance(r[4], float)]
             # the best three of each variant (dvn / split / fp16 label), then up to two that failed
             best = [r for label in dict.fromkeys(r[3] for r in timed)

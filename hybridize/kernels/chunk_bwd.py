@@ -412,6 +412,12 @@ def decayed_dtype(in_dtype: torch.dtype, inter: torch.dtype, channel: bool, unit
     return inter
 
 
+def bf16_states(in_dtype: torch.dtype, channel: bool) -> bool:
+    """Where the backward may store its per-chunk states (the recompute's h: autograd.STATES16; dh:
+    BWD_CONFIG["dh_store16"]) in bf16: bf16 inputs and per-channel gates (autograd's comment says why not elsewhere)."""
+    return in_dtype == torch.bfloat16 and channel
+
+
 def dh_operands(q, k, G, layout: Layout, dtype: torch.dtype, kg=None):
     """(q, k, decayed_in) as the dh scan takes them: q e^G and kg = k e^{G_last - G} (kg: the recompute's own when
     given) in `dtype` (the intermediates' or decayed_dtype's) when BWD_CONFIG["decayed"] is "kernel" and the gates
@@ -497,7 +503,7 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
     channel = g.dim() == 4
     BKf = triton.next_power_of_2(K)
     # the per-chunk dh in 16 bits for stage 2 (BWD_CONFIG["dh_store16"]; the scan carries it in fp32)
-    dh_dtype = torch.bfloat16 if BWD_CONFIG["dh_store16"] and channel and q.dtype == torch.bfloat16 else vn.dtype
+    dh_dtype = torch.bfloat16 if BWD_CONFIG["dh_store16"] and bf16_states(q.dtype, channel) else vn.dtype
     dh_all = torch.empty(layout.num_chunks, H, K, V, device=dev, dtype=dh_dtype)
     dvn = torch.empty_like(vn)
     dh0 = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if need_dh0 else None
