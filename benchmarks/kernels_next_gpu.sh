@@ -282,6 +282,20 @@
 #            forward scan's h store now rounds through _common.stored
 #   PART=124 the dh scan at 32 value columns (HYBRIDIZE_GDR_DH_BV=32) beside the shipped 64 at 64 documents x heads:
 #            fwd+bwd kernels at (4,4096,16,128) and (2,16384,32,128), both gate kinds; correctness of the 16-bit cases
+# Round 21 (Nsight Compute; what the sequential kernels' steps wait on):
+#   PART=125 Nsight Compute (ncu --set full, source-level stall sampling) on the sequential kernels through
+#            kernel_ncu.py: ours and fla's KDA fwd+bwd at (1,8192,16,128); IMPLS, NCU_ENV, TAG, NCU_KERNELS pick
+#   PART=126 (ran on uncommitted code, since changed) G_last one chunk ahead in the forward scan and the dh scan:
+#            correctness, fwd+bwd kernels at shapes 0, 1, 4 with and without
+#   PART=127 the SASS of our sequential kernels with source lines (nvdisasm -g of Triton's cached cubins; kernel_ncu.py
+#            --sass maps ncu's samples to Python lines with it), then PART=125 for fla's dh kernel alone
+#   PART=128 (ran on uncommitted code: the dh scan's prefetch levels and the forward scan's u tile were dropped) the
+#            forward scan's u tile and beta and the dh scan's G_last, Aqk^T do and w one chunk ahead
+#   PART=129 the KDA forward scan with beta one chunk ahead too (HYBRIDIZE_GDR_PREFETCH=2) against G_last alone (1):
+#            correctness, KDA fwd and fwd+bwd kernels at all five shapes
+#   PART=130 scalar gates' forward scan with G_last and beta one chunk ahead (HYBRIDIZE_GDR_PREFETCH_GDN=2, and 1):
+#            correctness, GDN fwd and fwd+bwd kernels at all five shapes
+#   (round 21 also re-ran PART=123 on its final code: call 10)
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -339,6 +353,93 @@ defaults() {
 }
 
 case "${PART:-1}" in
+125)
+  # IMPLS (default "ours fla"), NCU_ENV (VAR=VALUE ... for ours), TAG (a suffix for the files), NCU_SHAPE, NCU_GATE
+  NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  echo "ncu: $NCU ($($NCU --version | tail -1))"
+  for impl in ${IMPLS:-ours fla}; do
+    name=ncu_$impl${TAG:-}
+    mkdir -p "$OUT/$name"
+    timeout ${NCU_SECS:-400} env ${NCU_ENV:-} "$NCU" --clock-control none --profile-from-start off \
+      -k regex:"${NCU_KERNELS:-_dh_kernel|_scan_kernel|dhu|fwd_kernel_h}" --set full --import-source yes \
+      -f -o "$OUT/$name/report" python3 benchmarks/kernel_ncu.py --impl $impl --shape ${NCU_SHAPE:-0} \
+      --gate ${NCU_GATE:-kda} > "$OUT/$name/run.log" 2>&1
+    echo "$name (${NCU_ENV:-defaults}) rc=$?"; grep "==PROF== Profiling" "$OUT/$name/run.log" | cut -c1-100
+    [ -f "$OUT/$name/report.ncu-rep" ] || { tail -5 "$OUT/$name/run.log"; continue; }
+    "$NCU" -i "$OUT/$name/report.ncu-rep" --page details > "$OUT/$name/details.txt" 2>&1
+    "$NCU" -i "$OUT/$name/report.ncu-rep" --page source --csv --print-source sass > "$OUT/$name/sass.csv" 2>&1
+    python3 benchmarks/kernel_ncu.py --summarize "$OUT/$name/sass.csv" --top 12 > "$OUT/$name/summary.txt" 2>&1
+    grep -E "^  [A-Za-z_]|Duration|Issue Slots Busy|Registers Per" "$OUT/$name/details.txt" | head -40
+    (cd "$OUT" && tar czf "$name.tgz" --exclude=report.ncu-rep "$name" && rm -rf "$name")
+  done
+  ;;
+130)
+  # scalar gates' forward scan with G_last (1) and beta (2, where it does the solve) one chunk ahead
+  step correctness 150 HYBRIDIZE_GDR_PREFETCH_GDN=2 kernels_correctness.py --jobs 16 --no-ref-check
+  rows correctness "PASS\|FAILED"
+  ours_ok correctness | grep "FAIL\|aligned"
+  for val in 0 2 1; do
+    step "profile_gdn$val" 150 HYBRIDIZE_GDR_PREFETCH_GDN=$val kernel_profile.py --shapes 0,1,2,3,4 --modes fwd,fwd+bwd \
+      --no-fla --gates gdn
+    rows "profile_gdn$val" "sum of kernels\|_scan_kernel" "prefetch_gdn=$val: "
+  done
+  ;;
+129)
+  # the KDA forward scan with beta one chunk ahead too (HYBRIDIZE_GDR_PREFETCH=2) against G_last alone (1, the default)
+  step correctness 150 HYBRIDIZE_GDR_PREFETCH=2 kernels_correctness.py --jobs 16 --no-ref-check
+  rows correctness "PASS\|FAILED"
+  ours_ok correctness | grep "FAIL\|aligned"
+  for val in 1 2; do
+    step "profile_pf$val" 150 HYBRIDIZE_GDR_PREFETCH=$val kernel_profile.py --shapes 0,1,2,3,4 --modes fwd,fwd+bwd \
+      --no-fla --gates kda
+    rows "profile_pf$val" "sum of kernels\|_scan_kernel" "prefetch=$val: "
+  done
+  ;;
+128)
+  # (history: ran on uncommitted code; HYBRIDIZE_GDR_DH_PREFETCH and the u tile's prefetch are gone) the sequential
+  # kernels' loads that feed no product as loaded, one chunk ahead. Forward scan: HYBRIDIZE_GDR_PREFETCH
+  # (per-channel gates) 1 = G_last, 2 = and u's tile and beta; HYBRIDIZE_GDR_PREFETCH_GDN the same for scalar gates.
+  # dh scan: HYBRIDIZE_GDR_DH_PREFETCH 1 = G_last, 2 = and Aqk^T do (dvl), 3 = and w
+  step correctness 150 HYBRIDIZE_GDR_PREFETCH_GDN=2 HYBRIDIZE_GDR_DH_PREFETCH=3 kernels_correctness.py --jobs 16 \
+    --no-ref-check
+  rows correctness "PASS\|FAILED"
+  ours_ok correctness | grep "FAIL\|aligned"
+  for cfg in ${CFGS:-1_0_0 2_2_0 2_2_2 2_2_3}; do
+    IFS=_ read -r pk pg pd <<< "$cfg"
+    step "profile_$cfg" 100 HYBRIDIZE_GDR_PREFETCH=$pk HYBRIDIZE_GDR_PREFETCH_GDN=$pg HYBRIDIZE_GDR_DH_PREFETCH=$pd \
+      kernel_profile.py --shapes 0,1,4 --modes fwd+bwd --no-fla
+    rows "profile_$cfg" "sum of kernels\|_scan_kernel\|_dh_kernel" "kda_gdn_dh=$cfg: "
+  done
+  ;;
+127)
+  # the SASS of our sequential kernels with source lines (nvdisasm -g on the cubins Triton cached), to read ncu's
+  # per-instruction stall samples (PART=125's sass.csv) against the Python lines; then PART=125 for fla alone
+  export TRITON_CACHE_DIR=/tmp/tcache127
+  rm -rf $TRITON_CACHE_DIR
+  python3 benchmarks/kernel_ncu.py --impl ours --shape ${NCU_SHAPE:-0} --gate ${NCU_GATE:-kda} > "$OUT/run127.log" 2>&1
+  echo "ours run rc=$?"
+  NVDIS=$(command -v nvdisasm || echo /usr/local/cuda/bin/nvdisasm)
+  mkdir -p "$OUT/sass127"
+  for f in $(find $TRITON_CACHE_DIR -name "_dh_kernel.cubin" -o -name "_scan_kernel.cubin"); do
+    d=$(basename $(dirname $f))
+    "$NVDIS" -g -c "$f" > "$OUT/sass127/$(basename $f .cubin)_$d.sass" 2>&1
+    grep -m1 -o '"num_warps": [0-9]*\|"num_stages": [0-9]*' "$(dirname $f)"/*.json | tr '\n' ' '
+    echo "$f: $(wc -l < "$OUT/sass127/$(basename $f .cubin)_$d.sass") lines"
+  done
+  (cd "$OUT" && tar czf sass127.tgz sass127 && rm -rf sass127)
+  IMPLS=fla NCU_KERNELS=dhu NCU_SECS=${NCU_SECS:-450} PART=125 bash benchmarks/kernels_next_gpu.sh
+  ;;
+126)
+  # (history: ran on uncommitted code whose dh scan also had the G_last prefetch) the sequential kernels' G_last
+  # loaded one chunk ahead against in the step
+  step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
+  rows correctness "PASS\|FAILED"
+  ours_ok correctness | grep "FAIL\|aligned"
+  for val in 1 0; do
+    step "profile_pf$val" 130 HYBRIDIZE_GDR_PREFETCH=$val kernel_profile.py --shapes 0,1,4 --modes fwd+bwd --no-fla
+    rows "profile_pf$val" "sum of kernels\|_dh_kernel\|_scan_kernel" "prefetch=$val: "
+  done
+  ;;
 124)
   for val in 0 32; do
     step "profile_bv$val" 150 HYBRIDIZE_GDR_DH_BV=$val kernel_profile.py --shapes 1,3 --modes fwd+bwd --no-fla

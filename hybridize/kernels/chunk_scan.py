@@ -83,6 +83,16 @@ from ._common import (CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision, loa
 # change (the backward recomputes its states with fp32 kg). split_kg_launch: the 64-column blocks of 64 documents x
 # heads and more take 2 stages with "split" (3 overflow shared memory); 32-column blocks were slower (the scan at
 # (4,4096,16,128): 64x2 0.311 ms, 32x3 0.401, 32x2 0.434).
+# prefetch (per-channel gates) / prefetch_gdn (scalar gates): loads that no product takes as loaded get no pipeline
+# stage from Triton, so the step waited out their latency (4 warps per multiprocessor hide none of it). Nsight Compute
+# on the H100 (round 21, benchmarks/kernel_ncu.py) put 26% of the KDA scan's stall samples on G_last's load and, once
+# that was gone, 22% on beta's. 1 loads G_last one chunk ahead, 2 beta too (where the scan does the solve);
+# HYBRIDIZE_GDR_PREFETCH / HYBRIDIZE_GDR_PREFETCH_GDN = 0 loads them in the step. H100, KDA forward kernel sums
+# 1 -> 2 (call 8), ms: (1,8192,16,128) 0.735 -> 0.667 (the scan 0.304 -> 0.237), (1,32768,16,128) 2.748 -> 2.457
+# (1.166 -> 0.882); its two scans in fwd+bwd at (1,8192,16,128) 0 -> 1 (call 3): 0.646 -> 0.576 ms. GDN gains only where it does the solve ((4,4096,16,128) 0.498 -> 0.474,
+# (2,16384,32,128) 1.941 -> 1.853, call 9); G_last alone did nothing for it. Prefetching u's tile (registers: mixed,
+# up to +11% at (8,2048,9,64)) and the dh scan's G_last, Aqk^T do and w (0.539 -> 0.553 / 0.575 / 0.612 ms at
+# (1,8192,16,128): that kernel is at 255 registers and spills more) were slower and were not kept.
 _STAGES = os.environ.get("HYBRIDIZE_GDR_SCAN_STAGES")
 _SOLVE_MIN = os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE_MIN")
 SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": int(_STAGES or 3), "channel_stages": int(_STAGES or 3),
@@ -97,7 +107,9 @@ SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": int(_STAGES or 3), "cha
                "solve_channel": os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE_KDA", "1") == "1",
                "kg_format": os.environ.get("HYBRIDIZE_GDR_KG_FORMAT", "split"),
                "split_kg_launch": os.environ.get("HYBRIDIZE_GDR_SPLIT_KG_LAUNCH", "64x2"),
-               "narrow_solve_bv": int(os.environ.get("HYBRIDIZE_GDR_SCAN_NARROW_SOLVE_BV", "32"))}
+               "narrow_solve_bv": int(os.environ.get("HYBRIDIZE_GDR_SCAN_NARROW_SOLVE_BV", "32")),
+               "prefetch": int(os.environ.get("HYBRIDIZE_GDR_PREFETCH", "2")),
+               "prefetch_gdn": int(os.environ.get("HYBRIDIZE_GDR_PREFETCH_GDN", "2"))}
 
 
 def launch_options(K: int, BV: int, dtype: torch.dtype, channel: bool = False) -> dict:
@@ -114,13 +126,34 @@ def launch_options(K: int, BV: int, dtype: torch.dtype, channel: bool = False) -
 def load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K: tl.constexpr, CHANNEL: tl.constexpr):
     """G of one chunk and its value at the chunk's last real token: returns (e^G, e^{G_last - G},
     e^{G_last}) shaped to multiply [C, BK] tiles, [C, BK] tiles and the [BK, BV] state."""
+    return gates_with_last(G, tok, valid, last_gate(G, last_tok, i_h, H, kk, km, K, CHANNEL), i_h, H, kk, km, K,
+                           CHANNEL)
+
+
+@triton.jit
+def last_gate(G, last_tok, i_h, H, kk, km, K: tl.constexpr, CHANNEL: tl.constexpr):
+    """G at token last_tok: [BK] for per-channel gates, a scalar else. The sequential kernels load it one chunk
+    ahead (PREFETCH): loaded in the step that uses it, its latency was a quarter of the KDA scan's time."""
+    if CHANNEL:  # (an else, not a second return: triton would type both returns)
+        return tl.load(G + (last_tok * H + i_h) * K + kk, mask=km, other=0.0)
+    else:
+        return tl.load(G + last_tok * H + i_h)
+
+
+@triton.jit
+def chunk_last(bos, eos, i_t, C: tl.constexpr):
+    """chunk_tokens' last_tok, clamped to token 0 (a prefetch past an empty first document reads a real token)."""
+    return tl.maximum(tl.minimum(bos + (i_t + 1) * C, eos) - 1, 0).to(tl.int64)
+
+
+@triton.jit
+def gates_with_last(G, tok, valid, Gl, i_h, H, kk, km, K: tl.constexpr, CHANNEL: tl.constexpr):
+    """load_gates with G_last given (last_gate's, loaded earlier)."""
     if CHANNEL:
         Gc = tl.load(G + (tok[:, None] * H + i_h) * K + kk[None, :], mask=valid[:, None] & km[None, :], other=0.0)
-        Gl = tl.load(G + (last_tok * H + i_h) * K + kk, mask=km, other=0.0)
         return tl.exp(Gc), tl.exp(Gl[None, :] - Gc), tl.exp(Gl)[:, None]
     else:
         Gc = tl.load(G + tok * H + i_h, mask=valid, other=0.0)
-        Gl = tl.load(G + last_tok * H + i_h)
         return tl.exp(Gc)[:, None], tl.exp(Gl - Gc)[:, None], tl.exp(Gl)
 
 
@@ -130,7 +163,7 @@ def _scan_kernel(q, k, kg_lo, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, 
                  CHANNEL: tl.constexpr, KG: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
                  STORE_H: tl.constexpr, STORE_VN: tl.constexpr, FUSE_O: tl.constexpr, PREC: tl.constexpr,
                  DT: tl.constexpr, WDT: tl.constexpr, KG_REGS: tl.constexpr, SPLIT: tl.constexpr,
-                 KDT: tl.constexpr, SOLVE: tl.constexpr):
+                 KDT: tl.constexpr, SOLVE: tl.constexpr, PREFETCH: tl.constexpr):
     """DT: operand type of the products on u's side (the state update, the fused output); WDT: of w h,
     which can be a 16-bit product where u is fp32 (intermediates "mixed": see chunk_prep.INTERMEDIATES).
     SPLIT 1 (scalar gates, bf16 k, fp32 vn): the state update as two bf16 products, k^T hi + k^T lo,
@@ -158,8 +191,21 @@ def _scan_kernel(q, k, kg_lo, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, 
         h = tl.load(h0 + state_base + p_s, mask=m_s, other=0.0).to(tl.float32)
     else:
         h = tl.zeros([BK, BV], dtype=tl.float32)
-    for i_t in range(0, tl.cdiv(eos - bos, C)):
+    nt = tl.cdiv(eos - bos, C)
+    if PREFETCH:
+        Gl_next = last_gate(G, chunk_last(bos, eos, 0, C), i_h, H, kk, km, K, CHANNEL)
+        if PREFETCH >= 2 and SOLVE:
+            valid_n, tok_n, _ = chunk_tokens(bos, eos, 0, rows, C)
+            b_next = tl.load(beta + tok_n * H + i_h, mask=valid_n, other=0.0)
+    for i_t in range(0, nt):
         valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
+        if PREFETCH:  # this chunk's G_last came with the last step; fetch the next one's (the last chunk's again)
+            Gl = Gl_next
+            Gl_next = last_gate(G, chunk_last(bos, eos, i_t + 1, C), i_h, H, kk, km, K, CHANNEL)
+            if PREFETCH >= 2 and SOLVE:  # and beta, the next stall once G_last's was gone (ncu, round 21)
+                b_b = b_next.to(tl.float32)
+                valid_n, tok_n, _ = chunk_tokens(bos, eos, i_t + 1, rows, C)  # past the last chunk: all masked
+                b_next = tl.load(beta + tok_n * H + i_h, mask=valid_n, other=0.0)
         m_k = valid[:, None] & km[None, :]
         m_v = valid[:, None] & vm[None, :]
         p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
@@ -168,7 +214,8 @@ def _scan_kernel(q, k, kg_lo, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, 
             tl.store(h_out + ((c0 + i_t) * H + i_h) * K * V + p_s, stored(h, h_out.dtype.element_ty), mask=m_s)
         if SOLVE:
             b_T = load_chunk_matrix(w, tok, valid, rows, i_h, H, C)
-            b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
+            if PREFETCH < 2:
+                b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
         else:
             b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(WDT)
         b_u = tl.load(u + p_v, mask=m_v, other=0.0).to(tl.float32)
@@ -179,7 +226,10 @@ def _scan_kernel(q, k, kg_lo, w, u, G, Aqk, beta, kG, h0, o, ht, h_out, vn_out, 
             b_k = b_k.to(tl.float32)
         if KG and KG_REGS and SPLIT < 3:
             b_k = via_registers(b_k, scale / scale)
-        eG, eGlG, eGl = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
+        if PREFETCH:
+            eG, eGlG, eGl = gates_with_last(G, tok, valid, Gl, i_h, H, kk, km, K, CHANNEL)
+        else:
+            eG, eGlG, eGl = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
         if SOLVE:  # u - w h = T diag(beta) (v - e^G k h): T's product on the residual, in tf32
             if CHANNEL:
                 b_kG = tl.load(kG + p_k, mask=m_k, other=0.0).to(WDT)
@@ -350,5 +400,6 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
             HAS_H0=initial_state is not None, STORE_FINAL=output_final_state, STORE_H=store_h,
             STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(vn_dtype),
             WDT=dot_dtype(w_dtype), KG_REGS=SCAN_CONFIG["kg_via_registers"], SPLIT=split,
-            KDT=dot_dtype(torch.bfloat16), SOLVE=solve is not None, **opts)
+            KDT=dot_dtype(torch.bfloat16), SOLVE=solve is not None,
+            PREFETCH=SCAN_CONFIG["prefetch" if G.dim() == 4 else "prefetch_gdn"], **opts)
     return o, ht, h_out, vn

@@ -309,3 +309,28 @@ def test_output_reads_scaled_q_eg_from_the_pairs_kernel(monkeypatch):
                     for a, b in ((0, 70), (70, 200), (200, 333))], 1)
     assert rel(outs[True], ro) < 5e-3 and rel(outs[True], outs[False]) < 4e-3, (rel(outs[True], ro),
                                                                                rel(outs[True], outs[False]))
+
+
+@inproc
+@pytest.mark.parametrize("channel", [False, True], ids=["gdn", "kda"])
+def test_scan_prefetch_changes_nothing(channel, monkeypatch):
+    """The scan's G_last and beta loaded one chunk ahead (SCAN_CONFIG["prefetch"], ["prefetch_gdn"]) are the same
+    values as loaded in the step: o and the final state are bitwise those without, with the solve in the scan,
+    across packed documents whose first is empty and one of which is a single token; and within the bf16 bound of
+    float64."""
+    cu = [0, 0, 70, 71, 300]
+    cu_t = torch.tensor(cu, dtype=torch.int32)
+    q, k, v, g, beta, h0 = make_inputs(41, 1, 300, H, 64, 64, channel, torch.bfloat16, len(cu) - 1, False)
+    ro, rht = recurrent_gated_delta_rule(*(x.double() for x in (q, k, v, g, beta)), initial_state=h0.double(),
+                                         output_final_state=True, cu_seqlens=cu_t)
+    monkeypatch.setitem(scan_mod.SCAN_CONFIG, "solve_min_seqs_heads", {"gdn": 0, "kda": 0})
+    outs = {}
+    for level in (0, 1, 2):
+        monkeypatch.setitem(scan_mod.SCAN_CONFIG, "prefetch", level)
+        monkeypatch.setitem(scan_mod.SCAN_CONFIG, "prefetch_gdn", level)
+        with torch.no_grad():
+            outs[level] = gated_delta_rule(q, k, v, g, beta, initial_state=h0, output_final_state=True,
+                                           cu_seqlens=cu_t)
+    for level in (1, 2):
+        assert torch.equal(outs[level][0], outs[0][0]) and torch.equal(outs[level][1], outs[0][1]), level
+    assert rel(outs[2][1], rht) < 1e-4 and rel(outs[2][0], ro) < 5e-3, (rel(outs[2][1], rht), rel(outs[2][0], ro))
