@@ -26,22 +26,13 @@ WARM = 3
 def run(impl: str, shape: int, gate: str, bwd: bool) -> None:
     import torch
 
-    from benchmarks.bench_kernels import SHAPES, fla, inputs, ours
+    from benchmarks.bench_kernels import SHAPES, fla, ours
+    from benchmarks.kernel_profile import make_step
 
     fn = ours if impl == "ours" else fla(gate == "kda")
     if fn is None:
         sys.exit("fla is not installed: carry its wheels (.dev/fla)")
-    B, T, H, D = SHAPES[shape]
-    xs = inputs(B, T, H, D, gate == "kda", bwd)
-    do = torch.randn(B, T, H, D, device="cuda").bfloat16()
-
-    def step():
-        for x in xs:
-            x.grad = None
-        o = fn(*xs)
-        if bwd:
-            (o[0] if isinstance(o, tuple) else o).backward(do)
-
+    step = make_step(fn, *SHAPES[shape], gate == "kda", bwd)
     for _ in range(WARM):
         step()
     torch.cuda.synchronize()

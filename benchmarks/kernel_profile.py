@@ -35,8 +35,8 @@ def profiled(step, iters: int, warm: int = 3):
     return prof
 
 
-def kernel_times(fn, B, T, H, D, channel, iters, bwd=True):
-    """{kernel name: ms per forward(+backward)}, summed over launches, sorted largest first."""
+def make_step(fn, B, T, H, D, channel, bwd=True):
+    """One forward (+backward) of fn on bench_kernels' inputs, as a function of no arguments."""
     xs = inputs(B, T, H, D, channel, bwd)
     do = torch.randn(B, T, H, D, device="cuda").bfloat16()
 
@@ -46,8 +46,12 @@ def kernel_times(fn, B, T, H, D, channel, iters, bwd=True):
         o = fn(*xs)
         if bwd:
             (o[0] if isinstance(o, tuple) else o).backward(do)
+    return step
 
-    prof = profiled(step, iters)
+
+def kernel_times(fn, B, T, H, D, channel, iters, bwd=True):
+    """{kernel name: ms per forward(+backward)}, summed over launches, sorted largest first."""
+    prof = profiled(make_step(fn, B, T, H, D, channel, bwd), iters)
     total = collections.Counter()
     for ev in prof.events():
         if ev.device_type == torch.autograd.DeviceType.CUDA:
