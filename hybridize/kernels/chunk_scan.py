@@ -89,9 +89,10 @@ from ._common import (CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision, loa
 # that was gone, 22% on beta's. 1 loads G_last one chunk ahead, 2 beta too (where the scan does the solve);
 # HYBRIDIZE_GDR_PREFETCH / HYBRIDIZE_GDR_PREFETCH_GDN = 0 loads them in the step. H100, KDA forward kernel sums
 # 1 -> 2 (call 8), ms: (1,8192,16,128) 0.735 -> 0.667 (the scan 0.304 -> 0.237), (1,32768,16,128) 2.748 -> 2.457
-# (1.166 -> 0.882); its two scans in fwd+bwd at (1,8192,16,128) 0 -> 1 (call 3): 0.646 -> 0.576 ms. GDN gains only where it does the solve ((4,4096,16,128) 0.498 -> 0.474,
-# (2,16384,32,128) 1.941 -> 1.853, call 9); G_last alone did nothing for it. Prefetching u's tile (registers: mixed,
-# up to +11% at (8,2048,9,64)) and the dh scan's G_last, Aqk^T do and w (0.539 -> 0.553 / 0.575 / 0.612 ms at
+# (1.166 -> 0.882); its two scans in fwd+bwd at (1,8192,16,128) 0 -> 1 (call 3): 0.646 -> 0.576 ms. GDN gains only
+# where it does the solve ((4,4096,16,128) 0.498 -> 0.474, (2,16384,32,128) 1.941 -> 1.853, call 9); G_last alone
+# did nothing for it. Prefetching u's tile (registers: mixed,
+# up to +10% at (8,2048,9,64)) and the dh scan's G_last, Aqk^T do and w (0.539 -> 0.553 / 0.575 / 0.612 ms at
 # (1,8192,16,128): that kernel is at 255 registers and spills more) were slower and were not kept.
 _STAGES = os.environ.get("HYBRIDIZE_GDR_SCAN_STAGES")
 _SOLVE_MIN = os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE_MIN")
@@ -132,8 +133,8 @@ def load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K: tl.constexpr, CHANNEL
 
 @triton.jit
 def last_gate(G, last_tok, i_h, H, kk, km, K: tl.constexpr, CHANNEL: tl.constexpr):
-    """G at token last_tok: [BK] for per-channel gates, a scalar else. The sequential kernels load it one chunk
-    ahead (PREFETCH): loaded in the step that uses it, its latency was a quarter of the KDA scan's time."""
+    """G at token last_tok: [BK] for per-channel gates, a scalar else. The scan loads it one chunk ahead (PREFETCH):
+    loaded in the step that uses it, its latency was a quarter of the KDA scan's time."""
     if CHANNEL:  # (an else, not a second return: triton would type both returns)
         return tl.load(G + (last_tok * H + i_h) * K + kk, mask=km, other=0.0)
     else:
