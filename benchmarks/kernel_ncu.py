@@ -42,23 +42,29 @@ def run(impl: str, shape: int, gate: str, bwd: bool) -> None:
     torch.cuda.profiler.stop()
 
 
-def summarize(path: str, top: int) -> None:
-    """The source page (--print-source sass --csv) of one report: per kernel, the total of each sampled column and the
-    `top` instructions holding the most warp-stall samples, with their three largest stall reasons."""
-    with open(path, newline="") as f:
-        lines = f.read().splitlines()
-    kernels: list[tuple[str, list[dict]]] = []
+def source_tables(path: str) -> list[tuple[str, list[dict]]]:
+    """The source page (--print-source sass --csv) of one report: (kernel name, its rows as dicts) per profiled launch.
+    Each launch's table starts with a "Kernel Name" row, then the header row."""
+    tables: list[tuple[str, list[dict]]] = []
     header = None
-    for row in csv.reader(lines):
-        if not row:
-            continue
-        if row[0] == "Kernel Name":  # each kernel's table starts with its name, then the header row
-            kernels.append((row[1], []))
-            header = None
-        elif header is None:
-            header = row
-        elif kernels:
-            kernels[-1][1].append(dict(zip(header, row)))
+    with open(path, newline="") as f:
+        for row in csv.reader(f):
+            if not row:
+                continue
+            if row[0] == "Kernel Name":
+                tables.append((row[1], []))
+                header = None
+            elif header is None:
+                header = row
+            elif tables:
+                tables[-1][1].append(dict(zip(header, row)))
+    return tables
+
+
+def summarize(path: str, top: int) -> None:
+    """Per kernel of a source page, the total of each sampled column and the `top` instructions holding the most
+    warp-stall samples, with their three largest stall reasons."""
+    kernels = source_tables(path)
     for name, rows in kernels:
         if not rows:
             continue
@@ -99,19 +105,13 @@ def sass_lines(path: str) -> list[str]:
 def by_line(path: str, kernel: str, sass: str, top: int) -> None:
     """Stall samples of `kernel` (the source page's CSV) summed per Python line, instructions matched to
     sass_lines(sass) by position (the same cubin: Triton's cache on the machine ncu ran on)."""
-    with open(path, newline="") as f:
-        rows, header, take = [], None, False
-        for row in csv.reader(f):
-            if row and row[0] == "Kernel Name":
-                take, header = row[1] == kernel and not rows, None
-            elif take and header is None:
-                header = row
-            elif take:
-                rows.append(dict(zip(header, row)))
+    rows = next((rows for name, rows in source_tables(path) if name == kernel), [])
+    if not rows:
+        sys.exit(f"no table for {kernel} in {path}")
     where = sass_lines(sass)
     if len(where) != len(rows):
         print(f"warning: {len(rows)} sampled instructions, {len(where)} in {sass}")
-    cols = [c for c in header if c.startswith("stall_") and "Not Issued" not in c]
+    cols = [c for c in rows[0] if c.startswith("stall_") and "Not Issued" not in c]
     per = collections.defaultdict(collections.Counter)
     for loc, r in zip(where, rows):
         per[loc]["all"] += _num(r.get("Warp Stall Sampling (All Samples)"))

@@ -97,7 +97,7 @@ def rows(dims):
                               DT=tl.float32 if hi == "fp32" else tl.bfloat16,
                               WDT=tl.float32 if lo == "fp32" else tl.bfloat16,
                               KG_REGS=chunk_scan.SCAN_CONFIG["kg_via_registers"], SPLIT=0, KDT=tl.bfloat16,
-                              SOLVE=False, PREFETCH=chunk_scan.SCAN_CONFIG["prefetch"] if channel else 0)
+                              SOLVE=False, PREFETCH=chunk_scan.prefetch_level(channel))
                 opts = chunk_scan.launch_options(D, bv, None, channel)
                 out.append((f"scan {gate} D{D} BV{bv} {inter}{' kg' if kg else ''}", chunk_scan._scan_kernel, sig, consts,
                             opts["num_warps"], opts["num_stages"]))

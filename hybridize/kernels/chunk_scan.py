@@ -113,6 +113,11 @@ SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": int(_STAGES or 3), "cha
                "prefetch_gdn": int(os.environ.get("HYBRIDIZE_GDR_PREFETCH_GDN", "2"))}
 
 
+def prefetch_level(channel: bool) -> int:
+    """The scan's PREFETCH for per-channel (SCAN_CONFIG["prefetch"]) or scalar gates (["prefetch_gdn"])."""
+    return SCAN_CONFIG["prefetch" if channel else "prefetch_gdn"]
+
+
 def launch_options(K: int, BV: int, dtype: torch.dtype, channel: bool = False) -> dict:
     """num_warps / num_stages of the sequential kernels (this scan and the backward's dh scan);
     fp32 tiles need a single stage to fit in shared memory."""
@@ -402,5 +407,5 @@ def chunk_scan(q, k, w, u, G, Aqk, scale: float, layout: Layout, initial_state=N
             STORE_VN=store_h, FUSE_O=fuse_o, PREC=dot_precision(k.dtype), DT=dot_dtype(vn_dtype),
             WDT=dot_dtype(w_dtype), KG_REGS=SCAN_CONFIG["kg_via_registers"], SPLIT=split,
             KDT=dot_dtype(torch.bfloat16), SOLVE=solve is not None,
-            PREFETCH=SCAN_CONFIG["prefetch" if G.dim() == 4 else "prefetch_gdn"], **opts)
+            PREFETCH=prefetch_level(G.dim() == 4), **opts)
     return o, ht, h_out, vn
