@@ -3,7 +3,7 @@ decoding kernel for a few new tokens when no gradient is needed.
 
 Forward:  [l2norm] -> chunk_prep -> chunk_scan (states per chunk) -> chunk_output; with bf16 inputs and the
           default intermediates the prep stops at T and the scan does the solve (chunk_prep.solve_in_scan:
-          GDN from 32 documents x heads, KDA always), and without a backward the output kernel forms
+          both gate kinds at every size since round 22), and without a backward the output kernel forms
           GDN's Aqk itself (chunk_output's QK); the output kernel reads vn in fp16 (chunk_output's VN16,
           16-bit inputs with fp32 vn). Saved: the
           inputs and the prep's G, T, Aqk (RECOMPUTE "solve", default), the inputs only ("all"), or

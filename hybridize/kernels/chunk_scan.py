@@ -10,8 +10,8 @@ kernel latency-bound for few long documents: the serial step is kept to w h and 
 latter as two bf16 products for scalar gates, SCAN_CONFIG["split_update"]).
 FUSE_O computes the output inside the scan instead (h never goes to memory, but the serial step
 doubles); it was the first version, 1.2-1.75x slower than fla at T >= 8K, and stays for comparison.
-SOLVE (round 13) takes T = (I + A)^-1, v and beta in place of w and u (GDN from 32 documents x heads, KDA
-always; chunk_prep.solve_in_scan):
+SOLVE (round 13) takes T = (I + A)^-1, v and beta in place of w and u (both gate kinds at every size since round
+22; chunk_prep.solve_in_scan):
     vn = T diag(beta) (v - (k e^G) h)   (= u - w h, with u = T diag(beta) v, w = T diag(beta) (k e^G))
 The backward re-runs the scan with STORE_H to get each chunk's starting state and vn.
 """
@@ -63,7 +63,11 @@ from ._common import (CHUNK, Layout, chunk_tokens, dot_dtype, dot_precision, loa
 # (benchmarks/RESULTS.md, "Kernels, round 13"), GDN forward kernel sums with / without, ms: 64 documents x
 # heads and more (4,4096,16,128) 0.604 / 0.741, (2,16384,32,128) 2.440 / 2.936, (8,2048,9,64) 0.204 / 0.219; 32
 # (2,8192,16,128) 0.652 / 0.758, (1,8192,32,128) 0.651 / 0.813; but 16, where the scan is latency-bound,
-# (1,8192,16,128) 0.439 / 0.432 (scan 0.158 -> 0.254), (1,32768,16,128) 1.731 / 1.656.
+# (1,8192,16,128) 0.439 / 0.432 (scan 0.158 -> 0.254), (1,32768,16,128) 1.731 / 1.656. So GDN took the solve kernel
+# below 32 until round 22: once the scan loaded G_last and beta one chunk ahead (prefetch, round 21), the scan with the
+# solve beat the solve kernel there too. H100, round 22 (call 1), GDN forward kernel sums, solve kernel -> in the scan,
+# ms: (1,8192,16,128) 0.392 -> 0.344 (fla 0.344-0.348 in the same runs), (1,32768,16,128) 1.491 -> 1.304 (fla 1.365).
+# Both gate kinds now fold it in at every size; solve_min_seqs_heads stays as the switch to compare.
 # Per-channel gates (round 13, calls 10-11; solve_channel, HYBRIDIZE_GDR_SCAN_SOLVE_KDA=0 turns it off): the
 # scan reads k e^G (bf16) and kg from one pass of the prep's _decayed_kernel, and the solve kernel does not
 # run. KDA forward kernel sums with / without: (1,8192,16,128) 0.836 / 0.858 ms, (1,32768,16,128) 3.178 /
@@ -104,7 +108,7 @@ SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": int(_STAGES or 3), "cha
                "split_kg": os.environ.get("HYBRIDIZE_GDR_SPLIT_KG", "0") == "1",
                "solve": os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE", "1") == "1",
                "solve_min_seqs_heads": ({"gdn": int(_SOLVE_MIN), "kda": int(_SOLVE_MIN)} if _SOLVE_MIN
-                                        else {"gdn": 32, "kda": 0}),
+                                        else {"gdn": 0, "kda": 0}),
                "solve_channel": os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE_KDA", "1") == "1",
                "kg_format": os.environ.get("HYBRIDIZE_GDR_KG_FORMAT", "split"),
                "split_kg_launch": os.environ.get("HYBRIDIZE_GDR_SPLIT_KG_LAUNCH", "64x2"),

@@ -150,13 +150,17 @@ def test_training_forward_with_solve_in_scan(channel, monkeypatch):
 
 def test_solve_in_scan_scope(monkeypatch):
     """Where the solve runs in the scan: bf16 inputs with the "mixed" intermediates, head dim <= 128, and at
-    least SCAN_CONFIG["solve_min_seqs_heads"] documents x heads for the gate kind (GDN: fewer leave its
-    scan latency-bound, where one more product on the serial step costs more than the solve kernel;
-    KDA: every size)."""
+    least SCAN_CONFIG["solve_min_seqs_heads"] documents x heads for the gate kind (0 for both since round 22,
+    when the scan's prefetch made it pay at 16 documents x heads too; the threshold stays as a switch)."""
     bf = torch.empty(1, 1, 1, 128, dtype=torch.bfloat16)
     least = scan_mod.SCAN_CONFIG["solve_min_seqs_heads"]
-    assert solve_in_scan(bf, "mixed", False, least["gdn"])
-    assert not solve_in_scan(bf, "mixed", False, least["gdn"] - 1)
+    assert least == {"gdn": 0, "kda": 0}
+    assert solve_in_scan(bf, "mixed", False, 1) and solve_in_scan(bf, "mixed", True, 1)
+    monkeypatch.setitem(scan_mod.SCAN_CONFIG, "solve_min_seqs_heads", {"gdn": 32, "kda": 0})
+    assert solve_in_scan(bf, "mixed", False, 32)
+    assert not solve_in_scan(bf, "mixed", False, 31)
+    assert solve_in_scan(bf, "mixed", True, 1)
+    monkeypatch.setitem(scan_mod.SCAN_CONFIG, "solve_min_seqs_heads", least)
     assert solve_in_scan(bf, "mixed", True, least["kda"]) == scan_mod.SCAN_CONFIG["solve_channel"]
     assert not solve_in_scan(bf, "fp32", False, least["gdn"])
     assert not solve_in_scan(bf, "input", True, least["kda"])
@@ -334,3 +338,27 @@ def test_scan_prefetch_changes_nothing(channel, monkeypatch):
     for level in (1, 2):
         assert torch.equal(outs[level][0], outs[0][0]) and torch.equal(outs[level][1], outs[0][1]), level
     assert rel(outs[2][1], rht) < 1e-4 and rel(outs[2][0], ro) < 5e-3, (rel(outs[2][1], rht), rel(outs[2][0], ro))
+
+
+@inproc
+def test_dh_prefetch_changes_nothing(monkeypatch):
+    """The KDA dh scan's G_last and Aqk^T do loaded one chunk ahead (BWD_CONFIG["dh_prefetch"], SPLIT 3 only) are the
+    values loaded in the step: every gradient is bitwise the same at levels 0, 1 and 2, across packed documents whose
+    first is empty and one of which is a single token (the prefetch before a document's first chunk reads nothing)."""
+    from hybridize.kernels import chunk_bwd
+    cu_t = torch.tensor([0, 0, 70, 71, 300], dtype=torch.int32)
+    ins = make_inputs(43, 1, 300, H, 64, 64, True, torch.bfloat16, 4, False)
+    do = torch.randn(1, 300, H, 64, generator=torch.Generator().manual_seed(44))
+    assert chunk_bwd.dh_qsplit(torch.bfloat16, torch.bfloat16, torch.float32, 64, True)
+    grads = {}
+    for level in (0, 1, 2):
+        monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "dh_prefetch", str(level))
+        xs = [x.clone().requires_grad_() for x in ins]
+        o, ht = gated_delta_rule(*xs[:5], initial_state=xs[5], output_final_state=True, cu_seqlens=cu_t)
+        ((o.float() * do).sum() + ht.sum()).backward()
+        grads[level] = [x.grad for x in xs]
+    for level in (1, 2):
+        assert all(torch.equal(a, b) for a, b in zip(grads[level], grads[0])), level
+    monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "dh_prefetch", "auto")
+    assert [chunk_bwd.dh_prefetch_level(bv, True) for bv in (16, 32, 64)] == [2, 2, 1]
+    assert chunk_bwd.dh_prefetch_level(16, False) == 1  # Aqk^T do formed in the scan: nothing to fetch ahead
