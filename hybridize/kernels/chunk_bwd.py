@@ -25,7 +25,7 @@ from ._common import (CHUNK, SUB, Layout, channel_colside, channel_grads, channe
                       chunk_tokens, dot_dtype, dot_precision, gate_kind, load_chunk_matrix, split16, stored,
                       store_chunk_matrix)
 from .chunk_prep import decayed
-from .chunk_scan import SCAN_CONFIG, _pick_bv, launch_options, load_gates, split_update
+from .chunk_scan import SCAN_CONFIG, _pick_bv, chunk_last, last_gate, launch_options, load_gates, split_update
 
 # decayed (per-channel gates): "kernel" (default) hands the dh scan q e^G and k e^{G_last - G} formed
 # in parallel (chunk_prep.decayed; kg is the forward's own), as the forward's scan gets kg; "scan"
@@ -105,6 +105,23 @@ from .chunk_scan import SCAN_CONFIG, _pick_bv, launch_options, load_gates, split
 # 20 (call 14): 32 value columns in place of _pick_bv's 64 at 64 documents x heads made no difference in fwd+bwd (KDA
 # dh scan 0.721 -> 0.725 ms at (4,4096,16,128), 2.805 -> 2.829 at (2,16384,32,128); GDN slower), although the
 # isolated sweep (call 12) had put it 13% ahead: the sweep times the kernel alone, outside the backward.
+# dh_qsplit (round 22; HYBRIDIZE_GDR_DH_QSPLIT=0 turns it off): per-channel gates' dh scan as _dh_kernel's SPLIT 3 under
+# "mixed" (bf16 w and do, fp32 dvn), head dim <= 128. Nsight Compute (round 21) had the dh scan waiting on loads that
+# no product takes as loaded (so Triton gives them no pipeline stage) and on the fp32 tiles of its tf32 products
+# transposed through registers. Here scale q e^G comes as a bf16 hi + lo pair from chunk_prep.decayed (the product
+# with do is two bf16 products, 16 bits of q e^G's mantissa where tf32 kept 10), and the [K, C] operands are addressed
+# transposed at their load instead of tl.trans'd. H100, round 22, KDA fwd+bwd, the dh scan / the kernel sum, off ->
+# on (call 5, same run), ms: (1,8192,16,128) 0.540 / 3.481 -> 0.409 / 3.341, (4,4096,16,128) 0.721 / 5.980 -> 0.389 /
+# 5.642, (8,2048,9,64) 0.143 / 1.536 -> 0.119 / 1.511. w^T dvn as two bf16 products of dvn's halves too (0.437 /
+# 0.394 / 0.122 ms with tl.trans, call 2) gave inf or wrong gradients on the H100 in 3 of the 5 16-bit KDA cases at
+# every pipeline depth and product order tried (calls 3-4; right under the interpreter, and the q pair alone is
+# right): triton 3.6 again, as round 12's KDA dh split and round 20's w^T dvn pairs had been.
+# dh_prefetch (SPLIT 3 only; HYBRIDIZE_GDR_DH_PREFETCH=0/1/2 fixes it, default "auto": dh_prefetch_level): G_last (1)
+# and Aqk^T do (2) loaded one chunk ahead, as the forward scan's prefetch. Round 21 had found this slower (the kernel
+# at 255 registers then, spilling); SPLIT 3 holds 186 at 16 value columns. H100, round 22 (call 8), the dh scan / KDA
+# fwd+bwd kernel sums at levels 0 / 1 / 2, ms: (1,8192,16,128) 0.408 / 0.402 / 0.335 and 3.336 / 3.334 / 3.269;
+# (8,2048,9,64) 0.120 / 0.119 / 0.107 and 1.519 / 1.514 / 1.502; but (4,4096,16,128), 64 value columns, 0.389 / 0.383 /
+# 0.461 and 5.652 / 5.630 / 5.712.
 BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda": 32}},
               "BV": {"fused": {"gdn": 32, "kda": 64}, "split": {"gdn": 64, "kda": 32}}, "num_warps": 8,
               "decayed": os.environ.get("HYBRIDIZE_GDR_DH", "kernel"),
@@ -120,7 +137,9 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "stages": (int(os.environ["HYBRIDIZE_GDR_BWD_STAGES"]) if os.environ.get("HYBRIDIZE_GDR_BWD_STAGES")
                          else {"fused": {"gdn": 2, "kda": 2}, "split": {"gdn": 2, "kda": 3}}),
               "decayed16": os.environ.get("HYBRIDIZE_GDR_DECAYED16", "1") == "1",
-              "dh_store16": os.environ.get("HYBRIDIZE_GDR_DH_STORE16", "1") == "1"}
+              "dh_store16": os.environ.get("HYBRIDIZE_GDR_DH_STORE16", "1") == "1",
+              "dh_qsplit": os.environ.get("HYBRIDIZE_GDR_DH_QSPLIT", "1") == "1",
+              "dh_prefetch": os.environ.get("HYBRIDIZE_GDR_DH_PREFETCH", "auto")}
 
 
 @triton.jit
@@ -141,11 +160,11 @@ def _local_dvn_kernel(Aqk, do, out, cu, chunks, H, V: tl.constexpr, BV: tl.const
 
 
 @triton.jit
-def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_offsets, scale, H,
+def _dh_kernel(q, q_lo, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_offsets, scale, H,
                K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                CHANNEL: tl.constexpr, DECAYED: tl.constexpr, LOCAL: tl.constexpr, HAS_DHT: tl.constexpr,
                STORE_DH0: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, WDT: tl.constexpr,
-               SPLIT: tl.constexpr, KDT: tl.constexpr):
+               SPLIT: tl.constexpr, KDT: tl.constexpr, PREFETCH: tl.constexpr = 0):
     """DECAYED: q arrives as q e^G and k as k e^{G_last - G} (chunk_prep.decayed), so the serial step
     exponentiates only the [K] vector e^{G_last}. LOCAL: dvl holds Aqk^T do (fp32, _local_dvn_kernel).
     WDT: operand type of (k e^{G_last - G}) dh', the mirror of the forward's w h (16-bit with the
@@ -155,7 +174,13 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_of
     halves carrying 16 bits, the gates moved onto that side's rows; KDT is their operand type. SPLIT 2
     (per-channel gates, DECAYED fp32 q e^G and kg, bf16 w and do, fp32 dvn; dh_split_kind): the gates
     cannot move off the key side, so q e^G and kg are split too; kg dh as three bf16 products, the other
-    two as two each, every operand 16-bit (tf32 would need fp32 tiles transposed through shared memory)."""
+    two as two each, every operand 16-bit (tf32 would need fp32 tiles transposed through shared memory).
+    SPLIT 3 (per-channel gates, BWD_CONFIG["dh_qsplit"]): q holds scale q e^G as bf16 hi and q_lo its lo
+    (chunk_prep.decayed's split, formed in parallel), so (q e^G)^T do is two bf16 products of 16-bit tiles as
+    loaded; kg dh and w^T dvn stay tf32. The [K, C] left operands (q e^G's halves, w) are loaded as [K, C] tiles,
+    addressed transposed, not loaded [C, K] and put through tl.trans. w^T dvn as bf16 pairs (dvn split) was
+    faster still but wrong on the H100: see BWD_CONFIG's dh_qsplit comment.
+    PREFETCH (SPLIT 3 only; BWD_CONFIG["dh_prefetch"]): 1 loads G_last one chunk ahead, 2 Aqk^T do (dvl) too."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -176,6 +201,12 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_of
     else:
         dh = tl.zeros([BK, BV], dtype=tl.float32)
     nt = tl.cdiv(eos - bos, C)
+    if PREFETCH:  # the last chunk's (the scan runs in reverse)
+        Gl_next = last_gate(G, chunk_last(bos, eos, nt - 1, C), i_h, H, kk, km, K, CHANNEL)
+        if PREFETCH >= 2:
+            valid_n, tok_n, _ = chunk_tokens(bos, eos, nt - 1, rows, C)
+            dvl_next = tl.load(dvl + (tok_n[:, None] * H + i_h) * V + vv[None, :], mask=valid_n[:, None] & vm[None, :],
+                               other=0.0)
     for i in range(0, nt):
         i_t = nt - 1 - i
         valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
@@ -184,7 +215,11 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_of
         p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
         p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
         tl.store(dh_out + ((c0 + i_t) * H + i_h) * K * V + p_s, stored(dh, dh_out.dtype.element_ty), mask=m_s)
-        eG, eGlG, eGl = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
+        if PREFETCH:  # this chunk's G_last came with the last step; fetch the one before's (chunk_last clamps)
+            eGl = tl.exp(Gl_next)[:, None]
+            Gl_next = last_gate(G, chunk_last(bos, eos, i_t - 1, C), i_h, H, kk, km, K, CHANNEL)
+        else:
+            eG, eGlG, eGl = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, CHANNEL)
         if DECAYED:  # the unused factors above are dead code: only e^{G_last} is computed
             eG = 1.0
             eGlG = 1.0
@@ -192,6 +227,13 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_of
             b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(KDT)
             b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(KDT)
             b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(KDT)
+        elif SPLIT == 3:  # the [K, C] tiles of the two state-side products loaded as such (no tl.trans)
+            b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
+            p_kt = (tok[None, :] * H + i_h) * K + kk[:, None]
+            m_kt = valid[None, :] & km[:, None]
+            qht = tl.load(q + p_kt, mask=m_kt, other=0.0).to(KDT)
+            qlt = tl.load(q_lo + p_kt, mask=m_kt, other=0.0).to(KDT)
+            wt = tl.load(w + p_kt, mask=m_kt, other=0.0).to(tl.float32)
         elif SPLIT == 2:  # fp32 q e^G and kg, split off the serial chain (neither depends on dh)
             qh, ql = split16(tl.load(q + p_k, mask=m_k, other=0.0) * scale, KDT)
             kh, kl = split16(tl.load(k + p_k, mask=m_k, other=0.0), KDT)
@@ -200,8 +242,14 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_of
             b_q = tl.load(q + p_k, mask=m_k, other=0.0).to(tl.float32) * scale
             b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
             b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(DT)
-        b_do = tl.load(do + p_v, mask=m_v, other=0.0).to(KDT if SPLIT == 2 else DT)
-        if LOCAL:
+        b_do = tl.load(do + p_v, mask=m_v, other=0.0).to(KDT if SPLIT >= 2 else DT)
+        if LOCAL and PREFETCH >= 2:
+            dvn = dvl_next
+            # chunk_tokens does not mask chunk -1 (before the document): tok_n >= bos does
+            valid_n, tok_n, _ = chunk_tokens(bos, eos, i_t - 1, rows, C)
+            dvl_next = tl.load(dvl + (tok_n[:, None] * H + i_h) * V + vv[None, :],
+                               mask=(valid_n & (tok_n >= bos))[:, None] & vm[None, :], other=0.0)
+        elif LOCAL:
             dvn = tl.load(dvl + p_v, mask=m_v, other=0.0)
         else:
             b_A = load_chunk_matrix(Aqk, tok, valid, rows, i_h, H, C).to(DT)
@@ -213,6 +261,11 @@ def _dh_kernel(q, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_of
             dh = tl.dot(tl.trans(ql), b_do, tl.dot(tl.trans(qh), b_do, dh * eGl))
             hi, lo = split16(dvn, KDT)
             dh -= tl.dot(tl.trans(b_w), lo, tl.dot(tl.trans(b_w), hi))
+        elif SPLIT == 3:
+            dvn += tl.dot(b_k, dh, input_precision=PREC)
+            tl.store(dvn_out + p_v, dvn, mask=m_v)
+            dh = tl.dot(qlt, b_do, tl.dot(qht, b_do, dh * eGl))
+            dh -= tl.dot(wt, dvn, input_precision=PREC)
         elif SPLIT == 1:
             hi, lo = split16(dh, KDT)
             dvn += eGlG * tl.dot(b_k, lo, tl.dot(b_k, hi))
@@ -404,7 +457,7 @@ def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, db
 
 def decayed_dtype(in_dtype: torch.dtype, inter: torch.dtype, channel: bool, unit_keys: bool) -> torch.dtype:
     """The element type of the backward's decayed operands (kg from the recompute's solve, for that scan and the dh
-    scan; q e^G for the dh scan): fp16 where BWD_CONFIG["decayed16"] applies (per-channel gates, unit_keys from the
+    scan; q e^G for the dh scan, unless dh_qsplit makes it a bf16 pair): fp16 where BWD_CONFIG["decayed16"] applies (per-channel gates, unit_keys from the
     fused L2 norm, 16-bit inputs, fp32 intermediates), else the intermediates' own."""
     if (BWD_CONFIG["decayed16"] and channel and unit_keys and BWD_CONFIG["decayed"] == "kernel"
             and in_dtype in (torch.bfloat16, torch.float16) and inter == torch.float32):
@@ -418,14 +471,24 @@ def bf16_states(in_dtype: torch.dtype, channel: bool) -> bool:
     return in_dtype == torch.bfloat16 and channel
 
 
-def dh_operands(q, k, G, layout: Layout, dtype: torch.dtype, kg=None):
+def dh_operands(q, k, G, layout: Layout, dtype: torch.dtype, kg=None, split_q: bool = False, scale: float = 1.0):
     """(q, k, decayed_in) as the dh scan takes them: q e^G and kg = k e^{G_last - G} (kg: the recompute's own when
     given) in `dtype` (the intermediates' or decayed_dtype's) when BWD_CONFIG["decayed"] is "kernel" and the gates
-    are per-channel, else q and k themselves."""
+    are per-channel, else q and k themselves. split_q (dh_qsplit's case): q e^G times scale as a bf16 hi + lo
+    pair, [2, 1, L, H, K] (the dh scan's SPLIT 3)."""
     if G.dim() != 4 or BWD_CONFIG["decayed"] != "kernel":
         return q, k, False
     kd = kg if kg is not None else decayed(k, G, layout, dtype)
-    return decayed(q, G, layout, dtype, from_start=True), kd, True
+    return decayed(q, G, layout, dtype, from_start=True, split=split_q, mult=scale if split_q else 1.0), kd, True
+
+
+def dh_qsplit(w_dtype: torch.dtype, do_dtype: torch.dtype, dvn_dtype: torch.dtype, K: int, channel: bool) -> bool:
+    """Whether per-channel gates' dh scan runs as SPLIT 3 (BWD_CONFIG["dh_qsplit"], q e^G as a bf16 pair): bf16 w
+    and do with fp32 dvn (the "mixed" intermediates), head dim <= 128, decayed operands from the kernel, and not
+    SPLIT 2 (BWD_CONFIG["dh_split_channel"], which splits q e^G itself)."""
+    return (channel and BWD_CONFIG["dh_qsplit"] and BWD_CONFIG["decayed"] == "kernel"
+            and not BWD_CONFIG["dh_split_channel"] and SCAN_CONFIG["split_update"] and K <= 128
+            and w_dtype == do_dtype == torch.bfloat16 and dvn_dtype == torch.float32)
 
 
 def dh_split_kind(q_dtype: torch.dtype, k_dtype: torch.dtype, w_dtype: torch.dtype, do_dtype: torch.dtype,
@@ -441,9 +504,18 @@ def dh_split_kind(q_dtype: torch.dtype, k_dtype: torch.dtype, w_dtype: torch.dty
     return 0
 
 
+def dh_prefetch_level(BV: int, local: bool) -> int:
+    """The dh scan's PREFETCH (SPLIT 3): BWD_CONFIG["dh_prefetch"], whose "auto" is 2 up to 32 value columns and 1 above
+    (64 columns hold 255 registers already); level 2 prefetches Aqk^T do, so it needs that formed before the scan
+    (local)."""
+    level = BWD_CONFIG["dh_prefetch"]
+    level = (2 if BV <= 32 else 1) if level == "auto" else int(level)
+    return min(level, 2 if local else 1)
+
+
 def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layout: Layout, scale: float) -> None:
     """The dh scan (stage 1) over all documents; with BWD_CONFIG["dvn_local"] == "kernel", preceded by
-    the parallel Aqk^T do. q, k, decayed_in: as dh_operands returns them."""
+    the parallel Aqk^T do. q, k, decayed_in: as dh_operands returns them (q [2, ...]: its split pair, SPLIT 3)."""
     _, L, H, K = k.shape
     V = do.shape[-1]
     N = layout.num_seqs
@@ -469,7 +541,11 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
             # 16-bit tiles: at most 2 stages, since the forward scan's 3 (SCAN_CONFIG["channel_stages"])
             # were measured for that scan only (H100, round 10, call 14)
             opts["num_stages"] = min(opts["num_stages"], 2)
-    split = dh_split_kind(q.dtype, k.dtype, w.dtype, do.dtype, dvn.dtype, K, channel, decayed_in)
+    q_lo = None
+    if q.dim() == 5:  # dh_operands' split_q: (hi, lo)
+        q, q_lo = q[0], q[1]
+    split = 3 if q_lo is not None else dh_split_kind(q.dtype, k.dtype, w.dtype, do.dtype, dvn.dtype, K, channel,
+                                                     decayed_in)
     if split:
         # With one stage the split kernel computed wrong gradients (D64) or faulted (D128) on the H100
         # (triton 3.6; benchmarks/RESULTS.md, round 12, call 4); with 2 it is correct (and so it was with the
@@ -480,13 +556,14 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
         opts["num_warps"] = BWD_CONFIG["dh_warps"]
     if BWD_CONFIG["dh_stages"]:
         opts["num_stages"] = BWD_CONFIG["dh_stages"]
+    prefetch = dh_prefetch_level(BV, dvl is not None) if split == 3 else 0
     _dh_kernel[(triton.cdiv(V, BV), N * H)](
-        q, k, w, G, Aqk, do, dht if dht is not None else do, dh_all, dvn, dh0 if dh0 is not None else do,
+        q, q_lo if q_lo is not None else q, k, w, G, Aqk, do, dht if dht is not None else do, dh_all, dvn, dh0 if dh0 is not None else do,
         dvl if dvl is not None else do, layout.cu, layout.chunk_offsets, scale, H,
         K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=channel, DECAYED=decayed_in,
         LOCAL=dvl is not None, HAS_DHT=dht is not None, STORE_DH0=dh0 is not None, PREC=prec, DT=dt,
         WDT=dot_dtype(w.dtype if gate_kind(channel) in BWD_CONFIG["dh16"] else dvn.dtype),
-        SPLIT=split, KDT=dot_dtype(torch.bfloat16), **opts)
+        SPLIT=split, KDT=dot_dtype(torch.bfloat16), PREFETCH=prefetch, **opts)
 
 
 def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool, kg=None,
@@ -509,7 +586,9 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
     dh0 = torch.empty(N, H, K, V, device=dev, dtype=torch.float32) if need_dh0 else None
     if N:
         dec = decayed_dtype(q.dtype, vn.dtype, channel, unit_keys)
-        launch_dh(*dh_operands(q, k, G, layout, dec, kg), w, G, Aqk, do, dht, dh_all, dvn, dh0, layout, scale)
+        qsplit = dh_qsplit(w.dtype, do.dtype, dvn.dtype, K, channel)
+        launch_dh(*dh_operands(q, k, G, layout, dec, kg, qsplit, scale), w, G, Aqk, do, dht, dh_all, dvn, dh0, layout,
+                  scale)
     design = BWD_CONFIG["design"]
     split = design == "split" or (design == "auto" and channel and K >= 128)
     kind, gates = ("split" if split else "fused"), gate_kind(channel)

@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from ._common import (CHUNK, SUB, Layout, channel_pairwise, chunk_bounds, chunk_matrix, chunk_tokens, dot_dtype,
-                      dot_precision, gate_kind, invert, store_chunk_matrix, unit_lower_inverse_rows)
+                      dot_precision, gate_kind, invert, split16, store_chunk_matrix, unit_lower_inverse_rows)
 from .chunk_prep_blocks import BC as BLOCK_ROWS
 from .chunk_prep_blocks import _prep_blocks_kernel
 from .chunk_prep_split import channel_tiles, chunk_prep_split, scalar_pairs, scan_kg_dtype
@@ -80,12 +80,14 @@ PREP_CONFIG = {"design": os.environ.get("HYBRIDIZE_GDR_PREP", "auto"),
 
 
 @triton.jit
-def _decayed_kernel(x, G, out, out_start, cu, chunks, H, K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr,
-                    FROM_START: tl.constexpr, BOTH: tl.constexpr):
+def _decayed_kernel(x, G, out, out_start, out_lo, mult, cu, chunks, H, K: tl.constexpr, BK: tl.constexpr,
+                    C: tl.constexpr, FROM_START: tl.constexpr, BOTH: tl.constexpr, SPLIT: tl.constexpr = False):
     """x e^{G_last - G} (kg, the scan's state-update operand), or x e^G with FROM_START (q e^G, the
     backward's dh operand), for one (chunk, head, BK key columns) of per-channel gates: the factors
     the sequential kernels would form themselves (load_gates'), in (0, 1] since gates are log-decays.
-    BOTH: x e^{G_last - G} into out and x e^G into out_start (the scan that does the solve reads both)."""
+    BOTH: x e^{G_last - G} into out and x e^G into out_start (the scan that does the solve reads both).
+    mult: a factor on the result (the dh scan's scale on q e^G). SPLIT (with FROM_START): the result as a bf16
+    hi + lo pair (_common.split16), hi into out and lo into out_lo."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     kk = tl.program_id(2) * BK + tl.arange(0, BK)
@@ -96,8 +98,12 @@ def _decayed_kernel(x, G, out, out_start, cu, chunks, H, K: tl.constexpr, BK: tl
     p = (tok[:, None] * H + i_h) * K + kk[None, :]
     eG, eGlG, _ = load_gates(G, tok, valid, last_tok, i_h, H, kk, km, K, True)
     b_x = tl.load(x + p, mask=m, other=0.0).to(tl.float32)
-    if FROM_START:
-        tl.store(out + p, (b_x * eG).to(out.dtype.element_ty), mask=m)
+    if SPLIT:
+        hi, lo = split16(b_x * eG * mult, tl.bfloat16)
+        tl.store(out + p, hi, mask=m)
+        tl.store(out_lo + p, lo, mask=m)
+    elif FROM_START:
+        tl.store(out + p, (b_x * eG * mult).to(out.dtype.element_ty), mask=m)
     else:
         tl.store(out + p, (b_x * eGlG).to(out.dtype.element_ty), mask=m)
     if BOTH:
@@ -105,18 +111,21 @@ def _decayed_kernel(x, G, out, out_start, cu, chunks, H, K: tl.constexpr, BK: tl
 
 
 def decayed(x, G, layout: Layout, dtype: torch.dtype, from_start: bool = False,
-            start_dtype: torch.dtype | None = None):
+            start_dtype: torch.dtype | None = None, split: bool = False, mult: float = 1.0):
     """x [1, L, H, K] times e^{G_last - G} (or e^G, from_start) per chunk, G [1, L, H, K] fp32: one
     parallel pass that takes per-channel exponentials off the sequential kernels' serial path. With
-    start_dtype, returns (x e^{G_last - G}, x e^G in start_dtype) from the one pass."""
-    out = torch.empty_like(x, dtype=dtype)
+    start_dtype, returns (x e^{G_last - G}, x e^G in start_dtype) from the one pass. split (with from_start):
+    mult x e^G as a bf16 hi + lo pair, [2, 1, L, H, K] (dtype is then ignored)."""
+    out = torch.empty((2,) + tuple(x.shape) if split else x.shape, device=x.device,
+                      dtype=torch.bfloat16 if split else dtype)
     out_start = torch.empty_like(x, dtype=start_dtype) if start_dtype is not None else out
     K, H = x.shape[-1], x.shape[2]
     if layout.num_chunks:
         BK = min(64, triton.next_power_of_2(K))
         _decayed_kernel[(layout.num_chunks, H, triton.cdiv(K, BK))](
-            x, G, out, out_start, layout.cu, layout.chunks, H, K=K, BK=BK, C=CHUNK, FROM_START=from_start,
-            BOTH=start_dtype is not None, num_warps=4)
+            x, G, out[0] if split else out, out_start, out[1] if split else out, mult, layout.cu, layout.chunks, H,
+            K=K, BK=BK, C=CHUNK, FROM_START=from_start, BOTH=start_dtype is not None, SPLIT=split and from_start,
+            num_warps=4)
     return (out, out_start) if start_dtype is not None else out
 
 

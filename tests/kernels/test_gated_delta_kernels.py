@@ -212,8 +212,9 @@ def test_decayed16_backward(monkeypatch):
     path's by under a quarter of their distance to float64, but not by nothing (the operands did change).
     Under the interpreter the fp32 path's products are exact fp32 (on the GPU they are tf32, 10 bits, as fp16 keeps),
     so this is the strict side: the paths differ by 2e-4 (dg) to 2.1e-3 (dq), about a seventh of each distance to
-    float64."""
+    float64. (With the dh scan's q e^G as a bf16 pair, BWD_CONFIG["dh_qsplit"], fp16 is kg's alone: last part.)"""
     from hybridize.kernels import autograd, chunk_bwd
+    monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "dh_qsplit", False)
     seen = {}
 
     def spy(name, fn):
@@ -235,6 +236,13 @@ def test_decayed16_backward(monkeypatch):
     assert all(diffs[n] == 0 for n in NAMES[:2]), diffs  # the forward is untouched
     assert 0 < max(diffs.values()) and all(diffs[n] < 0.25 * errs32[n] for n in NAMES[2:]), (diffs, errs32)
     assert all(errs[n] <= 1.1 * errs32[n] for n in NAMES), (errs, errs32)
+    # the default dh scan (dh_qsplit): kg in fp16 from the solve, q e^G as the bf16 pair; within the same bounds
+    monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "decayed16", True)
+    monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "dh_qsplit", True)
+    seen.clear()
+    errs_q, _ = aligned_bf16_fused_norm(True)
+    assert seen == {"solve": [torch.float16], "decayed": [torch.bfloat16]}, seen
+    assert all(errs_q[n] <= 1.1 * errs32[n] for n in NAMES), (errs_q, errs32)
     # not without the fused norm (unbounded keys), nor for fp32 inputs
     monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "decayed16", True)
     assert chunk_bwd.decayed_dtype(torch.bfloat16, torch.float32, True, True) == torch.float16

@@ -23,6 +23,10 @@ from hybridize.kernels.chunk_scan import chunk_scan, split_update  # noqa: E402
 from .test_gated_delta_kernels import inproc, rel  # noqa: E402
 
 T, H, K, V, BOUND = 200, 2, 64, 32, 2e-4  # T: three full chunks and a partial one
+# The dh scan's SPLIT 3 case: the q e^G pair is its only split (kg dh and w^T dvn are fp32 products under the
+# interpreter), and that term carries a small share of dh here: its lo half dropped gives 9e-5, dvn rounded to bf16 in
+# w^T dvn 4.6e-3, the kernel as written 3.4e-7 (round 22)
+QSPLIT_BOUND = 2e-5
 
 
 def chunk_lower(x):
@@ -92,7 +96,7 @@ def test_scan_split_kg_matches_float64(monkeypatch):
                lambda c, h, vc: h * Gd[c][-1].exp()[..., None] + torch.einsum("thk,thv->hkv", kgd[c], vc), kg=kg)
 
 
-def check_dh_scan(q, k, decayed: bool, w, G, do, seed_r, chunks, q_rows, k_rows):
+def check_dh_scan(q, k, decayed: bool, w, G, do, seed_r, chunks, q_rows, k_rows, bound: float = BOUND):
     """Runs the dh scan (launch_dh) on these operands with a lower-triangular Aqk and a small dht, and
     compares dh per chunk, dvn and dh0 with the float64 reverse recurrence
         dvn = Aqk^T do + k' dh;  dh <- e^{G_last} dh + q'^T do - w^T dvn,
@@ -117,7 +121,7 @@ def check_dh_scan(q, k, decayed: bool, w, G, do, seed_r, chunks, q_rows, k_rows)
         dh = (dh * Gl.exp().reshape(Gl.shape + (1,) * (3 - Gl.dim())) + torch.einsum("thk,thv->hkv", q_rows(c), dod[c])
               - torch.einsum("thk,thv->hkv", wd[c], dv))
     errs = (rel(torch.stack(ref_dh), dh_all.double()), rel(ref_dvn, dvn[0].double()), rel(dh, dh0[0].double()))
-    assert max(errs) < BOUND, errs
+    assert max(errs) < bound, errs
 
 
 @inproc
@@ -157,6 +161,28 @@ def test_dh_scan_split_per_channel_matches_float64(monkeypatch):
     check_dh_scan(qg, kg, True, w, G, do, r, chunks, lambda c: K ** -0.5 * qd[c], lambda c: kd[c])
 
 
+@inproc
+def test_dh_scan_qsplit_matches_float64():
+    """Per-channel gates' dh scan as SPLIT 3 (BWD_CONFIG["dh_qsplit"]): scale q e^G as the bf16 pair that
+    chunk_prep.decayed's split writes (the decayed kernel checked with it), kg in fp32, bf16 w and do; (q e^G)^T do
+    as two bf16 products, the [K, C] tiles loaded transposed."""
+    from hybridize.kernels import chunk_bwd
+    from hybridize.kernels.chunk_prep import decayed
+    r, _, chunks = operands(7)
+    g = -5.0 * torch.sigmoid(r(1, T, H, K) - 1.0)
+    G = torch.cat([c.cumsum(1) for c in g.split(CHUNK, dim=1)], 1)
+    q, k = r(1, T, H, K), torch.nn.functional.normalize(r(1, T, H, K), dim=-1)
+    kg = torch.cat([k[:, c] * (G[:, c][:, -1:] - G[:, c]).exp() for c in chunks], 1)
+    w, do = (0.5 * r(1, T, H, K)).bfloat16(), r(1, T, H, V).bfloat16()
+    pair = decayed(q, G, make_layout(1, T, None, "cpu"), torch.float32, from_start=True, split=True, mult=K ** -0.5)
+    assert pair.shape == (2,) + tuple(q.shape) and pair.dtype == torch.bfloat16
+    qgd = K ** -0.5 * q[0].double() * G[0].double().exp()
+    assert rel(qgd, (pair[0].double() + pair[1].double())[0]) < 2 ** -15
+    assert chunk_bwd.dh_qsplit(torch.bfloat16, torch.bfloat16, torch.float32, K, True)
+    kd = kg[0].double()
+    check_dh_scan(pair, kg, True, w, G, do, r, chunks, lambda c: qgd[c], lambda c: kd[c], bound=QSPLIT_BOUND)
+
+
 def test_split_update_scope():
     """Where the split runs: bf16 keys with fp32 intermediates, scalar gates, head dim <= 128; and not
     when turned off (HYBRIDIZE_GDR_SPLIT=0 sets SCAN_CONFIG["split_update"])."""
@@ -176,6 +202,12 @@ def test_split_update_scope():
     assert dh_split_kind(f32, f32, f32, bf, f32, 128, True, True) == 0  # intermediates="fp32"
     assert dh_split_kind(f32, f32, bf, bf, f32, 256, True, True) == 0
     assert dh_split_kind(bf, bf, bf, bf, f32, 128, True, False) == 0  # exponentiated in the loop
+    from hybridize.kernels.chunk_bwd import dh_qsplit
+    assert dh_qsplit(bf, bf, f32, 128, True) == (BWD_CONFIG["dh_qsplit"] and not BWD_CONFIG["dh_split_channel"])
+    assert not dh_qsplit(bf, bf, f32, 128, False)  # scalar gates: SPLIT 1
+    assert not dh_qsplit(f32, bf, f32, 128, True)  # intermediates="fp32"
+    assert not dh_qsplit(bf, bf, bf, 128, True)  # intermediates="input"
+    assert not dh_qsplit(bf, bf, f32, 256, True)
     saved = scan_mod.SCAN_CONFIG["split_update"]
     try:
         scan_mod.SCAN_CONFIG["split_update"] = False
