@@ -33,7 +33,12 @@ PTXAS = os.environ.get("HYBRIDIZE_PTXAS",
 
 def compile_report(fn, sig: dict, consts: dict, num_warps: int, num_stages: int = 1) -> dict:
     signature = {name: ("constexpr" if name in consts else sig[name]) for name in fn.arg_names}
-    src = ASTSource(fn, signature, constexprs=consts)
+    # Pointers 16-byte aligned, as Triton specializes them at launch for torch's allocations. Without this (until
+    # round 22) no 16-bit tile could load asynchronously (cp.async moves 4 bytes at least), so the software pipeline
+    # left every bf16 load in registers and the register and shared-memory figures were not the launched kernel's.
+    attrs = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(fn.arg_names)
+             if name not in consts and sig[name].startswith("*")}
+    src = ASTSource(fn, signature, constexprs=consts, attrs=attrs)
     kernel = triton.compile(src, target=TARGET, options={"num_warps": num_warps, "num_stages": num_stages})
     ptx = kernel.asm["ptx"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,9 +114,10 @@ def rows(dims):
                               HDT=hdt, ROW_SCALE=True)
                 out.append((f"output {gate} D{D} qh {'bf16' if hdt == tl.bfloat16 else 'tf32'}",
                             chunk_output._output_kernel, sig, consts, chunk_output.OUTPUT_CONFIG["num_warps"], 1))
-        sig = dict(x="*bf16", G="*fp32", out="*fp32", cu="*i32", chunks="*i32", H="i32")
-        out.append((f"kg KDA D{D}", chunk_prep._decayed_kernel, sig, dict(K=D, BK=min(64, D), C=64, FROM_START=False),
-                    4, 1))
+        sig = dict(x="*bf16", G="*fp32", out="*fp32", out_start="*fp32", out_lo="*fp32", mult="fp32", cu="*i32",
+                   chunks="*i32", H="i32")
+        out.append((f"kg KDA D{D}", chunk_prep._decayed_kernel, sig,
+                    dict(K=D, BK=min(64, D), C=64, FROM_START=False, BOTH=False), 4, 1))
         out.extend(split_rows(D))
         out.extend(bwd_rows(D))
     return out
@@ -124,7 +130,7 @@ def bwd_rows(D: int) -> list:
     out = []
     bv = 16 if D <= 128 else 32
     for dec, local, mixed in ((False, False, False), (True, False, False), (True, True, False), (True, True, True)):
-        sig = ptrs(["q", "k", "do"], "*bf16")
+        sig = ptrs(["q", "q_lo", "k", "do"], "*bf16")
         sig.update(ptrs(["w", "Aqk", "dh_out", "dvn_out", "G", "dht", "dh0", "dvl"], "*fp32"))
         if mixed:  # intermediates "mixed": w in bf16, (k e^{G_last - G}) dh' a bf16 product
             sig["w"] = "*bf16"
@@ -139,6 +145,15 @@ def bwd_rows(D: int) -> list:
         if mixed and D <= 128:  # BWD_CONFIG["dh_split_channel"]: every product as bf16 pairs
             out.append((f"bwd dh KDA D{D} BV{bv} decayed local dvn mixed split", chunk_bwd._dh_kernel, sig,
                         dict(consts, SPLIT=2), opts["num_warps"], stages))
+            # BWD_CONFIG["dh_qsplit"] (SPLIT 3): q e^G as a bf16 pair, fp32 kg, bf16 w; at 2 stages (launch_dh's floor
+            # for the split kernels) for every value block, 64 included (64 documents x heads and more)
+            sig3 = dict(sig, k="*fp32", w="*bf16")
+            out.append((f"bwd dh KDA D{D} BV16 decayed local dvn mixed, tf32 (shipped until round 22)",
+                        chunk_bwd._dh_kernel, dict(sig3, q="*fp32"), dict(consts, BV=16, WDT=tl.float32),
+                        opts["num_warps"], 2))
+            for bv3 in (16, 32, 64):
+                out.append((f"bwd dh KDA D{D} BV{bv3} decayed local dvn qsplit", chunk_bwd._dh_kernel, sig3,
+                            dict(consts, BV=bv3, WDT=tl.float32, SPLIT=3), opts["num_warps"], 2))
     cfg = chunk_bwd.BWD_CONFIG
     for shared, split in ((False, False), (True, False), (True, True)):
         sig = ptrs(["q", "k", "v", "beta", "do", "dq", "dk", "dv"], "*bf16")

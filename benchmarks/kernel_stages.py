@@ -163,8 +163,10 @@ def dh_sweep(B, T, H, D, channel, grid=None):
     (q, k, v, g, beta), do, scale, layout, (G, w, Aqk, Tm, h, vn, kg) = backward_operands(B, T, H, D, channel)
     grid = grid or DH_GRID
     # as chunk_bwd: vn's dtype, not w's ("mixed"), or fp16 (dec 16); only the bit widths the grid asks for
+    # (q e^G as the bf16 pair where chunk_bwd takes it so: BWD_CONFIG["dh_qsplit"], round 22)
+    qsplit = bwd_mod.dh_qsplit(w.dtype, do.dtype, vn.dtype, D, channel)
     operands = {bits: bwd_mod.dh_operands(q, k, G, layout, vn.dtype if bits == 32 else torch.float16,
-                                          kg if bits == 32 or kg is None else kg.to(torch.float16))
+                                          kg if bits == 32 or kg is None else kg.to(torch.float16), qsplit, scale)
                 for bits in grid["dec"]}
     # as chunk_bwd stores it (BWD_CONFIG["dh_store16"])
     dh16 = bwd_mod.BWD_CONFIG["dh_store16"] and bwd_mod.bf16_states(q.dtype, channel)
@@ -178,6 +180,8 @@ def dh_sweep(B, T, H, D, channel, grid=None):
     for bv, nw, ns, local, split, bits in itertools.product(*(grid[n] for n in names)):
         bwd_mod.BWD_CONFIG.update(dh_BV=bv, dh_warps=nw, dh_stages=ns, dvn_local=local, dh_split_channel=bool(split))
         if (split or bits != 32) and not channel:
+            continue
+        if split and qsplit:  # SPLIT 2 takes q e^G whole; these operands are the pair (set HYBRIDIZE_GDR_DH_QSPLIT=0)
             continue
         ops = operands[bits]
         try:

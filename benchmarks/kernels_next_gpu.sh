@@ -296,6 +296,24 @@
 #   PART=130 scalar gates' forward scan with G_last and beta one chunk ahead (HYBRIDIZE_GDR_PREFETCH_GDN=2, and 1):
 #            correctness, GDN fwd and fwd+bwd kernels at all five shapes
 #   (round 21 also re-ran PART=123 on its final code: call 10)
+# Round 22:
+#   PART=131 scalar gates at 16 documents x heads: the forward with the solve in the scan (HYBRIDIZE_GDR_SCAN_SOLVE_MIN=0)
+#            beside the solve kernel (the default there), fla beside, shapes 0 and 2; then ncu on that scan (shape 0)
+#   PART=132 per-channel gates' dh scan as SPLIT 3 (HYBRIDIZE_GDR_DH_QSPLIT: scale q e^G as a bf16 pair from the decayed
+#            kernel, both state-side products as bf16 pairs): correctness of every case (with it and GDN's solve in the
+#            scan at every size), KDA fwd+bwd kernels at shapes 0, 1, 4 without and with it
+#   PART=133 (ran on uncommitted code; HYBRIDIZE_GDR_DH_QFORM is gone, its form 6 is the shipped SPLIT 3) SPLIT 3 gave inf or wrong KDA gradients on the H100 (call 2; right under the interpreter): the 16-bit KDA
+#            cases under its three forms of the state-side products (HYBRIDIZE_GDR_DH_QFORM 0 chained, 1 summed, 2 one
+#            chain) and other pipeline depths (HYBRIDIZE_GDR_DH_STAGES); then (CFGS="3_0 4_0 5_0") 3: the [K, C] tiles
+#            loaded as such instead of tl.trans, 4: the q pair with w^T dvn in tf32, 5: q e^G in tf32 with the w pairs;
+#            (CFGS=6_0 PROFILE_QFORMS="off 4 6") 6: as 4 with the [K, C] tiles loaded as such, and KDA fwd+bwd kernels
+#   PART=134 the round-22 code: correctness of every case, GDN forward kernels beside fla's at all five shapes, KDA
+#            fwd+bwd kernels (ours) at all five
+#   PART=135 KDA fwd+bwd kernels beside fla's at (1,8192,16,128) (fla's backward autotunes for minutes)
+#   PART=136 the KDA dh scan's G_last (1) and Aqk^T do (2) one chunk ahead (HYBRIDIZE_GDR_DH_PREFETCH, SPLIT 3 only, now at
+#            186 registers): KDA correctness at 2, KDA fwd+bwd kernels at shapes 0, 1, 4 at 0, 1, 2
+#   PART=137 the final round-22 code (dh prefetch "auto"): correctness of every case, KDA fwd+bwd kernels at all five
+#            shapes, then beside fla's at (1,8192,16,128)
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -353,8 +371,73 @@ defaults() {
 }
 
 case "${PART:-1}" in
+137)
+  step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
+  rows correctness "PASS\|FAILED"
+  ours_ok correctness | grep "FAIL\|aligned"
+  step profile_kda 150 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd+bwd --no-fla --gates kda
+  rows profile_kda "sum of kernels\|_dh_kernel"
+  PART=135 bash benchmarks/kernels_next_gpu.sh
+  ;;
+136)
+  step correctness 150 HYBRIDIZE_GDR_DH_PREFETCH=2 kernels_correctness.py --jobs 16 --no-ref-check --only kda
+  rows correctness "PASS\|FAILED"
+  ours_ok correctness | grep "FAIL\|bf16"
+  for val in 0 1 2; do
+    step "profile_pf$val" 150 HYBRIDIZE_GDR_DH_PREFETCH=$val kernel_profile.py --shapes 0,1,4 --modes fwd+bwd --no-fla \
+      --gates kda
+    rows "profile_pf$val" "sum of kernels\|_dh_kernel" "dh_prefetch=$val: "
+  done
+  ;;
+134)
+  step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
+  rows correctness "PASS\|FAILED"
+  ours_ok correctness | grep "FAIL\|aligned"
+  step profile_gdn_fwd 250 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd --gates gdn
+  rows profile_gdn_fwd "sum of kernels"
+  step profile_kda 150 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd+bwd --no-fla --gates kda
+  rows profile_kda "sum of kernels\|_dh_kernel"
+  ;;
+135)
+  step profile_kda_fla 560 kernel_profile.py --shapes 0 --modes fwd+bwd --gates kda
+  rows profile_kda_fla "sum of kernels\|_dh_kernel\|dhu"
+  ;;
+133)
+  for cfg in ${CFGS:-0_0 1_0 2_0 0_3 0_1}; do
+    step "correctness_$cfg" 120 HYBRIDIZE_GDR_DH_QFORM=${cfg%_*} HYBRIDIZE_GDR_DH_STAGES=${cfg#*_} kernels_correctness.py \
+      --jobs 16 --no-ref-check --only "kda bf16"
+    ours_ok "correctness_$cfg" | sed "s/^/qform_stages=$cfg: /"
+  done
+  for val in ${PROFILE_QFORMS:-}; do
+    # "off": SPLIT 3 off (HYBRIDIZE_GDR_DH_QSPLIT=0), the tf32 dh scan
+    qs=1; [ "$val" = off ] && qs=0
+    step "profile_qform$val" 150 HYBRIDIZE_GDR_DH_QSPLIT=$qs HYBRIDIZE_GDR_DH_QFORM=${val/off/0} kernel_profile.py \
+      --shapes 0,1,4 --modes fwd+bwd --no-fla \
+      --gates kda
+    rows "profile_qform$val" "sum of kernels\|_dh_kernel" "dh_qform=$val: "
+  done
+  ;;
+132)
+  step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
+  rows correctness "PASS\|FAILED"
+  ours_ok correctness | grep "FAIL\|kda bf16\|gdn bf16 D128 \[\|aligned"
+  for val in ${QSPLITS:-0 1}; do
+    step "profile_qsplit$val" 150 HYBRIDIZE_GDR_DH_QSPLIT=$val kernel_profile.py --shapes 0,1,4 --modes fwd+bwd --no-fla \
+      --gates kda
+    rows "profile_qsplit$val" "sum of kernels\|_dh_kernel\|_decayed" "dh_qsplit=$val: "
+  done
+  ;;
+131)
+  for val in 32 0; do
+    step "profile_min$val" 200 HYBRIDIZE_GDR_SCAN_SOLVE_MIN=$val kernel_profile.py --shapes 0,2 --modes fwd --gates gdn
+    rows "profile_min$val" "sum of kernels\|_scan_kernel\|_solve_kernel\|_pairs_kernel" "solve_min=$val: "
+  done
+  IMPLS=ours NCU_ENV=HYBRIDIZE_GDR_SCAN_SOLVE_MIN=0 NCU_GATE=gdn NCU_KERNELS=_scan_kernel TAG=_gdn_solve NCU_SECS=200 NCU_ARGS=--fwd-only \
+    PART=125 bash benchmarks/kernels_next_gpu.sh
+  ;;
 125)
-  # IMPLS (default "ours fla"), NCU_ENV (VAR=VALUE ... for ours), TAG (a suffix for the files), NCU_SHAPE, NCU_GATE
+  # IMPLS (default "ours fla"), NCU_ENV (VAR=VALUE ... for ours), TAG (a suffix for the files), NCU_SHAPE, NCU_GATE,
+  # NCU_ARGS (more kernel_ncu.py arguments, e.g. --fwd-only)
   NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
   echo "ncu: $NCU ($($NCU --version | tail -1))"
   for impl in ${IMPLS:-ours fla}; do
@@ -363,7 +446,7 @@ case "${PART:-1}" in
     timeout ${NCU_SECS:-400} env ${NCU_ENV:-} "$NCU" --clock-control none --profile-from-start off \
       -k regex:"${NCU_KERNELS:-_dh_kernel|_scan_kernel|dhu|fwd_kernel_h}" --set full --import-source yes \
       -f -o "$OUT/$name/report" python3 benchmarks/kernel_ncu.py --impl $impl --shape ${NCU_SHAPE:-0} \
-      --gate ${NCU_GATE:-kda} > "$OUT/$name/run.log" 2>&1
+      --gate ${NCU_GATE:-kda} ${NCU_ARGS:-} > "$OUT/$name/run.log" 2>&1
     echo "$name (${NCU_ENV:-defaults}) rc=$?"; grep "==PROF== Profiling" "$OUT/$name/run.log" | cut -c1-100
     [ -f "$OUT/$name/report.ncu-rep" ] || { tail -5 "$OUT/$name/run.log"; continue; }
     "$NCU" -i "$OUT/$name/report.ncu-rep" --page details > "$OUT/$name/details.txt" 2>&1
