@@ -314,6 +314,11 @@
 #            186 registers): KDA correctness at 2, KDA fwd+bwd kernels at shapes 0, 1, 4 at 0, 1, 2
 #   PART=137 the final round-22 code (dh prefetch "auto"): correctness of every case, KDA fwd+bwd kernels at all five
 #            shapes, then beside fla's at (1,8192,16,128)
+#   PART=138 ncu on the round-22 KDA dh scan (shape 0); the GDN output kernel swept at head dim 64 (shape 4, "mixed")
+#   PART=139 the SASS (nvdisasm -g) of the round-22 dh scan, to read PART=138's samples per Python line (PART=127's
+#            first half)
+#   PART=140 (ran on uncommitted code, reverted: slower) the dh scan's G_last prefetch issued before dh's store: KDA
+#            correctness, KDA fwd+bwd kernels at shapes 0, 1, 4
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -371,6 +376,32 @@ defaults() {
 }
 
 case "${PART:-1}" in
+140)
+  step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check --only kda
+  rows correctness "PASS\|FAILED"
+  ours_ok correctness | grep "FAIL\|bf16"
+  step profile_kda 150 kernel_profile.py --shapes 0,1,4 --modes fwd+bwd --no-fla --gates kda
+  rows profile_kda "sum of kernels\|_dh_kernel"
+  ;;
+139)
+  export TRITON_CACHE_DIR=/tmp/tcache139
+  rm -rf $TRITON_CACHE_DIR
+  python3 benchmarks/kernel_ncu.py --impl ours --shape ${NCU_SHAPE:-0} --gate ${NCU_GATE:-kda} > "$OUT/run139.log" 2>&1
+  echo "ours run rc=$?"
+  NVDIS=$(command -v nvdisasm || echo /usr/local/cuda/bin/nvdisasm)
+  mkdir -p "$OUT/sass139"
+  for f in $(find $TRITON_CACHE_DIR -name "_dh_kernel.cubin"); do
+    d=$(basename $(dirname $f))
+    "$NVDIS" -g -c "$f" > "$OUT/sass139/$(basename $f .cubin)_$d.sass" 2>&1
+    echo "$f: $(wc -l < "$OUT/sass139/$(basename $f .cubin)_$d.sass") lines"
+  done
+  (cd "$OUT" && tar czf sass139.tgz sass139 && rm -rf sass139)
+  ;;
+138)
+  step output_sweep 200 kernel_stages.py --shapes "" --output-sweep 4 --sweep-gates gdn --sweep-inter mixed --no-fla
+  grep -i "output" "$OUT/output_sweep.log" | head -40
+  IMPLS=ours NCU_KERNELS=_dh_kernel TAG=_dh22 NCU_SECS=250 PART=125 bash benchmarks/kernels_next_gpu.sh
+  ;;
 137)
   step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
   rows correctness "PASS\|FAILED"
