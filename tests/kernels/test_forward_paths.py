@@ -343,22 +343,22 @@ def test_scan_prefetch_changes_nothing(channel, monkeypatch):
 @inproc
 def test_dh_prefetch_changes_nothing(monkeypatch):
     """The KDA dh scan's G_last and Aqk^T do loaded one chunk ahead (BWD_CONFIG["dh_prefetch"], SPLIT 3 only) are the
-    values loaded in the step: every gradient is bitwise the same at levels 0, 1 and 2, across packed documents whose
-    first is empty and one of which is a single token (the prefetch before a document's first chunk reads nothing)."""
+    values loaded in the step: every gradient is bitwise the same at levels 0 and 2 (2 includes 1's G_last), across
+    packed documents whose first is empty and one of which is a single token (the prefetch before a document's first
+    chunk reads nothing)."""
     from hybridize.kernels import chunk_bwd
-    cu_t = torch.tensor([0, 0, 70, 71, 300], dtype=torch.int32)
-    ins = make_inputs(43, 1, 300, H, 64, 64, True, torch.bfloat16, 4, False)
-    do = torch.randn(1, 300, H, 64, generator=torch.Generator().manual_seed(44))
+    cu_t = torch.tensor([0, 0, 70, 71, 200], dtype=torch.int32)
+    ins = make_inputs(43, 1, 200, H, 64, 64, True, torch.bfloat16, 4, False)
+    do = torch.randn(1, 200, H, 64, generator=torch.Generator().manual_seed(44))
     assert chunk_bwd.dh_qsplit(torch.bfloat16, torch.bfloat16, torch.float32, 64, True)
     grads = {}
-    for level in (0, 1, 2):
+    for level in (0, 2):
         monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "dh_prefetch", str(level))
         xs = [x.clone().requires_grad_() for x in ins]
         o, ht = gated_delta_rule(*xs[:5], initial_state=xs[5], output_final_state=True, cu_seqlens=cu_t)
         ((o.float() * do).sum() + ht.sum()).backward()
         grads[level] = [x.grad for x in xs]
-    for level in (1, 2):
-        assert all(torch.equal(a, b) for a, b in zip(grads[level], grads[0])), level
+    assert all(torch.equal(a, b) for a, b in zip(grads[2], grads[0]))
     monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "dh_prefetch", "auto")
     assert [chunk_bwd.dh_prefetch_level(bv, True) for bv in (16, 32, 64)] == [2, 2, 1]
     assert chunk_bwd.dh_prefetch_level(16, False) == 1  # Aqk^T do formed in the scan: nothing to fetch ahead
