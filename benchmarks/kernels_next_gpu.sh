@@ -375,6 +375,28 @@ defaults() {
   ours_ok correctness
 }
 
+# sass_dump TAG KERNEL...: ours' fwd+bwd once with an empty Triton cache, then `nvdisasm -g` of each named kernel's cached
+# cubin (its SASS with Python source lines) into $OUT/sassTAG.tgz; kernel_ncu.py --sass reads it
+sass_dump() {
+  local tag=$1 nvdis f d name
+  shift
+  export TRITON_CACHE_DIR=/tmp/tcache$tag
+  rm -rf "$TRITON_CACHE_DIR"
+  python3 benchmarks/kernel_ncu.py --impl ours --shape ${NCU_SHAPE:-0} --gate ${NCU_GATE:-kda} > "$OUT/run$tag.log" 2>&1
+  echo "ours run rc=$?"
+  nvdis=$(command -v nvdisasm || echo /usr/local/cuda/bin/nvdisasm)
+  mkdir -p "$OUT/sass$tag"
+  for name in "$@"; do
+    for f in $(find "$TRITON_CACHE_DIR" -name "$name.cubin"); do
+      d=$(basename "$(dirname "$f")")
+      "$nvdis" -g -c "$f" > "$OUT/sass$tag/${name}_$d.sass" 2>&1
+      grep -m1 -o '"num_warps": [0-9]*\|"num_stages": [0-9]*' "$(dirname "$f")"/*.json | tr '\n' ' '
+      echo "$f: $(wc -l < "$OUT/sass$tag/${name}_$d.sass") lines"
+    done
+  done
+  (cd "$OUT" && tar czf "sass$tag.tgz" "sass$tag" && rm -rf "sass$tag")
+}
+
 case "${PART:-1}" in
 140)
   step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check --only kda
@@ -384,18 +406,7 @@ case "${PART:-1}" in
   rows profile_kda "sum of kernels\|_dh_kernel"
   ;;
 139)
-  export TRITON_CACHE_DIR=/tmp/tcache139
-  rm -rf $TRITON_CACHE_DIR
-  python3 benchmarks/kernel_ncu.py --impl ours --shape ${NCU_SHAPE:-0} --gate ${NCU_GATE:-kda} > "$OUT/run139.log" 2>&1
-  echo "ours run rc=$?"
-  NVDIS=$(command -v nvdisasm || echo /usr/local/cuda/bin/nvdisasm)
-  mkdir -p "$OUT/sass139"
-  for f in $(find $TRITON_CACHE_DIR -name "_dh_kernel.cubin"); do
-    d=$(basename $(dirname $f))
-    "$NVDIS" -g -c "$f" > "$OUT/sass139/$(basename $f .cubin)_$d.sass" 2>&1
-    echo "$f: $(wc -l < "$OUT/sass139/$(basename $f .cubin)_$d.sass") lines"
-  done
-  (cd "$OUT" && tar czf sass139.tgz sass139 && rm -rf sass139)
+  sass_dump 139 _dh_kernel
   ;;
 138)
   step output_sweep 200 kernel_stages.py --shapes "" --output-sweep 4 --sweep-gates gdn --sweep-inter mixed --no-fla
@@ -526,21 +537,9 @@ case "${PART:-1}" in
   done
   ;;
 127)
-  # the SASS of our sequential kernels with source lines (nvdisasm -g on the cubins Triton cached), to read ncu's
-  # per-instruction stall samples (PART=125's sass.csv) against the Python lines; then PART=125 for fla alone
-  export TRITON_CACHE_DIR=/tmp/tcache127
-  rm -rf $TRITON_CACHE_DIR
-  python3 benchmarks/kernel_ncu.py --impl ours --shape ${NCU_SHAPE:-0} --gate ${NCU_GATE:-kda} > "$OUT/run127.log" 2>&1
-  echo "ours run rc=$?"
-  NVDIS=$(command -v nvdisasm || echo /usr/local/cuda/bin/nvdisasm)
-  mkdir -p "$OUT/sass127"
-  for f in $(find $TRITON_CACHE_DIR -name "_dh_kernel.cubin" -o -name "_scan_kernel.cubin"); do
-    d=$(basename $(dirname $f))
-    "$NVDIS" -g -c "$f" > "$OUT/sass127/$(basename $f .cubin)_$d.sass" 2>&1
-    grep -m1 -o '"num_warps": [0-9]*\|"num_stages": [0-9]*' "$(dirname $f)"/*.json | tr '\n' ' '
-    echo "$f: $(wc -l < "$OUT/sass127/$(basename $f .cubin)_$d.sass") lines"
-  done
-  (cd "$OUT" && tar czf sass127.tgz sass127 && rm -rf sass127)
+  # the SASS of our sequential kernels with source lines, to read ncu's per-instruction stall samples (PART=125's
+  # sass.csv) against the Python lines; then PART=125 for fla alone
+  sass_dump 127 _dh_kernel _scan_kernel
   IMPLS=fla NCU_KERNELS=dhu NCU_SECS=${NCU_SECS:-450} PART=125 bash benchmarks/kernels_next_gpu.sh
   ;;
 126)
