@@ -160,6 +160,15 @@ def _local_dvn_kernel(Aqk, do, out, cu, chunks, H, V: tl.constexpr, BV: tl.const
 
 
 @triton.jit
+def _chunk_dvl(dvl, bos, eos, i_t, rows, i_h, H, V: tl.constexpr, vv, vm, C: tl.constexpr):
+    """Aqk^T do's tile of chunk i_t (the dh scan's prefetch): rows outside [bos, eos) read as 0, chunk -1 included
+    (chunk_tokens bounds a chunk by the document's end only; an empty document's chunk -1 is before its start)."""
+    valid, tok, _ = chunk_tokens(bos, eos, i_t, rows, C)
+    return tl.load(dvl + (tok[:, None] * H + i_h) * V + vv[None, :], mask=(valid & (tok >= bos))[:, None] & vm[None, :],
+                   other=0.0)
+
+
+@triton.jit
 def _dh_kernel(q, q_lo, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, chunk_offsets, scale, H,
                K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                CHANNEL: tl.constexpr, DECAYED: tl.constexpr, LOCAL: tl.constexpr, HAS_DHT: tl.constexpr,
@@ -204,9 +213,7 @@ def _dh_kernel(q, q_lo, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, ch
     if PREFETCH:  # the last chunk's (the scan runs in reverse)
         Gl_next = last_gate(G, chunk_last(bos, eos, nt - 1, C), i_h, H, kk, km, K, CHANNEL)
         if PREFETCH >= 2:
-            valid_n, tok_n, _ = chunk_tokens(bos, eos, nt - 1, rows, C)
-            dvl_next = tl.load(dvl + (tok_n[:, None] * H + i_h) * V + vv[None, :], mask=valid_n[:, None] & vm[None, :],
-                               other=0.0)
+            dvl_next = _chunk_dvl(dvl, bos, eos, nt - 1, rows, i_h, H, V, vv, vm, C)
     for i in range(0, nt):
         i_t = nt - 1 - i
         valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
@@ -245,10 +252,7 @@ def _dh_kernel(q, q_lo, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, ch
         b_do = tl.load(do + p_v, mask=m_v, other=0.0).to(KDT if SPLIT >= 2 else DT)
         if LOCAL and PREFETCH >= 2:
             dvn = dvl_next
-            # chunk_tokens does not mask chunk -1 (before the document): tok_n >= bos does
-            valid_n, tok_n, _ = chunk_tokens(bos, eos, i_t - 1, rows, C)
-            dvl_next = tl.load(dvl + (tok_n[:, None] * H + i_h) * V + vv[None, :],
-                               mask=(valid_n & (tok_n >= bos))[:, None] & vm[None, :], other=0.0)
+            dvl_next = _chunk_dvl(dvl, bos, eos, i_t - 1, rows, i_h, H, V, vv, vm, C)
         elif LOCAL:
             dvn = tl.load(dvl + p_v, mask=m_v, other=0.0)
         else:
@@ -457,8 +461,9 @@ def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, db
 
 def decayed_dtype(in_dtype: torch.dtype, inter: torch.dtype, channel: bool, unit_keys: bool) -> torch.dtype:
     """The element type of the backward's decayed operands (kg from the recompute's solve, for that scan and the dh
-    scan; q e^G for the dh scan, unless dh_qsplit makes it a bf16 pair): fp16 where BWD_CONFIG["decayed16"] applies (per-channel gates, unit_keys from the
-    fused L2 norm, 16-bit inputs, fp32 intermediates), else the intermediates' own."""
+    scan; q e^G for the dh scan, unless dh_qsplit makes it a bf16 pair): fp16 where BWD_CONFIG["decayed16"] applies
+    (per-channel gates, unit_keys from the fused L2 norm, 16-bit inputs, fp32 intermediates), else the intermediates'
+    own."""
     if (BWD_CONFIG["decayed16"] and channel and unit_keys and BWD_CONFIG["decayed"] == "kernel"
             and in_dtype in (torch.bfloat16, torch.float16) and inter == torch.float32):
         return torch.float16
@@ -558,8 +563,8 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
         opts["num_stages"] = BWD_CONFIG["dh_stages"]
     prefetch = dh_prefetch_level(BV, dvl is not None) if split == 3 else 0
     _dh_kernel[(triton.cdiv(V, BV), N * H)](
-        q, q_lo if q_lo is not None else q, k, w, G, Aqk, do, dht if dht is not None else do, dh_all, dvn, dh0 if dh0 is not None else do,
-        dvl if dvl is not None else do, layout.cu, layout.chunk_offsets, scale, H,
+        q, q_lo if q_lo is not None else q, k, w, G, Aqk, do, dht if dht is not None else do, dh_all, dvn,
+        dh0 if dh0 is not None else do, dvl if dvl is not None else do, layout.cu, layout.chunk_offsets, scale, H,
         K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=channel, DECAYED=decayed_in,
         LOCAL=dvl is not None, HAS_DHT=dht is not None, STORE_DH0=dh0 is not None, PREC=prec, DT=dt,
         WDT=dot_dtype(w.dtype if gate_kind(channel) in BWD_CONFIG["dh16"] else dvn.dtype),
