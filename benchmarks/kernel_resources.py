@@ -12,6 +12,7 @@ time is spent; it says nothing about speed.
 from __future__ import annotations
 
 import argparse
+import inspect
 import itertools
 import os
 import re
@@ -31,7 +32,10 @@ PTXAS = os.environ.get("HYBRIDIZE_PTXAS",
                        os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas"))
 
 
-def compile_report(fn, sig: dict, consts: dict, num_warps: int, num_stages: int = 1) -> dict:
+def compile_report(fn, sig: dict, consts: dict, num_warps: int, num_stages: int = 1, **options) -> dict:
+    # constexprs the row leaves out take their defaults in the kernel's signature
+    defaults = {n: p.default for n, p in inspect.signature(fn.fn).parameters.items() if p.default is not p.empty}
+    consts = {**{n: d for n, d in defaults.items() if n not in sig}, **consts}
     signature = {name: ("constexpr" if name in consts else sig[name]) for name in fn.arg_names}
     # Pointers 16-byte aligned, as Triton specializes them at launch for torch's allocations. Without this (until
     # round 22) no 16-bit tile could load asynchronously (cp.async moves 4 bytes at least), so the software pipeline
@@ -39,7 +43,7 @@ def compile_report(fn, sig: dict, consts: dict, num_warps: int, num_stages: int 
     attrs = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(fn.arg_names)
              if name not in consts and sig[name].startswith("*")}
     src = ASTSource(fn, signature, constexprs=consts, attrs=attrs)
-    kernel = triton.compile(src, target=TARGET, options={"num_warps": num_warps, "num_stages": num_stages})
+    kernel = triton.compile(src, target=TARGET, options={"num_warps": num_warps, "num_stages": num_stages, **options})
     ptx = kernel.asm["ptx"]
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "k.ptx")
@@ -106,14 +110,20 @@ def rows(dims):
                 opts = chunk_scan.launch_options(D, bv, None, channel)
                 out.append((f"scan {gate} D{D} BV{bv} {inter}{' kg' if kg else ''}", chunk_scan._scan_kernel, sig, consts,
                             opts["num_warps"], opts["num_stages"]))
-            sig = ptrs(["q", "h", "o"], "*bf16")
-            sig.update(ptrs(["G", "Aqk", "vn", "row_scale"], "*fp32"))
-            sig.update(cu="*i32", chunks="*i32", scale="fp32", H="i32")
-            for hdt in (tl.float32, tl.bfloat16):
-                consts = dict(K=D, V=D, BK=min(64, D), BV=min(64, D), C=64, CHANNEL=channel, PREC="tf32", DT=tl.float32,
-                              HDT=hdt, ROW_SCALE=True)
-                out.append((f"output {gate} D{D} qh {'bf16' if hdt == tl.bfloat16 else 'tf32'}",
-                            chunk_output._output_kernel, sig, consts, chunk_output.OUTPUT_CONFIG["num_warps"], 1))
+            # the no-gradient forward's launch: scalar gates form Aqk here (QK), vn in fp16 with the fallback (VN16)
+            sig = ptrs(["q", "k", "h", "o", "vals", "beta"], "*bf16")
+            sig.update(ptrs(["G", "Aqk", "row_scale", "keys", "T_in"], "*fp32"))
+            sig.update(vn="*fp16", cu="*i32", chunks="*i32", scale="fp32", H="i32")
+            bk = min(chunk_output.OUTPUT_CONFIG["BK"], D)
+            consts = dict(K=D, V=D, BK=bk, BV=min(chunk_output.OUTPUT_CONFIG["BV"], D), C=64, CHANNEL=channel,
+                          PREC="tf32", DT=tl.float32, HDT=tl.bfloat16, ROW_SCALE=False, QK=not channel,
+                          KDT=tl.bfloat16, STAGES=chunk_output.OUTPUT_CONFIG["num_stages"] if D > bk else 1,
+                          VN16=True, HALF=tl.float16, SOLVE=1, QG=channel and D <= 64)
+            if channel:
+                sig["keys"] = "*bf16"
+            for call in (False, True):  # the fallback inlined or called (OUTPUT_CONFIG["fallback_call"])
+                out.append((f"output {gate} D{D} vn16{' call' if call else ''}", chunk_output._output_kernel, sig,
+                            dict(consts, CALL=call), chunk_output.OUTPUT_CONFIG["num_warps"], 1))
         sig = dict(x="*bf16", G="*fp32", out="*fp32", out_start="*fp32", out_lo="*fp32", mult="fp32", cu="*i32",
                    chunks="*i32", H="i32")
         out.append((f"kg KDA D{D}", chunk_prep._decayed_kernel, sig,
@@ -180,7 +190,7 @@ def split_rows(D: int) -> list:
     for channel in (False, True):
         gate = "KDA" if channel else "GDN"
         sig = ptrs(["q", "k", "beta"], "*bf16")
-        sig.update(ptrs(["g", "G_out", "A_out", "Aqk_out"], "*fp32"))
+        sig.update(ptrs(["g", "G_out", "A_out", "Aqk_out", "kg_out", "kg_lo_out", "kG_out", "qG_out"], "*fp32"))
         sig.update(cu="*i32", chunks="*i32", scale="fp32", H="i32")
         for invert, doubling in ((False, False), (True, True)) if channel else ((False, False), (True, False), (True, True)):
             consts = dict(K=D, BK=min(cfg["pairs_BK"], D), C=64, SB=16, CHANNEL=channel, INVERT=invert,

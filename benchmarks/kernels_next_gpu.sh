@@ -319,6 +319,17 @@
 #            first half)
 #   PART=140 (ran on uncommitted code, reverted: slower) the dh scan's G_last prefetch issued before dh's store: KDA
 #            correctness, KDA fwd+bwd kernels at shapes 0, 1, 4
+# Round 23:
+#   PART=141 the output kernel's fp16 fallback called, not inlined (HYBRIDIZE_GDR_OUTPUT_CALL), with a register cap
+#            (HYBRIDIZE_GDR_OUTPUT_MAXNREG) or 8 warps: correctness, GDN and KDA forward kernels at shapes 0 and 4; ncu
+#            of GDN's forward at head dim 64, ours and fla's
+#   PART=142 the output kernel's fallback called at head dims <= 64 (OUTPUT_CONFIG["call_max_dim"]): correctness of every
+#            case, GDN forward kernels beside fla's at all five shapes and KDA's at head dim 64; at head dim 64 the scan's
+#            16-column blocks (HYBRIDIZE_GDR_SCAN_NARROW_SOLVE_BV=16) and the output kernel's 32-column key blocks
+#            (HYBRIDIZE_GDR_OUTPUT_BK=32). Every log in $OUT/part142.tgz
+#   PART=143 chunk_bounds as one round of loads (Layout.chunks holds each chunk's document bounds): correctness of every
+#            case, GDN forward kernels beside fla's at all five shapes, KDA's at head dim 64 (logs in $OUT/part143.tgz)
+#   PART=144 KDA fwd+bwd kernels at all five shapes, and beside fla's at (1,8192,16,128) (logs in $OUT/part144.tgz)
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -398,6 +409,54 @@ sass_dump() {
 }
 
 case "${PART:-1}" in
+143)
+  step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
+  rows correctness "PASS\|FAILED"
+  ours_ok correctness | grep "FAIL\|aligned"
+  step profile_gdn_fwd 300 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd --gates gdn
+  rows profile_gdn_fwd "sum of kernels"
+  step profile_kda_fwd 100 kernel_profile.py --shapes 4 --modes fwd --gates kda
+  rows profile_kda_fwd "sum of kernels"
+  (cd "$OUT" && tar czf part143.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
+  ;;
+144)
+  step profile_kda 150 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd+bwd --no-fla --gates kda
+  rows profile_kda "sum of kernels\|_dh_kernel"
+  step profile_kda_fla 420 kernel_profile.py --shapes 0 --modes fwd+bwd --gates kda
+  rows profile_kda_fla "sum of kernels\|_dh_kernel\|dhu"
+  (cd "$OUT" && tar czf part144.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
+  ;;
+142)
+  step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
+  rows correctness "PASS\|FAILED"
+  ours_ok correctness | grep "FAIL\|aligned"
+  step profile_gdn_fwd 300 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd --gates gdn
+  rows profile_gdn_fwd "sum of kernels"
+  step profile_kda_fwd 150 kernel_profile.py --shapes 4 --modes fwd --gates kda
+  rows profile_kda_fwd "sum of kernels\|_output_kernel\|fwd_kernel_o"
+  for cfg in bv16 bk32; do
+    envs=HYBRIDIZE_GDR_SCAN_NARROW_SOLVE_BV=16
+    [ "$cfg" = bk32 ] && envs=HYBRIDIZE_GDR_OUTPUT_BK=32
+    step "profile_$cfg" 100 $envs kernel_profile.py --shapes 4 --modes fwd --gates gdn,kda --no-fla
+    rows "profile_$cfg" "sum of kernels\|_scan_kernel\|_output_kernel" "$cfg: "
+  done
+  (cd "$OUT" && tar czf part142.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
+  ;;
+141)
+  step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check --only bf16
+  rows correctness "PASS\|FAILED"
+  ours_ok correctness | grep "FAIL\|aligned"
+  step profile_fla 200 kernel_profile.py --shapes 0,4 --modes fwd --gates gdn,kda
+  rows profile_fla "sum of kernels\|_output_kernel\|fwd_kernel_o"
+  for cfg in ${CFGS:-0_0_4 1_0_4 1_128_4 1_0_8 1_136_4}; do
+    IFS=_ read -r call cap warps <<< "$cfg"
+    step "profile_$cfg" 120 HYBRIDIZE_GDR_OUTPUT_CALL=$call HYBRIDIZE_GDR_OUTPUT_MAXNREG=$cap \
+      HYBRIDIZE_GDR_OUTPUT_WARPS=$warps kernel_profile.py --shapes 0,4 --modes fwd --gates gdn,kda --no-fla
+    rows "profile_$cfg" "sum of kernels\|_output_kernel" "call_cap_warps=$cfg: "
+  done
+  [ -n "${NCU_GDN64:-1}" ] && IMPLS="ours fla" NCU_KERNELS="_pairs|_scan|_output|kkt|fwd_kernel_o|fwd_kernel_h|recompute" \
+    TAG=_gdn64 NCU_SHAPE=4 NCU_GATE=gdn NCU_ARGS=--fwd-only NCU_SECS=150 PART=125 bash benchmarks/kernels_next_gpu.sh
+  ;;
 140)
   step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check --only kda
   rows correctness "PASS\|FAILED"

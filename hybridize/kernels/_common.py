@@ -26,7 +26,9 @@ class Layout:
     """How a packed batch of tokens splits into documents and chunks (all int32 on the device)."""
 
     cu: torch.Tensor  # [N+1] document boundaries in tokens
-    chunks: torch.Tensor  # [NC, 2] (document, chunk within document) of every chunk, in order
+    # [NC, 4] (document, chunk within document, document start, document end) of every chunk, in order: the
+    # bounds stored per chunk make chunk_bounds one round of loads, not a load of the document and then of cu
+    chunks: torch.Tensor
     chunk_offsets: torch.Tensor  # [N] index of each document's first chunk
     num_seqs: int
     num_chunks: int
@@ -60,7 +62,8 @@ def _fixed_layout(batch: int, seqlen: int, device, chunk: int = CHUNK) -> Layout
     doc = torch.arange(batch, device=device, dtype=torch.int32).repeat_interleave(nt)
     within = torch.arange(nt, device=device, dtype=torch.int32).repeat(batch)
     offsets = torch.arange(batch, device=device, dtype=torch.int32) * nt
-    return Layout(cu, torch.stack([doc, within], 1).contiguous(), offsets, batch, batch * nt, seqlen)
+    return Layout(cu, torch.stack([doc, within, doc * seqlen, (doc + 1) * seqlen], 1).contiguous(), offsets, batch,
+                  batch * nt, seqlen)
 
 
 def _varlen_layout(cu_seqlens: torch.Tensor, device) -> Layout:
@@ -74,7 +77,9 @@ def _varlen_layout(cu_seqlens: torch.Tensor, device) -> Layout:
     doc = torch.repeat_interleave(torch.arange(len(lens), device=device, dtype=torch.int32), nts)
     within = torch.arange(total, device=device, dtype=torch.int32) - offsets.long()[doc.long()].int()
     max_len = int(lens.max().item()) if len(lens) else 0
-    return Layout(cu, torch.stack([doc, within], 1).contiguous(), offsets, len(lens), total, max_len)
+    bounds = cu.long()
+    return Layout(cu, torch.stack([doc, within, bounds[doc.long()].int(), bounds[doc.long() + 1].int()], 1).contiguous(),
+                  offsets, len(lens), total, max_len)
 
 
 # Test hook (tests/kernels/conftest.py sets it): chunk matrices start as NaN instead of whatever the
@@ -185,11 +190,10 @@ def via_registers(x, one):
 
 
 @triton.jit
-def chunk_bounds(chunks, cu, i_c):
-    """(document start, document end, chunk index within the document) of packed chunk i_c."""
-    i_n = tl.load(chunks + 2 * i_c)
-    i_t = tl.load(chunks + 2 * i_c + 1)
-    return tl.load(cu + i_n), tl.load(cu + i_n + 1), i_t
+def chunk_bounds(chunks, i_c):
+    """(document start, document end, chunk index within the document) of packed chunk i_c: three independent
+    loads (Layout.chunks)."""
+    return tl.load(chunks + 4 * i_c + 2), tl.load(chunks + 4 * i_c + 3), tl.load(chunks + 4 * i_c + 1)
 
 
 @triton.jit

@@ -149,7 +149,7 @@ def _local_dvn_kernel(Aqk, do, out, cu, chunks, H, V: tl.constexpr, BV: tl.const
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     vv = tl.program_id(2) * BV + tl.arange(0, BV)
-    bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
+    bos, eos, i_t = chunk_bounds(chunks, i_c)
     rows = tl.arange(0, C)
     valid, tok, _ = chunk_tokens(bos, eos, i_t, rows, C)
     m_v = valid[:, None] & (vv < V)[None, :]
@@ -295,7 +295,7 @@ def _bwd_values_kernel(v, beta, T, vn, dvn, do, dv, dvb_out, dA_out, dM_out, dbe
     dvb h^T), dv = beta dvb, beta's v-part, dA = -strict_tril(dvb vn^T) and dM = tril(do vn^T)."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
-    bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
+    bos, eos, i_t = chunk_bounds(chunks, i_c)
     rows = tl.arange(0, C)
     valid, tok, _ = chunk_tokens(bos, eos, i_t, rows, C)
     b_b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)
@@ -334,7 +334,7 @@ def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, db
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     i_k = tl.program_id(2)
-    bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
+    bos, eos, i_t = chunk_bounds(chunks, i_c)
     rows = tl.arange(0, C)
     valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
     kk = i_k * BK + tl.arange(0, BK)

@@ -48,7 +48,9 @@ from .chunk_scan import load_gates
 #   The overflow fallback in the same program (call 9) costs the kernels nothing against a second launch
 #   for the flagged chunks (forward sums within 0.015 ms either way) and saves that launch and a memset on
 #   the host: GDN forward at (8,2048,9,64), wall time, 0.404 -> 0.211 ms, fwd+bwd 1.568 -> 1.061.
-OUTPUT_CONFIG = {"BK": 64, "BV": 128, "num_warps": 4, "num_stages": 3,
+OUTPUT_CONFIG = {"BK": int(os.environ.get("HYBRIDIZE_GDR_OUTPUT_BK", "64")), "BV": 128, "num_warps": int(os.environ.get("HYBRIDIZE_GDR_OUTPUT_WARPS", "4")),
+                 "num_stages": 3, "call_max_dim": int(os.environ.get("HYBRIDIZE_GDR_OUTPUT_CALL_MAX_DIM", "64")),
+                 "maxnreg": int(os.environ.get("HYBRIDIZE_GDR_OUTPUT_MAXNREG", "0")) or None,
                  "qk": os.environ.get("HYBRIDIZE_GDR_QK", "1") == "1",
                  "vn16": os.environ.get("HYBRIDIZE_GDR_VN16", "1") == "1",
                  "qg": os.environ.get("HYBRIDIZE_GDR_QG", "1") == "1", "qg_max_dim": 64}
@@ -89,27 +91,12 @@ def _vn_again(keys, T_in, vals, beta, G, h, tok, valid, rows, i_c, i_h, H, vv, v
 
 
 @triton.jit
-def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, keys, T_in, vals, beta, cu, chunks, scale, H,
-                   K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
-                   CHANNEL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, HDT: tl.constexpr,
-                   ROW_SCALE: tl.constexpr, QK: tl.constexpr, KDT: tl.constexpr, STAGES: tl.constexpr,
-                   VN16: tl.constexpr, HALF: tl.constexpr, SOLVE: tl.constexpr, QG: tl.constexpr = False):
-    """DT: operand type of Aqk vn; HDT: of (scale q e^G) h. ROW_SCALE: o's rows times row_scale.
-    QK (scalar gates): Aqk formed here from q and k (KDT: their products' operand type).
-    VN16: vn is fp16 (HALF: fp16's operand type); where Aqk vn is not finite, Aqk (fp32) times vn formed again
-    (_vn_again, from keys, T_in, vals, beta). QG (per-channel gates): q holds scale q e^G (OUTPUT_CONFIG["qg"])."""
-    i_c = tl.program_id(0)
-    i_h = tl.program_id(1)
-    i_v = tl.program_id(2)
-    bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
-    rows = tl.arange(0, C)
-    valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
-    vv = i_v * BV + tl.arange(0, BV)
-    vm = vv < V
-    m_v = valid[:, None] & vm[None, :]
-    p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
+def _qh_and_qk(q, k, G, h, tok, valid, last_tok, i_c, i_h, H, vv, vm, scale, K: tl.constexpr, V: tl.constexpr,
+               BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr, CHANNEL: tl.constexpr, PREC: tl.constexpr,
+               HDT: tl.constexpr, QK: tl.constexpr, KDT: tl.constexpr, STAGES: tl.constexpr, QG: tl.constexpr):
+    """(scale q e^G) h [C, BV] and, with QK, q k^T [C, C] (else zeros)."""
     b_o = tl.zeros([C, BV], dtype=tl.float32)
-    M = tl.zeros([C, C], dtype=tl.float32)  # q k^T (QK)
+    M = tl.zeros([C, C], dtype=tl.float32)
     # key columns in blocks (bounded tiles up to head dim 256), pipelined: the next block's tiles load while
     # this block's products run; vn and Aqk are loaded after the loop, so they are not live during it
     for k0 in tl.range(0, K, BK, num_stages=STAGES):
@@ -128,28 +115,110 @@ def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, keys, T_in, vals, beta, cu
         if QK:
             b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(KDT)
             M = tl.dot(b_q.to(KDT), tl.trans(b_k), M, input_precision=PREC)
-    if QK:  # as the prep forms it: the decay of the masked difference (exact zeros above the diagonal)
+    return b_o, M
+
+
+@triton.jit
+def _aqk(Aqk, M, G, tok, valid, rows, i_h, H, scale, C: tl.constexpr, QK: tl.constexpr):
+    """Aqk (fp32): formed from q k^T (QK) as the prep forms it (the decay of the masked difference: exact zeros
+    above the diagonal), or loaded."""
+    if QK:
         Gc = tl.load(G + tok * H + i_h, mask=valid, other=0.0)
-        A = M * tl.exp(tl.where(rows[:, None] >= rows[None, :], Gc[:, None] - Gc[None, :], float("-inf"))) * scale
+        return M * tl.exp(tl.where(rows[:, None] >= rows[None, :], Gc[:, None] - Gc[None, :], float("-inf"))) * scale
     else:
-        A = load_chunk_matrix(Aqk, tok, valid, rows, i_h, H, C).to(tl.float32)
+        return load_chunk_matrix(Aqk, tok, valid, rows, i_h, H, C).to(tl.float32)
+
+
+@triton.jit
+def _store_o(o, b_o, row_scale, tok, valid, i_h, H, p_v, m_v, ROW_SCALE: tl.constexpr):
+    if ROW_SCALE:
+        b_o *= tl.load(row_scale + tok * H + i_h, mask=valid, other=0.0)[:, None]
+    tl.store(o + p_v, b_o.to(o.dtype.element_ty), mask=m_v)
+
+
+@triton.jit
+def _output_again(q, k, G, Aqk, h, o, row_scale, keys, T_in, vals, beta, bos, eos, i_t, i_c, i_h, i_v, scale, H,
+                  K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
+                  CHANNEL: tl.constexpr, PREC: tl.constexpr, HDT: tl.constexpr, ROW_SCALE: tl.constexpr,
+                  QK: tl.constexpr, KDT: tl.constexpr, STAGES: tl.constexpr, SOLVE: tl.constexpr, QG: tl.constexpr):
+    """VN16's fallback for one program whose fp16 Aqk vn was not finite: its output again from the start, with the
+    same (scale q e^G) h and Aqk, times vn formed again in fp32 (_vn_again). It takes only scalars, so called as a
+    function (_output_again_call) the registers it needs are not held by the common path."""
+    rows = tl.arange(0, C)
+    valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
+    vv = i_v * BV + tl.arange(0, BV)
+    vm = vv < V
+    m_v = valid[:, None] & vm[None, :]
+    p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
+    # vn first: fewer [C, C] and [C, BV] tiles live at once (188 registers against 205 at head dim 64)
+    vn32 = _vn_again(keys, T_in, vals, beta, G, h, tok, valid, rows, i_c, i_h, H, vv, vm, p_v, m_v,
+                     K, V, BK, BV, C, CHANNEL, PREC, HDT, SOLVE)
+    b_o, M = _qh_and_qk(q, k, G, h, tok, valid, last_tok, i_c, i_h, H, vv, vm, scale, K, V, BK, BV, C, CHANNEL, PREC,
+                        HDT, QK, KDT, STAGES, QG)
+    A = _aqk(Aqk, M, G, tok, valid, rows, i_h, H, scale, C, QK)
+    _store_o(o, tl.dot(A, vn32, b_o, input_precision=PREC), row_scale, tok, valid, i_h, H, p_v, m_v, ROW_SCALE)
+
+
+@triton.jit(noinline=True)
+def _output_again_call(q, k, G, Aqk, h, o, row_scale, keys, T_in, vals, beta, bos, eos, i_t, i_c, i_h, i_v, scale, H,
+                       K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
+                       CHANNEL: tl.constexpr, PREC: tl.constexpr, HDT: tl.constexpr, ROW_SCALE: tl.constexpr,
+                       QK: tl.constexpr, KDT: tl.constexpr, STAGES: tl.constexpr, SOLVE: tl.constexpr,
+                       QG: tl.constexpr):
+    """_output_again, not inlined (OUTPUT_CONFIG["call_max_dim"])."""
+    _output_again(q, k, G, Aqk, h, o, row_scale, keys, T_in, vals, beta, bos, eos, i_t, i_c, i_h, i_v, scale, H, K, V,
+                  BK, BV, C, CHANNEL, PREC, HDT, ROW_SCALE, QK, KDT, STAGES, SOLVE, QG)
+
+
+@triton.jit
+def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, keys, T_in, vals, beta, cu, chunks, scale, H,
+                   K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
+                   CHANNEL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, HDT: tl.constexpr,
+                   ROW_SCALE: tl.constexpr, QK: tl.constexpr, KDT: tl.constexpr, STAGES: tl.constexpr,
+                   VN16: tl.constexpr, HALF: tl.constexpr, SOLVE: tl.constexpr, QG: tl.constexpr = False,
+                   CALL: tl.constexpr = False):
+    """DT: operand type of Aqk vn; HDT: of (scale q e^G) h. ROW_SCALE: o's rows times row_scale.
+    QK (scalar gates): Aqk formed here from q and k (KDT: their products' operand type).
+    VN16: vn is fp16 (HALF: fp16's operand type); where Aqk vn is not finite, the program's output again with vn
+    formed in fp32 (_output_again, from keys, T_in, vals, beta; CALL: as a function call, not inlined). QG
+    (per-channel gates): q holds scale q e^G (OUTPUT_CONFIG["qg"])."""
+    i_c = tl.program_id(0)
+    i_h = tl.program_id(1)
+    i_v = tl.program_id(2)
+    bos, eos, i_t = chunk_bounds(chunks, i_c)
+    rows = tl.arange(0, C)
+    valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
+    vv = i_v * BV + tl.arange(0, BV)
+    vm = vv < V
+    m_v = valid[:, None] & vm[None, :]
+    p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
+    b_o, M = _qh_and_qk(q, k, G, h, tok, valid, last_tok, i_c, i_h, H, vv, vm, scale, K, V, BK, BV, C, CHANNEL, PREC,
+                        HDT, QK, KDT, STAGES, QG)
+    A = _aqk(Aqk, M, G, tok, valid, rows, i_h, H, scale, C, QK)
     if VN16:
         part = tl.dot(A.to(tl.float16).to(HALF), tl.load(vn + p_v, mask=m_v, other=0.0).to(HALF))
         # An inf in vn makes its column non-finite in every row (inf x 0 is NaN), an inf in A its row: a row sum
         # (within warps) is then not finite either (NaN and inf propagate through sums); one more reduction, over
         # the rows, decides for the program
         rs = tl.sum(part, axis=1)
-        if tl.max(((rs != rs) | (tl.abs(rs) == float("inf"))).to(tl.int32), axis=0) > 0:
-            vn32 = _vn_again(keys, T_in, vals, beta, G, h, tok, valid, rows, i_c, i_h, H, vv, vm, p_v, m_v,
-                             K, V, BK, BV, C, CHANNEL, PREC, HDT, SOLVE)
-            b_o = tl.dot(A, vn32, b_o, input_precision=PREC)
+        bad = tl.max(((rs != rs) | (tl.abs(rs) == float("inf"))).to(tl.int32), axis=0) > 0
+        if CALL:
+            if bad:
+                _output_again_call(q, k, G, Aqk, h, o, row_scale, keys, T_in, vals, beta, bos, eos, i_t, i_c, i_h, i_v,
+                                   scale, H, K, V, BK, BV, C, CHANNEL, PREC, HDT, ROW_SCALE, QK, KDT, STAGES, SOLVE, QG)
+            else:
+                _store_o(o, b_o + part, row_scale, tok, valid, i_h, H, p_v, m_v, ROW_SCALE)
         else:
-            b_o += part
+            if bad:
+                vn32 = _vn_again(keys, T_in, vals, beta, G, h, tok, valid, rows, i_c, i_h, H, vv, vm, p_v, m_v,
+                                 K, V, BK, BV, C, CHANNEL, PREC, HDT, SOLVE)
+                b_o = tl.dot(A, vn32, b_o, input_precision=PREC)
+            else:
+                b_o += part
+            _store_o(o, b_o, row_scale, tok, valid, i_h, H, p_v, m_v, ROW_SCALE)
     else:
         b_o = tl.dot(A.to(DT), tl.load(vn + p_v, mask=m_v, other=0.0).to(DT), b_o, input_precision=PREC)
-    if ROW_SCALE:
-        b_o *= tl.load(row_scale + tok * H + i_h, mask=valid, other=0.0)[:, None]
-    tl.store(o + p_v, b_o.to(o.dtype.element_ty), mask=m_v)
+        _store_o(o, b_o, row_scale, tok, valid, i_h, H, p_v, m_v, ROW_SCALE)
 
 
 def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch.dtype | None = None,
@@ -186,6 +255,9 @@ def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch
     else:
         keys, vals = vn_check if vn16 else (G, G)
         T_in = beta = G
+    launch = {"num_warps": OUTPUT_CONFIG["num_warps"]}
+    if OUTPUT_CONFIG["maxnreg"]:
+        launch["maxnreg"] = OUTPUT_CONFIG["maxnreg"]
     _output_kernel[(layout.num_chunks, H, triton.cdiv(V, BV))](
         q if qg is None else qg, k if k is not None else q, G, Aqk if not qk else G, h, vn, o,
         row_scale if row_scale is not None else G,
@@ -195,5 +267,5 @@ def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch
         ROW_SCALE=row_scale is not None, QK=qk, KDT=dot_dtype(q.dtype),
         STAGES=OUTPUT_CONFIG["num_stages"] if K > BK else 1,
         VN16=vn16, HALF=dot_dtype(torch.float16), SOLVE=int(solve), QG=qg is not None,
-        num_warps=OUTPUT_CONFIG["num_warps"])
+        CALL=K <= OUTPUT_CONFIG["call_max_dim"], **launch)
     return o

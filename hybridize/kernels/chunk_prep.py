@@ -91,7 +91,7 @@ def _decayed_kernel(x, G, out, out_start, out_lo, mult, cu, chunks, H, K: tl.con
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     kk = tl.program_id(2) * BK + tl.arange(0, BK)
-    bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
+    bos, eos, i_t = chunk_bounds(chunks, i_c)
     valid, tok, last_tok = chunk_tokens(bos, eos, i_t, tl.arange(0, C), C)
     km = kk < K
     m = valid[:, None] & km[None, :]
@@ -139,7 +139,7 @@ def _prep_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, cu, chun
     """STORE_AQK False (scalar gates): no q k^T here; the output kernel forms it (chunk_output's QK)."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
-    bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
+    bos, eos, i_t = chunk_bounds(chunks, i_c)
     rows = tl.arange(0, C)
     valid, tok, _ = chunk_tokens(bos, eos, i_t, rows, C)
     # Rows past the document end load as zeros (k = q = v = beta = g = 0): they neither change the

@@ -160,7 +160,7 @@ def _prep_blocks_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, k
                         PREC: tl.constexpr, PAIR_PREC: tl.constexpr, DT: tl.constexpr, UNROLL: tl.constexpr):
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
-    bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
+    bos, eos, i_t = chunk_bounds(chunks, i_c)
     t0 = bos + i_t * C
     r = tl.arange(0, BC)
     m0, t_0 = _block_rows(t0, eos, 0, r, BC)

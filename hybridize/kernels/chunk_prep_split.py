@@ -190,7 +190,7 @@ def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, kg_out, kg_lo_out, kG_ou
     kernel (chunk_output's QG: the operand it would form, rounded to qG_out's type the same way)."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
-    bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
+    bos, eos, i_t = chunk_bounds(chunks, i_c)
     rows = tl.arange(0, C)
     valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
     # Rows past the document end load as zeros (k = q = beta = g = 0): they add nothing.
@@ -264,7 +264,7 @@ def _inverse_kernel(T_buf, cu, chunks, H, C: tl.constexpr, SB: tl.constexpr, BLO
     """Replaces A (strictly lower, fp32, as _pairs_kernel wrote it) by T = (I + A)^-1, one chunk."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
-    bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
+    bos, eos, i_t = chunk_bounds(chunks, i_c)
     if BLOCKS16:
         r = tl.arange(0, SB)
         t0 = bos + i_t * C
@@ -338,7 +338,7 @@ def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, cu, chunks, H, K: 
     every column block, reading T once instead of once per block."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
-    bos, eos, i_t = chunk_bounds(chunks, cu, i_c)
+    bos, eos, i_t = chunk_bounds(chunks, i_c)
     rows = tl.arange(0, C)
     valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
     b = tl.load(beta + tok * H + i_h, mask=valid, other=0.0).to(tl.float32)

@@ -181,7 +181,8 @@ def test_vn16_output(channel, solve_min, monkeypatch):
     times 2^17 or q times 2^22 (exact) o must be as many times the same o. vn then reaches ~1e5, or the
     formed or stored Aqk passes 65504: inf in fp16, and those chunks are computed again on fp32 tiles
     (chunk_output's _vn_again); without that, o is not finite. With the solve in the scan or in its own
-    kernel: the fallback forms vn from (T, v, beta, k e^G) or from (w, u)."""
+    kernel: the fallback forms vn from (T, v, beta, k e^G) or from (w, u). Called as a function (head dims up to
+    OUTPUT_CONFIG["call_max_dim"], as here) or inlined, it gives the same o."""
     q, k, v, g, beta, _ = make_inputs(11, 2, 150, H, 64, 64, channel, torch.bfloat16, 2, False)
     monkeypatch.setitem(scan_mod.SCAN_CONFIG, "solve_min_seqs_heads", {"gdn": solve_min, "kda": solve_min})
     outs = {}
@@ -198,6 +199,10 @@ def test_vn16_output(channel, solve_min, monkeypatch):
     for o, f in scaled:
         assert torch.isfinite(o).all()
         assert rel(o.double() / f, ro) < 5e-3 and rel(o.double() / f, outs[True].double()) < 4e-3
+    if not channel and solve_min == 0:  # head dim 64 calls the fallback as a function; inlined, the same numbers
+        monkeypatch.setitem(OUTPUT_CONFIG, "call_max_dim", 0)
+        with torch.no_grad():
+            assert torch.equal(gated_delta_rule(q, k, v * 2.0 ** 17, g, beta)[0], scaled[0][0])
 
 
 @inproc

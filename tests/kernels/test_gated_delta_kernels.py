@@ -496,14 +496,16 @@ def test_full_tiles_kg_kernel(case, monkeypatch):
 
 def test_fixed_layouts_are_reused():
     """Fixed-length layouts are cached by (batch, seqlen, device) (building one costs several
-    launches per call); packed ones are not (cu_seqlens' contents decide them)."""
+    launches per call); packed ones are not (cu_seqlens' contents decide them). Each chunk's row:
+    (document, chunk within it, the document's start and end), an empty document having none."""
     from hybridize.kernels._common import make_layout
     a, b = make_layout(2, 130, None, "cpu"), make_layout(2, 130, None, "cpu")
-    assert a is b and a.num_chunks == 6 and a.chunks.tolist()[3] == [1, 0]
+    assert a is b and a.num_chunks == 6 and a.chunks.tolist()[3] == [1, 0, 130, 260]
     assert make_layout(2, 131, None, "cpu") is not a
-    cu = torch.tensor([0, 5, 130], dtype=torch.int32)
+    cu = torch.tensor([0, 5, 5, 130], dtype=torch.int32)
     c = make_layout(1, 130, cu, "cpu")
     assert c is not make_layout(1, 130, cu, "cpu") and c.num_chunks == 3
+    assert c.chunks.tolist() == [[0, 0, 0, 5], [2, 0, 5, 130], [2, 1, 5, 130]]
 
 
 @inproc
