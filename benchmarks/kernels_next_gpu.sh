@@ -330,6 +330,9 @@
 #   PART=143 chunk_bounds as one round of loads (Layout.chunks holds each chunk's document bounds): correctness of every
 #            case, GDN forward kernels beside fla's at all five shapes, KDA's at head dim 64 (logs in $OUT/part143.tgz)
 #   PART=144 KDA fwd+bwd kernels at all five shapes, and beside fla's at (1,8192,16,128) (logs in $OUT/part144.tgz)
+#   PART=145 GDN's forward at head dim 64: the solve kernel instead of the solve in the scan
+#            (HYBRIDIZE_GDR_SCAN_SOLVE_MIN=1000), the scan at 64 value columns (HYBRIDIZE_GDR_SCAN_NARROW_SOLVE_BV=64), the
+#            defaults beside fla; the pairs kernel's no-Aqk launches swept alone (logs in $OUT/part145.tgz)
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -409,6 +412,20 @@ sass_dump() {
 }
 
 case "${PART:-1}" in
+145)
+  step profile_fla 100 kernel_profile.py --shapes 4 --modes fwd --gates gdn
+  rows profile_fla "sum of kernels\|_pairs\|_scan\|_solve\|_output"
+  for cfg in solvekernel bv64; do
+    envs=HYBRIDIZE_GDR_SCAN_SOLVE_MIN=1000
+    [ "$cfg" = bv64 ] && envs=HYBRIDIZE_GDR_SCAN_NARROW_SOLVE_BV=64
+    step "profile_$cfg" 100 $envs kernel_profile.py --shapes 4 --modes fwd --gates gdn --no-fla
+    rows "profile_$cfg" "sum of kernels\|_pairs\|_scan\|_solve\|_output" "$cfg: "
+  done
+  step split_sweep 150 kernel_stages.py --shapes "" --split-sweep 4 --split-only "no-Aqk" --sweep-gates gdn \
+    --sweep-inter mixed --no-fla
+  grep -i "no-Aqk" "$OUT/split_sweep.log" | head -20
+  (cd "$OUT" && tar czf part145.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
+  ;;
 143)
   step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
   rows correctness "PASS\|FAILED"
