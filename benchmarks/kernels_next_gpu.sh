@@ -333,6 +333,8 @@
 #   PART=145 GDN's forward at head dim 64: the solve kernel instead of the solve in the scan
 #            (HYBRIDIZE_GDR_SCAN_SOLVE_MIN=1000), the scan at 64 value columns (HYBRIDIZE_GDR_SCAN_NARROW_SOLVE_BV=64), the
 #            defaults beside fla; the pairs kernel's no-Aqk launches swept alone (logs in $OUT/part145.tgz)
+#   PART=146 GDN's scan at head dim 64 with whole 64-column blocks (narrow_solve_bv 32 -> 0, no cap): correctness of the
+#            GDN cases, GDN forward kernels beside fla's at head dim 64 (logs in $OUT/part146.tgz)
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -411,7 +413,26 @@ sass_dump() {
   (cd "$OUT" && tar czf "sass$tag.tgz" "sass$tag" && rm -rf "sass$tag")
 }
 
+# fwd_round23: correctness of every case, GDN forward kernels beside fla's at all five shapes, KDA's at head dim 64
+fwd_round23() {
+  step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
+  rows correctness "PASS\|FAILED"
+  ours_ok correctness | grep "FAIL\|aligned"
+  step profile_gdn_fwd 300 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd --gates gdn
+  rows profile_gdn_fwd "sum of kernels"
+  step profile_kda_fwd 150 kernel_profile.py --shapes 4 --modes fwd --gates kda
+  rows profile_kda_fwd "sum of kernels\|_output_kernel\|fwd_kernel_o"
+}
+
 case "${PART:-1}" in
+146)
+  step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check --only gdn
+  rows correctness "PASS\|FAILED"
+  ours_ok correctness | grep "FAIL\|D64"
+  step profile_fla 100 kernel_profile.py --shapes 4 --modes fwd --gates gdn
+  rows profile_fla "sum of kernels\|_pairs\|_scan\|_output"
+  (cd "$OUT" && tar czf part146.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
+  ;;
 145)
   step profile_fla 100 kernel_profile.py --shapes 4 --modes fwd --gates gdn
   rows profile_fla "sum of kernels\|_pairs\|_scan\|_solve\|_output"
@@ -427,13 +448,7 @@ case "${PART:-1}" in
   (cd "$OUT" && tar czf part145.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
   ;;
 143)
-  step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
-  rows correctness "PASS\|FAILED"
-  ours_ok correctness | grep "FAIL\|aligned"
-  step profile_gdn_fwd 300 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd --gates gdn
-  rows profile_gdn_fwd "sum of kernels"
-  step profile_kda_fwd 100 kernel_profile.py --shapes 4 --modes fwd --gates kda
-  rows profile_kda_fwd "sum of kernels"
+  fwd_round23
   (cd "$OUT" && tar czf part143.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
   ;;
 144)
@@ -444,13 +459,7 @@ case "${PART:-1}" in
   (cd "$OUT" && tar czf part144.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
   ;;
 142)
-  step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
-  rows correctness "PASS\|FAILED"
-  ours_ok correctness | grep "FAIL\|aligned"
-  step profile_gdn_fwd 300 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd --gates gdn
-  rows profile_gdn_fwd "sum of kernels"
-  step profile_kda_fwd 150 kernel_profile.py --shapes 4 --modes fwd --gates kda
-  rows profile_kda_fwd "sum of kernels\|_output_kernel\|fwd_kernel_o"
+  fwd_round23
   for cfg in bv16 bk32; do
     envs=HYBRIDIZE_GDR_SCAN_NARROW_SOLVE_BV=16
     [ "$cfg" = bk32 ] && envs=HYBRIDIZE_GDR_OUTPUT_BK=32

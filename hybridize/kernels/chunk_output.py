@@ -15,7 +15,8 @@ one fp16 product, as exact as the tf32 product on fp32 tiles it replaces (11 sig
 for magnitudes from 2^-14 up; smaller elements keep fewer bits, an absolute error under 2^-25) at half vn's
 bytes. fp16's range is the catch, kept at almost no cost to the common case: where vn or Aqk
 overflowed fp16 (inf: the product is then not finite in some row), the program takes Aqk in fp32 times vn
-formed again in fp32 from the scan's operands and the stored state h (vn_check, _vn_again).
+formed again in fp32 from the scan's operands and the stored state h (vn_check, _vn_again; at head dims up to 64 as
+a function call, _output_again_call, so that its registers do not weigh on the common path).
 """
 from __future__ import annotations
 
@@ -54,6 +55,15 @@ OUTPUT_CONFIG = {"BK": int(os.environ.get("HYBRIDIZE_GDR_OUTPUT_BK", "64")), "BV
                  "qk": os.environ.get("HYBRIDIZE_GDR_QK", "1") == "1",
                  "vn16": os.environ.get("HYBRIDIZE_GDR_VN16", "1") == "1",
                  "qg": os.environ.get("HYBRIDIZE_GDR_QG", "1") == "1", "qg_max_dim": 64}
+# call_max_dim (round 23; HYBRIDIZE_GDR_OUTPUT_CALL_MAX_DIM): up to this head dim the fp16 fallback (_output_again) is
+#   a function call, not inlined. Inlined, its tiles counted in the whole kernel's registers: at head dim 64, 183 per
+#   thread (kernel_resources.py, sm_90), so 2 programs per multiprocessor, for a path that almost never runs; called,
+#   the common path needs ~138 and the kernel compiles to 163 (ncu), 3 programs. H100, round 23 (call 1,
+#   kernel_profile.py --shapes 0,4 --modes fwd --gates gdn,kda): GDN's output at (8,2048,9,64) 0.059 -> 0.041 ms (fla
+#   0.038), KDA's 0.041 -> 0.039; but at head dim 128 the call was slower (GDN (1,8192,16,128) 0.082 -> 0.106: 128 KB
+#   of shared memory instead of 96, one program per multiprocessor), so it stays inlined there. A register cap
+#   (maxnreg 128 or 136) gained nothing at 64 and doubled the kernel at 128; 8 warps were slower at 64 (0.051);
+#   32-column key blocks (3 stages) too (call 2: 0.052). Knobs for such sweeps: HYBRIDIZE_GDR_OUTPUT_WARPS, _MAXNREG, _BK.
 # qg (round 18; HYBRIDIZE_GDR_QG=0 turns it off): per-channel gates' (scale q e^G), rounded to the 16-bit
 #   operand type of its product with h, is written by the pairs kernel beside the scan's decayed keys
 #   (chunk_prep_split.pairs_decayed) and read here instead of q (16-bit) and G (fp32): the same operand bit for
@@ -137,6 +147,17 @@ def _store_o(o, b_o, row_scale, tok, valid, i_h, H, p_v, m_v, ROW_SCALE: tl.cons
 
 
 @triton.jit
+def _program_tiles(bos, eos, i_t, i_h, i_v, H, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr):
+    """One program's rows (chunk_tokens': rows, valid, tok, last_tok), its value columns vv and their mask vm, and
+    the [C, BV] output tile's mask and offsets."""
+    rows = tl.arange(0, C)
+    valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
+    vv = i_v * BV + tl.arange(0, BV)
+    vm = vv < V
+    return rows, valid, tok, last_tok, vv, vm, valid[:, None] & vm[None, :], (tok[:, None] * H + i_h) * V + vv[None, :]
+
+
+@triton.jit
 def _output_again(q, k, G, Aqk, h, o, row_scale, keys, T_in, vals, beta, bos, eos, i_t, i_c, i_h, i_v, scale, H,
                   K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                   CHANNEL: tl.constexpr, PREC: tl.constexpr, HDT: tl.constexpr, ROW_SCALE: tl.constexpr,
@@ -144,12 +165,7 @@ def _output_again(q, k, G, Aqk, h, o, row_scale, keys, T_in, vals, beta, bos, eo
     """VN16's fallback for one program whose fp16 Aqk vn was not finite: its output again from the start, with the
     same (scale q e^G) h and Aqk, times vn formed again in fp32 (_vn_again). It takes only scalars, so called as a
     function (_output_again_call) the registers it needs are not held by the common path."""
-    rows = tl.arange(0, C)
-    valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
-    vv = i_v * BV + tl.arange(0, BV)
-    vm = vv < V
-    m_v = valid[:, None] & vm[None, :]
-    p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
+    rows, valid, tok, last_tok, vv, vm, m_v, p_v = _program_tiles(bos, eos, i_t, i_h, i_v, H, V, BV, C)
     # vn first: fewer [C, C] and [C, BV] tiles live at once (188 registers against 205 at head dim 64)
     vn32 = _vn_again(keys, T_in, vals, beta, G, h, tok, valid, rows, i_c, i_h, H, vv, vm, p_v, m_v,
                      K, V, BK, BV, C, CHANNEL, PREC, HDT, SOLVE)
@@ -186,12 +202,7 @@ def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, keys, T_in, vals, beta, cu
     i_h = tl.program_id(1)
     i_v = tl.program_id(2)
     bos, eos, i_t = chunk_bounds(chunks, i_c)
-    rows = tl.arange(0, C)
-    valid, tok, last_tok = chunk_tokens(bos, eos, i_t, rows, C)
-    vv = i_v * BV + tl.arange(0, BV)
-    vm = vv < V
-    m_v = valid[:, None] & vm[None, :]
-    p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
+    rows, valid, tok, last_tok, vv, vm, m_v, p_v = _program_tiles(bos, eos, i_t, i_h, i_v, H, V, BV, C)
     b_o, M = _qh_and_qk(q, k, G, h, tok, valid, last_tok, i_c, i_h, H, vv, vm, scale, K, V, BK, BV, C, CHANNEL, PREC,
                         HDT, QK, KDT, STAGES, QG)
     A = _aqk(Aqk, M, G, tok, valid, rows, i_h, H, scale, C, QK)

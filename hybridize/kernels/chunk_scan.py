@@ -112,7 +112,7 @@ SCAN_CONFIG = {"BV": None, "num_warps": 4, "num_stages": int(_STAGES or 3), "cha
                "solve_channel": os.environ.get("HYBRIDIZE_GDR_SCAN_SOLVE_KDA", "1") == "1",
                "kg_format": os.environ.get("HYBRIDIZE_GDR_KG_FORMAT", "split"),
                "split_kg_launch": os.environ.get("HYBRIDIZE_GDR_SPLIT_KG_LAUNCH", "64x2"),
-               "narrow_solve_bv": int(os.environ.get("HYBRIDIZE_GDR_SCAN_NARROW_SOLVE_BV", "32")),
+               "narrow_solve_bv": int(os.environ.get("HYBRIDIZE_GDR_SCAN_NARROW_SOLVE_BV", "0")),
                "prefetch": int(os.environ.get("HYBRIDIZE_GDR_PREFETCH", "2")),
                "prefetch_gdn": int(os.environ.get("HYBRIDIZE_GDR_PREFETCH_GDN", "2"))}
 
@@ -334,7 +334,10 @@ def _scan_launch(V: int, programs: int, K: int, dtype: torch.dtype, channel: boo
     SCAN_CONFIG["split_kg_launch"] (BV x stages) applies there. At head dim <= 64, scalar gates' scan that folds the
     solve in takes at most SCAN_CONFIG["narrow_solve_bv"] value columns (0: no cap). H100, round 17, (8,2048,9,64):
     the scan alone (call 7) 0.099 ms with 64 columns -> 0.089 with 32; in the forward (call 8) 0.085 -> 0.080, the
-    forward's kernels 0.206 -> 0.200. Per-channel gates keep 64: 32 columns with 2 stages were faster alone
+    forward's kernels 0.206 -> 0.200. That cap (32) was stale by round 23: since the prefetch (round 21) the 64-column
+    blocks are faster there again, H100, round 23 (calls 5-6, kernel_profile.py --shapes 4 --modes fwd --gates gdn):
+    the scan 0.073 -> 0.068 ms, the forward's kernels 0.178 -> 0.173 (fla 0.175-0.176), so the cap is now 0 (none;
+    HYBRIDIZE_GDR_SCAN_NARROW_SOLVE_BV=32 restores it). Per-channel gates keep 64: 32 columns with 2 stages were faster alone
     (0.123 -> 0.114) but not in the forward (scan 0.096 -> 0.102, forward 0.353 -> 0.360)."""
     if K <= 64:
         bv = _pick_bv(V, programs, K, enough=64)

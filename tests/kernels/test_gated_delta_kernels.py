@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -40,15 +41,41 @@ inproc = pytest.mark.skipif(not IN_PROCESS, reason="triton imported before TRITO
 OLD_INTERPRETER = tuple(int(x) for x in triton.__version__.split(".")[:2]) < (3, 7)
 
 
-@pytest.mark.skipif(IN_PROCESS, reason="runs in this process")
-@pytest.mark.skipif(OLD_INTERPRETER, reason="triton < 3.7's interpreter cannot run these kernels on the CPU")
+# Where triton was imported first (CI), the kernel tests run in a subprocess instead: started in the background once
+# collection is done and checked last (tests/kernels/conftest.py), so that it overlaps the rest of the suite.
+SUBPROCESS = not IN_PROCESS and not OLD_INTERPRETER
+BACKGROUND: list[subprocess.Popen] = []
+
+
+def start_subprocess_run() -> None:
+    """Starts this folder's run in a fresh interpreter with TRITON_INTERPRET=1 set before anything imports triton."""
+    if SUBPROCESS and not BACKGROUND:
+        env = dict(os.environ, TRITON_INTERPRET="1")
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.dirname(__file__)]
+        # output to files, not pipes: nothing reads it until the test, and a full pipe would stall the run
+        out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env)
+        proc.outputs = (out, err)
+        BACKGROUND.append(proc)
+
+
+@pytest.mark.skipif(not SUBPROCESS, reason="runs in this process" if IN_PROCESS else
+                    "triton < 3.7's interpreter cannot run these kernels on the CPU")
 def test_in_subprocess():
-    """Re-runs this folder in a fresh interpreter with TRITON_INTERPRET=1 set before anything imports triton. It takes
-    ~8 min alone on CI's 2 cores; it took over 15 beside two other test runs there, hence the 30-minute cap."""
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.dirname(__file__)]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
-    assert out.returncode == 0 and " passed" in out.stdout, out.stdout[-6000:] + out.stderr[-3000:]
+    """This folder re-run in a fresh interpreter (start_subprocess_run). It takes ~8 min alone on CI's 2 cores; it took
+    over 15 beside two other test runs there, hence the 30-minute cap."""
+    start_subprocess_run()  # (already running unless collection skipped the hook)
+    proc = BACKGROUND[0]
+    try:
+        proc.wait(timeout=1800)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    for f in proc.outputs:
+        f.seek(0)
+    stdout, stderr = (f.read() for f in proc.outputs)
+    assert proc.returncode == 0 and " passed" in stdout, stdout[-6000:] + stderr[-3000:]
+
 
 BOUND = {torch.float32: 1e-5, torch.bfloat16: 3e-2}
 NAMES = ("o", "final_state", "dq", "dk", "dv", "dg", "dbeta", "dh0")
