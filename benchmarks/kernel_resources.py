@@ -121,7 +121,7 @@ def rows(dims):
                           VN16=True, HALF=tl.float16, SOLVE=1, QG=channel and D <= 64)
             if channel:
                 sig["keys"] = "*bf16"
-            for call in (False, True):  # the fallback inlined or called (OUTPUT_CONFIG["fallback_call"])
+            for call in (False, True):  # the fallback inlined or called (OUTPUT_CONFIG["call_max_dim"])
                 out.append((f"output {gate} D{D} vn16{' call' if call else ''}", chunk_output._output_kernel, sig,
                             dict(consts, CALL=call), chunk_output.OUTPUT_CONFIG["num_warps"], 1))
         sig = dict(x="*bf16", G="*fp32", out="*fp32", out_start="*fp32", out_lo="*fp32", mult="fp32", cu="*i32",

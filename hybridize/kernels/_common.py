@@ -77,9 +77,8 @@ def _varlen_layout(cu_seqlens: torch.Tensor, device) -> Layout:
     doc = torch.repeat_interleave(torch.arange(len(lens), device=device, dtype=torch.int32), nts)
     within = torch.arange(total, device=device, dtype=torch.int32) - offsets.long()[doc.long()].int()
     max_len = int(lens.max().item()) if len(lens) else 0
-    bounds = cu.long()
-    return Layout(cu, torch.stack([doc, within, bounds[doc.long()].int(), bounds[doc.long() + 1].int()], 1).contiguous(),
-                  offsets, len(lens), total, max_len)
+    return Layout(cu, torch.stack([doc, within, cu[doc.long()], cu[doc.long() + 1]], 1).contiguous(), offsets, len(lens),
+                  total, max_len)
 
 
 # Test hook (tests/kernels/conftest.py sets it): chunk matrices start as NaN instead of whatever the

@@ -49,8 +49,8 @@ from .chunk_scan import load_gates
 #   The overflow fallback in the same program (call 9) costs the kernels nothing against a second launch
 #   for the flagged chunks (forward sums within 0.015 ms either way) and saves that launch and a memset on
 #   the host: GDN forward at (8,2048,9,64), wall time, 0.404 -> 0.211 ms, fwd+bwd 1.568 -> 1.061.
-OUTPUT_CONFIG = {"BK": int(os.environ.get("HYBRIDIZE_GDR_OUTPUT_BK", "64")), "BV": 128, "num_warps": int(os.environ.get("HYBRIDIZE_GDR_OUTPUT_WARPS", "4")),
-                 "num_stages": 3, "call_max_dim": int(os.environ.get("HYBRIDIZE_GDR_OUTPUT_CALL_MAX_DIM", "64")),
+OUTPUT_CONFIG = {"BK": int(os.environ.get("HYBRIDIZE_GDR_OUTPUT_BK", "64")), "BV": 128,
+                 "num_warps": int(os.environ.get("HYBRIDIZE_GDR_OUTPUT_WARPS", "4")), "num_stages": 3, "call_max_dim": int(os.environ.get("HYBRIDIZE_GDR_OUTPUT_CALL_MAX_DIM", "64")),
                  "maxnreg": int(os.environ.get("HYBRIDIZE_GDR_OUTPUT_MAXNREG", "0")) or None,
                  "qk": os.environ.get("HYBRIDIZE_GDR_QK", "1") == "1",
                  "vn16": os.environ.get("HYBRIDIZE_GDR_VN16", "1") == "1",
@@ -63,7 +63,8 @@ OUTPUT_CONFIG = {"BK": int(os.environ.get("HYBRIDIZE_GDR_OUTPUT_BK", "64")), "BV
 #   0.038), KDA's 0.041 -> 0.039; but at head dim 128 the call was slower (GDN (1,8192,16,128) 0.082 -> 0.106: 128 KB
 #   of shared memory instead of 96, one program per multiprocessor), so it stays inlined there. A register cap
 #   (maxnreg 128 or 136) gained nothing at 64 and doubled the kernel at 128; 8 warps were slower at 64 (0.051);
-#   32-column key blocks (3 stages) too (call 2: 0.052). Knobs for such sweeps: HYBRIDIZE_GDR_OUTPUT_WARPS, _MAXNREG, _BK.
+#   32-column key blocks (3 stages) too (call 2: 0.052). Knobs for such sweeps: HYBRIDIZE_GDR_OUTPUT_WARPS,
+#   HYBRIDIZE_GDR_OUTPUT_MAXNREG, HYBRIDIZE_GDR_OUTPUT_BK.
 # qg (round 18; HYBRIDIZE_GDR_QG=0 turns it off): per-channel gates' (scale q e^G), rounded to the 16-bit
 #   operand type of its product with h, is written by the pairs kernel beside the scan's decayed keys
 #   (chunk_prep_split.pairs_decayed) and read here instead of q (16-bit) and G (fp32): the same operand bit for

@@ -337,8 +337,8 @@ def _scan_launch(V: int, programs: int, K: int, dtype: torch.dtype, channel: boo
     forward's kernels 0.206 -> 0.200. That cap (32) was stale by round 23: since the prefetch (round 21) the 64-column
     blocks are faster there again, H100, round 23 (calls 5-6, kernel_profile.py --shapes 4 --modes fwd --gates gdn):
     the scan 0.073 -> 0.068 ms, the forward's kernels 0.178 -> 0.173 (fla 0.175-0.176), so the cap is now 0 (none;
-    HYBRIDIZE_GDR_SCAN_NARROW_SOLVE_BV=32 restores it). Per-channel gates keep 64: 32 columns with 2 stages were faster alone
-    (0.123 -> 0.114) but not in the forward (scan 0.096 -> 0.102, forward 0.353 -> 0.360)."""
+    HYBRIDIZE_GDR_SCAN_NARROW_SOLVE_BV=32 restores it). Per-channel gates keep 64: 32 columns with 2 stages were
+    faster alone (0.123 -> 0.114) but not in the forward (scan 0.096 -> 0.102, forward 0.353 -> 0.360)."""
     if K <= 64:
         bv = _pick_bv(V, programs, K, enough=64)
     else:
