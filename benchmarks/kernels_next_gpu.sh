@@ -335,6 +335,13 @@
 #            defaults beside fla; the pairs kernel's no-Aqk launches swept alone (logs in $OUT/part145.tgz)
 #   PART=146 GDN's scan at head dim 64 with whole 64-column blocks (narrow_solve_bv 32 -> 0, no cap): correctness of the
 #            GDN cases, GDN forward kernels beside fla's at head dim 64 (logs in $OUT/part146.tgz)
+#   PART=147 the KDA dh scan's lower-precision products (HYBRIDIZE_GDR_DH_LOW=0/1/2/3: kg dh in bf16; w^T dvn too;
+#            kg dh as a bf16 pair): KDA correctness (fla beside at level 0) and KDA fwd+bwd kernels at shapes 0 and 4
+#   PART=148 the KDA dh scan with kg rounded to bf16 before it (HYBRIDIZE_GDR_DH_KG16=1, half its bytes), at DH_LOW 0, 1
+#            and 3: KDA fwd+bwd kernels at shapes 0 and 4, KDA correctness at the fastest
+#   PART=149 the KDA dh scan's two q e^G products as one (HYBRIDIZE_GDR_DH_QCAT=1: hi and lo side by side against do
+#            stacked twice): fwd+bwd kernels at shapes 0 and 4 with and without, KDA bf16 correctness with it; the dh
+#            scan's launch swept alone (BV 16/32, 2/4 warps, 2/3 stages) at shape 0, then 8 warps
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -425,6 +432,51 @@ fwd_round23() {
 }
 
 case "${PART:-1}" in
+149)
+  for qc in 0 1; do
+    step "profile_qcat$qc" 150 HYBRIDIZE_GDR_DH_QCAT=$qc kernel_profile.py --shapes 0,4 --modes fwd+bwd --no-fla --gates kda
+    rows "profile_qcat$qc" "sum of kernels\|_dh_kernel" "qcat $qc: "
+  done
+  step correctness_qcat 200 HYBRIDIZE_GDR_DH_QCAT=1 kernels_correctness.py --jobs 16 --no-ref-check --only "kda"
+  rows correctness_qcat "PASS\|FAILED" "qcat: "
+  grep "^| kda bf16 D128" "$OUT/correctness_qcat.log" | sed "s/^/qcat: /"
+  step dh_sweep 300 kernel_stages.py --shapes "" --dh-sweep 0 --dh-gates kda --no-fla \
+    --dh-grid "bv=16,32;warps=2,4;stages=2,3;dvn=kernel"
+  grep "dh sweep" "$OUT/dh_sweep.log" | grep -v " all: "
+  step dh_sweep8 150 kernel_stages.py --shapes "" --dh-sweep 0 --dh-gates kda --no-fla \
+    --dh-grid "bv=16,32;warps=8;stages=2;dvn=kernel"
+  grep "dh sweep" "$OUT/dh_sweep8.log" | grep -v " all: "; tail -3 "$OUT/dh_sweep8.log"
+  (cd "$OUT" && tar czf part149.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
+  ;;
+148)
+  for low in 0 1 3; do
+    step "profile_kg16_low$low" 150 HYBRIDIZE_GDR_DH_KG16=1 HYBRIDIZE_GDR_DH_LOW=$low kernel_profile.py --shapes 0,4 \
+      --modes fwd+bwd --no-fla --gates kda
+    rows "profile_kg16_low$low" "sum of kernels\|_dh_kernel\|elementwise\|copy" "kg16 low $low: "
+  done
+  step profile_base 150 kernel_profile.py --shapes 0,4 --modes fwd+bwd --no-fla --gates kda
+  rows profile_base "sum of kernels\|_dh_kernel" "base: "
+  for low in 0 1 3; do
+    step "correctness_kg16_low$low" 200 HYBRIDIZE_GDR_DH_KG16=1 HYBRIDIZE_GDR_DH_LOW=$low kernels_correctness.py \
+      --jobs 16 --no-ref-check --only "kda bf16"
+    rows "correctness_kg16_low$low" "PASS\|FAILED" "kg16 low $low: "
+    grep "^| kda bf16 D128" "$OUT/correctness_kg16_low$low.log" | sed "s/^/kg16 low $low: /"
+  done
+  (cd "$OUT" && tar czf part148.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
+  ;;
+147)
+  for low in 0 1 2 3; do
+    fl=(); [ "$low" = 0 ] && fl=(--fla)
+    step "correctness_low$low" 200 HYBRIDIZE_GDR_DH_LOW=$low kernels_correctness.py --jobs 16 --no-ref-check --only kda \
+      ${fl[@]+"${fl[@]}"}
+    rows "correctness_low$low" "PASS\|FAILED" "low $low: "
+    grep "^| kda bf16" "$OUT/correctness_low$low.log" | sed "s/^/low $low: /"
+    step "profile_low$low" 150 HYBRIDIZE_GDR_DH_LOW=$low kernel_profile.py --shapes 0,4 --modes fwd+bwd --no-fla \
+      --gates kda
+    rows "profile_low$low" "sum of kernels\|_dh_kernel" "low $low: "
+  done
+  (cd "$OUT" && tar czf part147.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
+  ;;
 146)
   step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check --only gdn
   rows correctness "PASS\|FAILED"
