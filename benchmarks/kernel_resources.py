@@ -161,15 +161,10 @@ def bwd_rows(D: int) -> list:
             out.append((f"bwd dh KDA D{D} BV16 decayed local dvn mixed, tf32 (shipped until round 22)",
                         chunk_bwd._dh_kernel, dict(sig3, q="*fp32"), dict(consts, BV=16, WDT=tl.float32),
                         opts["num_warps"], 2))
-            for bv3 in (16, 32, 64):
+            for bv3 in (16, 32, 64):  # at the shipped prefetch level (chunk_bwd.dh_prefetch_level)
                 pre = chunk_bwd.dh_prefetch_level(bv3, True)
                 out.append((f"bwd dh KDA D{D} BV{bv3} decayed local dvn qsplit prefetch {pre}", chunk_bwd._dh_kernel,
                             sig3, dict(consts, BV=bv3, WDT=tl.float32, SPLIT=3, PREFETCH=pre), opts["num_warps"], 2))
-                for low in (1, 2, 3):  # BWD_CONFIG["dh_low"]
-                    out.append((f"bwd dh KDA D{D} BV{bv3} decayed local dvn qsplit prefetch {pre} low {low}",
-                                chunk_bwd._dh_kernel, dict(sig3, k="*bf16"),
-                                dict(consts, BV=bv3, WDT=tl.float32, SPLIT=3, PREFETCH=pre, DH_LOW=low),
-                                opts["num_warps"], 2))
     cfg = chunk_bwd.BWD_CONFIG
     for shared, split in ((False, False), (True, False), (True, True)):
         sig = ptrs(["q", "k", "v", "beta", "do", "dq", "dk", "dv"], "*bf16")

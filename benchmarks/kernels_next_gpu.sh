@@ -335,6 +335,7 @@
 #            defaults beside fla; the pairs kernel's no-Aqk launches swept alone (logs in $OUT/part145.tgz)
 #   PART=146 GDN's scan at head dim 64 with whole 64-column blocks (narrow_solve_bv 32 -> 0, no cap): correctness of the
 #            GDN cases, GDN forward kernels beside fla's at head dim 64 (logs in $OUT/part146.tgz)
+#   PARTs 147-149 ran at commit 91fb571, whose experimental knobs (DH_LOW, DH_KG16, DH_QCAT) were then removed.
 #   PART=147 the KDA dh scan's lower-precision products (HYBRIDIZE_GDR_DH_LOW=0/1/2/3: kg dh in bf16; w^T dvn too;
 #            kg dh as a bf16 pair): KDA correctness (fla beside at level 0) and KDA fwd+bwd kernels at shapes 0 and 4
 #   PART=148 the KDA dh scan with kg rounded to bf16 before it (HYBRIDIZE_GDR_DH_KG16=1, half its bytes), at DH_LOW 0, 1

@@ -139,10 +139,7 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "decayed16": os.environ.get("HYBRIDIZE_GDR_DECAYED16", "1") == "1",
               "dh_store16": os.environ.get("HYBRIDIZE_GDR_DH_STORE16", "1") == "1",
               "dh_qsplit": os.environ.get("HYBRIDIZE_GDR_DH_QSPLIT", "1") == "1",
-              "dh_prefetch": os.environ.get("HYBRIDIZE_GDR_DH_PREFETCH", "auto"),
-              "dh_low": int(os.environ.get("HYBRIDIZE_GDR_DH_LOW", "0")),
-              "dh_kg16": os.environ.get("HYBRIDIZE_GDR_DH_KG16", "0") == "1",
-              "dh_qcat": os.environ.get("HYBRIDIZE_GDR_DH_QCAT", "0") == "1"}
+              "dh_prefetch": os.environ.get("HYBRIDIZE_GDR_DH_PREFETCH", "auto")}
 
 
 @triton.jit
@@ -176,8 +173,7 @@ def _dh_kernel(q, q_lo, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, ch
                K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                CHANNEL: tl.constexpr, DECAYED: tl.constexpr, LOCAL: tl.constexpr, HAS_DHT: tl.constexpr,
                STORE_DH0: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, WDT: tl.constexpr,
-               SPLIT: tl.constexpr, KDT: tl.constexpr, PREFETCH: tl.constexpr = 0, DH_LOW: tl.constexpr = 0,
-               QCAT: tl.constexpr = 0, LO_OFF: tl.constexpr = 0):
+               SPLIT: tl.constexpr, KDT: tl.constexpr, PREFETCH: tl.constexpr = 0):
     """DECAYED: q arrives as q e^G and k as k e^{G_last - G} (chunk_prep.decayed), so the serial step
     exponentiates only the [K] vector e^{G_last}. LOCAL: dvl holds Aqk^T do (fp32, _local_dvn_kernel).
     WDT: operand type of (k e^{G_last - G}) dh', the mirror of the forward's w h (16-bit with the
@@ -193,9 +189,7 @@ def _dh_kernel(q, q_lo, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, ch
     loaded; kg dh and w^T dvn stay tf32. The [K, C] left operands (q e^G's halves, w) are loaded as [K, C] tiles,
     addressed transposed, not loaded [C, K] and put through tl.trans. w^T dvn as bf16 pairs (dvn split) was
     faster still but wrong on the H100: see BWD_CONFIG's dh_qsplit comment.
-    PREFETCH (SPLIT 3 only; BWD_CONFIG["dh_prefetch"]): 1 loads G_last one chunk ahead, 2 Aqk^T do (dvl) too.
-    DH_LOW (SPLIT 3 only; BWD_CONFIG["dh_low"]): 1 takes kg dh as one bf16 product (kg and dh rounded to bf16, as fla
-    0.6.0 does), 2 w^T dvn too (dvn rounded), 3 kg dh as two bf16 products of dh's hi + lo pair (only kg rounded)."""
+    PREFETCH (SPLIT 3 only; BWD_CONFIG["dh_prefetch"]): 1 loads G_last one chunk ahead, 2 Aqk^T do (dvl) too."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -241,20 +235,12 @@ def _dh_kernel(q, q_lo, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, ch
             b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(KDT)
             b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(KDT)
         elif SPLIT == 3:  # the [K, C] tiles of the two state-side products loaded as such (no tl.trans)
-            b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(KDT if DH_LOW else tl.float32)
+            b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
             p_kt = (tok[None, :] * H + i_h) * K + kk[:, None]
             m_kt = valid[None, :] & km[:, None]
-            if QCAT:  # q e^G's hi and lo side by side, [K, 2C], against do stacked twice, [2C, BV]: one product
-                r2 = tl.arange(0, 2 * C)
-                valid2, tok2, _ = chunk_tokens(bos, eos, i_t, r2 % C, C)
-                qt2 = tl.load(q + (r2 // C)[None, :] * LO_OFF + (tok2[None, :] * H + i_h) * K + kk[:, None],
-                              mask=valid2[None, :] & km[:, None], other=0.0).to(KDT)
-                do2 = tl.load(do + (tok2[:, None] * H + i_h) * V + vv[None, :], mask=valid2[:, None] & vm[None, :],
-                              other=0.0).to(KDT)
-            else:
-                qht = tl.load(q + p_kt, mask=m_kt, other=0.0).to(KDT)
-                qlt = tl.load(q_lo + p_kt, mask=m_kt, other=0.0).to(KDT)
-            wt = tl.load(w + p_kt, mask=m_kt, other=0.0).to(KDT if DH_LOW == 2 else tl.float32)
+            qht = tl.load(q + p_kt, mask=m_kt, other=0.0).to(KDT)
+            qlt = tl.load(q_lo + p_kt, mask=m_kt, other=0.0).to(KDT)
+            wt = tl.load(w + p_kt, mask=m_kt, other=0.0).to(tl.float32)
         elif SPLIT == 2:  # fp32 q e^G and kg, split off the serial chain (neither depends on dh)
             qh, ql = split16(tl.load(q + p_k, mask=m_k, other=0.0) * scale, KDT)
             kh, kl = split16(tl.load(k + p_k, mask=m_k, other=0.0), KDT)
@@ -280,22 +266,10 @@ def _dh_kernel(q, q_lo, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, ch
             hi, lo = split16(dvn, KDT)
             dh -= tl.dot(tl.trans(b_w), lo, tl.dot(tl.trans(b_w), hi))
         elif SPLIT == 3:
-            if DH_LOW == 3:
-                hi, lo = split16(dh, KDT)
-                dvn += tl.dot(b_k, lo, tl.dot(b_k, hi))
-            elif DH_LOW:
-                dvn += tl.dot(b_k, dh.to(KDT))
-            else:
-                dvn += tl.dot(b_k, dh, input_precision=PREC)
+            dvn += tl.dot(b_k, dh, input_precision=PREC)
             tl.store(dvn_out + p_v, dvn, mask=m_v)
-            if QCAT:
-                dh = tl.dot(qt2, do2, dh * eGl)
-            else:
-                dh = tl.dot(qlt, b_do, tl.dot(qht, b_do, dh * eGl))
-            if DH_LOW == 2:
-                dh -= tl.dot(wt, dvn.to(KDT))
-            else:
-                dh -= tl.dot(wt, dvn, input_precision=PREC)
+            dh = tl.dot(qlt, b_do, tl.dot(qht, b_do, dh * eGl))
+            dh -= tl.dot(wt, dvn, input_precision=PREC)
         elif SPLIT == 1:
             hi, lo = split16(dh, KDT)
             dvn += eGlG * tl.dot(b_k, lo, tl.dot(b_k, hi))
@@ -572,12 +546,8 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
             # 16-bit tiles: at most 2 stages, since the forward scan's 3 (SCAN_CONFIG["channel_stages"])
             # were measured for that scan only (H100, round 10, call 14)
             opts["num_stages"] = min(opts["num_stages"], 2)
-    if BWD_CONFIG["dh_kg16"] and channel and k.dtype == torch.float32:  # experiment: kg's bytes halved
-        k = k.to(torch.bfloat16)
     q_lo = None
-    lo_off = 0
     if q.dim() == 5:  # dh_operands' split_q: (hi, lo)
-        lo_off = q[1].data_ptr() // q.element_size() - q[0].data_ptr() // q.element_size()
         q, q_lo = q[0], q[1]
     split = 3 if q_lo is not None else dh_split_kind(q.dtype, k.dtype, w.dtype, do.dtype, dvn.dtype, K, channel,
                                                      decayed_in)
@@ -598,8 +568,7 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
         K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=channel, DECAYED=decayed_in,
         LOCAL=dvl is not None, HAS_DHT=dht is not None, STORE_DH0=dh0 is not None, PREC=prec, DT=dt,
         WDT=dot_dtype(w.dtype if gate_kind(channel) in BWD_CONFIG["dh16"] else dvn.dtype),
-        SPLIT=split, KDT=dot_dtype(torch.bfloat16), PREFETCH=prefetch, DH_LOW=BWD_CONFIG["dh_low"] if split == 3 else 0,
-        QCAT=split == 3 and BWD_CONFIG["dh_qcat"], LO_OFF=lo_off, **opts)
+        SPLIT=split, KDT=dot_dtype(torch.bfloat16), PREFETCH=prefetch, **opts)
 
 
 def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool, kg=None,
