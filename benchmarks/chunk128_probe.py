@@ -68,7 +68,7 @@ def output_times(ops, scale, lay, C, channel):
     for bv, bk, nw in itertools.product((32, 64), (32, 64), (4, 8)):
         def run():
             _output_kernel[(lay.num_chunks, H, triton.cdiv(V, bv))](
-                q, G, A, hh, vn, o, G, lay.cu, lay.chunks, scale, H, K=K, V=V, BK=min(bk, K), BV=min(bv, V), C=C,
+                q, G, A, hh, vn, o, G, lay.chunks, scale, H, K=K, V=V, BK=min(bk, K), BV=min(bv, V), C=C,
                 CHANNEL=channel, PREC=dot_precision(q.dtype), DT=dot_dtype(A.dtype), HDT=dot_dtype(w.dtype),
                 ROW_SCALE=False, num_warps=nw)
         rows.append(((bv, bk, nw), timed(run)))

@@ -343,6 +343,10 @@
 #   PART=149 the KDA dh scan's two q e^G products as one (HYBRIDIZE_GDR_DH_QCAT=1: hi and lo side by side against do
 #            stacked twice): fwd+bwd kernels at shapes 0 and 4 with and without, KDA bf16 correctness with it; the dh
 #            scan's launch swept alone (BV 16/32, 2/4 warps, 2/3 stages) at shape 0, then 8 warps
+#   PART=150 the final code of round 24 (the parallel kernels without their unused cu argument) beside fla: forward
+#            kernel sums at all five shapes (both gates), KDA fwd+bwd at (1,8192,16,128) (logs in $OUT/part150.tgz)
+#   PART=151 the same code: correctness of every case; the wall-time table for ours and SDPA at all five
+#            shapes with the decode rows (bench_kernels.py --ours-only; logs in $OUT/part151.tgz)
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -433,6 +437,21 @@ fwd_round23() {
 }
 
 case "${PART:-1}" in
+150)
+  step profile_fwd 180 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd --gates gdn,kda
+  rows profile_fwd "sum of kernels"
+  step profile_kda_fla 380 kernel_profile.py --shapes 0 --modes fwd+bwd --gates kda
+  rows profile_kda_fla "sum of kernels\|_dh_kernel\|dhu"
+  (cd "$OUT" && tar czf part150.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
+  ;;
+151)
+  step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
+  rows correctness "PASS\|FAILED"
+  ours_ok correctness | grep "FAIL\|aligned"
+  step bench 420 "${BENCH[@]}" --shapes 0,1,2,3,4
+  rows bench "^| [GK]D[AN] f\|^| decode"
+  (cd "$OUT" && tar czf part151.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
+  ;;
 149)
   for qc in 0 1; do
     step "profile_qcat$qc" 150 HYBRIDIZE_GDR_DH_QCAT=$qc kernel_profile.py --shapes 0,4 --modes fwd+bwd --no-fla --gates kda

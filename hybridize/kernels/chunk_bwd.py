@@ -143,7 +143,7 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
 
 
 @triton.jit
-def _local_dvn_kernel(Aqk, do, out, cu, chunks, H, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
+def _local_dvn_kernel(Aqk, do, out, chunks, H, V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                       PREC: tl.constexpr, DT: tl.constexpr):
     """Aqk^T do of one (chunk, head, BV value columns): the part of dvn that needs no state."""
     i_c = tl.program_id(0)
@@ -289,7 +289,7 @@ def _dh_kernel(q, q_lo, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, ch
 
 
 @triton.jit
-def _bwd_values_kernel(v, beta, T, vn, dvn, do, dv, dvb_out, dA_out, dM_out, dbeta_v, cu, chunks, H,
+def _bwd_values_kernel(v, beta, T, vn, dvn, do, dv, dvb_out, dA_out, dM_out, dbeta_v, chunks, H,
                        V: tl.constexpr, BV: tl.constexpr, C: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
     """The value side of stage 2, once per (chunk, head): dvb = T^T dvn (kept for the key side's
     dvb h^T), dv = beta dvb, beta's v-part, dA = -strict_tril(dvb vn^T) and dM = tril(do vn^T)."""
@@ -325,7 +325,7 @@ def _bwd_values_kernel(v, beta, T, vn, dvn, do, dv, dvb_out, dA_out, dM_out, dbe
 
 @triton.jit
 def _bwd_kernel(q, k, v, beta, G, T, h, dh, vn, dvn, do, dq, dk, dv, dg_part, dbeta_part, dvb_buf, dA_buf, dM_buf,
-                cu, chunks, scale, H, L,
+                chunks, scale, H, L,
                 K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                 SB: tl.constexpr, CHANNEL: tl.constexpr, SHARED_FACTORS: tl.constexpr, SPLIT: tl.constexpr,
                 PREC: tl.constexpr, DT: tl.constexpr):
@@ -533,7 +533,7 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
         dvl = torch.empty(1, L, H, V, device=do.device, dtype=torch.float32)
         BVl = min(64, triton.next_power_of_2(V))
         _local_dvn_kernel[(layout.num_chunks, H, triton.cdiv(V, BVl))](
-            Aqk, do, dvl, layout.cu, layout.chunks, H, V=V, BV=BVl, C=CHUNK, PREC=prec, DT=dt, num_warps=4)
+            Aqk, do, dvl, layout.chunks, H, V=V, BV=BVl, C=CHUNK, PREC=prec, DT=dt, num_warps=4)
     BV = BWD_CONFIG["dh_BV"] or _pick_bv(V, N * H, K)
     # by the tiles' dtype: fp32 intermediates at BV=64 need 238 KB with 2 stages (KDA, H100)
     opts = launch_options(K, BV, dvn.dtype, channel)
@@ -615,12 +615,12 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
             dA = chunk_matrix(L, H, dev, torch.float32)
             dM = chunk_matrix(L, H, dev, torch.float32)
             _bwd_values_kernel[(layout.num_chunks, H)](
-                v, beta, T, vn, dvn, do, dv, dvb, dA, dM, db_part[NK], layout.cu, layout.chunks, H,
+                v, beta, T, vn, dvn, do, dv, dvb, dA, dM, db_part[NK], layout.chunks, H,
                 V=V, BV=min(BWD_CONFIG["values_BV"], triton.next_power_of_2(V)), C=CHUNK, PREC=prec,
                 DT=dot_dtype(vn.dtype), num_warps=BWD_CONFIG["values_warps"])
         _bwd_kernel[(layout.num_chunks, H, NK)](
             q, k, v, beta, G, T, h, dh_all, vn, dvn, do, dq, dk, dv, dg_part, db_part, dvb, dA, dM,
-            layout.cu, layout.chunks, scale, H, L,
+            layout.chunks, scale, H, L,
             K=K, V=V, BK=BK, BV=BV, C=CHUNK, SB=SUB, CHANNEL=channel,
             SHARED_FACTORS=BWD_CONFIG["factors"] == "shared", SPLIT=split, PREC=prec, DT=dot_dtype(vn.dtype),
             num_warps=BWD_CONFIG["num_warps"], num_stages=stages)

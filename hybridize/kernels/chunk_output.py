@@ -188,7 +188,7 @@ def _output_again_call(q, k, G, Aqk, h, o, row_scale, keys, T_in, vals, beta, bo
 
 
 @triton.jit
-def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, keys, T_in, vals, beta, cu, chunks, scale, H,
+def _output_kernel(q, k, G, Aqk, h, vn, o, row_scale, keys, T_in, vals, beta, chunks, scale, H,
                    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                    CHANNEL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, HDT: tl.constexpr,
                    ROW_SCALE: tl.constexpr, QK: tl.constexpr, KDT: tl.constexpr, STAGES: tl.constexpr,
@@ -273,7 +273,7 @@ def chunk_output(q, G, Aqk, h, vn, scale: float, layout: Layout, qh_dtype: torch
     _output_kernel[(layout.num_chunks, H, triton.cdiv(V, BV))](
         q if qg is None else qg, k if k is not None else q, G, Aqk if not qk else G, h, vn, o,
         row_scale if row_scale is not None else G,
-        keys, T_in, vals, beta, layout.cu, layout.chunks, scale, H,
+        keys, T_in, vals, beta, layout.chunks, scale, H,
         K=K, V=V, BK=BK, BV=BV, C=CHUNK, CHANNEL=G.dim() == 4,
         PREC=dot_precision(q.dtype), DT=dot_dtype(dt), HDT=dot_dtype(dt if qh_dtype is None else qh_dtype),
         ROW_SCALE=row_scale is not None, QK=qk, KDT=dot_dtype(q.dtype),

@@ -80,7 +80,7 @@ PREP_CONFIG = {"design": os.environ.get("HYBRIDIZE_GDR_PREP", "auto"),
 
 
 @triton.jit
-def _decayed_kernel(x, G, out, out_start, out_lo, mult, cu, chunks, H, K: tl.constexpr, BK: tl.constexpr,
+def _decayed_kernel(x, G, out, out_start, out_lo, mult, chunks, H, K: tl.constexpr, BK: tl.constexpr,
                     C: tl.constexpr, FROM_START: tl.constexpr, BOTH: tl.constexpr, SPLIT: tl.constexpr = False):
     """x e^{G_last - G} (kg, the scan's state-update operand), or x e^G with FROM_START (q e^G, the
     backward's dh operand), for one (chunk, head, BK key columns) of per-channel gates: the factors
@@ -123,14 +123,14 @@ def decayed(x, G, layout: Layout, dtype: torch.dtype, from_start: bool = False,
     if layout.num_chunks:
         BK = min(64, triton.next_power_of_2(K))
         _decayed_kernel[(layout.num_chunks, H, triton.cdiv(K, BK))](
-            x, G, out[0] if split else out, out_start, out[1] if split else out, mult, layout.cu, layout.chunks, H,
+            x, G, out[0] if split else out, out_start, out[1] if split else out, mult, layout.chunks, H,
             K=K, BK=BK, C=CHUNK, FROM_START=from_start, BOTH=start_dtype is not None, SPLIT=split and from_start,
             num_warps=4)
     return (out, out_start) if start_dtype is not None else out
 
 
 @triton.jit
-def _prep_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, cu, chunks, scale, H,
+def _prep_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, chunks, scale, H,
                  K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
                  C: tl.constexpr, SB: tl.constexpr, BLOCKED: tl.constexpr, DOUBLING: tl.constexpr,
                  CHANNEL: tl.constexpr,
@@ -274,7 +274,7 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
         if layout.num_chunks:
             bk = PREP_CONFIG["blocks_BK"]["channel" if channel else "scalar"]
             _prep_blocks_kernel[(layout.num_chunks, H)](
-                q, k, v, g, beta, G, w, u, Aqk, T, kg if channel else w, layout.cu, layout.chunks, scale, H,
+                q, k, v, g, beta, G, w, u, Aqk, T, kg if channel else w, layout.chunks, scale, H,
                 K=K, V=V, BK=min(bk, triton.next_power_of_2(K)),
                 BV=min(PREP_CONFIG["blocks_BV"], triton.next_power_of_2(V)), C=CHUNK, BC=BLOCK_ROWS,
                 CHANNEL=channel, STORE_T=store_t, STORE_KG=channel, PREC=dot_precision(k.dtype),
@@ -283,7 +283,7 @@ def chunk_prep(q, k, v, g, beta, scale: float, layout: Layout, store_t: bool = F
         return G, w, u, Aqk, (T if store_t else None), kg
     if layout.num_chunks:
         _prep_kernel[(layout.num_chunks, H)](
-            q, k, v, g, beta, G, w, u, Aqk if aqk else w, T, layout.cu, layout.chunks, scale, H,
+            q, k, v, g, beta, G, w, u, Aqk if aqk else w, T, layout.chunks, scale, H,
             K=K, V=V, BK=min(PREP_CONFIG["BK"], triton.next_power_of_2(K)), BV=min(PREP_CONFIG["BV"], triton.next_power_of_2(V)),
             C=CHUNK, SB=SUB, BLOCKED=PREP_CONFIG["inverse"] == "blocked",
             DOUBLING=PREP_CONFIG["inverse"] == "doubling", CHANNEL=channel, STORE_T=store_t,

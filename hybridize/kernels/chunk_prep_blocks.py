@@ -154,7 +154,7 @@ def _store_row_block(ptr, tok, valid, i_h, H, r, X0, X1, X2, X3, C: tl.constexpr
 
 
 @triton.jit
-def _prep_blocks_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, kg_out, cu, chunks, scale, H,
+def _prep_blocks_kernel(q, k, v, g, beta, G_out, w_out, u_out, Aqk_out, T_out, kg_out, chunks, scale, H,
                         K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                         BC: tl.constexpr, CHANNEL: tl.constexpr, STORE_T: tl.constexpr, STORE_KG: tl.constexpr,
                         PREC: tl.constexpr, PAIR_PREC: tl.constexpr, DT: tl.constexpr, UNROLL: tl.constexpr):

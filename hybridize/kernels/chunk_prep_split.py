@@ -178,7 +178,7 @@ def _side_by_side(a, b):
 
 
 @triton.jit
-def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, kg_out, kg_lo_out, kG_out, qG_out, cu, chunks, scale, H,
+def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, kg_out, kg_lo_out, kG_out, qG_out, chunks, scale, H,
                   K: tl.constexpr, BK: tl.constexpr, C: tl.constexpr, SB: tl.constexpr, CHANNEL: tl.constexpr,
                   INVERT: tl.constexpr, DOUBLING: tl.constexpr, PREC: tl.constexpr, PAIR_PREC: tl.constexpr,
                   DT: tl.constexpr, STORE_AQK: tl.constexpr = True, DECAYED: tl.constexpr = False,
@@ -259,7 +259,7 @@ def _pairs_kernel(q, k, g, beta, G_out, A_out, Aqk_out, kg_out, kg_lo_out, kG_ou
 
 
 @triton.jit
-def _inverse_kernel(T_buf, cu, chunks, H, C: tl.constexpr, SB: tl.constexpr, BLOCKS16: tl.constexpr,
+def _inverse_kernel(T_buf, chunks, H, C: tl.constexpr, SB: tl.constexpr, BLOCKS16: tl.constexpr,
                     DOUBLING: tl.constexpr, PREC: tl.constexpr):
     """Replaces A (strictly lower, fp32, as _pairs_kernel wrote it) by T = (I + A)^-1, one chunk."""
     i_c = tl.program_id(0)
@@ -331,7 +331,7 @@ def _solve_columns(k, v, G, Tm, b, w_out, u_out, kg_out, tok, valid, last_tok, i
 
 
 @triton.jit
-def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, cu, chunks, H, K: tl.constexpr, V: tl.constexpr,
+def _solve_kernel(k, v, G, beta, T_buf, w_out, u_out, kg_out, chunks, H, K: tl.constexpr, V: tl.constexpr,
                   BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr, CHANNEL: tl.constexpr,
                   STORE_KG: tl.constexpr, ALL: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
     """Program (chunk, head, j): column block j (_solve_columns); with ALL, program (chunk, head) does
@@ -374,7 +374,7 @@ def launch_pairs(q, k, g, beta, scale: float, layout: Layout, G, A, Aqk, kg=None
     if layout.num_chunks:
         _pairs_kernel[(layout.num_chunks, H)](
             q, k, g, beta, G, A, Aqk if Aqk is not None else A, (kg[0] if split else kg) if kg is not None else A,
-            kg[1] if split else A, kG if kG is not None else A, qG if qG is not None else A, layout.cu, layout.chunks,
+            kg[1] if split else A, kG if kG is not None else A, qG if qG is not None else A, layout.chunks,
             scale, H, K=K,
             BK=min(SPLIT_CONFIG["pairs_BK"], triton.next_power_of_2(K)), C=CHUNK, SB=SUB, CHANNEL=g.dim() == 4,
             INVERT=pairs_invert(g.dim() == 4), DOUBLING=SPLIT_CONFIG["inverse"] == "doubling",
@@ -386,7 +386,7 @@ def launch_pairs(q, k, g, beta, scale: float, layout: Layout, G, A, Aqk, kg=None
 def launch_inverse(T, layout: Layout, dtype: torch.dtype) -> None:
     if layout.num_chunks:
         _inverse_kernel[(layout.num_chunks, T.shape[2])](
-            T, layout.cu, layout.chunks, T.shape[2], C=CHUNK, SB=SUB, BLOCKS16=SPLIT_CONFIG["inverse"] == "blocks16",
+            T, layout.chunks, T.shape[2], C=CHUNK, SB=SUB, BLOCKS16=SPLIT_CONFIG["inverse"] == "blocks16",
             DOUBLING=SPLIT_CONFIG["inverse"] == "doubling", PREC=dot_precision(dtype),
             num_warps=SPLIT_CONFIG["inverse_warps"])
 
@@ -399,7 +399,7 @@ def launch_solve(k, v, G, beta, T, layout: Layout, w, u, kg) -> None:
     together = SPLIT_CONFIG["solve_all"]
     if layout.num_chunks:
         _solve_kernel[(layout.num_chunks, H, 1 if together else triton.cdiv(K, BK) + triton.cdiv(V, BV))](
-            k, v, G, beta, T, w, u, kg if kg is not None else w, layout.cu, layout.chunks, H, K=K, V=V, BK=BK, BV=BV,
+            k, v, G, beta, T, w, u, kg if kg is not None else w, layout.chunks, H, K=K, V=V, BK=BK, BV=BV,
             C=CHUNK, CHANNEL=G.dim() == 4, STORE_KG=kg is not None, ALL=together, PREC=dot_precision(k.dtype),
             DT=dot_dtype(k.dtype), num_warps=SPLIT_CONFIG["solve_warps"])
 
