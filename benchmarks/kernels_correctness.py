@@ -116,6 +116,8 @@ CASES = [
     ("gdn bf16 D128 big", 2, 1024, 4, 128, 128, False, torch.bfloat16, None, False),
     ("gdn bf16 varlen big", 1, 2048, 16, 128, 128, False, torch.bfloat16, [0, 77, 1100, 1900, 2048], False),
     ("kda bf16 D64 big", 2, 1024, 4, 64, 64, True, torch.bfloat16, None, False),
+    # head dim 64: the output kernel's fp16 fallback as a function call (OUTPUT_CONFIG["call_max_dim"], round 23)
+    ("gdn bf16 D64 big", 2, 1024, 9, 64, 64, False, torch.bfloat16, None, False),
 ]
 
 

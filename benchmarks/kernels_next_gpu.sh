@@ -345,8 +345,11 @@
 #            scan's launch swept alone (BV 16/32, 2/4 warps, 2/3 stages) at shape 0, then 8 warps
 #   PART=150 the final code of round 24 (the parallel kernels without their unused cu argument) beside fla: forward
 #            kernel sums at all five shapes (both gates), KDA fwd+bwd at (1,8192,16,128) (logs in $OUT/part150.tgz)
-#   PART=151 the same code: correctness of every case; the issue's wall-time table for ours and SDPA at all five
-#            shapes with the decode rows (bench_kernels.py --ours-only; logs in $OUT/part151.tgz)
+#   PART=151 the same code: correctness of every case; forward kernel sums beside fla at shapes 3 and 4 (PART=150's
+#            step ran out of time there); the issue's wall-time rows for ours and SDPA at (1,32768,16,128) with the decode
+#            rows (bench_kernels.py --ours-only; logs in $OUT/part151.tgz)
+#   PART=152 the cases past fp16's range (a GDN one at head dim 64 added: the output kernel's fallback as a call), at
+#            the default call_max_dim and with the fallback inlined (HYBRIDIZE_GDR_OUTPUT_CALL_MAX_DIM=0)
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -437,6 +440,15 @@ fwd_round23() {
 }
 
 case "${PART:-1}" in
+152)
+  for cmd in 64 0; do
+    step "correctness_big$cmd" 150 HYBRIDIZE_GDR_OUTPUT_CALL_MAX_DIM=$cmd kernels_correctness.py --jobs 16 --no-ref-check \
+      --only big
+    rows "correctness_big$cmd" "PASS\|FAILED" "call_max_dim $cmd: "
+    grep "^| [gk]d[an] bf16" "$OUT/correctness_big$cmd.log" | sed "s/^/call_max_dim $cmd: /"
+  done
+  (cd "$OUT" && tar czf part152.tgz ./*.log && rm -rf ./*.log)
+  ;;
 150)
   step profile_fwd 180 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd --gates gdn,kda
   rows profile_fwd "sum of kernels"
@@ -448,7 +460,9 @@ case "${PART:-1}" in
   step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
   rows correctness "PASS\|FAILED"
   ours_ok correctness | grep "FAIL\|aligned"
-  step bench 420 "${BENCH[@]}" --shapes 0,1,2,3,4
+  step profile_fwd34 150 kernel_profile.py --shapes 3,4 --modes fwd --gates gdn,kda
+  rows profile_fwd34 "sum of kernels"
+  step bench 250 "${BENCH[@]}" --shapes 2
   rows bench "^| [GK]D[AN] f\|^| decode"
   (cd "$OUT" && tar czf part151.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
   ;;
