@@ -25,7 +25,7 @@ EXP_CLAMP = tl.constexpr(80.0)
 class Layout:
     """How a packed batch of tokens splits into documents and chunks (all int32 on the device)."""
 
-    cu: torch.Tensor  # [N+1] document boundaries in tokens
+    cu: torch.Tensor  # [N+1] document boundaries in tokens (read by the serial scans and decode)
     # [NC, 4] (document, chunk within document, document start, document end) of every chunk, in order: the
     # bounds stored per chunk make chunk_bounds one round of loads, not a load of the document and then of cu
     chunks: torch.Tensor
