@@ -350,6 +350,9 @@
 #            rows (bench_kernels.py --ours-only; logs in $OUT/part151.tgz)
 #   PART=152 the cases past fp16's range (a GDN one at head dim 64 added: the output kernel's fallback as a call), at
 #            the default call_max_dim and with the fallback inlined (HYBRIDIZE_GDR_OUTPUT_CALL_MAX_DIM=0)
+#   PART=153 the KDA dh scan storing each chunk's dh after the step's products (HYBRIDIZE_GDR_DH_STORE_LATE=1; round 22's
+#            ncu had the G_last prefetch load waiting on a long scoreboard next to the store): fwd+bwd kernels at
+#            shapes 0, 1 and 4 with and without, KDA correctness with it
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -440,6 +443,17 @@ fwd_round23() {
 }
 
 case "${PART:-1}" in
+153)
+  for late in 0 1 0 1; do
+    step "profile_late$late" 150 HYBRIDIZE_GDR_DH_STORE_LATE=$late kernel_profile.py --shapes 0,1,4 --modes fwd+bwd \
+      --no-fla --gates kda
+    rows "profile_late$late" "sum of kernels\|_dh_kernel" "late $late: "
+  done
+  step correctness_late 200 HYBRIDIZE_GDR_DH_STORE_LATE=1 kernels_correctness.py --jobs 16 --no-ref-check --only kda
+  rows correctness_late "PASS\|FAILED" "late: "
+  grep "^| kda bf16 D128" "$OUT/correctness_late.log" | sed "s/^/late: /"
+  (cd "$OUT" && tar czf part153.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
+  ;;
 152)
   for cmd in 64 0; do
     step "correctness_big$cmd" 150 HYBRIDIZE_GDR_OUTPUT_CALL_MAX_DIM=$cmd kernels_correctness.py --jobs 16 --no-ref-check \
