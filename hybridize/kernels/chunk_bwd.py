@@ -139,8 +139,7 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "decayed16": os.environ.get("HYBRIDIZE_GDR_DECAYED16", "1") == "1",
               "dh_store16": os.environ.get("HYBRIDIZE_GDR_DH_STORE16", "1") == "1",
               "dh_qsplit": os.environ.get("HYBRIDIZE_GDR_DH_QSPLIT", "1") == "1",
-              "dh_prefetch": os.environ.get("HYBRIDIZE_GDR_DH_PREFETCH", "auto"),
-              "dh_store_late": os.environ.get("HYBRIDIZE_GDR_DH_STORE_LATE", "0") == "1"}
+              "dh_prefetch": os.environ.get("HYBRIDIZE_GDR_DH_PREFETCH", "auto")}
 
 
 @triton.jit
@@ -174,7 +173,7 @@ def _dh_kernel(q, q_lo, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, ch
                K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                CHANNEL: tl.constexpr, DECAYED: tl.constexpr, LOCAL: tl.constexpr, HAS_DHT: tl.constexpr,
                STORE_DH0: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, WDT: tl.constexpr,
-               SPLIT: tl.constexpr, KDT: tl.constexpr, PREFETCH: tl.constexpr = 0, STORE_LATE: tl.constexpr = False):
+               SPLIT: tl.constexpr, KDT: tl.constexpr, PREFETCH: tl.constexpr = 0):
     """DECAYED: q arrives as q e^G and k as k e^{G_last - G} (chunk_prep.decayed), so the serial step
     exponentiates only the [K] vector e^{G_last}. LOCAL: dvl holds Aqk^T do (fp32, _local_dvn_kernel).
     WDT: operand type of (k e^{G_last - G}) dh', the mirror of the forward's w h (16-bit with the
@@ -222,11 +221,7 @@ def _dh_kernel(q, q_lo, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, ch
         m_v = valid[:, None] & vm[None, :]
         p_k = (tok[:, None] * H + i_h) * K + kk[None, :]
         p_v = (tok[:, None] * H + i_h) * V + vv[None, :]
-        p_dh = dh_out + ((c0 + i_t) * H + i_h) * K * V + p_s
-        if STORE_LATE:  # the state entering this chunk, stored after the step's products
-            dh_keep = stored(dh, dh_out.dtype.element_ty)
-        else:
-            tl.store(p_dh, stored(dh, dh_out.dtype.element_ty), mask=m_s)
+        tl.store(dh_out + ((c0 + i_t) * H + i_h) * K * V + p_s, stored(dh, dh_out.dtype.element_ty), mask=m_s)
         if PREFETCH:  # this chunk's G_last came with the last step; fetch the one before's (chunk_last clamps)
             eGl = tl.exp(Gl_next)[:, None]
             Gl_next = last_gate(G, chunk_last(bos, eos, i_t - 1, C), i_h, H, kk, km, K, CHANNEL)
@@ -275,8 +270,6 @@ def _dh_kernel(q, q_lo, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, ch
             tl.store(dvn_out + p_v, dvn, mask=m_v)
             dh = tl.dot(qlt, b_do, tl.dot(qht, b_do, dh * eGl))
             dh -= tl.dot(wt, dvn, input_precision=PREC)
-            if STORE_LATE:
-                tl.store(p_dh, dh_keep, mask=m_s)
         elif SPLIT == 1:
             hi, lo = split16(dh, KDT)
             dvn += eGlG * tl.dot(b_k, lo, tl.dot(b_k, hi))
@@ -575,8 +568,7 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
         K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=channel, DECAYED=decayed_in,
         LOCAL=dvl is not None, HAS_DHT=dht is not None, STORE_DH0=dh0 is not None, PREC=prec, DT=dt,
         WDT=dot_dtype(w.dtype if gate_kind(channel) in BWD_CONFIG["dh16"] else dvn.dtype),
-        SPLIT=split, KDT=dot_dtype(torch.bfloat16), PREFETCH=prefetch,
-        STORE_LATE=split == 3 and BWD_CONFIG["dh_store_late"], **opts)
+        SPLIT=split, KDT=dot_dtype(torch.bfloat16), PREFETCH=prefetch, **opts)
 
 
 def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool, kg=None,
