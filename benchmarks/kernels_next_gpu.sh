@@ -350,9 +350,9 @@
 #            rows (bench_kernels.py --ours-only; logs in $OUT/part151.tgz)
 #   PART=152 the cases past fp16's range (a GDN one at head dim 64 added: the output kernel's fallback as a call), at
 #            the default call_max_dim and with the fallback inlined (HYBRIDIZE_GDR_OUTPUT_CALL_MAX_DIM=0)
-#   PART=153 (run at commit 3133765; its knob was then removed) the KDA dh scan storing each chunk's dh after the step's products (HYBRIDIZE_GDR_DH_STORE_LATE=1; round 22's
-#            ncu had the G_last prefetch load waiting on a long scoreboard next to the store): fwd+bwd kernels at
-#            shapes 0, 1 and 4 with and without, KDA correctness with it
+#   PART=153 (ran at commit 3133765; its knob was then removed) the KDA dh scan storing each chunk's dh after the
+#            step's products (HYBRIDIZE_GDR_DH_STORE_LATE=1; round 22's ncu had the G_last prefetch load waiting on a
+#            long scoreboard next to the store): fwd+bwd kernels at shapes 0, 1 and 4 with and without, KDA correctness
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
