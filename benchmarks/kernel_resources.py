@@ -32,7 +32,7 @@ PTXAS = os.environ.get("HYBRIDIZE_PTXAS",
                        os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas"))
 
 
-def compile_report(fn, sig: dict, consts: dict, num_warps: int, num_stages: int = 1, **options) -> dict:
+def compile_report(fn, sig: dict, consts: dict, num_warps: int, num_stages: int = 1) -> dict:
     # constexprs the row leaves out take their defaults in the kernel's signature
     defaults = {n: p.default for n, p in inspect.signature(fn.fn).parameters.items() if p.default is not p.empty}
     consts = {**{n: d for n, d in defaults.items() if n not in sig}, **consts}
@@ -43,7 +43,7 @@ def compile_report(fn, sig: dict, consts: dict, num_warps: int, num_stages: int 
     attrs = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(fn.arg_names)
              if name not in consts and sig[name].startswith("*")}
     src = ASTSource(fn, signature, constexprs=consts, attrs=attrs)
-    kernel = triton.compile(src, target=TARGET, options={"num_warps": num_warps, "num_stages": num_stages, **options})
+    kernel = triton.compile(src, target=TARGET, options={"num_warps": num_warps, "num_stages": num_stages})
     ptx = kernel.asm["ptx"]
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "k.ptx")
@@ -67,7 +67,7 @@ def prep_sig(inter: str) -> dict:
     s = ptrs(["q", "k", "v", "beta"], "*bf16")
     s.update(ptrs(["g", "G_out", "T_out"], "*fp32"))
     s.update(ptrs(["w_out", "u_out", "Aqk_out", "kg_out"], f"*{inter}"))
-    s.update(cu="*i32", chunks="*i32", scale="fp32", H="i32")
+    s.update(chunks="*i32", scale="fp32", H="i32")
     return s
 
 
@@ -113,7 +113,7 @@ def rows(dims):
             # the no-gradient forward's launch: scalar gates form Aqk here (QK), vn in fp16 with the fallback (VN16)
             sig = ptrs(["q", "k", "h", "o", "vals", "beta"], "*bf16")
             sig.update(ptrs(["G", "Aqk", "row_scale", "keys", "T_in"], "*fp32"))
-            sig.update(vn="*fp16", cu="*i32", chunks="*i32", scale="fp32", H="i32")
+            sig.update(vn="*fp16", chunks="*i32", scale="fp32", H="i32")
             bk = min(chunk_output.OUTPUT_CONFIG["BK"], D)
             consts = dict(K=D, V=D, BK=bk, BV=min(chunk_output.OUTPUT_CONFIG["BV"], D), C=64, CHANNEL=channel,
                           PREC="tf32", DT=tl.float32, HDT=tl.bfloat16, ROW_SCALE=False, QK=not channel,
@@ -124,7 +124,7 @@ def rows(dims):
             for call in (False, True):  # the fallback inlined or called (OUTPUT_CONFIG["call_max_dim"])
                 out.append((f"output {gate} D{D} vn16{' call' if call else ''}", chunk_output._output_kernel, sig,
                             dict(consts, CALL=call), chunk_output.OUTPUT_CONFIG["num_warps"], 1))
-        sig = dict(x="*bf16", G="*fp32", out="*fp32", out_start="*fp32", out_lo="*fp32", mult="fp32", cu="*i32",
+        sig = dict(x="*bf16", G="*fp32", out="*fp32", out_start="*fp32", out_lo="*fp32", mult="fp32",
                    chunks="*i32", H="i32")
         out.append((f"kg KDA D{D}", chunk_prep._decayed_kernel, sig,
                     dict(K=D, BK=min(64, D), C=64, FROM_START=False, BOTH=False), 4, 1))
@@ -170,7 +170,7 @@ def bwd_rows(D: int) -> list:
         sig = ptrs(["q", "k", "v", "beta", "do", "dq", "dk", "dv"], "*bf16")
         sig.update(ptrs(["G", "T", "h", "dh", "vn", "dvn", "dg_part", "dbeta_part", "dvb_buf", "dA_buf", "dM_buf"],
                         "*fp32"))
-        sig.update(cu="*i32", chunks="*i32", scale="fp32", H="i32", L="i32")
+        sig.update(chunks="*i32", scale="fp32", H="i32", L="i32")
         kind = "split" if split else "fused"
         consts = dict(K=D, V=D, BK=min(cfg["BK"][kind]["kda"], D), BV=min(cfg["BV"][kind]["kda"], D), C=64, SB=16,
                       CHANNEL=True, SHARED_FACTORS=shared, SPLIT=split, PREC="tf32", DT=tl.float32)
@@ -178,7 +178,7 @@ def bwd_rows(D: int) -> list:
                     chunk_bwd._bwd_kernel, sig, consts, cfg["num_warps"], 1))
     sig = ptrs(["v", "beta", "do", "dv"], "*bf16")
     sig.update(ptrs(["T", "vn", "dvn", "dvb_out", "dA_out", "dM_out", "dbeta_v"], "*fp32"))
-    sig.update(cu="*i32", chunks="*i32", H="i32")
+    sig.update(chunks="*i32", H="i32")
     out.append((f"bwd values D{D}", chunk_bwd._bwd_values_kernel, sig,
                 dict(V=D, BV=min(cfg["values_BV"], D), C=64, PREC="tf32", DT=tl.float32), cfg["values_warps"], 1))
     return out
@@ -192,7 +192,7 @@ def split_rows(D: int) -> list:
         gate = "KDA" if channel else "GDN"
         sig = ptrs(["q", "k", "beta"], "*bf16")
         sig.update(ptrs(["g", "G_out", "A_out", "Aqk_out", "kg_out", "kg_lo_out", "kG_out", "qG_out"], "*fp32"))
-        sig.update(cu="*i32", chunks="*i32", scale="fp32", H="i32")
+        sig.update(chunks="*i32", scale="fp32", H="i32")
         for invert, doubling in ((False, False), (True, True)) if channel else ((False, False), (True, False), (True, True)):
             consts = dict(K=D, BK=min(cfg["pairs_BK"], D), C=64, SB=16, CHANNEL=channel, INVERT=invert,
                           DOUBLING=doubling, PREC="tf32", PAIR_PREC="tf32", DT=tl.bfloat16)
@@ -201,14 +201,14 @@ def split_rows(D: int) -> list:
                 out.append((f"split pairs{what} {gate} D{D}", chunk_prep_split._pairs_kernel, sig, consts, nw, 1))
         sig = ptrs(["k", "v", "beta"], "*bf16")
         sig.update(ptrs(["G", "T_buf", "w_out", "u_out", "kg_out"], "*fp32"))
-        sig.update(cu="*i32", chunks="*i32", H="i32")
+        sig.update(chunks="*i32", H="i32")
         for together in (False, True):
             consts = dict(K=D, V=D, BK=min(cfg["solve_BK"], D), BV=min(cfg["solve_BK"], D), C=64, CHANNEL=channel,
                           STORE_KG=channel, ALL=together, PREC="tf32", DT=tl.bfloat16)
             out.append((f"split solve {gate} D{D}{' all' if together else ''}", chunk_prep_split._solve_kernel, sig,
                         consts, cfg["solve_warps"], 1))
     for method in ("blocked", "doubling", "blocks16"):
-        sig = dict(T_buf="*fp32", cu="*i32", chunks="*i32", H="i32")
+        sig = dict(T_buf="*fp32", chunks="*i32", H="i32")
         out.append((f"split inverse {method} D{D}", chunk_prep_split._inverse_kernel, sig,
                     dict(C=64, SB=16, BLOCKS16=method == "blocks16", DOUBLING=method == "doubling", PREC="tf32"),
                     cfg["inverse_warps"], 1))

@@ -409,6 +409,9 @@ defaults() {
   ours_ok correctness
 }
 
+# pack N: the logs and result folders under $OUT into $OUT/partN.tgz ($OUT returns at most 8 files)
+pack() { (cd "$OUT" && shopt -s nullglob && tar czf "part$1.tgz" ./*.log ./*/ && rm -rf ./*.log ./*/); }
+
 # sass_dump TAG KERNEL...: ours' fwd+bwd once with an empty Triton cache, then `nvdisasm -g` of each named kernel's cached
 # cubin (its SASS with Python source lines) into $OUT/sassTAG.tgz; kernel_ncu.py --sass reads it
 sass_dump() {
@@ -452,7 +455,7 @@ case "${PART:-1}" in
   step correctness_late 200 HYBRIDIZE_GDR_DH_STORE_LATE=1 kernels_correctness.py --jobs 16 --no-ref-check --only kda
   rows correctness_late "PASS\|FAILED" "late: "
   grep "^| kda bf16 D128" "$OUT/correctness_late.log" | sed "s/^/late: /"
-  (cd "$OUT" && tar czf part153.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
+  pack 153
   ;;
 152)
   for cmd in 64 0; do
@@ -461,14 +464,14 @@ case "${PART:-1}" in
     rows "correctness_big$cmd" "PASS\|FAILED" "call_max_dim $cmd: "
     grep "^| [gk]d[an] bf16" "$OUT/correctness_big$cmd.log" | sed "s/^/call_max_dim $cmd: /"
   done
-  (cd "$OUT" && tar czf part152.tgz ./*.log && rm -rf ./*.log)
+  pack 152
   ;;
 150)
   step profile_fwd 180 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd --gates gdn,kda
   rows profile_fwd "sum of kernels"
   step profile_kda_fla 380 kernel_profile.py --shapes 0 --modes fwd+bwd --gates kda
   rows profile_kda_fla "sum of kernels\|_dh_kernel\|dhu"
-  (cd "$OUT" && tar czf part150.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
+  pack 150
   ;;
 151)
   step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
@@ -478,7 +481,7 @@ case "${PART:-1}" in
   rows profile_fwd34 "sum of kernels"
   step bench 250 "${BENCH[@]}" --shapes 2
   rows bench "^| [GK]D[AN] f\|^| decode"
-  (cd "$OUT" && tar czf part151.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
+  pack 151
   ;;
 149)
   for qc in 0 1; do
@@ -494,7 +497,7 @@ case "${PART:-1}" in
   step dh_sweep8 150 kernel_stages.py --shapes "" --dh-sweep 0 --dh-gates kda --no-fla \
     --dh-grid "bv=16,32;warps=8;stages=2;dvn=kernel"
   grep "dh sweep" "$OUT/dh_sweep8.log" | grep -v " all: "; tail -3 "$OUT/dh_sweep8.log"
-  (cd "$OUT" && tar czf part149.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
+  pack 149
   ;;
 148)
   for low in 0 1 3; do
@@ -510,7 +513,7 @@ case "${PART:-1}" in
     rows "correctness_kg16_low$low" "PASS\|FAILED" "kg16 low $low: "
     grep "^| kda bf16 D128" "$OUT/correctness_kg16_low$low.log" | sed "s/^/kg16 low $low: /"
   done
-  (cd "$OUT" && tar czf part148.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
+  pack 148
   ;;
 147)
   for low in 0 1 2 3; do
@@ -523,7 +526,7 @@ case "${PART:-1}" in
       --gates kda
     rows "profile_low$low" "sum of kernels\|_dh_kernel" "low $low: "
   done
-  (cd "$OUT" && tar czf part147.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
+  pack 147
   ;;
 146)
   step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check --only gdn
@@ -531,7 +534,7 @@ case "${PART:-1}" in
   ours_ok correctness | grep "FAIL\|D64"
   step profile_fla 100 kernel_profile.py --shapes 4 --modes fwd --gates gdn
   rows profile_fla "sum of kernels\|_pairs\|_scan\|_output"
-  (cd "$OUT" && tar czf part146.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
+  pack 146
   ;;
 145)
   step profile_fla 100 kernel_profile.py --shapes 4 --modes fwd --gates gdn
@@ -545,18 +548,18 @@ case "${PART:-1}" in
   step split_sweep 150 kernel_stages.py --shapes "" --split-sweep 4 --split-only "no-Aqk" --sweep-gates gdn \
     --sweep-inter mixed --no-fla
   grep -i "no-Aqk" "$OUT/split_sweep.log" | head -20
-  (cd "$OUT" && tar czf part145.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
+  pack 145
   ;;
 143)
   fwd_round23
-  (cd "$OUT" && tar czf part143.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
+  pack 143
   ;;
 144)
   step profile_kda 150 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd+bwd --no-fla --gates kda
   rows profile_kda "sum of kernels\|_dh_kernel"
   step profile_kda_fla 420 kernel_profile.py --shapes 0 --modes fwd+bwd --gates kda
   rows profile_kda_fla "sum of kernels\|_dh_kernel\|dhu"
-  (cd "$OUT" && tar czf part144.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
+  pack 144
   ;;
 142)
   fwd_round23
@@ -566,7 +569,7 @@ case "${PART:-1}" in
     step "profile_$cfg" 100 $envs kernel_profile.py --shapes 4 --modes fwd --gates gdn,kda --no-fla
     rows "profile_$cfg" "sum of kernels\|_scan_kernel\|_output_kernel" "$cfg: "
   done
-  (cd "$OUT" && tar czf part142.tgz ./*.log ./*/ && rm -rf ./*.log ./*/)
+  pack 142
   ;;
 141)
   step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check --only bf16

@@ -50,7 +50,8 @@ from .chunk_scan import load_gates
 #   for the flagged chunks (forward sums within 0.015 ms either way) and saves that launch and a memset on
 #   the host: GDN forward at (8,2048,9,64), wall time, 0.404 -> 0.211 ms, fwd+bwd 1.568 -> 1.061.
 OUTPUT_CONFIG = {"BK": int(os.environ.get("HYBRIDIZE_GDR_OUTPUT_BK", "64")), "BV": 128,
-                 "num_warps": int(os.environ.get("HYBRIDIZE_GDR_OUTPUT_WARPS", "4")), "num_stages": 3, "call_max_dim": int(os.environ.get("HYBRIDIZE_GDR_OUTPUT_CALL_MAX_DIM", "64")),
+                 "num_warps": int(os.environ.get("HYBRIDIZE_GDR_OUTPUT_WARPS", "4")), "num_stages": 3,
+                 "call_max_dim": int(os.environ.get("HYBRIDIZE_GDR_OUTPUT_CALL_MAX_DIM", "64")),
                  "maxnreg": int(os.environ.get("HYBRIDIZE_GDR_OUTPUT_MAXNREG", "0")) or None,
                  "qk": os.environ.get("HYBRIDIZE_GDR_QK", "1") == "1",
                  "vn16": os.environ.get("HYBRIDIZE_GDR_VN16", "1") == "1",
