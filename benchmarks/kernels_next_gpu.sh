@@ -353,9 +353,6 @@
 #   PART=153 (ran at commit 3133765; its knob was then removed) the KDA dh scan storing each chunk's dh after the
 #            step's products (HYBRIDIZE_GDR_DH_STORE_LATE=1; round 22's ncu had the G_last prefetch load waiting on a
 #            long scoreboard next to the store): fwd+bwd kernels at shapes 0, 1 and 4 with and without, KDA correctness
-#   PART=154 the KDA dh scan with kg in bf16 (HYBRIDIZE_GDR_DH_KG16=1: 2 stages; =3: 3 stages, which then fit in shared
-#            memory, so the pipeliner issues each tile's load two steps ahead instead of one) at DH_LOW 0 (tf32 kg dh),
-#            1 (bf16 kg dh) and 3 (kg dh as a bf16 pair): fwd+bwd kernels at shapes 0, 1 and 4, KDA correctness
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -449,22 +446,6 @@ fwd_round23() {
 }
 
 case "${PART:-1}" in
-154)
-  for cfg in 0:0 1:0 3:0 3:1 3:3; do
-    kg=${cfg%:*} low=${cfg#*:}
-    step "profile_kg${kg}_low$low" 120 HYBRIDIZE_GDR_DH_KG16=$kg HYBRIDIZE_GDR_DH_LOW=$low kernel_profile.py \
-      --shapes 0,1,4 --modes fwd+bwd --no-fla --gates kda
-    rows "profile_kg${kg}_low$low" "sum of kernels\|_dh_kernel" "kg16 $kg low $low: "
-  done
-  for cfg in 3:1 3:0 3:3; do
-    kg=${cfg%:*} low=${cfg#*:}
-    step "correctness_kg${kg}_low$low" 120 HYBRIDIZE_GDR_DH_KG16=$kg HYBRIDIZE_GDR_DH_LOW=$low kernels_correctness.py \
-      --jobs 16 --no-ref-check --only kda
-    rows "correctness_kg${kg}_low$low" "PASS\|FAILED" "kg16 $kg low $low: "
-    grep "^| kda bf16 D128" "$OUT/correctness_kg${kg}_low$low.log" | sed "s/^/kg16 $kg low $low: /"
-  done
-  pack 154
-  ;;
 153)
   for late in 0 1 0 1; do
     step "profile_late$late" 150 HYBRIDIZE_GDR_DH_STORE_LATE=$late kernel_profile.py --shapes 0,1,4 --modes fwd+bwd \

@@ -139,9 +139,7 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "decayed16": os.environ.get("HYBRIDIZE_GDR_DECAYED16", "1") == "1",
               "dh_store16": os.environ.get("HYBRIDIZE_GDR_DH_STORE16", "1") == "1",
               "dh_qsplit": os.environ.get("HYBRIDIZE_GDR_DH_QSPLIT", "1") == "1",
-              "dh_prefetch": os.environ.get("HYBRIDIZE_GDR_DH_PREFETCH", "auto"),
-              "dh_low": int(os.environ.get("HYBRIDIZE_GDR_DH_LOW", "0")),
-              "dh_kg16": int(os.environ.get("HYBRIDIZE_GDR_DH_KG16", "0"))}
+              "dh_prefetch": os.environ.get("HYBRIDIZE_GDR_DH_PREFETCH", "auto")}
 
 
 @triton.jit
@@ -175,7 +173,7 @@ def _dh_kernel(q, q_lo, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, ch
                K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                CHANNEL: tl.constexpr, DECAYED: tl.constexpr, LOCAL: tl.constexpr, HAS_DHT: tl.constexpr,
                STORE_DH0: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, WDT: tl.constexpr,
-               SPLIT: tl.constexpr, KDT: tl.constexpr, PREFETCH: tl.constexpr = 0, DH_LOW: tl.constexpr = 0):
+               SPLIT: tl.constexpr, KDT: tl.constexpr, PREFETCH: tl.constexpr = 0):
     """DECAYED: q arrives as q e^G and k as k e^{G_last - G} (chunk_prep.decayed), so the serial step
     exponentiates only the [K] vector e^{G_last}. LOCAL: dvl holds Aqk^T do (fp32, _local_dvn_kernel).
     WDT: operand type of (k e^{G_last - G}) dh', the mirror of the forward's w h (16-bit with the
@@ -237,7 +235,7 @@ def _dh_kernel(q, q_lo, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, ch
             b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(KDT)
             b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(KDT)
         elif SPLIT == 3:  # the [K, C] tiles of the two state-side products loaded as such (no tl.trans)
-            b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(KDT if DH_LOW else tl.float32)
+            b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
             p_kt = (tok[None, :] * H + i_h) * K + kk[:, None]
             m_kt = valid[None, :] & km[:, None]
             qht = tl.load(q + p_kt, mask=m_kt, other=0.0).to(KDT)
@@ -268,13 +266,7 @@ def _dh_kernel(q, q_lo, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, ch
             hi, lo = split16(dvn, KDT)
             dh -= tl.dot(tl.trans(b_w), lo, tl.dot(tl.trans(b_w), hi))
         elif SPLIT == 3:
-            if DH_LOW == 3:
-                hi, lo = split16(dh, KDT)
-                dvn += tl.dot(b_k, lo, tl.dot(b_k, hi))
-            elif DH_LOW:
-                dvn += tl.dot(b_k, dh.to(KDT))
-            else:
-                dvn += tl.dot(b_k, dh, input_precision=PREC)
+            dvn += tl.dot(b_k, dh, input_precision=PREC)
             tl.store(dvn_out + p_v, dvn, mask=m_v)
             dh = tl.dot(qlt, b_do, tl.dot(qht, b_do, dh * eGl))
             dh -= tl.dot(wt, dvn, input_precision=PREC)
@@ -554,8 +546,6 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
             # 16-bit tiles: at most 2 stages, since the forward scan's 3 (SCAN_CONFIG["channel_stages"])
             # were measured for that scan only (H100, round 10, call 14)
             opts["num_stages"] = min(opts["num_stages"], 2)
-    if BWD_CONFIG["dh_kg16"] and channel and k.dtype == torch.float32:  # experiment: kg's bytes halved
-        k = k.to(torch.bfloat16)
     q_lo = None
     if q.dim() == 5:  # dh_operands' split_q: (hi, lo)
         q, q_lo = q[0], q[1]
@@ -572,16 +562,13 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
     if BWD_CONFIG["dh_stages"]:
         opts["num_stages"] = BWD_CONFIG["dh_stages"]
     prefetch = dh_prefetch_level(BV, dvl is not None) if split == 3 else 0
-    if split == 3 and BWD_CONFIG["dh_kg16"] == 3 and k.dtype == torch.bfloat16 and BV <= 32:
-        opts["num_stages"] = 3  # experiment: with kg in bf16 a third stage fits (190 KB at BV 16)
     _dh_kernel[(triton.cdiv(V, BV), N * H)](
         q, q_lo if q_lo is not None else q, k, w, G, Aqk, do, dht if dht is not None else do, dh_all, dvn,
         dh0 if dh0 is not None else do, dvl if dvl is not None else do, layout.cu, layout.chunk_offsets, scale, H,
         K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=channel, DECAYED=decayed_in,
         LOCAL=dvl is not None, HAS_DHT=dht is not None, STORE_DH0=dh0 is not None, PREC=prec, DT=dt,
         WDT=dot_dtype(w.dtype if gate_kind(channel) in BWD_CONFIG["dh16"] else dvn.dtype),
-        SPLIT=split, KDT=dot_dtype(torch.bfloat16), PREFETCH=prefetch, DH_LOW=BWD_CONFIG["dh_low"] if split == 3 else 0,
-        **opts)
+        SPLIT=split, KDT=dot_dtype(torch.bfloat16), PREFETCH=prefetch, **opts)
 
 
 def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool, kg=None,
