@@ -125,9 +125,13 @@ def rows(dims):
                 out.append((f"output {gate} D{D} vn16{' call' if call else ''}", chunk_output._output_kernel, sig,
                             dict(consts, CALL=call), chunk_output.OUTPUT_CONFIG["num_warps"], 1))
         sig = dict(x="*bf16", G="*fp32", out="*fp32", out_start="*fp32", out_lo="*fp32", mult="fp32",
-                   chunks="*i32", H="i32")
+                   chunks="*i32", H="i32", keys="*bf16", out_keys="*bf16")
         out.append((f"kg KDA D{D}", chunk_prep._decayed_kernel, sig,
-                    dict(K=D, BK=min(64, D), C=64, FROM_START=False, BOTH=False), 4, 1))
+                    dict(K=D, BK=min(64, D), C=64, FROM_START=False, BOTH=False, KEYS=False), 4, 1))
+        # the dh scan's operands (chunk_bwd.dh_operands): scale q e^G as a bf16 pair and kg in bf16, one pass
+        out.append((f"q e^G pair + kg16 KDA D{D}", chunk_prep._decayed_kernel,
+                    dict(sig, out="*bf16", out_start="*bf16", out_lo="*bf16"),
+                    dict(K=D, BK=min(64, D), C=64, FROM_START=True, BOTH=False, SPLIT=True, KEYS=True), 4, 1))
         out.extend(split_rows(D))
         out.extend(bwd_rows(D))
     return out
@@ -163,8 +167,13 @@ def bwd_rows(D: int) -> list:
                         opts["num_warps"], 2))
             for bv3 in (16, 32, 64):  # at the shipped prefetch level (chunk_bwd.dh_prefetch_level)
                 pre = chunk_bwd.dh_prefetch_level(bv3, True)
-                out.append((f"bwd dh KDA D{D} BV{bv3} decayed local dvn qsplit prefetch {pre}", chunk_bwd._dh_kernel,
-                            sig3, dict(consts, BV=bv3, WDT=tl.float32, SPLIT=3, PREFETCH=pre), opts["num_warps"], 2))
+                out.append((f"bwd dh KDA D{D} BV{bv3} decayed local dvn qsplit prefetch {pre} (kg fp32)",
+                            chunk_bwd._dh_kernel, sig3, dict(consts, BV=bv3, WDT=tl.float32, SPLIT=3, PREFETCH=pre),
+                            opts["num_warps"], 2))
+                # BWD_CONFIG["dh_kg16"]: kg in bf16, and a third stage up to 32 value columns (launch_dh)
+                out.append((f"bwd dh KDA D{D} BV{bv3} decayed local dvn qsplit prefetch {pre} kg16", chunk_bwd._dh_kernel,
+                            dict(sig3, k="*bf16"), dict(consts, BV=bv3, WDT=tl.float32, SPLIT=3, PREFETCH=pre),
+                            opts["num_warps"], chunk_bwd.BWD_CONFIG["dh_kg16_stages"] if bv3 <= 32 else 2))
     cfg = chunk_bwd.BWD_CONFIG
     for shared, split in ((False, False), (True, False), (True, True)):
         sig = ptrs(["q", "k", "v", "beta", "do", "dq", "dk", "dv"], "*bf16")

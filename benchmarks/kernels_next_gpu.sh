@@ -353,6 +353,14 @@
 #   PART=153 (ran at commit 3133765; its knob was then removed) the KDA dh scan storing each chunk's dh after the
 #            step's products (HYBRIDIZE_GDR_DH_STORE_LATE=1; round 22's ncu had the G_last prefetch load waiting on a
 #            long scoreboard next to the store): fwd+bwd kernels at shapes 0, 1 and 4 with and without, KDA correctness
+#   PART=154 (ran at commit d3fdc1a; its knobs were then removed) the KDA dh scan with kg cast to bf16 by torch
+#            (HYBRIDIZE_GDR_DH_KG16=1: 2 stages; =3: 3 stages, which then fit in shared memory, so each tile's load is
+#            issued two steps ahead instead of after the step's last product) at DH_LOW 0 (tf32 kg dh), 1 (bf16 kg dh)
+#            and 3 (kg dh as a bf16 pair): fwd+bwd kernels at shapes 0, 1 and 4, KDA correctness
+#   PART=155 the shipped dh_kg16 (kg in bf16 from the decayed pass, 3 stages up to 32 value columns): KDA correctness;
+#            KDA fwd+bwd kernels at shapes 0, 2 and 4 with and without (HYBRIDIZE_GDR_DH_KG16=0), at shape 0 with the
+#            fused L2 norm too (kg in fp16 from the solve, now at 3 stages); shapes 1 and 3 at 32 value columns
+#            (HYBRIDIZE_GDR_DH_BV=32, so 3 stages) against their default 64
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -446,6 +454,25 @@ fwd_round23() {
 }
 
 case "${PART:-1}" in
+155)
+  step correctness_kda 150 kernels_correctness.py --jobs 16 --no-ref-check --only kda
+  rows correctness_kda "PASS\|FAILED"
+  grep "^| kda bf16" "$OUT/correctness_kda.log"
+  for kg in 1 0 1 0; do
+    step "profile_kg$kg" 100 HYBRIDIZE_GDR_DH_KG16=$kg kernel_profile.py --shapes 0,2,4 --modes fwd+bwd --no-fla --gates kda
+    rows "profile_kg$kg" "sum of kernels\|_dh_kernel\|_decayed_kernel" "kg16 $kg: "
+  done
+  for kg in 1 0; do
+    step "profile_l2_kg$kg" 80 HYBRIDIZE_BENCH_L2=1 HYBRIDIZE_GDR_DH_KG16=$kg kernel_profile.py --shapes 0 --modes fwd+bwd \
+      --no-fla --gates kda
+    rows "profile_l2_kg$kg" "sum of kernels\|_dh_kernel\|_decayed_kernel" "l2 kg16 $kg: "
+  done
+  for bv in 0 32; do
+    step "profile_bv$bv" 100 HYBRIDIZE_GDR_DH_BV=$bv kernel_profile.py --shapes 1,3 --modes fwd+bwd --no-fla --gates kda
+    rows "profile_bv$bv" "sum of kernels\|_dh_kernel" "dh BV $bv: "
+  done
+  pack 155
+  ;;
 153)
   for late in 0 1 0 1; do
     step "profile_late$late" 150 HYBRIDIZE_GDR_DH_STORE_LATE=$late kernel_profile.py --shapes 0,1,4 --modes fwd+bwd \

@@ -122,6 +122,13 @@ from .chunk_scan import SCAN_CONFIG, _pick_bv, chunk_last, last_gate, launch_opt
 # fwd+bwd kernel sums at levels 0 / 1 / 2, ms: (1,8192,16,128) 0.408 / 0.402 / 0.335 and 3.336 / 3.334 / 3.269;
 # (8,2048,9,64) 0.120 / 0.119 / 0.107 and 1.519 / 1.514 / 1.502; but (4,4096,16,128), 64 value columns, 0.389 / 0.383 /
 # 0.461 and 5.652 / 5.630 / 5.712.
+# dh_kg16 (round 25; HYBRIDIZE_GDR_DH_KG16=0 turns it off): SPLIT 3's kg in bf16 (formed beside q e^G's pair by
+# chunk_prep.decayed, unless the solve gave it in fp16 already: decayed16), still a tf32 product after its conversion
+# in registers, so that dh_kg16_stages (3) pipeline stages fit in shared memory up to 32 value columns (182 KB at 16;
+# 246 KB with fp32 kg). Only there: at 64 columns (2 stages) the conversion's registers spill (kernel_resources.py). At 2 stages Triton issues each step's tile loads after the step's last product and waits for
+# them at the next step's top, so the loads' whole latency was on the serial chain; at 3 they are issued two steps
+# ahead. H100, round 25 (call 1, PART=154, kg cast by torch there), the dh scan at (1,8192,16,128): 0.334 -> 0.327 ms
+# at 2 stages, 0.271 at 3; bf16 errors of every KDA case the same to two digits.
 BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda": 32}},
               "BV": {"fused": {"gdn": 32, "kda": 64}, "split": {"gdn": 64, "kda": 32}}, "num_warps": 8,
               "decayed": os.environ.get("HYBRIDIZE_GDR_DH", "kernel"),
@@ -139,7 +146,8 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "decayed16": os.environ.get("HYBRIDIZE_GDR_DECAYED16", "1") == "1",
               "dh_store16": os.environ.get("HYBRIDIZE_GDR_DH_STORE16", "1") == "1",
               "dh_qsplit": os.environ.get("HYBRIDIZE_GDR_DH_QSPLIT", "1") == "1",
-              "dh_prefetch": os.environ.get("HYBRIDIZE_GDR_DH_PREFETCH", "auto")}
+              "dh_prefetch": os.environ.get("HYBRIDIZE_GDR_DH_PREFETCH", "auto"),
+              "dh_kg16": os.environ.get("HYBRIDIZE_GDR_DH_KG16", "1") == "1", "dh_kg16_stages": 3}
 
 
 @triton.jit
@@ -476,13 +484,19 @@ def bf16_states(in_dtype: torch.dtype, channel: bool) -> bool:
     return in_dtype == torch.bfloat16 and channel
 
 
-def dh_operands(q, k, G, layout: Layout, dtype: torch.dtype, kg=None, split_q: bool = False, scale: float = 1.0):
+def dh_operands(q, k, G, layout: Layout, dtype: torch.dtype, kg=None, split_q: bool = False, scale: float = 1.0,
+                value_dim: int | None = None):
     """(q, k, decayed_in) as the dh scan takes them: q e^G and kg = k e^{G_last - G} (kg: the recompute's own when
     given) in `dtype` (the intermediates' or decayed_dtype's) when BWD_CONFIG["decayed"] is "kernel" and the gates
     are per-channel, else q and k themselves. split_q (dh_qsplit's case): q e^G times scale as a bf16 hi + lo
-    pair, [2, 1, L, H, K] (the dh scan's SPLIT 3)."""
+    pair, [2, 1, L, H, K] (the dh scan's SPLIT 3), and kg then in bf16 from the same pass where BWD_CONFIG["dh_kg16"]
+    applies (up to 32 value columns per dh-scan program; value_dim: V, default K)."""
     if G.dim() != 4 or BWD_CONFIG["decayed"] != "kernel":
         return q, k, False
+    if (split_q and BWD_CONFIG["dh_kg16"] and (kg is None or kg.element_size() > 2)
+            and dh_block(value_dim or k.shape[-1], layout.num_seqs * k.shape[2], k.shape[-1]) <= 32):
+        # kg in bf16 from the same pass as q e^G's pair (BWD_CONFIG's dh_kg16 comment)
+        return (*decayed(q, G, layout, dtype, from_start=True, split=True, mult=scale, keys=k), True)
     kd = kg if kg is not None else decayed(k, G, layout, dtype)
     return decayed(q, G, layout, dtype, from_start=True, split=split_q, mult=scale if split_q else 1.0), kd, True
 
@@ -507,6 +521,11 @@ def dh_split_kind(q_dtype: torch.dtype, k_dtype: torch.dtype, w_dtype: torch.dty
             and q_dtype == k_dtype == dvn_dtype == torch.float32 and w_dtype == do_dtype == torch.bfloat16):
         return 2
     return 0
+
+
+def dh_block(V: int, programs: int, K: int) -> int:
+    """The dh scan's value columns per program: BWD_CONFIG["dh_BV"], else as the forward scan's (_pick_bv)."""
+    return BWD_CONFIG["dh_BV"] or _pick_bv(V, programs, K)
 
 
 def dh_prefetch_level(BV: int, local: bool) -> int:
@@ -534,7 +553,7 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
         BVl = min(64, triton.next_power_of_2(V))
         _local_dvn_kernel[(layout.num_chunks, H, triton.cdiv(V, BVl))](
             Aqk, do, dvl, layout.chunks, H, V=V, BV=BVl, C=CHUNK, PREC=prec, DT=dt, num_warps=4)
-    BV = BWD_CONFIG["dh_BV"] or _pick_bv(V, N * H, K)
+    BV = dh_block(V, N * H, K)
     # by the tiles' dtype: fp32 intermediates at BV=64 need 238 KB with 2 stages (KDA, H100)
     opts = launch_options(K, BV, dvn.dtype, channel)
     if channel and K <= 128:
@@ -562,6 +581,8 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
     if BWD_CONFIG["dh_stages"]:
         opts["num_stages"] = BWD_CONFIG["dh_stages"]
     prefetch = dh_prefetch_level(BV, dvl is not None) if split == 3 else 0
+    if split == 3 and k.element_size() == 2 and BV <= 32 and not BWD_CONFIG["dh_stages"]:
+        opts["num_stages"] = BWD_CONFIG["dh_kg16_stages"]  # 16-bit kg: a third stage fits (dh_kg16's comment)
     _dh_kernel[(triton.cdiv(V, BV), N * H)](
         q, q_lo if q_lo is not None else q, k, w, G, Aqk, do, dht if dht is not None else do, dh_all, dvn,
         dh0 if dh0 is not None else do, dvl if dvl is not None else do, layout.cu, layout.chunk_offsets, scale, H,
@@ -592,8 +613,8 @@ def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, 
     if N:
         dec = decayed_dtype(q.dtype, vn.dtype, channel, unit_keys)
         qsplit = dh_qsplit(w.dtype, do.dtype, dvn.dtype, K, channel)
-        launch_dh(*dh_operands(q, k, G, layout, dec, kg, qsplit, scale), w, G, Aqk, do, dht, dh_all, dvn, dh0, layout,
-                  scale)
+        launch_dh(*dh_operands(q, k, G, layout, dec, kg, qsplit, scale, V), w, G, Aqk, do, dht, dh_all, dvn, dh0,
+                  layout, scale)
     design = BWD_CONFIG["design"]
     split = design == "split" or (design == "auto" and channel and K >= 128)
     kind, gates = ("split" if split else "fused"), gate_kind(channel)

@@ -81,13 +81,15 @@ PREP_CONFIG = {"design": os.environ.get("HYBRIDIZE_GDR_PREP", "auto"),
 
 @triton.jit
 def _decayed_kernel(x, G, out, out_start, out_lo, mult, chunks, H, K: tl.constexpr, BK: tl.constexpr,
-                    C: tl.constexpr, FROM_START: tl.constexpr, BOTH: tl.constexpr, SPLIT: tl.constexpr = False):
+                    C: tl.constexpr, FROM_START: tl.constexpr, BOTH: tl.constexpr, SPLIT: tl.constexpr = False,
+                    keys=None, out_keys=None, KEYS: tl.constexpr = False):
     """x e^{G_last - G} (kg, the scan's state-update operand), or x e^G with FROM_START (q e^G, the
     backward's dh operand), for one (chunk, head, BK key columns) of per-channel gates: the factors
     the sequential kernels would form themselves (load_gates'), in (0, 1] since gates are log-decays.
     BOTH: x e^{G_last - G} into out and x e^G into out_start (the scan that does the solve reads both).
     mult: a factor on the result (the dh scan's scale on q e^G). SPLIT (with FROM_START): the result as a bf16
-    hi + lo pair (_common.split16), hi into out and lo into out_lo."""
+    hi + lo pair (_common.split16), hi into out and lo into out_lo. KEYS (with FROM_START): also
+    keys e^{G_last - G} into out_keys, from the same gate factors."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     kk = tl.program_id(2) * BK + tl.arange(0, BK)
@@ -108,24 +110,32 @@ def _decayed_kernel(x, G, out, out_start, out_lo, mult, chunks, H, K: tl.constex
         tl.store(out + p, (b_x * eGlG).to(out.dtype.element_ty), mask=m)
     if BOTH:
         tl.store(out_start + p, (b_x * eG).to(out_start.dtype.element_ty), mask=m)
+    if KEYS:
+        b_k = tl.load(keys + p, mask=m, other=0.0).to(tl.float32)
+        tl.store(out_keys + p, (b_k * eGlG).to(out_keys.dtype.element_ty), mask=m)
 
 
 def decayed(x, G, layout: Layout, dtype: torch.dtype, from_start: bool = False,
-            start_dtype: torch.dtype | None = None, split: bool = False, mult: float = 1.0):
+            start_dtype: torch.dtype | None = None, split: bool = False, mult: float = 1.0,
+            keys: torch.Tensor | None = None, keys_dtype: torch.dtype = torch.bfloat16):
     """x [1, L, H, K] times e^{G_last - G} (or e^G, from_start) per chunk, G [1, L, H, K] fp32: one
     parallel pass that takes per-channel exponentials off the sequential kernels' serial path. With
     start_dtype, returns (x e^{G_last - G}, x e^G in start_dtype) from the one pass. split (with from_start):
-    mult x e^G as a bf16 hi + lo pair, [2, 1, L, H, K] (dtype is then ignored)."""
+    mult x e^G as a bf16 hi + lo pair, [2, 1, L, H, K] (dtype is then ignored). keys (with from_start): returns
+    (that, keys e^{G_last - G} in keys_dtype) from the same pass (the dh scan's q e^G and kg)."""
     out = torch.empty((2,) + tuple(x.shape) if split else x.shape, device=x.device,
                       dtype=torch.bfloat16 if split else dtype)
     out_start = torch.empty_like(x, dtype=start_dtype) if start_dtype is not None else out
+    out_keys = torch.empty_like(keys, dtype=keys_dtype) if keys is not None else None
     K, H = x.shape[-1], x.shape[2]
     if layout.num_chunks:
         BK = min(64, triton.next_power_of_2(K))
         _decayed_kernel[(layout.num_chunks, H, triton.cdiv(K, BK))](
             x, G, out[0] if split else out, out_start, out[1] if split else out, mult, layout.chunks, H,
             K=K, BK=BK, C=CHUNK, FROM_START=from_start, BOTH=start_dtype is not None, SPLIT=split and from_start,
-            num_warps=4)
+            keys=keys, out_keys=out_keys, KEYS=keys is not None and from_start, num_warps=4)
+    if keys is not None:
+        return out, out_keys
     return (out, out_start) if start_dtype is not None else out
 
 

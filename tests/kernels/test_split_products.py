@@ -162,10 +162,13 @@ def test_dh_scan_split_per_channel_matches_float64(monkeypatch):
 
 
 @inproc
-def test_dh_scan_qsplit_matches_float64():
+@pytest.mark.parametrize("kg16", [False, True])
+def test_dh_scan_qsplit_matches_float64(kg16):
     """Per-channel gates' dh scan as SPLIT 3 (BWD_CONFIG["dh_qsplit"]): scale q e^G as the bf16 pair that
-    chunk_prep.decayed's split writes (the decayed kernel checked with it), kg in fp32, bf16 w and do; (q e^G)^T do
-    as two bf16 products, the [K, C] tiles loaded transposed."""
+    chunk_prep.decayed's split writes (the decayed kernel checked with it), bf16 w and do; (q e^G)^T do as two bf16
+    products, the [K, C] tiles loaded transposed. kg in fp32, or (kg16, BWD_CONFIG["dh_kg16"]) in bf16 from the same
+    decayed pass as the pair, checked against float64 k e^{G_last - G} to bf16's rounding; the scan is then checked
+    against the float64 recurrence of the bf16 kg it was given."""
     from hybridize.kernels import chunk_bwd
     from hybridize.kernels.chunk_prep import decayed
     r, _, chunks = operands(7)
@@ -174,7 +177,19 @@ def test_dh_scan_qsplit_matches_float64():
     q, k = r(1, T, H, K), torch.nn.functional.normalize(r(1, T, H, K), dim=-1)
     kg = torch.cat([k[:, c] * (G[:, c][:, -1:] - G[:, c]).exp() for c in chunks], 1)
     w, do = (0.5 * r(1, T, H, K)).bfloat16(), r(1, T, H, V).bfloat16()
-    pair = decayed(q, G, make_layout(1, T, None, "cpu"), torch.float32, from_start=True, split=True, mult=K ** -0.5)
+    layout = make_layout(1, T, None, "cpu")
+    if kg16:
+        pair, kg16_out = decayed(q, G, layout, torch.float32, from_start=True, split=True, mult=K ** -0.5,
+                                 keys=k.bfloat16())
+        assert kg16_out.dtype == torch.bfloat16 and rel(kg[0].double(), kg16_out[0].double()) < 2 ** -8
+        kg = kg16_out
+        # dh_operands takes this path for fp32 kg (the recompute's) or none, and keeps a 16-bit one (decayed16's fp16)
+        ops = chunk_bwd.dh_operands(q, k.bfloat16(), G, layout, torch.float32, kg=None, split_q=True, scale=K ** -0.5)
+        assert torch.equal(ops[0], pair) and torch.equal(ops[1], kg16_out)
+        kg_half = kg16_out.half()
+        assert chunk_bwd.dh_operands(q, k, G, layout, torch.float32, kg=kg_half, split_q=True)[1] is kg_half
+    else:
+        pair = decayed(q, G, layout, torch.float32, from_start=True, split=True, mult=K ** -0.5)
     assert pair.shape == (2,) + tuple(q.shape) and pair.dtype == torch.bfloat16
     qgd = K ** -0.5 * q[0].double() * G[0].double().exp()
     assert rel(qgd, (pair[0].double() + pair[1].double())[0]) < 2 ** -15
