@@ -361,8 +361,6 @@
 #            KDA fwd+bwd kernels at shapes 0, 2 and 4 with and without (HYBRIDIZE_GDR_DH_KG16=0), at shape 0 with the
 #            fused L2 norm too (kg in fp16 from the solve, now at 3 stages); shapes 1 and 3 at 32 value columns
 #            (HYBRIDIZE_GDR_DH_BV=32, so 3 stages) against their default 64
-#   PART=156 the recompute's solve writing kg in bf16 (HYBRIDIZE_GDR_SOLVE_KG16=1: the recompute scan and the dh scan
-#            both take it, so the decayed pass forms no kg): KDA correctness; fwd+bwd kernels at shapes 0 and 2, off/on
 #   PART=2   the table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -456,17 +454,6 @@ fwd_round23() {
 }
 
 case "${PART:-1}" in
-156)
-  step correctness_solvekg 150 HYBRIDIZE_GDR_SOLVE_KG16=1 kernels_correctness.py --jobs 16 --no-ref-check --only kda
-  rows correctness_solvekg "PASS\|FAILED"
-  grep "^| kda bf16" "$OUT/correctness_solvekg.log"
-  for kg in 0 1 0 1; do
-    step "profile_solvekg$kg" 100 HYBRIDIZE_GDR_SOLVE_KG16=$kg kernel_profile.py --shapes 0,2 --modes fwd+bwd --no-fla \
-      --gates kda
-    rows "profile_solvekg$kg" "sum of kernels\|_dh_kernel\|_decayed_kernel\|_scan_kernel\|_solve" "solve kg16 $kg: "
-  done
-  pack 156
-  ;;
 155)
   step correctness_kda 150 kernels_correctness.py --jobs 16 --no-ref-check --only kda
   rows correctness_kda "PASS\|FAILED"
