@@ -113,6 +113,8 @@ CASES = [
     ("gdn bf16 D64 aligned", 2, 2048, 9, 64, 64, False, torch.bfloat16, None, True),
     ("gdn fp32 D64 aligned", 2, 2048, 9, 64, 64, False, torch.float32, None, True),
     ("kda bf16 D128 aligned", 2, 2048, 4, 128, 128, True, torch.bfloat16, None, True),
+    # the same keys normalised before the call: the backward's recompute takes kg in bf16 (recompute_kg16, round 25)
+    ("kda bf16 D128 aligned prenorm", 2, 2048, 4, 128, 128, True, torch.bfloat16, None, False),
     ("gdn bf16 D128 big", 2, 1024, 4, 128, 128, False, torch.bfloat16, None, False),
     ("gdn bf16 varlen big", 1, 2048, 16, 128, 128, False, torch.bfloat16, [0, 77, 1100, 1900, 2048], False),
     ("kda bf16 D64 big", 2, 1024, 4, 64, 64, True, torch.bfloat16, None, False),

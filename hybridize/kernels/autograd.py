@@ -19,7 +19,7 @@ import os
 import torch
 
 from ._common import make_layout
-from .chunk_bwd import bf16_states, chunk_bwd, decayed_dtype
+from .chunk_bwd import bf16_states, chunk_bwd, recompute_kg_dtype
 from .chunk_output import OUTPUT_CONFIG, chunk_output
 from .chunk_prep import chunk_prep, inter_dtypes, solve_in_scan
 from .chunk_prep_split import chunk_solve, pairs_decayed
@@ -168,7 +168,7 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
             channel = G.dim() == 4
             w_dtype, inter = inter_dtypes(kn, ctx.inter, channel)
             w, u, kg = chunk_solve(kn, v_in, G, b_in, T, layout, w_dtype, inter,
-                                   decayed_dtype(kn.dtype, inter, channel, ctx.l2))
+                                   recompute_kg_dtype(kn.dtype, inter, w_dtype, kn.shape[-1], channel, ctx.l2))
             h_dtype = torch.bfloat16 if STATES16 and bf16_states(qn.dtype, channel) else None
             _, _, h, vn = chunk_scan(qn, kn, w, u, G, Aqk, scale, layout, initial_state=h0, store_h=True, kg=kg,
                                      state_dtype=h_dtype)

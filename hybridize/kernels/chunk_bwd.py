@@ -128,7 +128,18 @@ from .chunk_scan import SCAN_CONFIG, _pick_bv, chunk_last, last_gate, launch_opt
 # 246 KB with fp32 kg). Only there: at 64 columns (2 stages) the conversion's registers spill (kernel_resources.py). At 2 stages Triton issues each step's tile loads after the step's last product and waits for
 # them at the next step's top, so the loads' whole latency was on the serial chain; at 3 they are issued two steps
 # ahead. H100, round 25 (call 1, PART=154, kg cast by torch there), the dh scan at (1,8192,16,128): 0.334 -> 0.327 ms
-# at 2 stages, 0.271 at 3; bf16 errors of every KDA case the same to two digits.
+# at 2 stages, 0.271 at 3; bf16 errors of every KDA case the same to two digits. With the decayed pass forming kg
+# (call 2, PART=155, two runs each, same process): the dh scan 0.335 -> 0.269, the decayed pass 0.059 -> 0.084, KDA
+# fwd+bwd kernel sums 3.237 -> 3.195 ms; (1,32768,16,128) 12.546 -> 12.443 (the pass 0.244 -> 0.346: bytes);
+# (8,2048,9,64) 1.477 -> 1.489; 32 value columns at 64 documents x heads (3 stages) were slower than 64 (2 stages).
+# recompute_kg16 (round 25; HYBRIDIZE_GDR_RECOMPUTE_KG16=0 turns it off; recompute_kg_dtype): where the fused L2 norm
+# does not bound the keys (so decayed16's fp16 does not apply), the recompute's solve writes kg in bf16, so the
+# recompute scan takes its SPLIT 3 (two bf16 products, as fla rounds its decayed keys) and the dh scan its 16-bit kg
+# without the decayed pass forming one. The forward keeps fp32/split kg (round 16: bf16 kg raised the forward's final
+# state error on aligned keys to 9.1e-3); here o is the forward's, and the gradients' errors did not move (call 3,
+# PART=156, every KDA case to two digits). KDA fwd+bwd kernel sums, off -> on, two runs each: (1,8192,16,128) 3.216 /
+# 3.216 -> 3.054 / 3.062 ms (the two scans 0.518 -> 0.388, the solve 0.138 -> 0.125, the decayed pass 0.084 ->
+# 0.060), (1,32768,16,128) 12.335 / 12.344 -> 11.721 / 11.706.
 BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda": 32}},
               "BV": {"fused": {"gdn": 32, "kda": 64}, "split": {"gdn": 64, "kda": 32}}, "num_warps": 8,
               "decayed": os.environ.get("HYBRIDIZE_GDR_DH", "kernel"),
@@ -147,7 +158,8 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "dh_store16": os.environ.get("HYBRIDIZE_GDR_DH_STORE16", "1") == "1",
               "dh_qsplit": os.environ.get("HYBRIDIZE_GDR_DH_QSPLIT", "1") == "1",
               "dh_prefetch": os.environ.get("HYBRIDIZE_GDR_DH_PREFETCH", "auto"),
-              "dh_kg16": os.environ.get("HYBRIDIZE_GDR_DH_KG16", "1") == "1", "dh_kg16_stages": 3}
+              "dh_kg16": os.environ.get("HYBRIDIZE_GDR_DH_KG16", "1") == "1", "dh_kg16_stages": 3,
+              "recompute_kg16": os.environ.get("HYBRIDIZE_GDR_RECOMPUTE_KG16", "1") == "1"}
 
 
 @triton.jit
@@ -476,6 +488,18 @@ def decayed_dtype(in_dtype: torch.dtype, inter: torch.dtype, channel: bool, unit
             and in_dtype in (torch.bfloat16, torch.float16) and inter == torch.float32):
         return torch.float16
     return inter
+
+
+def recompute_kg_dtype(in_dtype: torch.dtype, inter: torch.dtype, w_dtype: torch.dtype, K: int, channel: bool,
+                       unit_keys: bool) -> torch.dtype:
+    """kg's element type in the backward's recompute (the solve writes it; the recompute scan and the dh scan read
+    it): decayed_dtype's, except bf16 where BWD_CONFIG["recompute_kg16"] applies (bf16 keys and w, fp32
+    intermediates, per-channel gates, head dim <= 128, no fp16 from decayed16): see its comment."""
+    dtype = decayed_dtype(in_dtype, inter, channel, unit_keys)
+    if (BWD_CONFIG["recompute_kg16"] and channel and dtype == torch.float32 and BWD_CONFIG["decayed"] == "kernel"
+            and in_dtype == w_dtype == torch.bfloat16 and K <= 128):
+        return torch.bfloat16
+    return dtype
 
 
 def bf16_states(in_dtype: torch.dtype, channel: bool) -> bool:

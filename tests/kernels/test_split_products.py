@@ -198,6 +198,22 @@ def test_dh_scan_qsplit_matches_float64(kg16):
     check_dh_scan(pair, kg, True, w, G, do, r, chunks, lambda c: qgd[c], lambda c: kd[c], bound=QSPLIT_BOUND)
 
 
+def test_recompute_kg_dtype_scope(monkeypatch):
+    """The backward recompute's kg (recompute_kg16): bf16 for bf16 keys and w with fp32 intermediates, per-channel
+    gates, head dim <= 128 and keys the fused norm does not bound; fp16 where decayed16 applies; else fp32."""
+    from hybridize.kernels import chunk_bwd
+    bf, f32, f16 = torch.bfloat16, torch.float32, torch.float16
+    kg_dtype = chunk_bwd.recompute_kg_dtype
+    assert kg_dtype(bf, f32, bf, 128, True, False) == bf
+    assert kg_dtype(bf, f32, bf, 128, True, True) == f16  # unit keys: decayed16's fp16
+    assert kg_dtype(bf, f32, bf, 256, True, False) == f32
+    assert kg_dtype(bf, f32, f32, 128, True, False) == f32  # intermediates "fp32"
+    assert kg_dtype(f32, f32, f32, 128, True, False) == f32
+    assert kg_dtype(f16, f32, f16, 128, True, False) == f32
+    monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "recompute_kg16", False)
+    assert kg_dtype(bf, f32, bf, 128, True, False) == f32
+
+
 def test_split_update_scope():
     """Where the split runs: bf16 keys with fp32 intermediates, scalar gates, head dim <= 128; and not
     when turned off (HYBRIDIZE_GDR_SPLIT=0 sets SCAN_CONFIG["split_update"])."""
