@@ -361,6 +361,13 @@
 #            KDA fwd+bwd kernels at shapes 0, 2 and 4 with and without (HYBRIDIZE_GDR_DH_KG16=0), at shape 0 with the
 #            fused L2 norm too (kg in fp16 from the solve, now at 3 stages); shapes 1 and 3 at 32 value columns
 #            (HYBRIDIZE_GDR_DH_BV=32, so 3 stages) against their default 64
+#   PART=156 (ran at commit 024c812; its knob became BWD_CONFIG["recompute_kg16"]) the recompute's solve writing kg in
+#            bf16 (HYBRIDIZE_GDR_SOLVE_KG16=1: the recompute scan and the dh scan both take it, so the decayed pass forms
+#            no kg): KDA correctness; fwd+bwd kernels at shapes 0 and 2, off/on
+#   PART=157 round 25's code (dh_kg16, recompute_kg16): correctness of every case (a pre-normalised aligned KDA case
+#            added); KDA fwd+bwd kernels at all five shapes, ours
+#   PART=158 the same code: KDA fwd+bwd kernels at (1,8192,16,128) beside fla's; the wall-time rows at
+#            (1,32768,16,128)
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -454,6 +461,21 @@ fwd_round23() {
 }
 
 case "${PART:-1}" in
+157)
+  step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
+  rows correctness "PASS\|FAILED"
+  ours_ok correctness | grep "FAIL\|aligned\|kda bf16"
+  step profile_kda 200 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd+bwd --no-fla --gates kda
+  rows profile_kda "sum of kernels\|_dh_kernel\|_scan_kernel"
+  pack 157
+  ;;
+158)
+  step profile_kda_fla 400 kernel_profile.py --shapes 0 --modes fwd+bwd --gates kda
+  rows profile_kda_fla "sum of kernels\|_dh_kernel\|dhu\|_scan_kernel\|fwd_kernel_h"
+  step bench 150 "${BENCH[@]}" --shapes 2
+  rows bench "^| [GK]D[AN] f"
+  pack 158
+  ;;
 155)
   step correctness_kda 150 kernels_correctness.py --jobs 16 --no-ref-check --only kda
   rows correctness_kda "PASS\|FAILED"
