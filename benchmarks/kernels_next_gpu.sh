@@ -366,8 +366,8 @@
 #            no kg): KDA correctness; fwd+bwd kernels at shapes 0 and 2, off/on
 #   PART=157 round 25's code (dh_kg16, recompute_kg16): correctness of every case (a pre-normalised aligned KDA case
 #            added); KDA fwd+bwd kernels at all five shapes, ours
-#   PART=158 the same code: KDA fwd+bwd kernels at (1,8192,16,128) beside fla's; the wall-time rows at
-#            (1,32768,16,128)
+#   PART=158 the same code: the pre-normalised aligned case with both round-25 changes off; KDA fwd+bwd kernels at
+#            (1,8192,16,128) beside fla's; the wall-time rows at (1,32768,16,128)
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -470,6 +470,9 @@ case "${PART:-1}" in
   pack 157
   ;;
 158)
+  step correctness_prenorm_off 100 HYBRIDIZE_GDR_RECOMPUTE_KG16=0 HYBRIDIZE_GDR_DH_KG16=0 kernels_correctness.py --jobs 16 \
+    --no-ref-check --only prenorm
+  grep "^| kda" "$OUT/correctness_prenorm_off.log" | sed "s/^/kg16 off: /"
   step profile_kda_fla 400 kernel_profile.py --shapes 0 --modes fwd+bwd --gates kda
   rows profile_kda_fla "sum of kernels\|_dh_kernel\|dhu\|_scan_kernel\|fwd_kernel_h"
   step bench 150 "${BENCH[@]}" --shapes 2
