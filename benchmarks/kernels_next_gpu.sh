@@ -460,13 +460,19 @@ fwd_round23() {
   rows profile_kda_fwd "sum of kernels\|_output_kernel\|fwd_kernel_o"
 }
 
-case "${PART:-1}" in
-157)
+# kda_round CASES ROWS: correctness of every case (ours' rows matching CASES shown), then KDA fwd+bwd kernels at all
+# five shapes, ours only (the rows matching ROWS shown)
+kda_round() {
   step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
   rows correctness "PASS\|FAILED"
-  ours_ok correctness | grep "FAIL\|aligned\|kda bf16"
+  ours_ok correctness | grep "$1"
   step profile_kda 200 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd+bwd --no-fla --gates kda
-  rows profile_kda "sum of kernels\|_dh_kernel\|_scan_kernel"
+  rows profile_kda "$2"
+}
+
+case "${PART:-1}" in
+157)
+  kda_round "FAIL\|aligned\|kda bf16" "sum of kernels\|_dh_kernel\|_scan_kernel"
   pack 157
   ;;
 158)
@@ -654,11 +660,7 @@ case "${PART:-1}" in
   IMPLS=ours NCU_KERNELS=_dh_kernel TAG=_dh22 NCU_SECS=250 PART=125 bash benchmarks/kernels_next_gpu.sh
   ;;
 137)
-  step correctness 150 kernels_correctness.py --jobs 16 --no-ref-check
-  rows correctness "PASS\|FAILED"
-  ours_ok correctness | grep "FAIL\|aligned"
-  step profile_kda 150 kernel_profile.py --shapes 0,1,2,3,4 --modes fwd+bwd --no-fla --gates kda
-  rows profile_kda "sum of kernels\|_dh_kernel"
+  kda_round "FAIL\|aligned" "sum of kernels\|_dh_kernel"
   PART=135 bash benchmarks/kernels_next_gpu.sh
   ;;
 136)
