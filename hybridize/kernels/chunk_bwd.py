@@ -127,8 +127,9 @@ from .chunk_scan import SCAN_CONFIG, _pick_bv, chunk_last, last_gate, launch_opt
 # in registers, so that dh_kg16_stages (3) pipeline stages fit in shared memory up to 32 value columns (182 KB at 16;
 # 246 KB with fp32 kg). Only there: at 64 columns (2 stages) the conversion's registers spill (kernel_resources.py).
 # At 2 stages Triton issues each step's tile loads after the step's last product and waits for them at the next
-# step's top, so the loads' whole latency was on the serial chain; at 3 they are issued two steps ahead. H100, round 25 (call 1, PART=154, kg cast by torch there), the dh scan at (1,8192,16,128): 0.334 -> 0.327 ms
-# at 2 stages, 0.271 at 3; bf16 errors of every KDA case the same to two digits. With the decayed pass forming kg
+# step's top, so the loads' whole latency was on the serial chain; at 3 they are issued two steps ahead. H100, round
+# 25 (call 1, PART=154, kg cast by torch there), the dh scan at (1,8192,16,128): 0.334 -> 0.327 ms at 2 stages, 0.271
+# at 3; bf16 errors of every KDA case the same to two digits. With the decayed pass forming kg
 # (call 2, PART=155, two runs each, same process): the dh scan 0.335 -> 0.269, the decayed pass 0.059 -> 0.084, KDA
 # fwd+bwd kernel sums 3.237 -> 3.195 ms; (1,32768,16,128) 12.546 -> 12.443 (the pass 0.244 -> 0.346: bytes);
 # (8,2048,9,64) 1.477 -> 1.489; 32 value columns at 64 documents x heads (3 stages) were slower than 64 (2 stages).
