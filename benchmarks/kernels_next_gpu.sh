@@ -368,6 +368,9 @@
 #            added); KDA fwd+bwd kernels at all five shapes, ours
 #   PART=158 the same code: the pre-normalised aligned case with both round-25 changes off; KDA fwd+bwd kernels at
 #            (1,8192,16,128) beside fla's; the wall-time rows at (1,32768,16,128)
+#   PART=159 the KDA dh scan's kg dh as two bf16 products of dh's hi + lo where kg is bf16 (HYBRIDIZE_GDR_DH_KG_PAIR=1;
+#            round 24's DH_LOW 3, 0.253 vs 0.271 ms at 3 stages in PART 154): fwd+bwd kernels at shapes 0, 2 and 4 off/on,
+#            KDA correctness on; then KDA fwd+bwd beside fla at (1,8192,16,128) with it on
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -471,6 +474,19 @@ kda_round() {
 }
 
 case "${PART:-1}" in
+159)
+  for pair in 0 1 0 1; do
+    step "profile_pair$pair" 100 HYBRIDIZE_GDR_DH_KG_PAIR=$pair kernel_profile.py --shapes 0,2,4 --modes fwd+bwd --no-fla \
+      --gates kda
+    rows "profile_pair$pair" "sum of kernels\|_dh_kernel" "kg pair $pair: "
+  done
+  step correctness_pair 120 HYBRIDIZE_GDR_DH_KG_PAIR=1 kernels_correctness.py --jobs 16 --no-ref-check --only kda
+  rows correctness_pair "PASS\|FAILED"
+  grep "^| kda bf16" "$OUT/correctness_pair.log"
+  step profile_kda_fla 330 HYBRIDIZE_GDR_DH_KG_PAIR=1 kernel_profile.py --shapes 0 --modes fwd+bwd --gates kda
+  rows profile_kda_fla "sum of kernels\|_dh_kernel\|dhu"
+  pack 159
+  ;;
 157)
   kda_round "FAIL\|aligned\|kda bf16" "sum of kernels\|_dh_kernel\|_scan_kernel"
   pack 157

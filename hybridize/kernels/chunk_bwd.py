@@ -160,7 +160,8 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "dh_qsplit": os.environ.get("HYBRIDIZE_GDR_DH_QSPLIT", "1") == "1",
               "dh_prefetch": os.environ.get("HYBRIDIZE_GDR_DH_PREFETCH", "auto"),
               "dh_kg16": os.environ.get("HYBRIDIZE_GDR_DH_KG16", "1") == "1", "dh_kg16_stages": 3,
-              "recompute_kg16": os.environ.get("HYBRIDIZE_GDR_RECOMPUTE_KG16", "1") == "1"}
+              "recompute_kg16": os.environ.get("HYBRIDIZE_GDR_RECOMPUTE_KG16", "1") == "1",
+              "dh_kg_pair": os.environ.get("HYBRIDIZE_GDR_DH_KG_PAIR", "0") == "1"}
 
 
 @triton.jit
@@ -194,7 +195,7 @@ def _dh_kernel(q, q_lo, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, ch
                K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, C: tl.constexpr,
                CHANNEL: tl.constexpr, DECAYED: tl.constexpr, LOCAL: tl.constexpr, HAS_DHT: tl.constexpr,
                STORE_DH0: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr, WDT: tl.constexpr,
-               SPLIT: tl.constexpr, KDT: tl.constexpr, PREFETCH: tl.constexpr = 0):
+               SPLIT: tl.constexpr, KDT: tl.constexpr, PREFETCH: tl.constexpr = 0, KG_PAIR: tl.constexpr = False):
     """DECAYED: q arrives as q e^G and k as k e^{G_last - G} (chunk_prep.decayed), so the serial step
     exponentiates only the [K] vector e^{G_last}. LOCAL: dvl holds Aqk^T do (fp32, _local_dvn_kernel).
     WDT: operand type of (k e^{G_last - G}) dh', the mirror of the forward's w h (16-bit with the
@@ -256,7 +257,7 @@ def _dh_kernel(q, q_lo, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, ch
             b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(KDT)
             b_w = tl.load(w + p_k, mask=m_k, other=0.0).to(KDT)
         elif SPLIT == 3:  # the [K, C] tiles of the two state-side products loaded as such (no tl.trans)
-            b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(tl.float32)
+            b_k = tl.load(k + p_k, mask=m_k, other=0.0).to(KDT if KG_PAIR else tl.float32)
             p_kt = (tok[None, :] * H + i_h) * K + kk[:, None]
             m_kt = valid[None, :] & km[:, None]
             qht = tl.load(q + p_kt, mask=m_kt, other=0.0).to(KDT)
@@ -287,7 +288,11 @@ def _dh_kernel(q, q_lo, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, ch
             hi, lo = split16(dvn, KDT)
             dh -= tl.dot(tl.trans(b_w), lo, tl.dot(tl.trans(b_w), hi))
         elif SPLIT == 3:
-            dvn += tl.dot(b_k, dh, input_precision=PREC)
+            if KG_PAIR:
+                hi, lo = split16(dh, KDT)
+                dvn += tl.dot(b_k, lo, tl.dot(b_k, hi))
+            else:
+                dvn += tl.dot(b_k, dh, input_precision=PREC)
             tl.store(dvn_out + p_v, dvn, mask=m_v)
             dh = tl.dot(qlt, b_do, tl.dot(qht, b_do, dh * eGl))
             dh -= tl.dot(wt, dvn, input_precision=PREC)
@@ -614,7 +619,8 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
         K=K, V=V, BK=triton.next_power_of_2(K), BV=BV, C=CHUNK, CHANNEL=channel, DECAYED=decayed_in,
         LOCAL=dvl is not None, HAS_DHT=dht is not None, STORE_DH0=dh0 is not None, PREC=prec, DT=dt,
         WDT=dot_dtype(w.dtype if gate_kind(channel) in BWD_CONFIG["dh16"] else dvn.dtype),
-        SPLIT=split, KDT=dot_dtype(torch.bfloat16), PREFETCH=prefetch, **opts)
+        SPLIT=split, KDT=dot_dtype(torch.bfloat16), PREFETCH=prefetch,
+        KG_PAIR=split == 3 and BWD_CONFIG["dh_kg_pair"] and k.dtype == torch.bfloat16, **opts)
 
 
 def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool, kg=None,
