@@ -368,9 +368,10 @@
 #            added); KDA fwd+bwd kernels at all five shapes, ours
 #   PART=158 the same code: the pre-normalised aligned case with both round-25 changes off; KDA fwd+bwd kernels at
 #            (1,8192,16,128) beside fla's; the wall-time rows at (1,32768,16,128)
-#   PART=159 the KDA dh scan's kg dh as two bf16 products of dh's hi + lo where kg is bf16 (HYBRIDIZE_GDR_DH_KG_PAIR=1;
-#            round 24's DH_LOW 3, 0.253 vs 0.271 ms at 3 stages in PART 154): fwd+bwd kernels at shapes 0, 2 and 4 off/on,
-#            KDA correctness on; then KDA fwd+bwd beside fla at (1,8192,16,128) with it on
+#   PART=159 (ran at e87244d, where it was opt-in; shipped on from head dim 128) the KDA dh scan's kg dh as two bf16
+#            products of dh's hi + lo where kg is bf16 (HYBRIDIZE_GDR_DH_KG_PAIR=1; round 24's DH_LOW 3, 0.253 vs 0.271
+#            ms at 3 stages in PART 154): fwd+bwd kernels at shapes 0, 2 and 4 off/on, KDA correctness on; then KDA
+#            fwd+bwd beside fla at (1,8192,16,128) with it on
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2

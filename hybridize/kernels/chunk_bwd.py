@@ -141,6 +141,13 @@ from .chunk_scan import SCAN_CONFIG, _pick_bv, chunk_last, last_gate, launch_opt
 # PART=156, every KDA case to two digits). KDA fwd+bwd kernel sums, off -> on, two runs each: (1,8192,16,128) 3.216 /
 # 3.216 -> 3.054 / 3.062 ms (the two scans 0.518 -> 0.388, the solve 0.138 -> 0.125, the decayed pass 0.084 ->
 # 0.060), (1,32768,16,128) 12.335 / 12.344 -> 11.721 / 11.706.
+# dh_kg_pair (round 25; HYBRIDIZE_GDR_DH_KG_PAIR=0 turns it off; dh_kg_pair): where kg is bf16 (recompute_kg16's, or
+# dh_kg16's from the decayed pass; not decayed16's fp16), kg dh is two bf16 products of dh's hi + lo (16 bits of dh,
+# where the tf32 product kept 10, and kg from shared memory instead of through registers). H100, round 25 (call 6,
+# PART=159, two runs each, alternating), the dh scan / KDA fwd+bwd kernel sum, off -> on, ms: (1,8192,16,128) 0.270 /
+# 3.055, 0.268 / 3.037 -> 0.259 / 3.015, 0.258 / 3.014; (1,32768,16,128) 1.030 / 11.696, 1.030 / 11.683 -> 0.939 /
+# 11.574, 0.936 / 11.548; but head dim 64, (8,2048,9,64), 0.107 / 1.471, 0.104 / 1.445 -> 0.121 / 1.489, 0.118 / 1.460,
+# hence dh_kg_pair_min_dim 128. Every KDA case passes with it, errors within 1e-4 of the tf32 product's.
 BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda": 32}},
               "BV": {"fused": {"gdn": 32, "kda": 64}, "split": {"gdn": 64, "kda": 32}}, "num_warps": 8,
               "decayed": os.environ.get("HYBRIDIZE_GDR_DH", "kernel"),
@@ -161,7 +168,7 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "dh_prefetch": os.environ.get("HYBRIDIZE_GDR_DH_PREFETCH", "auto"),
               "dh_kg16": os.environ.get("HYBRIDIZE_GDR_DH_KG16", "1") == "1", "dh_kg16_stages": 3,
               "recompute_kg16": os.environ.get("HYBRIDIZE_GDR_RECOMPUTE_KG16", "1") == "1",
-              "dh_kg_pair": os.environ.get("HYBRIDIZE_GDR_DH_KG_PAIR", "0") == "1"}
+              "dh_kg_pair": os.environ.get("HYBRIDIZE_GDR_DH_KG_PAIR", "1") == "1", "dh_kg_pair_min_dim": 128}
 
 
 @triton.jit
@@ -211,7 +218,8 @@ def _dh_kernel(q, q_lo, k, w, G, Aqk, do, dht, dh_out, dvn_out, dh0, dvl, cu, ch
     loaded; kg dh and w^T dvn stay tf32. The [K, C] left operands (q e^G's halves, w) are loaded as [K, C] tiles,
     addressed transposed, not loaded [C, K] and put through tl.trans. w^T dvn as bf16 pairs (dvn split) was
     faster still but wrong on the H100: see BWD_CONFIG's dh_qsplit comment.
-    PREFETCH (SPLIT 3 only; BWD_CONFIG["dh_prefetch"]): 1 loads G_last one chunk ahead, 2 Aqk^T do (dvl) too."""
+    PREFETCH (SPLIT 3 only; BWD_CONFIG["dh_prefetch"]): 1 loads G_last one chunk ahead, 2 Aqk^T do (dvl) too.
+    KG_PAIR (SPLIT 3, bf16 kg; dh_kg_pair): kg dh as two bf16 products of dh's hi + lo, kg as loaded."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -558,6 +566,12 @@ def dh_block(V: int, programs: int, K: int) -> int:
     return BWD_CONFIG["dh_BV"] or _pick_bv(V, programs, K)
 
 
+def dh_kg_pair(kg_dtype: torch.dtype, K: int) -> bool:
+    """Whether SPLIT 3 takes kg dh as two bf16 products of dh's hi + lo (BWD_CONFIG["dh_kg_pair"]): bf16 kg, head
+    dim >= dh_kg_pair_min_dim."""
+    return BWD_CONFIG["dh_kg_pair"] and kg_dtype == torch.bfloat16 and K >= BWD_CONFIG["dh_kg_pair_min_dim"]
+
+
 def dh_prefetch_level(BV: int, local: bool) -> int:
     """The dh scan's PREFETCH (SPLIT 3): BWD_CONFIG["dh_prefetch"], whose "auto" is 2 up to 32 value columns and 1 above
     (64 columns hold 255 registers already); level 2 prefetches Aqk^T do, so it needs that formed before the scan
@@ -620,7 +634,7 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
         LOCAL=dvl is not None, HAS_DHT=dht is not None, STORE_DH0=dh0 is not None, PREC=prec, DT=dt,
         WDT=dot_dtype(w.dtype if gate_kind(channel) in BWD_CONFIG["dh16"] else dvn.dtype),
         SPLIT=split, KDT=dot_dtype(torch.bfloat16), PREFETCH=prefetch,
-        KG_PAIR=split == 3 and BWD_CONFIG["dh_kg_pair"] and k.dtype == torch.bfloat16, **opts)
+        KG_PAIR=split == 3 and dh_kg_pair(k.dtype, K), **opts)
 
 
 def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool, kg=None,

@@ -162,15 +162,19 @@ def test_dh_scan_split_per_channel_matches_float64(monkeypatch):
 
 
 @inproc
-@pytest.mark.parametrize("kg16", [False, True])
-def test_dh_scan_qsplit_matches_float64(kg16):
+@pytest.mark.parametrize("kg_form", ["fp32", "bf16", "bf16 pair"])
+def test_dh_scan_qsplit_matches_float64(kg_form, monkeypatch):
     """Per-channel gates' dh scan as SPLIT 3 (BWD_CONFIG["dh_qsplit"]): scale q e^G as the bf16 pair that
     chunk_prep.decayed's split writes (the decayed kernel checked with it), bf16 w and do; (q e^G)^T do as two bf16
-    products, the [K, C] tiles loaded transposed. kg in fp32, or (kg16, BWD_CONFIG["dh_kg16"]) in bf16 from the same
+    products, the [K, C] tiles loaded transposed. kg in fp32, or (BWD_CONFIG["dh_kg16"]) in bf16 from the same
     decayed pass as the pair, checked against float64 k e^{G_last - G} to bf16's rounding; the scan is then checked
-    against the float64 recurrence of the bf16 kg it was given."""
+    against the float64 recurrence of the bf16 kg it was given, with kg dh as a tf32 product or ("bf16 pair",
+    BWD_CONFIG["dh_kg_pair"], here at head dim 64) as two bf16 products of dh's halves."""
     from hybridize.kernels import chunk_bwd
     from hybridize.kernels.chunk_prep import decayed
+    kg16 = kg_form != "fp32"
+    monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "dh_kg_pair_min_dim", K if kg_form == "bf16 pair" else 2 * K)
+    assert chunk_bwd.dh_kg_pair(torch.bfloat16, K) == (kg_form == "bf16 pair")
     r, _, chunks = operands(7)
     g = -5.0 * torch.sigmoid(r(1, T, H, K) - 1.0)
     G = torch.cat([c.cumsum(1) for c in g.split(CHUNK, dim=1)], 1)
