@@ -19,6 +19,7 @@ import re
 import subprocess
 import tempfile
 
+import torch
 import triton
 import triton.language as tl
 from triton.backends.compiler import GPUTarget
@@ -170,9 +171,12 @@ def bwd_rows(D: int) -> list:
                 out.append((f"bwd dh KDA D{D} BV{bv3} decayed local dvn qsplit prefetch {pre} (kg fp32)",
                             chunk_bwd._dh_kernel, sig3, dict(consts, BV=bv3, WDT=tl.float32, SPLIT=3, PREFETCH=pre),
                             opts["num_warps"], 2))
-                # BWD_CONFIG["dh_kg16"]: kg in bf16, and a third stage up to 32 value columns (launch_dh)
-                out.append((f"bwd dh KDA D{D} BV{bv3} decayed local dvn qsplit prefetch {pre} kg16", chunk_bwd._dh_kernel,
-                            dict(sig3, k="*bf16"), dict(consts, BV=bv3, WDT=tl.float32, SPLIT=3, PREFETCH=pre),
+                # BWD_CONFIG["dh_kg16"]: kg in bf16, and a third stage up to 32 value columns (launch_dh); kg dh as a
+                # bf16 pair of dh from head dim 128 (dh_kg_pair)
+                pair = chunk_bwd.dh_kg_pair(torch.bfloat16, D, bv3)
+                out.append((f"bwd dh KDA D{D} BV{bv3} decayed local dvn qsplit prefetch {pre} kg16"
+                            f"{' pair' if pair else ''}", chunk_bwd._dh_kernel, dict(sig3, k="*bf16"),
+                            dict(consts, BV=bv3, WDT=tl.float32, SPLIT=3, PREFETCH=pre, KG_PAIR=pair),
                             opts["num_warps"], chunk_bwd.BWD_CONFIG["dh_kg16_stages"] if bv3 <= 32 else 2))
     cfg = chunk_bwd.BWD_CONFIG
     for shared, split in ((False, False), (True, False), (True, True)):

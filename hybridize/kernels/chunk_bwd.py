@@ -140,14 +140,18 @@ from .chunk_scan import SCAN_CONFIG, _pick_bv, chunk_last, last_gate, launch_opt
 # state error on aligned keys to 9.1e-3); here o is the forward's, and the gradients' errors did not move (call 3,
 # PART=156, every KDA case to two digits). KDA fwd+bwd kernel sums, off -> on, two runs each: (1,8192,16,128) 3.216 /
 # 3.216 -> 3.054 / 3.062 ms (the two scans 0.518 -> 0.388, the solve 0.138 -> 0.125, the decayed pass 0.084 ->
-# 0.060), (1,32768,16,128) 12.335 / 12.344 -> 11.721 / 11.706.
+# 0.060), (1,32768,16,128) 12.335 / 12.344 -> 11.721 / 11.706. At 64 value columns (2 stages) the dh scan then converts
+# bf16 kg in registers (40 bytes spilled, compiled) and timed the same as with fp32 kg (call 4 against round 24):
+# (4,4096,16,128) 0.383 -> 0.382 ms, (2,16384,32,128) 1.495 -> 1.484.
 # dh_kg_pair (round 25; HYBRIDIZE_GDR_DH_KG_PAIR=0 turns it off; dh_kg_pair): where kg is bf16 (recompute_kg16's, or
 # dh_kg16's from the decayed pass; not decayed16's fp16), kg dh is two bf16 products of dh's hi + lo (16 bits of dh,
 # where the tf32 product kept 10, and kg from shared memory instead of through registers). H100, round 25 (call 6,
 # PART=159, two runs each, alternating), the dh scan / KDA fwd+bwd kernel sum, off -> on, ms: (1,8192,16,128) 0.270 /
 # 3.055, 0.268 / 3.037 -> 0.259 / 3.015, 0.258 / 3.014; (1,32768,16,128) 1.030 / 11.696, 1.030 / 11.683 -> 0.939 /
 # 11.574, 0.936 / 11.548; but head dim 64, (8,2048,9,64), 0.107 / 1.471, 0.104 / 1.445 -> 0.121 / 1.489, 0.118 / 1.460,
-# hence dh_kg_pair_min_dim 128. Every KDA case passes with it, errors within 1e-4 of the tf32 product's.
+# hence dh_kg_pair_min_dim 128. Every KDA case passes with it, errors within 1e-4 of the tf32 product's. Measured at 16
+# value columns only; at 32 and 64 the compiled kernel spills (40 and 160 bytes, kernel_resources.py), so
+# dh_kg_pair_max_bv is 16.
 BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda": 32}},
               "BV": {"fused": {"gdn": 32, "kda": 64}, "split": {"gdn": 64, "kda": 32}}, "num_warps": 8,
               "decayed": os.environ.get("HYBRIDIZE_GDR_DH", "kernel"),
@@ -168,7 +172,8 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "dh_prefetch": os.environ.get("HYBRIDIZE_GDR_DH_PREFETCH", "auto"),
               "dh_kg16": os.environ.get("HYBRIDIZE_GDR_DH_KG16", "1") == "1", "dh_kg16_stages": 3,
               "recompute_kg16": os.environ.get("HYBRIDIZE_GDR_RECOMPUTE_KG16", "1") == "1",
-              "dh_kg_pair": os.environ.get("HYBRIDIZE_GDR_DH_KG_PAIR", "1") == "1", "dh_kg_pair_min_dim": 128}
+              "dh_kg_pair": os.environ.get("HYBRIDIZE_GDR_DH_KG_PAIR", "1") == "1", "dh_kg_pair_min_dim": 128,
+              "dh_kg_pair_max_bv": 16}
 
 
 @triton.jit
@@ -566,10 +571,11 @@ def dh_block(V: int, programs: int, K: int) -> int:
     return BWD_CONFIG["dh_BV"] or _pick_bv(V, programs, K)
 
 
-def dh_kg_pair(kg_dtype: torch.dtype, K: int) -> bool:
+def dh_kg_pair(kg_dtype: torch.dtype, K: int, BV: int) -> bool:
     """Whether SPLIT 3 takes kg dh as two bf16 products of dh's hi + lo (BWD_CONFIG["dh_kg_pair"]): bf16 kg, head
-    dim >= dh_kg_pair_min_dim."""
-    return BWD_CONFIG["dh_kg_pair"] and kg_dtype == torch.bfloat16 and K >= BWD_CONFIG["dh_kg_pair_min_dim"]
+    dim >= dh_kg_pair_min_dim, at most dh_kg_pair_max_bv value columns (wider blocks spill: kernel_resources.py)."""
+    return (BWD_CONFIG["dh_kg_pair"] and kg_dtype == torch.bfloat16 and K >= BWD_CONFIG["dh_kg_pair_min_dim"]
+            and BV <= BWD_CONFIG["dh_kg_pair_max_bv"])
 
 
 def dh_prefetch_level(BV: int, local: bool) -> int:
@@ -634,7 +640,7 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
         LOCAL=dvl is not None, HAS_DHT=dht is not None, STORE_DH0=dh0 is not None, PREC=prec, DT=dt,
         WDT=dot_dtype(w.dtype if gate_kind(channel) in BWD_CONFIG["dh16"] else dvn.dtype),
         SPLIT=split, KDT=dot_dtype(torch.bfloat16), PREFETCH=prefetch,
-        KG_PAIR=split == 3 and dh_kg_pair(k.dtype, K), **opts)
+        KG_PAIR=split == 3 and dh_kg_pair(k.dtype, K, BV), **opts)
 
 
 def chunk_bwd(q, k, v, g, beta, scale, layout: Layout, G, w, Aqk, T, h, vn, do, dht, need_dh0: bool, kg=None,

@@ -174,7 +174,8 @@ def test_dh_scan_qsplit_matches_float64(kg_form, monkeypatch):
     from hybridize.kernels.chunk_prep import decayed
     kg16 = kg_form != "fp32"
     monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "dh_kg_pair_min_dim", K if kg_form == "bf16 pair" else 2 * K)
-    assert chunk_bwd.dh_kg_pair(torch.bfloat16, K) == (kg_form == "bf16 pair")
+    assert chunk_bwd.dh_kg_pair(torch.bfloat16, K, 16) == (kg_form == "bf16 pair")
+    assert not chunk_bwd.dh_kg_pair(torch.bfloat16, K, 32) and not chunk_bwd.dh_kg_pair(torch.float16, K, 16)
     r, _, chunks = operands(7)
     g = -5.0 * torch.sigmoid(r(1, T, H, K) - 1.0)
     G = torch.cat([c.cumsum(1) for c in g.split(CHUNK, dim=1)], 1)
