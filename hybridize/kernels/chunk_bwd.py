@@ -513,10 +513,10 @@ def recompute_kg_dtype(in_dtype: torch.dtype, inter: torch.dtype, w_dtype: torch
                        unit_keys: bool) -> torch.dtype:
     """kg's element type in the backward's recompute (the solve writes it; the recompute scan and the dh scan read
     it): decayed_dtype's, except bf16 where BWD_CONFIG["recompute_kg16"] applies (bf16 keys and w, fp32
-    intermediates, per-channel gates, head dim <= 128, no fp16 from decayed16): see its comment."""
+    intermediates, per-channel gates, head dim <= 128, keys not from the fused norm): see its comment."""
     dtype = decayed_dtype(in_dtype, inter, channel, unit_keys)
-    if (BWD_CONFIG["recompute_kg16"] and channel and dtype == torch.float32 and BWD_CONFIG["decayed"] == "kernel"
-            and in_dtype == w_dtype == torch.bfloat16 and K <= 128):
+    if (BWD_CONFIG["recompute_kg16"] and channel and not unit_keys and dtype == torch.float32
+            and BWD_CONFIG["decayed"] == "kernel" and in_dtype == w_dtype == torch.bfloat16 and K <= 128):
         return torch.bfloat16
     return dtype
 

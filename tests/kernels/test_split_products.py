@@ -211,6 +211,9 @@ def test_recompute_kg_dtype_scope(monkeypatch):
     kg_dtype = chunk_bwd.recompute_kg_dtype
     assert kg_dtype(bf, f32, bf, 128, True, False) == bf
     assert kg_dtype(bf, f32, bf, 128, True, True) == f16  # unit keys: decayed16's fp16
+    monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "decayed16", False)
+    assert kg_dtype(bf, f32, bf, 128, True, True) == f32  # and without it, fp32 (not this rule's bf16)
+    monkeypatch.setitem(chunk_bwd.BWD_CONFIG, "decayed16", True)
     assert kg_dtype(bf, f32, bf, 256, True, False) == f32
     assert kg_dtype(bf, f32, f32, 128, True, False) == f32  # intermediates "fp32"
     assert kg_dtype(f32, f32, f32, 128, True, False) == f32
