@@ -372,6 +372,8 @@
 #            products of dh's hi + lo where kg is bf16 (HYBRIDIZE_GDR_DH_KG_PAIR=1; round 24's DH_LOW 3, 0.253 vs 0.271
 #            ms at 3 stages in PART 154): fwd+bwd kernels at shapes 0, 2 and 4 off/on, KDA correctness on; then KDA
 #            fwd+bwd beside fla at (1,8192,16,128) with it on
+#   PART=160 round 25's final code: KDA fwd+bwd kernel sums beside fla's at the other four shapes (as many as fit in the
+#            call; fla autotunes per shape on a fresh machine)
 #   PART=2   the issue's table with fla beside (bench_kernels.py; SHAPES=0,4 by default)
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .dev/fla/*.whl 2>&1 | tail -2
@@ -475,6 +477,11 @@ kda_round() {
 }
 
 case "${PART:-1}" in
+160)
+  step profile_kda_fla4 540 kernel_profile.py --shapes 4,1,3,2 --modes fwd+bwd --gates kda
+  rows profile_kda_fla4 "sum of kernels"
+  pack 160
+  ;;
 159)
   for pair in 0 1 0 1; do
     step "profile_pair$pair" 100 HYBRIDIZE_GDR_DH_KG_PAIR=$pair kernel_profile.py --shapes 0,2,4 --modes fwd+bwd --no-fla \
