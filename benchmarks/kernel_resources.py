@@ -177,7 +177,8 @@ def bwd_rows(D: int) -> list:
                 out.append((f"bwd dh KDA D{D} BV{bv3} decayed local dvn qsplit prefetch {pre} kg16"
                             f"{' pair' if pair else ''}", chunk_bwd._dh_kernel, dict(sig3, k="*bf16"),
                             dict(consts, BV=bv3, WDT=tl.float32, SPLIT=3, PREFETCH=pre, KG_PAIR=pair),
-                            opts["num_warps"], chunk_bwd.BWD_CONFIG["dh_kg16_stages"] if bv3 <= 32 else 2))
+                            opts["num_warps"], chunk_bwd.BWD_CONFIG["dh_kg16_stages"]
+                            if bv3 <= chunk_bwd.BWD_CONFIG["dh_kg16_max_bv"] else 2))
     cfg = chunk_bwd.BWD_CONFIG
     for shared, split in ((False, False), (True, False), (True, True)):
         sig = ptrs(["q", "k", "v", "beta", "do", "dq", "dk", "dv"], "*bf16")

@@ -124,8 +124,9 @@ from .chunk_scan import SCAN_CONFIG, _pick_bv, chunk_last, last_gate, launch_opt
 # 0.461 and 5.652 / 5.630 / 5.712.
 # dh_kg16 (round 25; HYBRIDIZE_GDR_DH_KG16=0 turns it off): SPLIT 3's kg in bf16 (formed beside q e^G's pair by
 # chunk_prep.decayed, unless the solve gave it in fp16 already: decayed16), still a tf32 product after its conversion
-# in registers, so that dh_kg16_stages (3) pipeline stages fit in shared memory up to 32 value columns (182 KB at 16;
-# 246 KB with fp32 kg). Only there: at 64 columns (2 stages) the conversion's registers spill (kernel_resources.py).
+# in registers, so that dh_kg16_stages (3) pipeline stages fit in shared memory up to dh_kg16_max_bv (32) value
+# columns (182 KB at 16; 246 KB with fp32 kg). Only there: at 64 columns (2 stages) the conversion's registers spill
+# (kernel_resources.py).
 # At 2 stages Triton issues each step's tile loads after the step's last product and waits for them at the next
 # step's top, so the loads' whole latency was on the serial chain; at 3 they are issued two steps ahead. H100, round
 # 25 (call 1, PART=154, kg cast by torch there), the dh scan at (1,8192,16,128): 0.334 -> 0.327 ms at 2 stages, 0.271
@@ -170,7 +171,7 @@ BWD_CONFIG = {"BK": {"fused": {"gdn": 64, "kda": 32}, "split": {"gdn": 32, "kda"
               "dh_store16": os.environ.get("HYBRIDIZE_GDR_DH_STORE16", "1") == "1",
               "dh_qsplit": os.environ.get("HYBRIDIZE_GDR_DH_QSPLIT", "1") == "1",
               "dh_prefetch": os.environ.get("HYBRIDIZE_GDR_DH_PREFETCH", "auto"),
-              "dh_kg16": os.environ.get("HYBRIDIZE_GDR_DH_KG16", "1") == "1", "dh_kg16_stages": 3,
+              "dh_kg16": os.environ.get("HYBRIDIZE_GDR_DH_KG16", "1") == "1", "dh_kg16_stages": 3, "dh_kg16_max_bv": 32,
               "recompute_kg16": os.environ.get("HYBRIDIZE_GDR_RECOMPUTE_KG16", "1") == "1",
               "dh_kg_pair": os.environ.get("HYBRIDIZE_GDR_DH_KG_PAIR", "1") == "1", "dh_kg_pair_min_dim": 128,
               "dh_kg_pair_max_bv": 16}
@@ -537,7 +538,8 @@ def dh_operands(q, k, G, layout: Layout, dtype: torch.dtype, kg=None, split_q: b
     if G.dim() != 4 or BWD_CONFIG["decayed"] != "kernel":
         return q, k, False
     if (split_q and BWD_CONFIG["dh_kg16"] and (kg is None or kg.element_size() > 2)
-            and dh_block(value_dim or k.shape[-1], layout.num_seqs * k.shape[2], k.shape[-1]) <= 32):
+            and dh_block(value_dim or k.shape[-1], layout.num_seqs * k.shape[2], k.shape[-1])
+            <= BWD_CONFIG["dh_kg16_max_bv"]):
         # kg in bf16 from the same pass as q e^G's pair (BWD_CONFIG's dh_kg16 comment)
         return (*decayed(q, G, layout, dtype, from_start=True, split=True, mult=scale, keys=k), True)
     kd = kg if kg is not None else decayed(k, G, layout, dtype)
@@ -626,13 +628,13 @@ def launch_dh(q, k, decayed_in: bool, w, G, Aqk, do, dht, dh_all, dvn, dh0, layo
         # products summed instead of chained through the accumulator). Scalar gates' split (16-bit q, k, w
         # tiles) takes BWD_CONFIG["split_stages"].
         opts["num_stages"] = max(opts["num_stages"], BWD_CONFIG["split_stages"] if split == 1 else 2)
+    if split == 3 and k.element_size() == 2 and BV <= BWD_CONFIG["dh_kg16_max_bv"]:
+        opts["num_stages"] = BWD_CONFIG["dh_kg16_stages"]  # 16-bit kg: a third stage fits (dh_kg16's comment)
     if BWD_CONFIG["dh_warps"]:
         opts["num_warps"] = BWD_CONFIG["dh_warps"]
     if BWD_CONFIG["dh_stages"]:
         opts["num_stages"] = BWD_CONFIG["dh_stages"]
     prefetch = dh_prefetch_level(BV, dvl is not None) if split == 3 else 0
-    if split == 3 and k.element_size() == 2 and BV <= 32 and not BWD_CONFIG["dh_stages"]:
-        opts["num_stages"] = BWD_CONFIG["dh_kg16_stages"]  # 16-bit kg: a third stage fits (dh_kg16's comment)
     _dh_kernel[(triton.cdiv(V, BV), N * H)](
         q, q_lo if q_lo is not None else q, k, w, G, Aqk, do, dht if dht is not None else do, dh_all, dvn,
         dh0 if dh0 is not None else do, dvl if dvl is not None else do, layout.cu, layout.chunk_offsets, scale, H,
